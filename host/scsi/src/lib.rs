@@ -1,0 +1,1 @@
+//! SCSI target emulation (work in progress).
