@@ -27,7 +27,10 @@ use crate::region::{IoVec, RegionError, SharedRegion};
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum RingError {
     /// The mailbox speaks a version this engine does not.
-    #[error("mailbox version {found} is not supported (expected {})", abi::MAILBOX_VERSION)]
+    #[error(
+        "mailbox version {found} is not supported (expected {})",
+        abi::MAILBOX_VERSION
+    )]
     UnsupportedVersion {
         /// Version found in the mailbox.
         found: u16,
@@ -284,7 +287,7 @@ impl<R: SharedRegion> Ring<R> {
         if cmdr_off < abi::MAILBOX_SIZE as u64
             || cmdr_off % abi::ENTRY_ALIGN as u64 != 0
             || cmdr_size < 2 * abi::CMD_ENTRY_SIZE as u32
-            || cmdr_size as usize % abi::ENTRY_ALIGN != 0
+            || !(cmdr_size as usize).is_multiple_of(abi::ENTRY_ALIGN)
             || data_start > region_len
         {
             return Err(RingError::BadGeometry(format!(
@@ -292,7 +295,7 @@ impl<R: SharedRegion> Ring<R> {
             )));
         }
         let tail = region.load_u32_acquire(mailbox::CMD_TAIL as u64)?;
-        if tail >= cmdr_size || tail as usize % abi::ENTRY_ALIGN != 0 {
+        if tail >= cmdr_size || !(tail as usize).is_multiple_of(abi::ENTRY_ALIGN) {
             return Err(RingError::BadGeometry(format!(
                 "cmd_tail {tail:#x} is outside the {cmdr_size:#x}-byte ring"
             )));
@@ -386,7 +389,11 @@ impl<R: SharedRegion> Ring<R> {
     /// Walk new entries (at most `max_entries` commands/TMRs), appending them
     /// to `out`. Loads cmd_head with Acquire so every entry byte the kernel
     /// wrote before publishing it is visible.
-    pub fn drain(&mut self, out: &mut Vec<Entry>, max_entries: usize) -> Result<Drained, RingError> {
+    pub fn drain(
+        &mut self,
+        out: &mut Vec<Entry>,
+        max_entries: usize,
+    ) -> Result<Drained, RingError> {
         self.check_usable()?;
         match self.drain_inner(out, max_entries) {
             Ok(d) => Ok(d),
@@ -394,11 +401,13 @@ impl<R: SharedRegion> Ring<R> {
         }
     }
 
-    fn drain_inner(&mut self, out: &mut Vec<Entry>, max_entries: usize) -> Result<Drained, RingError> {
-        let head = self
-            .region
-            .load_u32_acquire(mailbox::CMD_HEAD as u64)?;
-        if head >= self.cmdr_size || head as usize % abi::ENTRY_ALIGN != 0 {
+    fn drain_inner(
+        &mut self,
+        out: &mut Vec<Entry>,
+        max_entries: usize,
+    ) -> Result<Drained, RingError> {
+        let head = self.region.load_u32_acquire(mailbox::CMD_HEAD as u64)?;
+        if head >= self.cmdr_size || !(head as usize).is_multiple_of(abi::ENTRY_ALIGN) {
             return Err(RingError::Corrupt {
                 pos: head,
                 reason: CorruptReason::BadHead(head),
@@ -431,7 +440,10 @@ impl<R: SharedRegion> Ring<R> {
             let len = len_op & !abi::OP_MASK;
             let opcode = (len_op & abi::OP_MASK) as u8;
             let avail = self.dist(pos, head);
-            if len == 0 || len > avail || u64::from(pos) + u64::from(len) > u64::from(self.cmdr_size) {
+            if len == 0
+                || len > avail
+                || u64::from(pos) + u64::from(len) > u64::from(self.cmdr_size)
+            {
                 return Err(RingError::Corrupt {
                     pos,
                     reason: CorruptReason::BadEntryLength(len),
@@ -520,7 +532,10 @@ impl<R: SharedRegion> Ring<R> {
         let total = iov_cnt + bidi_cnt + dif_cnt;
         let iov_end = total * req::IOV_SIZE as u64 + req::IOV as u64;
         if iov_end > u64::from(len) {
-            return Err(corrupt(CorruptReason::IovecsOverflowEntry { count: total, len }));
+            return Err(corrupt(CorruptReason::IovecsOverflowEntry {
+                count: total,
+                len,
+            }));
         }
         // The CDB follows the (at least struct-sized) base entry, inside the entry.
         let cdb_off = self.region.read_u64(e + req::CDB_OFF as u64)?;
@@ -547,7 +562,9 @@ impl<R: SharedRegion> Ring<R> {
             let base = self.region.read_u64(at)?;
             let ilen = self.region.read_u64(at + 8)?;
             let inside = base >= self.data_start
-                && base.checked_add(ilen).is_some_and(|end| end <= self.region_len);
+                && base
+                    .checked_add(ilen)
+                    .is_some_and(|end| end <= self.region_len);
             if !inside {
                 self.pool.push(cmd);
                 return Err(corrupt(CorruptReason::IovecOutOfDataArea {
@@ -646,9 +663,14 @@ impl<R: SharedRegion> Ring<R> {
         let e = self.cmdr_off + u64::from(pos);
         let read_len = resp.read_len.filter(|_| self.caps & abi::CAP_READ_LEN != 0);
         self.region.write_u16(e + hdr::CMD_ID as u64, cmd_id)?;
-        let uflags = if read_len.is_some() { uflag::READ_LEN } else { 0 };
+        let uflags = if read_len.is_some() {
+            uflag::READ_LEN
+        } else {
+            0
+        };
         self.region.write_bytes(e + hdr::UFLAGS as u64, &[uflags])?;
-        self.region.write_bytes(e + rsp::SCSI_STATUS as u64, &[resp.status])?;
+        self.region
+            .write_bytes(e + rsp::SCSI_STATUS as u64, &[resp.status])?;
         if let Some(n) = read_len {
             self.region.write_u32(e + rsp::READ_LEN as u64, n)?;
         }

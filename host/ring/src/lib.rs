@@ -24,3 +24,6 @@ pub use engine::{
     Command, CorruptReason, Drained, Entry, Response, Ring, RingError, RingStats, TaskManagement,
 };
 pub use region::{HeapRegion, IoVec, RegionError, SharedRegion};
+
+#[cfg(any(test, feature = "test-utils"))]
+pub mod sim;

@@ -193,13 +193,13 @@ impl SharedRegion for HeapRegion {
         Ok(())
     }
     fn load_u32_acquire(&self, off: u64) -> Result<u32, RegionError> {
-        if off % 4 != 0 {
+        if !off.is_multiple_of(4) {
             return Err(RegionError::Misaligned { off });
         }
         self.read_u32(off)
     }
     fn store_u32_release(&self, off: u64, val: u32) -> Result<(), RegionError> {
-        if off % 4 != 0 {
+        if !off.is_multiple_of(4) {
             return Err(RegionError::Misaligned { off });
         }
         self.write_u32(off, val)
@@ -298,7 +298,10 @@ mod tests {
         assert!(r.read_bytes(60, &mut buf).is_err());
         assert!(r.write_bytes(u64::MAX - 2, &buf).is_err());
         assert!(r.fill_bytes(0, 65, 0).is_err());
-        assert_eq!(r.load_u32_acquire(2), Err(RegionError::Misaligned { off: 2 }));
+        assert_eq!(
+            r.load_u32_acquire(2),
+            Err(RegionError::Misaligned { off: 2 })
+        );
         assert!(r.read_bytes(56, &mut buf).is_ok());
     }
 
