@@ -143,7 +143,7 @@ struct Waiting {
 #[derive(Debug)]
 enum WaitKind {
     Cmd { cdb: Vec<u8>, dir: DataDir },
-    Tmr { tmr_type: u8, tags: Vec<u64> },
+    Tmr { tmr_type: u8, cmd_ids: Vec<u16> },
 }
 
 #[derive(Debug)]
@@ -278,12 +278,18 @@ impl<R: SharedRegion> KernelSim<R> {
         if self.cfg.caps & abi::CAP_TMR == 0 {
             return Ok(None);
         }
+        // The kernel fixes the id list when the TMR is raised
+        // (tcmu_tmr_notify), even if the entry then waits for ring space.
+        let cmd_ids: Vec<u16> = (1..=u16::MAX)
+            .filter(|&i| {
+                self.cmds[usize::from(i)]
+                    .as_ref()
+                    .is_some_and(|c| tags.contains(&c.tag))
+            })
+            .collect();
         let w = Waiting {
             tag: 0,
-            kind: WaitKind::Tmr {
-                tmr_type,
-                tags: tags.to_vec(),
-            },
+            kind: WaitKind::Tmr { tmr_type, cmd_ids },
         };
         self.enqueue(w).map(Some)
     }
@@ -343,8 +349,8 @@ impl<R: SharedRegion> KernelSim<R> {
     fn try_place(&mut self, w: &Waiting) -> Result<Option<u16>, SimError> {
         match &w.kind {
             WaitKind::Cmd { cdb, dir } => self.place_cmd(w.tag, cdb, dir),
-            WaitKind::Tmr { tmr_type, tags } => {
-                self.place_tmr(*tmr_type, tags).map(|ok| ok.then_some(0))
+            WaitKind::Tmr { tmr_type, cmd_ids } => {
+                self.place_tmr(*tmr_type, cmd_ids).map(|ok| ok.then_some(0))
             }
         }
     }
@@ -419,14 +425,7 @@ impl<R: SharedRegion> KernelSim<R> {
         Ok(Some(cmd_id))
     }
 
-    fn place_tmr(&mut self, tmr_type: u8, tags: &[u64]) -> Result<bool, SimError> {
-        let ids: Vec<u16> = (1..=u16::MAX)
-            .filter(|&i| {
-                self.cmds[usize::from(i)]
-                    .as_ref()
-                    .is_some_and(|c| tags.contains(&c.tag))
-            })
-            .collect();
+    fn place_tmr(&mut self, tmr_type: u8, ids: &[u16]) -> Result<bool, SimError> {
         let len = abi::tmr_entry_len(ids.len()).unwrap_or(usize::MAX) as u32;
         if u64::from(len) > self.max_entry() || !self.reserve(len)? {
             return Ok(false);
