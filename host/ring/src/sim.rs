@@ -89,6 +89,44 @@ pub enum DataDir {
     FromDevice(u32),
 }
 
+/// A borrowed [`DataDir`], for submitting without copying the data first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DataRef<'a> {
+    /// No data phase.
+    None,
+    /// Data-out bytes.
+    ToDevice(&'a [u8]),
+    /// Data-in buffer length.
+    FromDevice(u32),
+}
+
+impl DataDir {
+    fn as_ref(&self) -> DataRef<'_> {
+        match self {
+            DataDir::None => DataRef::None,
+            DataDir::ToDevice(d) => DataRef::ToDevice(d),
+            DataDir::FromDevice(n) => DataRef::FromDevice(*n),
+        }
+    }
+}
+
+impl DataRef<'_> {
+    fn len(&self) -> u64 {
+        match self {
+            DataRef::None => 0,
+            DataRef::ToDevice(d) => d.len() as u64,
+            DataRef::FromDevice(n) => u64::from(*n),
+        }
+    }
+    fn to_owned(self) -> DataDir {
+        match self {
+            DataRef::None => DataDir::None,
+            DataRef::ToDevice(d) => DataDir::ToDevice(d.to_vec()),
+            DataRef::FromDevice(n) => DataDir::FromDevice(n),
+        }
+    }
+}
+
 /// What the simulator refused at submission.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SimError {
@@ -170,6 +208,8 @@ pub struct KernelSim<R> {
     reaped: u64,
     scratch: Vec<u8>,
     pads: u64,
+    spare_blocks: Vec<Vec<u32>>,
+    spare_iovs: Vec<Vec<IoVec>>,
 }
 
 impl<R: SharedRegion> KernelSim<R> {
@@ -203,6 +243,8 @@ impl<R: SharedRegion> KernelSim<R> {
             reaped: 0,
             scratch: Vec::new(),
             pads: 0,
+            spare_blocks: Vec::new(),
+            spare_iovs: Vec::new(),
         })
     }
 
@@ -242,14 +284,21 @@ impl<R: SharedRegion> KernelSim<R> {
     /// Queue a command, as `tcmu_queue_cmd` does. `tag` is the submitter's
     /// own identifier, returned in the [`Completion`].
     pub fn submit(&mut self, tag: u64, cdb: &[u8], dir: DataDir) -> Result<Placed, SimError> {
+        self.submit_ref(tag, cdb, dir.as_ref())
+    }
+
+    /// [`Self::submit`] with borrowed data: copies only if the command has
+    /// to wait in the qfull queue.
+    pub fn submit_ref(
+        &mut self,
+        tag: u64,
+        cdb: &[u8],
+        dir: DataRef<'_>,
+    ) -> Result<Placed, SimError> {
         if let Some(b) = &self.broken {
             return Err(SimError::Broken(b.clone()));
         }
-        let len = match &dir {
-            DataDir::None => 0,
-            DataDir::ToDevice(d) => d.len() as u64,
-            DataDir::FromDevice(n) => u64::from(*n),
-        };
+        let len = dir.len();
         let blocks = len.div_ceil(self.cfg.block_size());
         let entry = abi::cmd_entry_len(blocks as usize, cdb.len()).unwrap_or(usize::MAX) as u64;
         if entry > self.max_entry() || blocks > u64::from(self.cfg.data_blocks) {
@@ -257,14 +306,19 @@ impl<R: SharedRegion> KernelSim<R> {
                 needed: entry.max(len),
             });
         }
-        let w = Waiting {
+        if self.waiting.is_empty()
+            && let Some(id) = self.place_cmd(tag, cdb, dir)?
+        {
+            return Ok(Placed::Ring(id));
+        }
+        self.waiting.push_back(Waiting {
             tag,
             kind: WaitKind::Cmd {
                 cdb: cdb.to_vec(),
-                dir,
+                dir: dir.to_owned(),
             },
-        };
-        self.enqueue(w)
+        });
+        Ok(Placed::Queued)
     }
 
     /// Queue a TMR entry listing the in-flight commands among `tags` (the
@@ -328,7 +382,8 @@ impl<R: SharedRegion> KernelSim<R> {
     }
 
     fn alloc_blocks(&mut self, n: usize) -> Option<Vec<u32>> {
-        let mut got = Vec::with_capacity(n);
+        let mut got = self.spare_blocks.pop().unwrap_or_default();
+        got.clear();
         for (i, free) in self.free_blocks.iter().enumerate() {
             if got.len() == n {
                 break;
@@ -338,6 +393,7 @@ impl<R: SharedRegion> KernelSim<R> {
             }
         }
         if got.len() < n {
+            self.spare_blocks.push(got);
             return None;
         }
         for &b in &got {
@@ -348,18 +404,23 @@ impl<R: SharedRegion> KernelSim<R> {
 
     fn try_place(&mut self, w: &Waiting) -> Result<Option<u16>, SimError> {
         match &w.kind {
-            WaitKind::Cmd { cdb, dir } => self.place_cmd(w.tag, cdb, dir),
+            WaitKind::Cmd { cdb, dir } => self.place_cmd(w.tag, cdb, dir.as_ref()),
             WaitKind::Tmr { tmr_type, cmd_ids } => {
                 self.place_tmr(*tmr_type, cmd_ids).map(|ok| ok.then_some(0))
             }
         }
     }
 
-    fn place_cmd(&mut self, tag: u64, cdb: &[u8], dir: &DataDir) -> Result<Option<u16>, SimError> {
-        let (len, data_in_len) = match dir {
-            DataDir::None => (0u64, 0u32),
-            DataDir::ToDevice(d) => (d.len() as u64, 0),
-            DataDir::FromDevice(n) => (u64::from(*n), *n),
+    fn place_cmd(
+        &mut self,
+        tag: u64,
+        cdb: &[u8],
+        dir: DataRef<'_>,
+    ) -> Result<Option<u16>, SimError> {
+        let len = dir.len();
+        let data_in_len = match dir {
+            DataRef::FromDevice(n) => n,
+            _ => 0,
         };
         let bs = self.cfg.block_size();
         let Some(cmd_id) = (1..=u16::MAX).find(|&i| self.cmds[usize::from(i)].is_none()) else {
@@ -368,7 +429,8 @@ impl<R: SharedRegion> KernelSim<R> {
         let Some(blocks) = self.alloc_blocks(len.div_ceil(bs) as usize) else {
             return Ok(None);
         };
-        let mut iovs: Vec<IoVec> = Vec::with_capacity(blocks.len());
+        let mut iovs: Vec<IoVec> = self.spare_iovs.pop().unwrap_or_default();
+        iovs.clear();
         let mut left = len;
         for &b in &blocks {
             let base = self.cfg.data_off() + u64::from(b) * bs;
@@ -384,6 +446,8 @@ impl<R: SharedRegion> KernelSim<R> {
             for &b in &blocks {
                 self.free_blocks[b as usize] = true;
             }
+            self.spare_blocks.push(blocks);
+            self.spare_iovs.push(iovs);
             return Ok(None);
         }
         let pos = self.head;
@@ -404,13 +468,13 @@ impl<R: SharedRegion> KernelSim<R> {
             .write_u64(e + req::CDB_OFF as u64, e + base_len)?;
         self.region.write_bytes(e + base_len, cdb)?;
         match dir {
-            DataDir::ToDevice(d) => {
+            DataRef::ToDevice(d) => {
                 region::scatter(&self.region, &iovs, 0, d)?;
             }
-            DataDir::FromDevice(n) => {
-                region::fill(&self.region, &iovs, 0, u64::from(*n), POISON)?;
+            DataRef::FromDevice(n) => {
+                region::fill(&self.region, &iovs, 0, u64::from(n), POISON)?;
             }
-            DataDir::None => {}
+            DataRef::None => {}
         }
         self.placed.push_back((pos, entry_len, op::CMD));
         self.cmds[usize::from(cmd_id)] = Some(InFlight {
@@ -543,9 +607,11 @@ impl<R: SharedRegion> KernelSim<R> {
                 comp.data_in.resize(data_len as usize, 0);
                 region::gather(&self.region, &c.iovs, 0, &mut comp.data_in)?;
             }
-            for b in c.blocks {
+            for &b in &c.blocks {
                 self.free_blocks[b as usize] = true;
             }
+            self.spare_blocks.push(c.blocks);
+            self.spare_iovs.push(c.iovs);
             done(&comp);
             n += 1;
         }

@@ -1,0 +1,151 @@
+//! [`MappedRegion`]: the one type through which wasmtap touches a TCMU region.
+//!
+//! It owns a shared mapping, of `/dev/uioN` (the real kernel) or of a memfd
+//! (the simulator), and implements [`SharedRegion`]: bounds-checked copies in
+//! and out, and Acquire/Release atomics for `cmd_head`/`cmd_tail`. It never
+//! hands out a reference into the mapping: the other side writes it
+//! concurrently, so a `&[u8]` would promise an immutability that does not
+//! hold. Copies use raw pointers only.
+
+use std::fs::File;
+use std::io;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use memmap2::{MmapOptions, MmapRaw};
+use nix::sys::memfd::{MFdFlags, memfd_create};
+use wasmtap_ring::region::{RegionError, SharedRegion, check_range};
+
+/// A shared mapping of a TCMU region. See the module docs.
+#[derive(Debug)]
+pub struct MappedRegion {
+    map: MmapRaw,
+    len: usize,
+}
+
+impl MappedRegion {
+    /// Map `len` bytes of `file` from offset 0, shared and writable.
+    ///
+    /// For `/dev/uioN`, `len` must be exactly the size in
+    /// `/sys/class/uio/uioN/maps/map0/size`; the kernel refuses anything else.
+    pub fn map_file(file: &File, len: usize) -> io::Result<Self> {
+        if len == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "zero-length region",
+            ));
+        }
+        let map = MmapOptions::new().len(len).map_raw(file)?;
+        Ok(Self { map, len })
+    }
+
+    /// A zeroed region of `len` bytes backed by a memfd, for the simulator.
+    pub fn memfd(name: &str, len: usize) -> io::Result<Self> {
+        let fd = memfd_create(name, MFdFlags::MFD_CLOEXEC).map_err(io::Error::from)?;
+        let file = File::from(fd);
+        file.set_len(len as u64)?;
+        Self::map_file(&file, len)
+    }
+
+    /// Start of the byte range `off..off+len`, after checking it lies inside
+    /// the mapping. The only way this module computes a pointer.
+    fn ptr(&self, off: u64, len: u64) -> Result<*mut u8, RegionError> {
+        check_range(off, len, self.len)?;
+        // `wrapping_add` needs no unsafe; the range check above guarantees the
+        // result is inside the mapping (off + len <= self.len).
+        Ok(self.map.as_mut_ptr().wrapping_add(off as usize))
+    }
+
+    fn atomic(&self, off: u64) -> Result<&AtomicU32, RegionError> {
+        if !off.is_multiple_of(4) {
+            return Err(RegionError::Misaligned { off });
+        }
+        let p = self.ptr(off, 4)?;
+        // SAFETY: `p` is 4-byte aligned (checked above; the mapping is
+        // page-aligned) and points at 4 bytes inside the mapping, which lives
+        // as long as `self`, so the reference cannot outlive it. The word is
+        // only ever accessed atomically by both sides (cmd_head / cmd_tail).
+        Ok(unsafe { AtomicU32::from_ptr(p.cast::<u32>()) })
+    }
+}
+
+impl SharedRegion for MappedRegion {
+    fn len(&self) -> usize {
+        self.len
+    }
+
+    fn read_bytes(&self, off: u64, dst: &mut [u8]) -> Result<(), RegionError> {
+        let src = self.ptr(off, dst.len() as u64)?;
+        // SAFETY: `src..src+dst.len()` is inside the live mapping (checked by
+        // `ptr`), `dst` is a distinct local buffer so the ranges cannot
+        // overlap, and no reference into the mapping is created.
+        unsafe { std::ptr::copy_nonoverlapping(src, dst.as_mut_ptr(), dst.len()) };
+        Ok(())
+    }
+
+    fn write_bytes(&self, off: u64, src: &[u8]) -> Result<(), RegionError> {
+        let dst = self.ptr(off, src.len() as u64)?;
+        // SAFETY: as in `read_bytes`, with the roles of the buffers swapped;
+        // the mapping is writable (MAP_SHARED, PROT_WRITE).
+        unsafe { std::ptr::copy_nonoverlapping(src.as_ptr(), dst, src.len()) };
+        Ok(())
+    }
+
+    fn fill_bytes(&self, off: u64, len: u64, byte: u8) -> Result<(), RegionError> {
+        let dst = self.ptr(off, len)?;
+        // SAFETY: `dst..dst+len` is inside the live, writable mapping
+        // (checked by `ptr`).
+        unsafe { std::ptr::write_bytes(dst, byte, len as usize) };
+        Ok(())
+    }
+
+    fn load_u32_acquire(&self, off: u64) -> Result<u32, RegionError> {
+        Ok(self.atomic(off)?.load(Ordering::Acquire))
+    }
+
+    fn store_u32_release(&self, off: u64, val: u32) -> Result<(), RegionError> {
+        self.atomic(off)?.store(val, Ordering::Release);
+        Ok(())
+    }
+}
+
+// Workers move regions between threads and share them with the simulator's
+// thread; `MmapRaw` is Send + Sync and so is this wrapper.
+const _: () = {
+    const fn assert_send_sync<T: Send + Sync>() {}
+    assert_send_sync::<MappedRegion>();
+};
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn memfd_region_round_trips_and_rejects_out_of_range() {
+        let r = MappedRegion::memfd("t", 8192).unwrap();
+        r.write_bytes(100, b"hello").unwrap();
+        let mut b = [0u8; 5];
+        r.read_bytes(100, &mut b).unwrap();
+        assert_eq!(&b, b"hello");
+        assert!(r.read_bytes(8190, &mut b).is_err());
+        assert!(r.write_bytes(u64::MAX, &b).is_err());
+        assert!(r.fill_bytes(8000, 193, 0).is_err());
+        r.store_u32_release(64, 0xdead_beef).unwrap();
+        assert_eq!(r.load_u32_acquire(64).unwrap(), 0xdead_beef);
+        assert_eq!(
+            r.load_u32_acquire(66),
+            Err(RegionError::Misaligned { off: 66 })
+        );
+        assert!(r.load_u32_acquire(8192).is_err());
+    }
+
+    #[test]
+    fn two_mappings_of_one_file_see_each_others_writes() {
+        let fd = memfd_create("t2", MFdFlags::MFD_CLOEXEC).unwrap();
+        let f = File::from(fd);
+        f.set_len(4096).unwrap();
+        let a = MappedRegion::map_file(&f, 4096).unwrap();
+        let b = MappedRegion::map_file(&f, 4096).unwrap();
+        a.store_u32_release(12, 42).unwrap();
+        assert_eq!(b.load_u32_acquire(12).unwrap(), 42);
+    }
+}
