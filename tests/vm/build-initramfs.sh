@@ -59,7 +59,7 @@ file_is_static "$BUSYBOX" || die "$BUSYBOX is not static: install busybox-static
 # Modules loaded at boot (their dependencies come along), plus ones loaded on demand.
 BOOT_MODS=(configfs uio target_core_mod target_core_user tcm_loop sd_mod sg "${EXTRA_MODS[@]}")
 ONDEMAND_MODS=(crct10dif_generic crct10dif_pclmul crc64_rocksoft_generic crc32c_generic
-  crc32c_intel ext4)
+  crc32c_intel ext4 target_core_file target_core_iblock target_core_pscsi)
 
 # Client programs: command name -> where it goes in the image.
 CLIENTS=(mkfs.ext4 mke2fs e2fsck sg_inq sg_readcap sg_vpd sg_sync sg_unmap sg_write_same sg_turs
