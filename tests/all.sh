@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# The whole test suite, as the README documents it and CI runs it.
+#
+#   tests/all.sh            everything
+#   WASMTAP_SKIP_VM=1 ...   skip the real-kernel VM suite (local use only;
+#                           refused under CI=true)
+#   FUZZ_SECS=N             seconds per fuzz target (default 30)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+step() { printf '\n==> %s\n' "$*"; }
+
+step "rustfmt"
+cargo fmt --all --check
+
+step "clippy (warnings are errors)"
+cargo clippy --workspace --all-targets -- -D warnings
+
+step "unit, property and integration tests"
+cargo test --workspace
+
+step "fuzz targets (short runs)"
+tests/fuzz.sh "${FUZZ_SECS:-30}"
+
+if [[ -n "${WASMTAP_SKIP_VM:-}" ]]; then
+    if [[ "${CI:-}" == "true" ]]; then
+        echo "WASMTAP_SKIP_VM is not allowed in CI" >&2
+        exit 1
+    fi
+    step "real-kernel VM suite SKIPPED (WASMTAP_SKIP_VM set)"
+elif [[ -x tests/vm/ci.sh ]]; then
+    step "real-kernel VM suite"
+    tests/vm/ci.sh
+else
+    echo "tests/vm/ci.sh missing" >&2
+    exit 1
+fi
+
+step "all suites passed"

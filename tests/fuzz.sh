@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Run every cargo-fuzz target for a short time (default 30 s each), seeding
+# the ring target's corpus from simulator-built rings. Installs cargo-fuzz if
+# it is missing. Any crash fails the run.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+secs="${1:-30}"
+
+if ! rustup toolchain list | grep -q '^nightly'; then
+    echo "fuzzing needs the nightly toolchain (rustup toolchain install nightly)" >&2
+    exit 1
+fi
+if ! cargo +nightly fuzz --version >/dev/null 2>&1; then
+    cargo install cargo-fuzz --locked
+fi
+
+cargo run -q -p wasmtap-ring --features test-utils --example fuzz_seeds -- fuzz/corpus/ring_entries
+
+targets=$(cd fuzz && cargo +nightly fuzz list)
+for t in $targets; do
+    echo "fuzz: $t for ${secs}s"
+    mkdir -p "fuzz/corpus/$t"
+    (cd fuzz && cargo +nightly fuzz run "$t" -- -max_total_time="$secs" -rss_limit_mb=2048 2>&1 | tail -n 3)
+    # cargo fuzz exits non-zero on a crash; pipefail propagates it.
+done
