@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# CI entry point of the real-kernel VM tests (called by .ci/run): install/cache what the VM
+# needs, then boot one VM per suite below, one after the other. Exits non-zero if any suite fails.
+#
+# Env: WASMTAP_VM_CACHE (default $HOME/.cache/wasmtap-vm), WASMTAP_VM_TIMEOUT (per VM, default 300),
+#      WASMTAP_VM_LOG_DIR (default target/vm-logs). Outside CI (CI != true) and without root, the
+#      run is skipped with a message when the VM tools are not installed yet.
+set -euo pipefail
+
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+REPO=$(cd "$HERE/../.." && pwd)
+CACHE="${WASMTAP_VM_CACHE:-$HOME/.cache/wasmtap-vm}"
+TIMEOUT=${WASMTAP_VM_TIMEOUT:-300}
+
+t0=$(date +%s)
+if [[ $(id -u) -eq 0 ]]; then
+  "$HERE/setup.sh" >/dev/null
+elif [[ ${CI:-} == true ]]; then
+  echo "vm-ci: error: setup needs root (apt-get install); CI runs as root" >&2
+  exit 1
+elif ! command -v qemu-system-x86_64 >/dev/null || [[ ! -f $CACHE/vm.env ]]; then
+  echo "vm-ci: SKIP: qemu or the VM cache is missing and setup needs root: run 'sudo tests/vm/setup.sh'" >&2
+  exit 0
+fi
+t1=$(date +%s)
+
+status=0
+run() { # run NAME ARGS...: one VM
+  local name=$1; shift
+  echo "vm-ci: === $name ==="
+  if ! "$HERE/run.sh" --timeout "$TIMEOUT" "$@"; then
+    echo "vm-ci: $name FAILED"
+    status=1
+  fi
+}
+
+# Suites, one VM each. The daemon suite plugs in here, e.g.:
+#   cargo build --release -p wasmtap
+#   run daemon --check "$HERE/checks/daemon-e2e.sh" --add "$REPO/target/release/wasmtap:/usr/bin/wasmtap"
+run kernel-smoke --check "$HERE/checks/kernel-smoke.sh"
+
+t2=$(date +%s)
+echo "vm-ci: setup $((t1 - t0))s, VMs $((t2 - t1))s, total $((t2 - t0))s"
+exit "$status"
