@@ -94,34 +94,50 @@ resolve_kernel_pkg() {
     | awk '/Depends: linux-image-[0-9]/ {print $2; exit}'
 }
 
-KPKG="${WASMTAP_VM_KERNEL_PKG:-}"
-if [[ -z $KPKG ]]; then
-  KPKG=$(resolve_kernel_pkg)
-  if [[ -z $KPKG ]]; then apt_update; KPKG=$(resolve_kernel_pkg); fi
-  [[ -n $KPKG ]] || die "cannot resolve the kernel package from linux-image-amd64's Depends (apt-cache depends linux-image-amd64)"
-fi
-KDIR="$CACHE/kernels/$KPKG"
+KPKG_PINNED="${WASMTAP_VM_KERNEL_PKG:-}"
+pick_kernel() {
+  KPKG=$KPKG_PINNED
+  if [[ -z $KPKG ]]; then
+    KPKG=$(resolve_kernel_pkg)
+    if [[ -z $KPKG ]]; then apt_update; KPKG=$(resolve_kernel_pkg); fi
+    [[ -n $KPKG ]] || die "cannot resolve the kernel package from linux-image-amd64's Depends (apt-cache depends linux-image-amd64)"
+  fi
+  KDIR="$CACHE/kernels/$KPKG"
+}
+download_kernel() {
+  rm -f "$CACHE/debs/${KPKG}_"*.deb
+  (cd "$CACHE/debs" && apt-get download -qq "$KPKG" >/dev/null 2>&1)
+}
 
+pick_kernel
+if [[ ! -f $KDIR/.complete ]]; then
+  log "downloading $KPKG"
+  if ! download_kernel; then
+    # Stale package lists: the mirror may have moved on to a newer kernel ABI. Update, re-resolve.
+    apt_update
+    pick_kernel
+  fi
+fi
 if [[ -f $KDIR/.complete ]]; then
   log "kernel $KPKG already unpacked in $KDIR"
 else
-  log "downloading $KPKG"
-  rm -f "$CACHE/debs/${KPKG}_"*.deb
-  if ! (cd "$CACHE/debs" && apt-get download -qq "$KPKG" >/dev/null 2>&1); then
-    apt_update
-    (cd "$CACHE/debs" && apt-get download -qq "$KPKG" >/dev/null) \
-      || die "apt-get download $KPKG failed"
-  fi
+  ls "$CACHE/debs/${KPKG}_"*.deb >/dev/null 2>&1 || download_kernel \
+    || die "apt-get download $KPKG failed"
   deb=$(ls "$CACHE/debs/${KPKG}_"*.deb 2>/dev/null | head -n1)
   [[ -n $deb ]] || die "downloaded package for $KPKG not found in $CACHE/debs"
   log "unpacking $(basename "$deb")"
   rm -rf "$KDIR.tmp"
   dpkg -x "$deb" "$KDIR.tmp" || die "dpkg -x $deb failed"
+  # keep only what the VM uses: the kernel image and the modules
+  rm -rf "$KDIR.tmp/usr"
+  depmod -b "$KDIR.tmp" "$(ls "$KDIR.tmp/lib/modules" | head -n1)" || die "depmod on $KDIR.tmp failed"
   rm -rf "$KDIR"
   mv "$KDIR.tmp" "$KDIR"
-  depmod -b "$KDIR" "$(ls "$KDIR/lib/modules" | head -n1)" || die "depmod on $KDIR failed"
   touch "$KDIR/.complete"
   rm -f "$deb"   # the unpacked tree is the cache; the .deb is not needed again
+  for old in "$CACHE/kernels"/*; do   # older kernels: ~400 MB each
+    [[ $old == "$KDIR" ]] || { log "removing old kernel $(basename "$old")"; rm -rf "$old"; }
+  done
 fi
 
 vmlinuz=$(ls "$KDIR"/boot/vmlinuz-* 2>/dev/null | head -n1)

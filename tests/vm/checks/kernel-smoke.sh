@@ -32,6 +32,19 @@ check "target modules loaded (target_core_user, tcm_loop, uio)" \
 check "configfs has target/core" test -d $CFG/core
 note "target core: $(cat $CFG/version 2>/dev/null | head -n 1)"
 
+# ---- control: tcm_loop alone (no backstore, so no scan) tears down completely ------------
+# This is what makes the quirk seen later attributable to the unanswered scan.
+CTL=$CFG/loopback/naa.5001405a5a5a00c0/tpgt_1
+control_loop() {
+    mkdir -p "$CTL/lun/lun_0" &&
+    write_attr "$CTL/nexus" naa.5001405a5a5a00c1 &&
+    rmdir "$CTL/lun/lun_0" &&
+    write_attr "$CTL/nexus" NULL &&
+    [ -z "$(cat "$CTL/nexus" 2>/dev/null)" ] &&
+    rmdir "$CTL" && rmdir "${CTL%/tpgt_1}"
+}
+check "control: tcm_loop target + nexus without a linked LUN is created and removed cleanly" control_loop
+
 # ---- user backstore ---------------------------------------------------------------
 make_backstore() {
     mkdir -p "$DEV" &&
