@@ -196,4 +196,26 @@ else
     note "KERNEL QUIRK: tcm_loop stays loaded (refcnt $(cat /sys/module/tcm_loop/refcnt 2>/dev/null)): the unanswered LUN leaked its session"
 fi
 
+# ---- the client programs of the later suites run in this image ------------------------------
+fio_verify() {
+    fio --name=verify --filename=/tmp/fio.dat --size=8M --rw=randwrite --bs=4k --ioengine=libaio \
+        --iodepth=8 --verify=crc32c --do_verify=1 --output-format=terse >/tmp/fio.out 2>&1 &&
+    [ "$(cut -d';' -f5 /tmp/fio.out)" = 0 ]   # terse field 5: error count
+}
+check "fio (static, libaio engine) writes and verifies crc32c on tmpfs" fio_verify
+ext4_image() {
+    dd if=/dev/zero of=/tmp/ext4.img bs=1M count=16 2>/dev/null &&
+    mkfs.ext4 -q -F /tmp/ext4.img && e2fsck -fn /tmp/ext4.img
+}
+check "mkfs.ext4 + e2fsck -fn on an image file" ext4_image
+sg_tools() {
+    for t in sg_inq sg_readcap sg_vpd sg_sync sg_unmap sg_write_same; do "$t" -V || return 1; done
+}
+check "sg3_utils run (sg_inq sg_readcap sg_vpd sg_sync sg_unmap sg_write_same -V)" sg_tools
+cmp_works() {
+    head -c 4096 /dev/urandom >/tmp/a && cp /tmp/a /tmp/b && cmp /tmp/a /tmp/b &&
+    echo x >>/tmp/b && ! cmp -s /tmp/a /tmp/b
+}
+check "cmp tells equal from different files" cmp_works
+
 summary
