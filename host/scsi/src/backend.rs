@@ -1,0 +1,251 @@
+//! The block backend seam: what the SCSI target asks of whatever stores the
+//! blocks (later the WebAssembly runtime; in tests [`crate::MemBackend`]).
+//!
+//! Every operation returns a future, so the target can keep many commands in
+//! flight on one worker without a runtime of its own. The futures are not
+//! required to be `Send`: a device's target and backend live on that device's
+//! worker (architecture: no lock shared between devices).
+
+use std::future::Future;
+
+use crate::buffer::{BufMut, BufRef, BufferError};
+use crate::units::{Blocks, Lba};
+
+/// Whether the device has a volatile write cache (reported as WCE in the
+/// caching mode page, SBC-3 6.4.5).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WriteCache {
+    /// Writes may sit in a volatile cache until SYNCHRONIZE CACHE (WCE=1).
+    WriteBack,
+    /// Every write is durable when it completes (WCE=0).
+    WriteThrough,
+}
+
+/// Discard (unmap) capabilities, reported in the Block Limits and Logical
+/// Block Provisioning VPD pages and READ CAPACITY (16).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DiscardInfo {
+    /// Optimal unmap granularity in blocks (at least 1).
+    pub granularity: Blocks,
+    /// LBA of the first block aligned to the granularity.
+    pub alignment: Lba,
+    /// Largest number of blocks in one UNMAP command.
+    pub max_blocks: u32,
+    /// Largest number of descriptors in one UNMAP parameter list.
+    pub max_descriptors: u32,
+    /// Discarded blocks read back as zeros (LBPRZ).
+    pub zeroes: bool,
+}
+
+/// Geometry and capabilities of a backend.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DiskInfo {
+    /// Logical block size in bytes: a power of two, 512 to 65536.
+    pub block_size: u32,
+    /// Number of logical blocks.
+    pub block_count: Blocks,
+    /// Logical blocks per physical block as a power of two (0: equal).
+    pub physical_exponent: u8,
+    /// Largest transfer the backend accepts in one request (at least 1).
+    pub max_transfer: Blocks,
+    /// Preferred transfer size (0: not reported).
+    pub optimal_transfer: Blocks,
+    /// Discard support, `None` when the backend cannot discard.
+    pub discard: Option<DiscardInfo>,
+    /// Write-cache mode at attach time (MODE SELECT may change WCE later).
+    pub write_cache: WriteCache,
+    /// The device refuses writes (DATA PROTECT / WRITE PROTECTED).
+    pub read_only: bool,
+}
+
+/// Why geometry from a backend cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum GeometryError {
+    /// Block size not a power of two in 512..=65536.
+    #[error("block size {0} is not a power of two between 512 and 65536")]
+    BlockSize(u32),
+    /// max_transfer of zero, or above what the CDBs can express.
+    #[error("maximum transfer {0} blocks is not in 1..=4294967295")]
+    MaxTransfer(u64),
+    /// Block count so large that the last byte is not addressable.
+    #[error("{0} blocks of the given size overflow a 64-bit byte offset")]
+    Capacity(u64),
+    /// Discard granularity zero.
+    #[error("discard granularity must be at least one block")]
+    DiscardGranularity,
+}
+
+impl DiskInfo {
+    /// A writable, write-back disk without discard; handy for tests.
+    pub fn simple(block_size: u32, block_count: u64) -> Self {
+        Self {
+            block_size,
+            block_count: Blocks(block_count),
+            physical_exponent: 0,
+            max_transfer: Blocks(1024),
+            optimal_transfer: Blocks(0),
+            discard: None,
+            write_cache: WriteCache::WriteBack,
+            read_only: false,
+        }
+    }
+
+    /// Check the values the target relies on.
+    pub fn validate(&self) -> Result<(), GeometryError> {
+        if !self.block_size.is_power_of_two() || !(512..=65536).contains(&self.block_size) {
+            return Err(GeometryError::BlockSize(self.block_size));
+        }
+        if self.max_transfer.0 == 0 || self.max_transfer.0 > u64::from(u32::MAX) {
+            return Err(GeometryError::MaxTransfer(self.max_transfer.0));
+        }
+        if self.block_count.bytes(self.block_size).is_none() {
+            return Err(GeometryError::Capacity(self.block_count.0));
+        }
+        if matches!(self.discard, Some(d) if d.granularity.0 == 0) {
+            return Err(GeometryError::DiscardGranularity);
+        }
+        Ok(())
+    }
+}
+
+/// The operation a backend error happened in; part of the sense mapping
+/// (a medium error while reading is UNRECOVERED READ ERROR, while writing
+/// WRITE ERROR).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BackendOp {
+    /// `read` (also the read-back of VERIFY and COMPARE AND WRITE).
+    Read,
+    /// `write`.
+    Write,
+    /// `flush`.
+    Flush,
+    /// `discard`.
+    Discard,
+    /// `write_zeroes`.
+    WriteZeroes,
+}
+
+/// What went wrong in a backend, as a small matchable kind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BackendErrorKind {
+    /// The medium could not be read or written (an I/O error underneath).
+    Medium,
+    /// A thin-provisioned backend ran out of space.
+    NoSpace,
+    /// The backend refuses writes.
+    ReadOnly,
+    /// The request lies outside the backend (it shrank under the target).
+    OutOfRange,
+    /// The backend does not implement the operation it was asked for.
+    Unsupported,
+    /// The backend is temporarily unavailable (restarting); retry later.
+    Unavailable,
+    /// The backend failed in a way that says nothing about the medium
+    /// (a trapped guest, a broken protocol).
+    Internal,
+    /// The request was cancelled (task management, shutdown).
+    Aborted,
+    /// Copying to or from the command's data buffer failed.
+    Buffer,
+}
+
+/// A backend failure: a kind plus the first failing block if known (it goes
+/// into the sense INFORMATION field, SBC-3 4.15).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("backend error {kind:?}{}", .lba.map(|l| format!(" at {l}")).unwrap_or_default())]
+pub struct BackendError {
+    /// What went wrong.
+    pub kind: BackendErrorKind,
+    /// First block that failed, if the backend knows it.
+    pub lba: Option<Lba>,
+}
+
+impl BackendError {
+    /// An error of `kind` with no block address.
+    pub fn new(kind: BackendErrorKind) -> Self {
+        Self { kind, lba: None }
+    }
+    /// An error of `kind` at `lba`.
+    pub fn at(kind: BackendErrorKind, lba: Lba) -> Self {
+        Self {
+            kind,
+            lba: Some(lba),
+        }
+    }
+}
+
+impl From<BufferError> for BackendError {
+    fn from(_: BufferError) -> Self {
+        Self::new(BackendErrorKind::Buffer)
+    }
+}
+
+/// Result of a backend operation.
+pub type BackendResult = Result<(), BackendError>;
+
+/// The storage under a SCSI logical unit.
+///
+/// The target validates every request against [`DiskInfo`] first: ranges are
+/// inside the device, transfers are at most `max_transfer` blocks, discards
+/// only reach a backend that reported [`DiscardInfo`], writes never reach a
+/// read-only one. A view's length is always `blocks * block_size`.
+pub trait BlockBackend {
+    /// Current geometry and capabilities. Called at attach and when the
+    /// owner asks the target to re-read it after a resize.
+    fn info(&self) -> DiskInfo;
+
+    /// Fill `dst` with the blocks starting at `lba`.
+    fn read(&self, lba: Lba, dst: BufMut<'_>) -> impl Future<Output = BackendResult>;
+
+    /// Store `src` at `lba`. With `fua` the data must be durable when the
+    /// future completes (FUA, or any write while WCE is 0).
+    fn write(&self, lba: Lba, src: BufRef<'_>, fua: bool) -> impl Future<Output = BackendResult>;
+
+    /// Make every completed write durable (SYNCHRONIZE CACHE).
+    fn flush(&self) -> impl Future<Output = BackendResult>;
+
+    /// Deallocate `blocks` blocks at `lba` (UNMAP). Afterwards they read as
+    /// zeros if [`DiscardInfo::zeroes`], otherwise as anything.
+    fn discard(&self, lba: Lba, blocks: Blocks) -> impl Future<Output = BackendResult>;
+
+    /// Make `blocks` blocks at `lba` read as zeros. With `may_unmap` the
+    /// backend may deallocate them instead of writing (WRITE SAME with UNMAP).
+    fn write_zeroes(
+        &self,
+        lba: Lba,
+        blocks: Blocks,
+        may_unmap: bool,
+    ) -> impl Future<Output = BackendResult>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn validate_rejects_unusable_geometry() {
+        assert!(DiskInfo::simple(512, 100).validate().is_ok());
+        assert_eq!(
+            DiskInfo::simple(520, 1).validate(),
+            Err(GeometryError::BlockSize(520))
+        );
+        assert_eq!(
+            DiskInfo::simple(256, 1).validate(),
+            Err(GeometryError::BlockSize(256))
+        );
+        let mut i = DiskInfo::simple(4096, u64::MAX / 1024);
+        assert!(matches!(i.validate(), Err(GeometryError::Capacity(_))));
+        i = DiskInfo::simple(512, 8);
+        i.max_transfer = Blocks(0);
+        assert_eq!(i.validate(), Err(GeometryError::MaxTransfer(0)));
+        i = DiskInfo::simple(512, 8);
+        i.discard = Some(DiscardInfo {
+            granularity: Blocks(0),
+            alignment: Lba(0),
+            max_blocks: 1,
+            max_descriptors: 1,
+            zeroes: true,
+        });
+        assert_eq!(i.validate(), Err(GeometryError::DiscardGranularity));
+    }
+}

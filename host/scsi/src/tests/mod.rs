@@ -1,0 +1,4 @@
+//! Command-level tests: exact response bytes and error cases per command.
+
+mod commands;
+mod props;

@@ -1,0 +1,252 @@
+//! Property tests: random command sequences against a model of the disk,
+//! and arbitrary CDBs against the target's invariants.
+
+use proptest::prelude::*;
+
+use crate::sense::Status;
+use crate::target::{Nexus, Target};
+use crate::testing::{MemBackend, block_on};
+use crate::{BlockBackend, DeviceIdentity};
+
+const BLOCKS: u64 = 64;
+const BS: usize = 512;
+
+#[derive(Debug, Clone)]
+enum Op {
+    Write {
+        cdb_size: u8,
+        lba: u64,
+        blocks: u64,
+        seed: u8,
+    },
+    Read {
+        cdb_size: u8,
+        lba: u64,
+        blocks: u64,
+    },
+    WriteSame {
+        lba: u64,
+        blocks: u64,
+        seed: u8,
+        unmap: bool,
+    },
+    Unmap {
+        lba: u64,
+        blocks: u64,
+    },
+    CompareAndWrite {
+        lba: u64,
+        blocks: u64,
+        seed: u8,
+        corrupt: bool,
+    },
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    let lba = 0..BLOCKS + 4;
+    let blocks = 0..10u64;
+    prop_oneof![
+        (0..4u8, lba.clone(), blocks.clone(), any::<u8>()).prop_map(|(c, l, b, s)| Op::Write {
+            cdb_size: c,
+            lba: l,
+            blocks: b,
+            seed: s
+        }),
+        (0..4u8, lba.clone(), blocks.clone()).prop_map(|(c, l, b)| Op::Read {
+            cdb_size: c,
+            lba: l,
+            blocks: b
+        }),
+        (lba.clone(), 1..10u64, any::<u8>(), any::<bool>()).prop_map(|(l, b, s, u)| {
+            Op::WriteSame {
+                lba: l,
+                blocks: b,
+                seed: s,
+                unmap: u,
+            }
+        }),
+        (lba.clone(), blocks.clone()).prop_map(|(l, b)| Op::Unmap { lba: l, blocks: b }),
+        (lba, 1..4u64, any::<u8>(), any::<bool>()).prop_map(|(l, b, s, c)| {
+            Op::CompareAndWrite {
+                lba: l,
+                blocks: b,
+                seed: s,
+                corrupt: c,
+            }
+        }),
+    ]
+}
+
+fn data(len: usize, seed: u8) -> Vec<u8> {
+    (0..len)
+        .map(|i| (i as u8) ^ seed.wrapping_mul(i as u8 | 1))
+        .collect()
+}
+
+/// The CDB for a READ or WRITE of the given size class (6, 10, 12, 16).
+fn rw_cdb(write: bool, size: u8, lba: u64, blocks: u64) -> Option<Vec<u8>> {
+    let base = if write {
+        [0x0A, 0x2A, 0xAA, 0x8A]
+    } else {
+        [0x08, 0x28, 0xA8, 0x88]
+    };
+    let op = base[size as usize];
+    Some(match size {
+        0 => {
+            // READ/WRITE (6) cannot express 0 blocks (0 means 256).
+            if blocks == 0 {
+                return None;
+            }
+            vec![
+                op,
+                (lba >> 16) as u8 & 0x1F,
+                (lba >> 8) as u8,
+                lba as u8,
+                blocks as u8,
+                0,
+            ]
+        }
+        1 => {
+            let mut c = vec![op, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+            c[2..6].copy_from_slice(&(lba as u32).to_be_bytes());
+            c[7..9].copy_from_slice(&(blocks as u16).to_be_bytes());
+            c
+        }
+        2 => {
+            let mut c = vec![op, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+            c[2..6].copy_from_slice(&(lba as u32).to_be_bytes());
+            c[6..10].copy_from_slice(&(blocks as u32).to_be_bytes());
+            c
+        }
+        _ => {
+            let mut c = vec![0u8; 16];
+            c[0] = op;
+            c[2..10].copy_from_slice(&lba.to_be_bytes());
+            c[10..14].copy_from_slice(&(blocks as u32).to_be_bytes());
+            c
+        }
+    })
+}
+
+fn in_range(lba: u64, blocks: u64) -> bool {
+    lba + blocks <= BLOCKS
+}
+
+fn span(lba: u64, blocks: u64) -> std::ops::Range<usize> {
+    lba as usize * BS..(lba + blocks) as usize * BS
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(128))]
+
+    #[test]
+    fn random_commands_match_a_model(ops in proptest::collection::vec(op(), 1..40)) {
+        let t = Target::new(MemBackend::with_discard(BLOCKS), DeviceIdentity::new("p").unwrap()).unwrap();
+        let n = Nexus(0);
+        block_on(t.execute(n, &[0; 6], &mut vec![]));
+        let mut model = vec![0u8; BLOCKS as usize * BS];
+        for op in ops {
+            match op {
+                Op::Write { cdb_size, lba, blocks, seed } => {
+                    let Some(cdb) = rw_cdb(true, cdb_size, lba, blocks) else { continue };
+                    let mut d = data(blocks as usize * BS, seed);
+                    let c = block_on(t.execute(n, &cdb, &mut d));
+                    prop_assert_eq!(c.status == Status::Good, in_range(lba, blocks));
+                    if c.status == Status::Good {
+                        model[span(lba, blocks)].copy_from_slice(&d);
+                    }
+                }
+                Op::Read { cdb_size, lba, blocks } => {
+                    let Some(cdb) = rw_cdb(false, cdb_size, lba, blocks) else { continue };
+                    let mut d = vec![0xEE; blocks as usize * BS];
+                    let c = block_on(t.execute(n, &cdb, &mut d));
+                    prop_assert_eq!(c.status == Status::Good, in_range(lba, blocks));
+                    if c.status == Status::Good {
+                        prop_assert_eq!(c.data_in_len, d.len() as u64);
+                        prop_assert!(d == model[span(lba, blocks)]);
+                    }
+                }
+                Op::WriteSame { lba, blocks, seed, unmap } => {
+                    let mut cdb = vec![0x41, if unmap { 0x08 } else { 0 }, 0, 0, 0, 0, 0, 0, 0, 0];
+                    cdb[2..6].copy_from_slice(&(lba as u32).to_be_bytes());
+                    cdb[7..9].copy_from_slice(&(blocks as u16).to_be_bytes());
+                    let block = if seed % 3 == 0 { vec![0; BS] } else { data(BS, seed) };
+                    let c = block_on(t.execute(n, &cdb, &mut block.clone()));
+                    prop_assert_eq!(c.status == Status::Good, in_range(lba, blocks));
+                    if c.status == Status::Good {
+                        for chunk in model[span(lba, blocks)].chunks_mut(BS) {
+                            chunk.copy_from_slice(&block);
+                        }
+                    }
+                }
+                Op::Unmap { lba, blocks } => {
+                    let mut p = vec![0, 22, 0, 16, 0, 0, 0, 0];
+                    p.extend_from_slice(&lba.to_be_bytes());
+                    p.extend_from_slice(&(blocks as u32).to_be_bytes());
+                    p.extend_from_slice(&[0; 4]);
+                    let cdb = [0x42, 0, 0, 0, 0, 0, 0, 0, 24, 0];
+                    let c = block_on(t.execute(n, &cdb, &mut p));
+                    prop_assert_eq!(c.status == Status::Good, in_range(lba, blocks));
+                    if c.status == Status::Good {
+                        // LBPRZ: unmapped blocks read as zeros.
+                        model[span(lba, blocks)].fill(0);
+                    }
+                }
+                Op::CompareAndWrite { lba, blocks, seed, corrupt } => {
+                    let mut cdb = [0u8; 16];
+                    cdb[0] = 0x89;
+                    cdb[2..10].copy_from_slice(&lba.to_be_bytes());
+                    cdb[13] = blocks as u8;
+                    if !in_range(lba, blocks) {
+                        let c = block_on(t.execute(n, &cdb, &mut vec![0; 2 * blocks as usize * BS]));
+                        prop_assert_eq!(c.sense()[12], 0x21);
+                        continue;
+                    }
+                    let mut d = model[span(lba, blocks)].to_vec();
+                    if corrupt {
+                        let at = seed as usize % d.len();
+                        d[at] ^= 0x5A;
+                    }
+                    let new = data(blocks as usize * BS, seed);
+                    d.extend_from_slice(&new);
+                    let c = block_on(t.execute(n, &cdb, &mut d));
+                    if corrupt {
+                        prop_assert_eq!(c.sense()[2], 0x0E);
+                        let info = u32::from_be_bytes(c.sense()[3..7].try_into().unwrap());
+                        prop_assert_eq!(info as usize, seed as usize % (blocks as usize * BS));
+                    } else {
+                        prop_assert_eq!(c.status, Status::Good);
+                        model[span(lba, blocks)].copy_from_slice(&new);
+                    }
+                }
+            }
+            prop_assert!(t.backend().contents() == model);
+        }
+        prop_assert_eq!(t.backend().info().block_count.0, BLOCKS);
+    }
+
+    #[test]
+    fn arbitrary_cdbs_never_panic_and_keep_invariants(
+        cdb in proptest::collection::vec(any::<u8>(), 0..20),
+        opcode in prop::sample::select(crate::cdb::OPCODES.iter().map(|i| i.opcode).collect::<Vec<_>>()),
+        use_known in any::<bool>(),
+        data in proptest::collection::vec(any::<u8>(), 0..4096),
+    ) {
+        let t = Target::new(MemBackend::with_discard(BLOCKS), DeviceIdentity::new("f").unwrap()).unwrap();
+        let mut cdb = cdb;
+        if use_known && !cdb.is_empty() {
+            cdb[0] = opcode;
+        }
+        let mut buf = data;
+        let len = buf.len() as u64;
+        for _ in 0..2 {
+            let c = block_on(t.execute(Nexus(0), &cdb, &mut buf));
+            prop_assert!(c.data_in_len <= len);
+            prop_assert_eq!(c.status == Status::CheckCondition, !c.sense().is_empty());
+            if c.status == Status::CheckCondition {
+                prop_assert_eq!(c.sense().len(), 18);
+                prop_assert_eq!(c.data_in_len, 0);
+            }
+        }
+    }
+}
