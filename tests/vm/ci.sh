@@ -34,10 +34,19 @@ run() { # run NAME ARGS...: one VM
   fi
 }
 
-# Suites, one VM each. The daemon suite plugs in here, e.g.:
-#   cargo build --release -p wasmtap
-#   run daemon --check "$HERE/checks/daemon-e2e.sh" --add "$REPO/target/release/wasmtap:/usr/bin/wasmtap"
+# Suites, one VM each.
 run kernel-smoke --check "$HERE/checks/kernel-smoke.sh"
+
+# The daemon end-to-end suite: the release daemon (glibc; the builder copies its libraries).
+TARGET_DIR=${CARGO_TARGET_DIR:-$REPO/target}
+tb=$(date +%s)
+if (cd "$REPO" && cargo build --release -p wasmtap); then
+  echo "vm-ci: cargo build --release -p wasmtap: $(( $(date +%s) - tb ))s"
+  run daemon-e2e --check "$HERE/checks/daemon-e2e.sh" --add "$TARGET_DIR/release/wasmtap:/usr/bin/wasmtap"
+else
+  echo "vm-ci: daemon-e2e FAILED: cargo build --release -p wasmtap failed"
+  status=1
+fi
 
 t2=$(date +%s)
 echo "vm-ci: setup $((t1 - t0))s, VMs $((t2 - t1))s, total $((t2 - t0))s"
