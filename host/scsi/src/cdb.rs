@@ -121,7 +121,25 @@ const F: u8 = 0xFF;
 
 /// Every command this target implements, in opcode order (the order of the
 /// REPORT SUPPORTED OPERATION CODES listing).
-pub static OPCODES: &[OpInfo] = &[
+pub static OPCODES: &[OpInfo] = &TABLE;
+
+/// Per opcode, the index of its first entry in [`OPCODES`] (`NONE` if the
+/// opcode is not implemented): one array load per command instead of a
+/// scan.
+static INDEX: [u8; 256] = index();
+const NONE: u8 = u8::MAX;
+
+const fn index() -> [u8; 256] {
+    let mut t = [NONE; 256];
+    let mut i = TABLE.len();
+    while i > 0 {
+        i -= 1;
+        t[TABLE[i].opcode as usize] = i as u8;
+    }
+    t
+}
+
+const TABLE: [OpInfo; 32] = [
     info(op::TEST_UNIT_READY, "TEST UNIT READY", &[F, 0, 0, 0, 0, CT]),
     exempt(info(
         op::REQUEST_SENSE,
@@ -273,9 +291,19 @@ pub fn has_service_actions(opcode: u8) -> bool {
 
 /// Find the table entry for `opcode` / `service_action`.
 pub fn find(opcode: u8, service_action: Option<u8>) -> Option<&'static OpInfo> {
+    let first = usize::from(INDEX[usize::from(opcode)]);
     OPCODES
+        .get(first..)?
         .iter()
-        .find(|i| i.opcode == opcode && i.service_action == service_action)
+        .take_while(|i| i.opcode == opcode)
+        .find(|i| i.service_action == service_action)
+}
+
+/// Whether `opcode` is exempt from unit attention (SAM-5 5.14).
+pub fn ua_exempt(opcode: u8) -> bool {
+    OPCODES
+        .get(usize::from(INDEX[usize::from(opcode)]))
+        .is_some_and(|i| i.opcode == opcode && i.ua_exempt)
 }
 
 /// Step one: the table entry for `cdb`, with its length and usage mask
@@ -295,7 +323,7 @@ pub fn lookup(cdb: &[u8], discard: bool) -> Result<&'static OpInfo, CommandError
     let info = match find(opcode, service_action) {
         Some(i) if discard || !i.needs_discard => i,
         // SPC-4 4.2.5.1: an unsupported service action is an invalid field.
-        None if service_action.is_some() && OPCODES.iter().any(|i| i.opcode == opcode) => {
+        None if service_action.is_some() && INDEX[usize::from(opcode)] != NONE => {
             return Err(CommandError::InvalidField(FieldPointer::bit(1, 4)));
         }
         _ => return Err(CommandError::InvalidOpcode { opcode }),
@@ -776,6 +804,20 @@ mod tests {
             assert_eq!(i.cdb_len(), expected, "{}", i.name);
             assert_eq!(i.usage[0], 0xFF);
         }
+    }
+
+    #[test]
+    fn index_finds_every_entry_and_nothing_else() {
+        for i in OPCODES {
+            let found = find(i.opcode, i.service_action).unwrap();
+            assert!(std::ptr::eq(found, i), "{}", i.name);
+            assert_eq!(ua_exempt(i.opcode), i.ua_exempt);
+        }
+        let implemented = (0..=255u8)
+            .filter(|&op| find(op, None).is_some() || has_service_actions(op))
+            .count();
+        assert_eq!(implemented, OPCODES.len());
+        assert!(find(0xFF, None).is_none());
     }
 
     #[test]

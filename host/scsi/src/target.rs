@@ -260,9 +260,7 @@ impl<B: BlockBackend> Target<B> {
         };
         let snap = {
             let mut s = self.state();
-            let exempt = cdb::OPCODES
-                .iter()
-                .any(|i| i.opcode == opcode && i.ua_exempt);
+            let exempt = cdb::ua_exempt(opcode);
             let q = s.pending(nexus);
             // SAM-5 5.14: any command but INQUIRY, REPORT LUNS and REQUEST
             // SENSE reports (and so clears) the oldest pending attention

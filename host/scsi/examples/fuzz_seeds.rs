@@ -1,0 +1,189 @@
+//! Write seed inputs for the `scsi_cdb` fuzz target: one representative
+//! CDB per supported command (plus data-out where it takes some), in the
+//! target's input layout (see fuzz/fuzz_targets/scsi_cdb.rs).
+//!
+//! `cargo run -p wasmtap-scsi --example fuzz_seeds -- fuzz/corpus/scsi_cdb`
+
+/// One command in the fuzz input layout.
+fn cmd(cdb: &[u8], data: &[u8], buf_len: u16) -> Vec<u8> {
+    let mut v = vec![cdb.len() as u8];
+    v.extend_from_slice(cdb);
+    v.extend_from_slice(&buf_len.to_be_bytes());
+    v.extend_from_slice(data);
+    v
+}
+
+fn main() -> std::io::Result<()> {
+    let dir = std::env::args().nth(1).expect("usage: fuzz_seeds DIR");
+    std::fs::create_dir_all(&dir)?;
+    let tur = cmd(&[0; 6], &[], 0);
+    let block = vec![0xA5u8; 512];
+    let mut two = vec![0u8; 1024];
+    two[512..].fill(0x5A);
+    let unmap = [
+        0, 22, 0, 16, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 8, 0, 0, 0, 8, 0, 0, 0, 0,
+    ];
+    let mut caching = vec![0u8, 0, 0, 0, 0x08, 0x12];
+    caching.extend_from_slice(&[0; 18]);
+    let seeds: Vec<(u8, Vec<Vec<u8>>)> = vec![
+        (0, vec![tur.clone(), tur.clone()]),
+        (1, vec![tur.clone(), cmd(&[0x12, 0, 0, 0, 96, 0], &[], 96)]),
+        (
+            1,
+            vec![tur.clone(), cmd(&[0x12, 1, 0x83, 0, 255, 0], &[], 255)],
+        ),
+        (
+            1,
+            vec![tur.clone(), cmd(&[0x12, 1, 0xB0, 0, 255, 0], &[], 255)],
+        ),
+        (0, vec![cmd(&[0x03, 1, 0, 0, 252, 0], &[], 252)]),
+        (
+            0,
+            vec![tur.clone(), cmd(&[0x25, 0, 0, 0, 0, 0, 0, 0, 0, 0], &[], 8)],
+        ),
+        (
+            1,
+            vec![
+                tur.clone(),
+                cmd(
+                    &[0x9E, 0x10, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 32, 0, 0],
+                    &[],
+                    32,
+                ),
+            ],
+        ),
+        (
+            0,
+            vec![tur.clone(), cmd(&[0x1A, 0, 0x3F, 0, 255, 0], &[], 255)],
+        ),
+        (
+            0,
+            vec![
+                tur.clone(),
+                cmd(&[0x5A, 0x10, 0x08, 0, 0, 0, 0, 0, 255, 0], &[], 255),
+            ],
+        ),
+        (
+            0,
+            vec![tur.clone(), cmd(&[0x15, 0x10, 0, 0, 24, 0], &caching, 24)],
+        ),
+        (
+            0,
+            vec![
+                tur.clone(),
+                cmd(&[0x0A, 0, 0, 1, 1, 0], &block, 512),
+                cmd(&[0x08, 0, 0, 1, 1, 0], &[], 512),
+            ],
+        ),
+        (
+            0,
+            vec![
+                tur.clone(),
+                cmd(&[0x2A, 0x08, 0, 0, 0, 2, 0, 0, 1, 0], &block, 512),
+            ],
+        ),
+        (
+            0,
+            vec![
+                tur.clone(),
+                cmd(
+                    &[0x88, 0, 0, 0, 0, 0, 0, 0, 0, 3, 0, 0, 0, 2, 0, 0],
+                    &[],
+                    1024,
+                ),
+            ],
+        ),
+        (
+            0,
+            vec![
+                tur.clone(),
+                cmd(&[0xAA, 0, 0, 0, 0, 4, 0, 0, 0, 1, 0, 0], &block, 512),
+            ],
+        ),
+        (
+            0,
+            vec![
+                tur.clone(),
+                cmd(&[0x35, 0x02, 0, 0, 0, 0, 0, 0, 0, 0], &[], 0),
+            ],
+        ),
+        (
+            1,
+            vec![
+                tur.clone(),
+                cmd(&[0x42, 0, 0, 0, 0, 0, 0, 0, 24, 0], &unmap, 24),
+            ],
+        ),
+        (
+            1,
+            vec![
+                tur.clone(),
+                cmd(&[0x41, 0x08, 0, 0, 0, 0, 0, 0, 4, 0], &[0; 512], 512),
+            ],
+        ),
+        (
+            1,
+            vec![
+                tur.clone(),
+                cmd(
+                    &[0x93, 0x09, 0, 0, 0, 0, 0, 0, 0, 8, 0, 0, 0, 4, 0, 0],
+                    &[],
+                    0,
+                ),
+            ],
+        ),
+        (
+            0,
+            vec![
+                tur.clone(),
+                cmd(
+                    &[0x89, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 1, 0, 0],
+                    &two,
+                    1024,
+                ),
+            ],
+        ),
+        (
+            0,
+            vec![
+                tur.clone(),
+                cmd(&[0x2F, 0x02, 0, 0, 0, 1, 0, 0, 1, 0], &block, 512),
+            ],
+        ),
+        (
+            0,
+            vec![
+                tur.clone(),
+                cmd(&[0x2E, 0x02, 0, 0, 0, 1, 0, 0, 1, 0], &block, 512),
+            ],
+        ),
+        (
+            0,
+            vec![
+                tur.clone(),
+                cmd(&[0x1B, 0, 0, 0, 0, 0], &[], 0),
+                cmd(&[0x1E, 0, 0, 0, 1, 0], &[], 0),
+            ],
+        ),
+        (1, vec![tur.clone(), cmd(&[0x04, 0, 0, 0, 0, 0], &[], 0)]),
+        (
+            1,
+            vec![
+                tur.clone(),
+                cmd(&[0xA3, 0x0C, 0x80, 0, 0, 0, 0, 0, 0x10, 0, 0, 0], &[], 4096),
+            ],
+        ),
+        (
+            0,
+            vec![tur, cmd(&[0xA0, 0, 0, 0, 0, 0, 0, 0, 0, 16, 0, 0], &[], 16)],
+        ),
+    ];
+    for (i, (dev, cmds)) in seeds.into_iter().enumerate() {
+        let mut input = vec![dev];
+        for c in cmds {
+            input.extend(c);
+        }
+        std::fs::write(format!("{dir}/seed-{i:02}"), input)?;
+    }
+    Ok(())
+}
