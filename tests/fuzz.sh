@@ -15,6 +15,7 @@ if ! cargo +nightly fuzz --version >/dev/null 2>&1; then
 fi
 
 cargo run -q -p wasmtap-ring --features test-utils --example fuzz_seeds -- fuzz/corpus/ring_entries
+cargo run -q -p wasmtap-scsi --example fuzz_seeds -- fuzz/corpus/scsi_cdb
 
 targets=$(cd fuzz && cargo +nightly fuzz list)
 for t in $targets; do

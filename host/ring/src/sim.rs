@@ -597,10 +597,17 @@ impl<R: SharedRegion> KernelSim<R> {
                     .read_bytes(e + rsp::SENSE as u64, &mut comp.sense)?;
             }
             let mut data_len = c.data_in_len;
-            if uf[0] & uflag::READ_LEN != 0 && self.cfg.caps & abi::CAP_READ_LEN != 0 {
+            // As tcmu_handle_completion: READ_LEN counts only for data-in
+            // commands and only when non-zero.
+            if uf[0] & uflag::READ_LEN != 0
+                && self.cfg.caps & abi::CAP_READ_LEN != 0
+                && c.data_in_len > 0
+            {
                 let rl = self.region.read_u32(e + rsp::READ_LEN as u64)?;
-                comp.read_len = Some(rl);
-                data_len = data_len.min(rl);
+                if rl != 0 {
+                    comp.read_len = Some(rl);
+                    data_len = data_len.min(rl);
+                }
             }
             comp.data_in.clear();
             if copy_data && data_len > 0 {

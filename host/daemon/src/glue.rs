@@ -1,0 +1,125 @@
+//! Between the ring and the SCSI target: the TCMU region as the target's
+//! [`Memory`], a command's iovecs as its scatter/gather list, and the
+//! target's [`Completion`] as a ring response.
+
+use std::future::Future;
+use std::pin::pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, Waker};
+
+use wasmtap_kernel::MappedRegion;
+use wasmtap_ring::{Command, SharedRegion};
+use wasmtap_scsi::{
+    BlockBackend, BufferError, DeviceIdentity, Extent, Memory, Nexus, SgBuffer, Target,
+};
+
+use crate::worker::{Handler, Outcome};
+
+/// The shared region seen as the SCSI target's memory: offsets in, copies out.
+struct RegionMemory<'a>(&'a MappedRegion);
+
+impl Memory for RegionMemory<'_> {
+    fn read(&self, addr: u64, dst: &mut [u8]) -> Result<(), BufferError> {
+        self.0
+            .read_bytes(addr, dst)
+            .map_err(|_| BufferError::Inaccessible {
+                addr,
+                len: dst.len() as u64,
+            })
+    }
+    fn write(&self, addr: u64, src: &[u8]) -> Result<(), BufferError> {
+        self.0
+            .write_bytes(addr, src)
+            .map_err(|_| BufferError::Inaccessible {
+                addr,
+                len: src.len() as u64,
+            })
+    }
+    fn zero(&self, addr: u64, len: u64) -> Result<(), BufferError> {
+        self.0
+            .fill_bytes(addr, len, 0)
+            .map_err(|_| BufferError::Inaccessible { addr, len })
+    }
+}
+
+/// A serial number stable for a device: derived from its HBA and name, so a
+/// restart (or another host serving the same backstore) reports the same
+/// VPD identifiers.
+pub fn serial_for(seed: &str) -> String {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in seed.bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    format!("wt{h:016x}")
+}
+
+/// Drive a future that is expected to be ready at once (the native RAM disk
+/// never waits). Asynchronous backends get a real executor in the worker;
+/// until then a pending future is polled again after yielding the thread.
+fn run_ready<F: Future>(f: F) -> F::Output {
+    let mut f = pin!(f);
+    let mut cx = Context::from_waker(Waker::noop());
+    loop {
+        if let Poll::Ready(v) = f.as_mut().poll(&mut cx) {
+            return v;
+        }
+        std::thread::yield_now();
+    }
+}
+
+/// Executes ring commands through a SCSI [`Target`] over backend `B`.
+#[derive(Debug)]
+pub struct ScsiHandler<B> {
+    target: Target<B>,
+    extents: Vec<Extent>,
+}
+
+impl<B: BlockBackend> ScsiHandler<B> {
+    /// A handler for the device identified by `seed` (e.g. `hba/name`).
+    pub fn new(seed: &str, backend: B) -> Result<Self, String> {
+        let identity = DeviceIdentity::new(&serial_for(seed)).map_err(|e| e.to_string())?;
+        let target = Target::new(backend, identity).map_err(|e| format!("device geometry: {e}"))?;
+        Ok(Self {
+            target,
+            extents: Vec::new(),
+        })
+    }
+}
+
+impl<B: BlockBackend> Handler for ScsiHandler<B> {
+    fn handle(&mut self, region: &Arc<MappedRegion>, cmd: &Command) -> Outcome {
+        self.extents.clear();
+        self.extents.extend(cmd.data_iovs().iter().map(|v| Extent {
+            addr: v.base,
+            len: v.len,
+        }));
+        let mem = RegionMemory(region);
+        let mut buf = SgBuffer::new(&mem, &self.extents);
+        let buf_len = cmd.data_len();
+        // LIO has one I_T nexus per TCMU device from our point of view: the
+        // ring does not say which initiator sent a command.
+        let done = run_ready(self.target.execute(Nexus(0), cmd.cdb(), &mut buf));
+        let mut sense = [0u8; 96];
+        let s = done.sense();
+        let sense_len = s.len().min(96);
+        sense[..sense_len].copy_from_slice(&s[..sense_len]);
+        // Report a residual only for data-in that came up short. The kernel
+        // honours READ_LEN only for data-in commands and only when it is
+        // non-zero (tcmu_handle_completion), so a zero-length transfer cannot
+        // be expressed on the ring and is reported as a full one.
+        let read_len =
+            (done.data_in_len > 0 && done.data_in_len < buf_len).then_some(done.data_in_len as u32);
+        Outcome {
+            status: done.status as u8,
+            sense,
+            sense_len,
+            read_len,
+        }
+    }
+
+    fn aborted(&mut self, _cmd_ids: &[u16]) {
+        // Commands run to completion within one batch, so by the time a TMR
+        // is seen there is nothing left to cancel.
+    }
+}

@@ -1,0 +1,19 @@
+//! The wasmtap daemon as a library: what `wasmtap serve` and `wasmtap lun`
+//! are made of, so integration tests can drive the same code.
+//!
+//! * [`worker`]: one thread per device: drain the ring, execute through a
+//!   [`worker::Handler`], complete, publish once per batch.
+//! * [`glue`]: the handler that runs commands through the SCSI target, with
+//!   the TCMU region as the target's memory.
+//! * [`ramdisk`]: the native sparse RAM disk backend.
+//! * [`serve`]: device discovery (UIO scan), worker lifecycle, signals.
+//! * [`demo`]: the simulator frontend with a built-in, verifying initiator.
+//! * [`lun`], [`config`]: `wasmtap lun create|delete` and configuration.
+
+pub mod config;
+pub mod demo;
+pub mod glue;
+pub mod lun;
+pub mod ramdisk;
+pub mod serve;
+pub mod worker;

@@ -1,0 +1,216 @@
+//! The native RAM disk: a sparse, in-memory block backend.
+//!
+//! Memory is allocated in 64 KiB chunks on first write, so a large LUN costs
+//! only what is written; discard and write-zeroes free whole chunks (and
+//! zero partial ones), so discarded blocks read back as zeros (LBPRZ).
+//! Single-threaded by design: it lives on its device's worker.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+
+use wasmtap_scsi::{
+    BackendError, BackendErrorKind, BackendResult, BlockBackend, Blocks, BufMut, BufRef,
+    DiscardInfo, DiskInfo, Lba, WriteCache,
+};
+
+const CHUNK: u64 = 64 * 1024;
+
+/// See the module docs.
+#[derive(Debug)]
+pub struct RamDisk {
+    info: DiskInfo,
+    chunks: RefCell<HashMap<u64, Box<[u8]>>>,
+}
+
+impl RamDisk {
+    /// A zeroed disk of `block_count` blocks of `block_size` bytes that
+    /// accepts up to `max_transfer` blocks per request.
+    pub fn new(block_size: u32, block_count: u64, max_transfer: u64, write_cache: bool) -> Self {
+        let per_chunk = CHUNK / u64::from(block_size);
+        Self {
+            info: DiskInfo {
+                block_size,
+                block_count: Blocks(block_count),
+                physical_exponent: 0,
+                max_transfer: Blocks(max_transfer.max(1)),
+                optimal_transfer: Blocks(0),
+                discard: Some(DiscardInfo {
+                    granularity: Blocks(per_chunk.max(1)),
+                    alignment: Lba(0),
+                    max_blocks: u32::MAX,
+                    max_descriptors: 256,
+                    zeroes: true,
+                }),
+                write_cache: if write_cache {
+                    WriteCache::WriteBack
+                } else {
+                    WriteCache::WriteThrough
+                },
+                read_only: false,
+            },
+            chunks: RefCell::new(HashMap::new()),
+        }
+    }
+
+    /// Bytes of memory holding data.
+    #[cfg(test)]
+    pub fn resident_bytes(&self) -> u64 {
+        self.chunks.borrow().len() as u64 * CHUNK
+    }
+
+    fn byte_range(&self, lba: Lba, blocks: u64) -> Result<(u64, u64), BackendError> {
+        let bs = u64::from(self.info.block_size);
+        let end = lba
+            .0
+            .checked_add(blocks)
+            .filter(|&e| e <= self.info.block_count.0);
+        match end {
+            Some(_) => Ok((lba.0 * bs, blocks * bs)),
+            None => Err(BackendError::at(BackendErrorKind::OutOfRange, lba)),
+        }
+    }
+
+    /// Visit `(chunk index, offset in chunk, offset in request, length)`.
+    fn pieces(
+        start: u64,
+        len: u64,
+        mut f: impl FnMut(u64, usize, u64, usize) -> BackendResult,
+    ) -> BackendResult {
+        let mut done = 0;
+        while done < len {
+            let pos = start + done;
+            let (idx, off) = (pos / CHUNK, pos % CHUNK);
+            let n = (CHUNK - off).min(len - done);
+            f(idx, off as usize, done, n as usize)?;
+            done += n;
+        }
+        Ok(())
+    }
+
+    fn zero_range(&self, start: u64, len: u64) {
+        let mut chunks = self.chunks.borrow_mut();
+        let _ = Self::pieces(start, len, |idx, off, _, n| {
+            if n as u64 == CHUNK {
+                chunks.remove(&idx);
+            } else if let Some(c) = chunks.get_mut(&idx) {
+                c[off..off + n].fill(0);
+            }
+            Ok(())
+        });
+    }
+}
+
+impl BlockBackend for RamDisk {
+    fn info(&self) -> DiskInfo {
+        self.info
+    }
+
+    async fn read(&self, lba: Lba, mut dst: BufMut<'_>) -> BackendResult {
+        let blocks = dst.len() / u64::from(self.info.block_size);
+        let (start, len) = self.byte_range(lba, blocks)?;
+        let chunks = self.chunks.borrow();
+        Self::pieces(start, len, |idx, off, at, n| {
+            match chunks.get(&idx) {
+                Some(c) => dst.write_at(at, &c[off..off + n])?,
+                None => dst.zero(at, n as u64)?,
+            }
+            Ok(())
+        })
+    }
+
+    async fn write(&self, lba: Lba, src: BufRef<'_>, _fua: bool) -> BackendResult {
+        let blocks = src.len() / u64::from(self.info.block_size);
+        let (start, len) = self.byte_range(lba, blocks)?;
+        let mut chunks = self.chunks.borrow_mut();
+        Self::pieces(start, len, |idx, off, at, n| {
+            let c = chunks
+                .entry(idx)
+                .or_insert_with(|| vec![0u8; CHUNK as usize].into_boxed_slice());
+            src.read_at(at, &mut c[off..off + n])?;
+            Ok(())
+        })
+    }
+
+    async fn flush(&self) -> BackendResult {
+        Ok(())
+    }
+
+    async fn discard(&self, lba: Lba, blocks: Blocks) -> BackendResult {
+        let (start, len) = self.byte_range(lba, blocks.0)?;
+        self.zero_range(start, len);
+        Ok(())
+    }
+
+    async fn write_zeroes(&self, lba: Lba, blocks: Blocks, _may_unmap: bool) -> BackendResult {
+        let (start, len) = self.byte_range(lba, blocks.0)?;
+        self.zero_range(start, len);
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use wasmtap_scsi::DataBuffer;
+    use wasmtap_scsi::testing::block_on;
+
+    fn disk() -> RamDisk {
+        RamDisk::new(512, 4096, 256, false)
+    }
+
+    #[test]
+    fn unwritten_blocks_read_as_zeros_and_cost_no_memory() {
+        let d = disk();
+        let mut buf = vec![0xffu8; 4096];
+        block_on(d.read(Lba(100), BufMut::new(&mut buf, 0, 4096).unwrap())).unwrap();
+        assert!(buf.iter().all(|&b| b == 0));
+        assert_eq!(d.resident_bytes(), 0);
+    }
+
+    #[test]
+    fn writes_across_chunk_boundaries_read_back() {
+        let d = disk();
+        let data: Vec<u8> = (0..8192u32).map(|i| (i % 253) as u8).collect();
+        // 64 KiB chunk = 128 blocks; start 4 blocks before a boundary.
+        block_on(d.write(Lba(124), BufRef::new(&data, 0, 8192).unwrap(), false)).unwrap();
+        let mut back = vec![0u8; 8192];
+        block_on(d.read(Lba(124), BufMut::new(&mut back, 0, 8192).unwrap())).unwrap();
+        assert_eq!(back, data);
+        assert_eq!(d.resident_bytes(), 2 * CHUNK);
+    }
+
+    #[test]
+    fn discard_zeroes_partial_chunks_and_frees_whole_ones() {
+        let d = disk();
+        // Three 64 KiB chunks (128 blocks each); discard blocks 1..300, which
+        // covers chunk 1 entirely and parts of chunks 0 and 2.
+        let data = vec![7u8; 384 * 512];
+        block_on(d.write(
+            Lba(0),
+            BufRef::new(&data, 0, data.len() as u64).unwrap(),
+            false,
+        ))
+        .unwrap();
+        block_on(d.discard(Lba(1), Blocks(299))).unwrap();
+        let mut back = vec![0u8; 384 * 512];
+        let n = back.len() as u64;
+        block_on(d.read(Lba(0), BufMut::new(&mut back, 0, n).unwrap())).unwrap();
+        assert!(back[..512].iter().all(|&b| b == 7));
+        assert!(back[512..300 * 512].iter().all(|&b| b == 0));
+        assert!(back[300 * 512..].iter().all(|&b| b == 7));
+        assert_eq!(
+            d.resident_bytes(),
+            2 * CHUNK,
+            "the fully discarded middle chunk is freed"
+        );
+    }
+
+    #[test]
+    fn out_of_range_is_an_error() {
+        let d = disk();
+        let mut buf = vec![0u8; 1024];
+        let r = block_on(d.read(Lba(4095), BufMut::new(&mut buf, 0, 1024).unwrap()));
+        assert_eq!(r.unwrap_err().kind, BackendErrorKind::OutOfRange);
+        assert_eq!(DataBuffer::len(&buf), 1024);
+    }
+}

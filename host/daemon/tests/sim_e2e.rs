@@ -1,0 +1,271 @@
+//! End to end through the kernel simulator: the simulated kernel queues SCSI
+//! commands on a memfd-backed ring, the daemon's worker (ring engine + SCSI
+//! target + native RAM disk) answers them on its own thread, and the
+//! simulator checks status, sense and data as an initiator would.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
+
+use wasmtap::config::{Frontend, ServeConfig};
+use wasmtap::glue::ScsiHandler;
+use wasmtap::ramdisk::RamDisk;
+use wasmtap::worker::{self, WorkerError, WorkerStats};
+use wasmtap_kernel::sim::{self, SimKernel};
+use wasmtap_ring::Ring;
+use wasmtap_ring::abi;
+use wasmtap_ring::sim::{Completion, DataRef, SimConfig};
+
+const BS: u32 = 512;
+const BLOCKS: u64 = 8192; // 4 MiB
+
+struct Rig {
+    k: SimKernel,
+    stop: Arc<AtomicBool>,
+    wake: wasmtap_kernel::EventBell,
+    worker: Option<JoinHandle<Result<(), WorkerError>>>,
+}
+
+impl Rig {
+    fn new(caps: u16) -> Self {
+        let cfg = SimConfig {
+            cmdr_size: 64 * 1024,
+            data_blocks: 256,
+            data_pages_per_blk: 1,
+            page_size: 4096,
+            caps,
+        };
+        let (k, user) = sim::device(cfg).unwrap();
+        let ring = Ring::attach(Arc::clone(&user.region)).unwrap();
+        let stop = Arc::new(AtomicBool::new(false));
+        let wstop = Arc::clone(&stop);
+        let wake = user.bell.to_user.clone();
+        let worker = thread::spawn(move || {
+            let disk = RamDisk::new(BS, BLOCKS, 256, false);
+            let mut h = ScsiHandler::new("test/e2e", disk).map_err(WorkerError::Setup)?;
+            worker::run(
+                ring,
+                &user.bell,
+                &mut h,
+                &wstop,
+                &WorkerStats::default(),
+                64,
+            )
+        });
+        let mut rig = Self {
+            k,
+            stop,
+            wake,
+            worker: Some(worker),
+        };
+        // Consume the power-on unit attention, as the sd driver does.
+        let ua = rig.exec(&[0, 0, 0, 0, 0, 0], DataRef::None);
+        assert_eq!(ua.status, abi::SAM_STAT_CHECK_CONDITION);
+        assert_eq!(
+            (ua.sense[2] & 0xf, ua.sense[12]),
+            (0x6, 0x29),
+            "POWER ON, RESET"
+        );
+        rig
+    }
+
+    fn exec(&mut self, cdb: &[u8], dir: DataRef<'_>) -> Completion {
+        self.submit(1, cdb, dir);
+        self.wait(1).pop().unwrap()
+    }
+
+    fn submit(&mut self, tag: u64, cdb: &[u8], dir: DataRef<'_>) {
+        self.k.model.submit_ref(tag, cdb, dir).unwrap();
+        self.k.to_user.ring().unwrap();
+    }
+
+    fn wait(&mut self, n: usize) -> Vec<Completion> {
+        let mut got = Vec::new();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while got.len() < n {
+            assert!(Instant::now() < deadline, "worker did not answer in time");
+            self.k
+                .model
+                .reap_with(true, |c| got.push(c.clone()))
+                .unwrap();
+            if got.len() < n {
+                thread::sleep(Duration::from_millis(1));
+            }
+        }
+        got
+    }
+}
+
+impl Drop for Rig {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        let _ = self.wake.ring();
+        if let Some(w) = self.worker.take() {
+            let r = w.join().expect("worker thread");
+            if !thread::panicking() {
+                r.expect("worker ends cleanly");
+            }
+        }
+    }
+}
+
+fn rw(op: u8, lba: u64, blocks: u32) -> [u8; 16] {
+    let mut c = [0u8; 16];
+    c[0] = op;
+    c[2..10].copy_from_slice(&lba.to_be_bytes());
+    c[10..14].copy_from_slice(&blocks.to_be_bytes());
+    c
+}
+
+fn sense_triple(c: &Completion) -> (u8, u8, u8) {
+    (c.sense[2] & 0xf, c.sense[12], c.sense[13])
+}
+
+#[test]
+fn inquiry_reports_identity_and_short_transfer_as_read_len() {
+    let mut rig = Rig::new(abi::CAP_OOOC | abi::CAP_READ_LEN);
+    let c = rig.exec(&[0x12, 0, 0, 0, 255, 0], DataRef::FromDevice(255));
+    assert_eq!(c.status, abi::SAM_STAT_GOOD);
+    assert_eq!(&c.data_in[8..16], b"WASMTAP ");
+    let n = c
+        .read_len
+        .expect("standard INQUIRY data is shorter than 255 bytes");
+    assert_eq!(c.data_in.len(), n as usize);
+    assert_eq!(
+        u32::from(c.data_in[4]) + 5,
+        n,
+        "ADDITIONAL LENGTH matches the transfer"
+    );
+}
+
+#[test]
+fn read_capacity_16_matches_the_device() {
+    let mut rig = Rig::new(abi::CAP_OOOC | abi::CAP_READ_LEN);
+    let c = rig.exec(
+        &[0x9e, 0x10, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 32, 0, 0],
+        DataRef::FromDevice(32),
+    );
+    assert_eq!(c.status, abi::SAM_STAT_GOOD);
+    assert_eq!(
+        u64::from_be_bytes(c.data_in[0..8].try_into().unwrap()),
+        BLOCKS - 1
+    );
+    assert_eq!(u32::from_be_bytes(c.data_in[8..12].try_into().unwrap()), BS);
+    assert_eq!(c.data_in[14] & 0x80, 0x80, "LBPME: the RAM disk discards");
+}
+
+#[test]
+fn written_data_reads_back_across_many_iovecs() {
+    for caps in [abi::CAP_READ_LEN, abi::CAP_OOOC | abi::CAP_READ_LEN] {
+        let mut rig = Rig::new(caps);
+        // 40 KiB in one-page data blocks: ten iovecs (or fewer if adjacent).
+        let data: Vec<u8> = (0..40 * 1024u32).map(|i| (i * 13 % 251) as u8).collect();
+        let w = rig.exec(&rw(0x8a, 77, 80), DataRef::ToDevice(&data));
+        assert_eq!(w.status, abi::SAM_STAT_GOOD);
+        let r = rig.exec(&rw(0x88, 77, 80), DataRef::FromDevice(40 * 1024));
+        assert_eq!(r.status, abi::SAM_STAT_GOOD);
+        assert_eq!(r.data_in, data);
+    }
+}
+
+#[test]
+fn many_commands_in_flight_complete_once_with_their_data() {
+    let mut rig = Rig::new(abi::CAP_OOOC | abi::CAP_READ_LEN | abi::CAP_TMR);
+    for t in 0..32u64 {
+        let data = vec![t as u8 + 1; 4096];
+        rig.submit(t, &rw(0x8a, t * 8, 8), DataRef::ToDevice(&data));
+    }
+    let mut done = rig.wait(32);
+    done.sort_by_key(|c| c.tag);
+    assert!(
+        done.iter()
+            .enumerate()
+            .all(|(i, c)| c.tag == i as u64 && c.status == 0)
+    );
+    for t in 0..32u64 {
+        rig.submit(100 + t, &rw(0x88, t * 8, 8), DataRef::FromDevice(4096));
+    }
+    for c in rig.wait(32) {
+        let t = c.tag - 100;
+        assert!(
+            c.data_in.iter().all(|&b| b == t as u8 + 1),
+            "read of block run {t}"
+        );
+    }
+}
+
+#[test]
+fn errors_come_back_as_sense_through_the_ring() {
+    let mut rig = Rig::new(abi::CAP_OOOC | abi::CAP_READ_LEN);
+    let bad_op = rig.exec(&[0xc7, 0, 0, 0, 0, 0, 0, 0, 0, 0], DataRef::None);
+    assert_eq!(
+        sense_triple(&bad_op),
+        (0x5, 0x20, 0x00),
+        "INVALID COMMAND OPERATION CODE"
+    );
+    let past_end = rig.exec(&rw(0x88, BLOCKS - 1, 2), DataRef::FromDevice(1024));
+    assert_eq!(
+        sense_triple(&past_end),
+        (0x5, 0x21, 0x00),
+        "LBA OUT OF RANGE"
+    );
+    // COMPARE AND WRITE against zeros with a non-zero verify buffer.
+    let mut caw = [0u8; 16];
+    caw[0] = 0x89;
+    caw[13] = 1;
+    let mut buf = vec![0u8; 1024];
+    buf[10] = 1;
+    let miscompare = rig.exec(&caw, DataRef::ToDevice(&buf));
+    assert_eq!(sense_triple(&miscompare), (0xe, 0x1d, 0x00), "MISCOMPARE");
+    assert_eq!(
+        u32::from_be_bytes(miscompare.sense[3..7].try_into().unwrap()),
+        10,
+        "offset of first difference"
+    );
+}
+
+#[test]
+fn unmap_reads_back_zeros() {
+    let mut rig = Rig::new(abi::CAP_OOOC | abi::CAP_READ_LEN);
+    assert_eq!(
+        rig.exec(&rw(0x8a, 0, 256), DataRef::ToDevice(&vec![9u8; 128 * 1024]))
+            .status,
+        0
+    );
+    let mut param = vec![0u8; 24];
+    param[0..2].copy_from_slice(&22u16.to_be_bytes());
+    param[2..4].copy_from_slice(&16u16.to_be_bytes());
+    param[8..16].copy_from_slice(&0u64.to_be_bytes());
+    param[16..20].copy_from_slice(&128u32.to_be_bytes());
+    let unmap = rig.exec(
+        &[0x42, 0, 0, 0, 0, 0, 0, 0, 24, 0],
+        DataRef::ToDevice(&param),
+    );
+    assert_eq!(
+        unmap.status,
+        abi::SAM_STAT_GOOD,
+        "sense {:?}",
+        &unmap.sense[..18.min(unmap.sense.len())]
+    );
+    let r = rig.exec(&rw(0x88, 0, 256), DataRef::FromDevice(128 * 1024));
+    assert!(r.data_in[..64 * 1024].iter().all(|&b| b == 0));
+    assert!(r.data_in[64 * 1024..].iter().all(|&b| b == 9));
+}
+
+#[test]
+fn simulator_frontend_runs_verified_random_io() {
+    let cfg = ServeConfig {
+        frontend: Frontend::Sim,
+        sim_size_mib: 16,
+        sim_queue_depth: 8,
+        ..ServeConfig::default()
+    };
+    let stop = Arc::new(AtomicBool::new(false));
+    let s2 = Arc::clone(&stop);
+    thread::spawn(move || {
+        thread::sleep(Duration::from_secs(2));
+        s2.store(true, Ordering::Relaxed);
+    });
+    wasmtap::demo::run(&cfg, &stop).expect("no I/O errors or mismatches");
+}
