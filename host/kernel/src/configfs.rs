@@ -206,6 +206,18 @@ pub fn delete_lun(root: &Path, hba: u32, name: &str) -> Result<(), ConfigfsError
     Ok(())
 }
 
+/// Recover a ring that still holds entries from a previous daemon: block the
+/// device, reset the ring (in-flight commands fail with BUSY, which
+/// initiators retry), unblock. The kernel sets cmd_head and cmd_tail to 0.
+pub fn reset_ring(dir: &Path) -> Result<(), ConfigfsError> {
+    let action = dir.join("action");
+    write(&action.join("block_dev"), "1")?;
+    let reset = write(&action.join("reset_ring"), "1");
+    // Unblock even if the reset failed, so the device is not left blocked.
+    let unblock = write(&action.join("block_dev"), "0");
+    reset.and(unblock)
+}
+
 /// What the kernel says about a backstore (configfs `attrib/` and `info`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DeviceAttrs {

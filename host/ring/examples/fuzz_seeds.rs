@@ -22,7 +22,10 @@ fn main() -> std::io::Result<()> {
         &[(&[0x00; 6], DataDir::None)],
         &[
             (&[0x28, 0, 0, 0, 0, 0, 0, 0, 1, 0], DataDir::FromDevice(512)),
-            (&[0x2a, 0, 0, 0, 0, 0, 0, 0, 1, 0], DataDir::ToDevice(vec![0xab; 512])),
+            (
+                &[0x2a, 0, 0, 0, 0, 0, 0, 0, 1, 0],
+                DataDir::ToDevice(vec![0xab; 512]),
+            ),
         ],
         &[(&[0x88; 16], DataDir::FromDevice(6000))],
         &[
@@ -38,11 +41,13 @@ fn main() -> std::io::Result<()> {
             sim.submit(tag as u64, cdb, dir.clone()).expect("submit");
         }
         if i == 3 {
-            sim.task_management(abi::tmr_type::ABORT_TASK, &[0, 1]).expect("tmr");
+            sim.task_management(abi::tmr_type::ABORT_TASK, &[0, 1])
+                .expect("tmr");
         }
         let head = r.load_u32_acquire(mailbox::CMD_HEAD as u64).expect("head");
         let mut bytes = vec![0u8; cfg.region_len() - abi::MAILBOX_SIZE];
-        r.read_bytes(abi::MAILBOX_SIZE as u64, &mut bytes).expect("read");
+        r.read_bytes(abi::MAILBOX_SIZE as u64, &mut bytes)
+            .expect("read");
         let mut seed = vec![cfg.caps as u8, 4, 1, 0];
         seed.extend_from_slice(&head.to_ne_bytes());
         seed.extend_from_slice(&bytes[..2048 + 4096]);
