@@ -44,7 +44,7 @@ pub fn run(cfg: &ServeConfig, stop: &Arc<AtomicBool>) -> Result<(), String> {
             let disk = RamDisk::new(BLOCK, blocks, 2048, false);
             let mut handler =
                 ScsiHandler::new("sim/sim0", disk).map_err(worker::WorkerError::Setup)?;
-            worker::run(ring, &bell, &mut handler, &wstop, &wstats, batch)
+            worker::run(ring, &bell, &mut handler, &wstop, &wstats, batch, None)
         })
         .map_err(|e| format!("spawn worker: {e}"))?;
     tracing::info!(

@@ -87,7 +87,19 @@ impl<B: BlockBackend> ScsiHandler<B> {
     }
 }
 
-impl<B: BlockBackend> Handler for ScsiHandler<B> {
+/// Backends whose geometry the kernel can change at run time (RECONFIG).
+pub trait Reconfigurable {
+    /// Apply a new size in bytes and/or write-cache mode.
+    fn reconfigure(&self, size: Option<u64>, write_cache: Option<bool>) -> Result<(), String>;
+}
+
+impl Reconfigurable for crate::ramdisk::RamDisk {
+    fn reconfigure(&self, size: Option<u64>, write_cache: Option<bool>) -> Result<(), String> {
+        crate::ramdisk::RamDisk::reconfigure(self, size, write_cache)
+    }
+}
+
+impl<B: BlockBackend + Reconfigurable> Handler for ScsiHandler<B> {
     fn handle(&mut self, region: &Arc<MappedRegion>, cmd: &Command) -> Outcome {
         self.extents.clear();
         self.extents.extend(cmd.data_iovs().iter().map(|v| Extent {
@@ -116,6 +128,15 @@ impl<B: BlockBackend> Handler for ScsiHandler<B> {
             sense_len,
             read_len,
         }
+    }
+
+    fn reconfigure(&mut self, size: Option<u64>, write_cache: Option<bool>) -> Result<(), String> {
+        self.target.backend().reconfigure(size, write_cache)?;
+        // Raises CAPACITY DATA HAS CHANGED on every nexus if the size moved.
+        self.target
+            .refresh_info()
+            .map(drop)
+            .map_err(|e| e.to_string())
     }
 
     fn aborted(&mut self, _cmd_ids: &[u16]) {

@@ -5,7 +5,7 @@
 //! zero partial ones), so discarded blocks read back as zeros (LBPRZ).
 //! Single-threaded by design: it lives on its device's worker.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 
 use wasmtap_scsi::{
@@ -18,7 +18,7 @@ const CHUNK: u64 = 64 * 1024;
 /// See the module docs.
 #[derive(Debug)]
 pub struct RamDisk {
-    info: DiskInfo,
+    info: Cell<DiskInfo>,
     chunks: RefCell<HashMap<u64, Box<[u8]>>>,
 }
 
@@ -28,7 +28,7 @@ impl RamDisk {
     pub fn new(block_size: u32, block_count: u64, max_transfer: u64, write_cache: bool) -> Self {
         let per_chunk = CHUNK / u64::from(block_size);
         Self {
-            info: DiskInfo {
+            info: Cell::new(DiskInfo {
                 block_size,
                 block_count: Blocks(block_count),
                 physical_exponent: 0,
@@ -47,7 +47,7 @@ impl RamDisk {
                     WriteCache::WriteThrough
                 },
                 read_only: false,
-            },
+            }),
             chunks: RefCell::new(HashMap::new()),
         }
     }
@@ -58,12 +58,45 @@ impl RamDisk {
         self.chunks.borrow().len() as u64 * CHUNK
     }
 
+    /// Change the size (a RECONFIG from the kernel) and/or the write-cache
+    /// mode. Data beyond a smaller size is dropped.
+    pub fn reconfigure(&self, size: Option<u64>, write_cache: Option<bool>) -> Result<(), String> {
+        let mut info = self.info.get();
+        if let Some(bytes) = size {
+            let bs = u64::from(info.block_size);
+            if bytes == 0 || !bytes.is_multiple_of(bs) {
+                return Err(format!(
+                    "new size {bytes} is not a positive multiple of {bs}"
+                ));
+            }
+            info.block_count = Blocks(bytes / bs);
+            let mut chunks = self.chunks.borrow_mut();
+            chunks.retain(|&idx, _| idx * CHUNK < bytes);
+            let tail = bytes % CHUNK;
+            if tail != 0
+                && let Some(c) = chunks.get_mut(&(bytes / CHUNK))
+            {
+                c[tail as usize..].fill(0);
+            }
+        }
+        if let Some(wc) = write_cache {
+            info.write_cache = if wc {
+                WriteCache::WriteBack
+            } else {
+                WriteCache::WriteThrough
+            };
+        }
+        self.info.set(info);
+        Ok(())
+    }
+
     fn byte_range(&self, lba: Lba, blocks: u64) -> Result<(u64, u64), BackendError> {
-        let bs = u64::from(self.info.block_size);
+        let info = self.info.get();
+        let bs = u64::from(info.block_size);
         let end = lba
             .0
             .checked_add(blocks)
-            .filter(|&e| e <= self.info.block_count.0);
+            .filter(|&e| e <= info.block_count.0);
         match end {
             Some(_) => Ok((lba.0 * bs, blocks * bs)),
             None => Err(BackendError::at(BackendErrorKind::OutOfRange, lba)),
@@ -102,11 +135,11 @@ impl RamDisk {
 
 impl BlockBackend for RamDisk {
     fn info(&self) -> DiskInfo {
-        self.info
+        self.info.get()
     }
 
     async fn read(&self, lba: Lba, mut dst: BufMut<'_>) -> BackendResult {
-        let blocks = dst.len() / u64::from(self.info.block_size);
+        let blocks = dst.len() / u64::from(self.info.get().block_size);
         let (start, len) = self.byte_range(lba, blocks)?;
         let chunks = self.chunks.borrow();
         Self::pieces(start, len, |idx, off, at, n| {
@@ -119,7 +152,7 @@ impl BlockBackend for RamDisk {
     }
 
     async fn write(&self, lba: Lba, src: BufRef<'_>, _fua: bool) -> BackendResult {
-        let blocks = src.len() / u64::from(self.info.block_size);
+        let blocks = src.len() / u64::from(self.info.get().block_size);
         let (start, len) = self.byte_range(lba, blocks)?;
         let mut chunks = self.chunks.borrow_mut();
         Self::pieces(start, len, |idx, off, at, n| {
@@ -203,6 +236,26 @@ mod tests {
             2 * CHUNK,
             "the fully discarded middle chunk is freed"
         );
+    }
+
+    #[test]
+    fn resize_changes_capacity_and_drops_data_beyond_it() {
+        let d = disk();
+        let data = vec![5u8; 1024];
+        block_on(d.write(Lba(4000), BufRef::new(&data, 0, 1024).unwrap(), false)).unwrap();
+        d.reconfigure(Some(1024 * 512), None).unwrap();
+        assert_eq!(d.info().block_count, Blocks(1024));
+        let mut buf = vec![0u8; 512];
+        let r = block_on(d.read(Lba(1024), BufMut::new(&mut buf, 0, 512).unwrap()));
+        assert_eq!(r.unwrap_err().kind, BackendErrorKind::OutOfRange);
+        d.reconfigure(Some(4096 * 512), Some(true)).unwrap();
+        block_on(d.read(Lba(4000), BufMut::new(&mut buf, 0, 512).unwrap())).unwrap();
+        assert!(
+            buf.iter().all(|&b| b == 0),
+            "shrinking dropped the old data"
+        );
+        assert_eq!(d.info().write_cache, WriteCache::WriteBack);
+        assert!(d.reconfigure(Some(1000), None).is_err());
     }
 
     #[test]

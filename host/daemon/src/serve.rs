@@ -1,12 +1,15 @@
 //! `wasmtap serve`: discover devices, run one worker per device, stop cleanly.
 
 use std::collections::HashMap;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{self, Receiver, Sender};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use wasmtap_kernel::configfs;
+use wasmtap_kernel::netlink::{self, DeviceEvent, EventKind, Replier};
 use wasmtap_kernel::uio::{self, SUBTYPE, UioDevice};
 use wasmtap_ring::abi::mailbox;
 use wasmtap_ring::{Ring, SharedRegion};
@@ -14,12 +17,13 @@ use wasmtap_ring::{Ring, SharedRegion};
 use crate::config::{Frontend, ServeConfig};
 use crate::glue::ScsiHandler;
 use crate::ramdisk::RamDisk;
-use crate::worker::{self, WorkerStats};
+use crate::worker::{self, Control, WorkerStats};
 
 /// A device being served.
 struct Running {
     handle: JoinHandle<()>,
     stats: Arc<WorkerStats>,
+    control: Sender<Control>,
 }
 
 /// Run until SIGTERM/SIGINT (or `duration`).
@@ -48,35 +52,25 @@ fn serve_tcmu(cfg: &ServeConfig, stop: &Arc<AtomicBool>) -> Result<(), String> {
         configfs = %cfg.configfs.display(),
         "serving TCMU devices of handler subtype {SUBTYPE:?}"
     );
+    let (events, replier) = start_netlink();
     let mut workers: HashMap<String, Running> = HashMap::new();
     while !stop.load(Ordering::Relaxed) {
-        match uio::scan(&cfg.sysfs_uio, SUBTYPE) {
-            Ok(devs) => {
-                for dev in devs {
-                    if workers.contains_key(&dev.uio) {
-                        continue;
-                    }
-                    match start_worker(cfg, &dev, stop) {
-                        Ok(r) => {
-                            workers.insert(dev.uio.clone(), r);
-                        }
-                        Err(e) => {
-                            tracing::error!(device = %dev.name, uio = %dev.uio, "cannot attach: {e}")
-                        }
-                    }
+        rescan(cfg, stop, &mut workers);
+        // Wait for the next rescan, a netlink event, or a stop request.
+        let deadline = Instant::now() + Duration::from_millis(cfg.rescan_ms);
+        while !stop.load(Ordering::Relaxed) && Instant::now() < deadline {
+            let Some(rx) = &events else {
+                thread::sleep(Duration::from_millis(50));
+                continue;
+            };
+            match rx.recv_timeout(Duration::from_millis(50)) {
+                Ok(ev) => handle_event(cfg, stop, &mut workers, replier.as_ref(), &ev),
+                Err(mpsc::RecvTimeoutError::Timeout) => {}
+                Err(mpsc::RecvTimeoutError::Disconnected) => {
+                    thread::sleep(Duration::from_millis(50))
                 }
             }
-            Err(e) => tracing::warn!("device scan: {e}"),
         }
-        workers.retain(|uio, r| {
-            if r.handle.is_finished() {
-                tracing::info!(%uio, commands = r.stats.commands.load(Ordering::Relaxed), "worker ended");
-                false
-            } else {
-                true
-            }
-        });
-        sleep_unless(stop, Duration::from_millis(cfg.rescan_ms));
     }
     tracing::info!(devices = workers.len(), "shutting down");
     for (uio, r) in workers {
@@ -87,10 +81,134 @@ fn serve_tcmu(cfg: &ServeConfig, stop: &Arc<AtomicBool>) -> Result<(), String> {
     Ok(())
 }
 
-fn sleep_unless(stop: &AtomicBool, total: Duration) {
-    let end = Instant::now() + total;
-    while !stop.load(Ordering::Relaxed) && Instant::now() < end {
-        thread::sleep(Duration::from_millis(50).min(end.saturating_duration_since(Instant::now())));
+/// Subscribe to TCM-USER netlink events on a thread of their own; without
+/// them (module not loaded yet, no CAP_NET_ADMIN) the periodic rescan alone
+/// finds devices.
+fn start_netlink() -> (Option<Receiver<DeviceEvent>>, Option<Replier>) {
+    match netlink::subscribe() {
+        Ok((mut events, replier)) => {
+            let (tx, rx) = mpsc::channel();
+            let spawned = thread::Builder::new()
+                .name("netlink".into())
+                .spawn(move || {
+                    while let Some(ev) = events.next_event() {
+                        match ev {
+                            Ok(ev) => {
+                                if tx.send(ev).is_err() {
+                                    return;
+                                }
+                            }
+                            Err(e) => tracing::warn!("{e}"),
+                        }
+                    }
+                });
+            match spawned {
+                Ok(_) => {
+                    tracing::info!("listening for TCM-USER netlink events");
+                    (Some(rx), Some(replier))
+                }
+                Err(e) => {
+                    tracing::warn!("netlink thread: {e}; relying on rescans");
+                    (None, None)
+                }
+            }
+        }
+        Err(e) => {
+            tracing::warn!("{e}; relying on periodic rescans of /sys/class/uio");
+            (None, None)
+        }
+    }
+}
+
+fn rescan(cfg: &ServeConfig, stop: &Arc<AtomicBool>, workers: &mut HashMap<String, Running>) {
+    match uio::scan(&cfg.sysfs_uio, SUBTYPE) {
+        Ok(devs) => {
+            for dev in devs {
+                if workers.contains_key(&dev.uio) {
+                    continue;
+                }
+                match start_worker(cfg, &dev, stop) {
+                    Ok(r) => {
+                        workers.insert(dev.uio.clone(), r);
+                    }
+                    Err(e) => {
+                        tracing::error!(device = %dev.name, uio = %dev.uio, "cannot attach: {e}")
+                    }
+                }
+            }
+        }
+        Err(e) => tracing::warn!("device scan: {e}"),
+    }
+    workers.retain(|uio, r| {
+        if r.handle.is_finished() {
+            tracing::info!(%uio, commands = r.stats.commands.load(Ordering::Relaxed), "worker ended");
+            false
+        } else {
+            true
+        }
+    });
+}
+
+fn backstore_of(cfg: &ServeConfig, ev: &DeviceEvent) -> Option<PathBuf> {
+    let name = ev.uio_name.as_deref()?;
+    let (hba, dev, _) = uio::parse_uio_name(name, SUBTYPE)?;
+    Some(configfs::backstore_dir(&cfg.configfs, hba, &dev))
+}
+
+fn handle_event(
+    cfg: &ServeConfig,
+    stop: &Arc<AtomicBool>,
+    workers: &mut HashMap<String, Running>,
+    replier: Option<&Replier>,
+    ev: &DeviceEvent,
+) {
+    // Events for other handlers' devices are none of our business.
+    let Some(dir) = backstore_of(cfg, ev) else {
+        return;
+    };
+    tracing::info!(kind = ?ev.kind, device = ?ev.uio_name, "netlink event");
+    let status: Result<(), String> = match ev.kind {
+        EventKind::Added => {
+            rescan(cfg, stop, workers);
+            match ev.uio() {
+                Some(u) if !workers.contains_key(&u) => Err(format!("{u} could not be attached")),
+                _ => Ok(()),
+            }
+        }
+        EventKind::Removed => {
+            if let Some(r) = ev.uio().and_then(|u| workers.remove(&u)) {
+                let _ = r.control.send(Control::Stop);
+                let _ = r.handle.join();
+            }
+            Ok(())
+        }
+        EventKind::Reconfig => match ev.uio().and_then(|u| workers.get(&u)) {
+            Some(r) if ev.dev_size.is_some() || ev.write_cache.is_some() => {
+                let (tx, rx) = mpsc::channel();
+                let sent = r.control.send(Control::Reconfigure {
+                    size: ev.dev_size,
+                    write_cache: ev.write_cache,
+                    done: tx,
+                });
+                match sent.map(|()| rx.recv_timeout(Duration::from_secs(5))) {
+                    Ok(Ok(result)) => result,
+                    _ => Err("worker did not answer the reconfiguration".into()),
+                }
+            }
+            // dev_config changes take effect at the next attach.
+            _ => Ok(()),
+        },
+    };
+    if let Err(e) = &status {
+        tracing::error!(kind = ?ev.kind, device = ?ev.uio_name, "{e}");
+    }
+    if netlink::needs_reply(&dir)
+        && let Some(rep) = replier
+    {
+        let code = if status.is_ok() { 0 } else { -nix::libc::EIO };
+        if let Err(e) = rep.reply(ev, code) {
+            tracing::error!("{e}");
+        }
     }
 }
 
@@ -124,6 +242,7 @@ fn start_worker(
         "attached"
     );
     let stats = Arc::new(WorkerStats::default());
+    let (control, control_rx) = mpsc::channel();
     let (stop, stats2, name, batch) = (
         Arc::clone(stop),
         Arc::clone(&stats),
@@ -148,11 +267,23 @@ fn start_worker(
                     return;
                 }
             };
-            match worker::run(ring, &handle.bell, &mut handler, &stop, &stats2, batch) {
+            match worker::run(
+                ring,
+                &handle.bell,
+                &mut handler,
+                &stop,
+                &stats2,
+                batch,
+                Some(&control_rx),
+            ) {
                 Ok(()) => tracing::info!(device = %name, uio = %uio_name, "worker stopped"),
                 Err(e) => tracing::error!(device = %name, uio = %uio_name, "worker failed: {e}"),
             }
         })
         .map_err(|e| format!("spawn worker: {e}"))?;
-    Ok(Running { handle, stats })
+    Ok(Running {
+        handle,
+        stats,
+        control,
+    })
 }

@@ -34,6 +34,31 @@ pub trait Handler {
     fn handle(&mut self, region: &Arc<MappedRegion>, cmd: &Command) -> Outcome;
     /// The initiator aborted these commands (a TMR); they still complete.
     fn aborted(&mut self, _cmd_ids: &[u16]) {}
+    /// The kernel changed the device (netlink RECONFIG): new size in bytes
+    /// and/or write-cache mode. Returns an error the kernel is told about.
+    fn reconfigure(
+        &mut self,
+        _size: Option<u64>,
+        _write_cache: Option<bool>,
+    ) -> Result<(), String> {
+        Err("this backend cannot be reconfigured".into())
+    }
+}
+
+/// Requests from the daemon to one worker, handled between batches.
+#[derive(Debug)]
+pub enum Control {
+    /// Apply a RECONFIG; the result goes back on the channel.
+    Reconfigure {
+        /// New size in bytes.
+        size: Option<u64>,
+        /// New write-cache mode.
+        write_cache: Option<bool>,
+        /// Where to send the outcome.
+        done: std::sync::mpsc::Sender<Result<(), String>>,
+    },
+    /// Stop serving (the device is being removed).
+    Stop,
 }
 
 /// Live counters a worker exports.
@@ -69,10 +94,25 @@ pub fn run<B: Doorbell, H: Handler>(
     stop: &AtomicBool,
     stats: &WorkerStats,
     batch: usize,
+    control: Option<&std::sync::mpsc::Receiver<Control>>,
 ) -> Result<(), WorkerError> {
     let region = Arc::clone(ring.region());
     let mut entries: Vec<Entry> = Vec::with_capacity(batch);
     loop {
+        if let Some(rx) = control {
+            while let Ok(c) = rx.try_recv() {
+                match c {
+                    Control::Reconfigure {
+                        size,
+                        write_cache,
+                        done,
+                    } => {
+                        let _ = done.send(handler.reconfigure(size, write_cache));
+                    }
+                    Control::Stop => return Ok(()),
+                }
+            }
+        }
         entries.clear();
         let drained = ring.drain(&mut entries, batch)?;
         let mut completed = 0u64;

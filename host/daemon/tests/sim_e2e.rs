@@ -24,6 +24,7 @@ struct Rig {
     k: SimKernel,
     stop: Arc<AtomicBool>,
     wake: wasmtap_kernel::EventBell,
+    control: std::sync::mpsc::Sender<worker::Control>,
     worker: Option<JoinHandle<Result<(), WorkerError>>>,
 }
 
@@ -41,6 +42,7 @@ impl Rig {
         let stop = Arc::new(AtomicBool::new(false));
         let wstop = Arc::clone(&stop);
         let wake = user.bell.to_user.clone();
+        let (control, ctl_rx) = std::sync::mpsc::channel();
         let worker = thread::spawn(move || {
             let disk = RamDisk::new(BS, BLOCKS, 256, false);
             let mut h = ScsiHandler::new("test/e2e", disk).map_err(WorkerError::Setup)?;
@@ -51,12 +53,14 @@ impl Rig {
                 &wstop,
                 &WorkerStats::default(),
                 64,
+                Some(&ctl_rx),
             )
         });
         let mut rig = Self {
             k,
             stop,
             wake,
+            control,
             worker: Some(worker),
         };
         // Consume the power-on unit attention, as the sd driver does.
@@ -268,4 +272,32 @@ fn simulator_frontend_runs_verified_random_io() {
         s2.store(true, Ordering::Relaxed);
     });
     wasmtap::demo::run(&cfg, &stop).expect("no I/O errors or mismatches");
+}
+
+#[test]
+fn reconfigure_resizes_and_raises_capacity_changed_once() {
+    let mut rig = Rig::new(abi::CAP_OOOC | abi::CAP_READ_LEN);
+    let (tx, rx) = std::sync::mpsc::channel();
+    rig.control
+        .send(worker::Control::Reconfigure {
+            size: Some(2 * BLOCKS * u64::from(BS)),
+            write_cache: None,
+            done: tx,
+        })
+        .unwrap();
+    rig.wake.ring().unwrap();
+    rx.recv_timeout(Duration::from_secs(10)).unwrap().unwrap();
+    let rc16 = [0x9e, 0x10, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 32, 0, 0];
+    let ua = rig.exec(&rc16, DataRef::FromDevice(32));
+    assert_eq!(
+        sense_triple(&ua),
+        (0x6, 0x2a, 0x09),
+        "CAPACITY DATA HAS CHANGED"
+    );
+    let c = rig.exec(&rc16, DataRef::FromDevice(32));
+    assert_eq!(c.status, abi::SAM_STAT_GOOD, "reported once");
+    assert_eq!(
+        u64::from_be_bytes(c.data_in[0..8].try_into().unwrap()),
+        2 * BLOCKS - 1
+    );
 }

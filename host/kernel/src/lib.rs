@@ -14,6 +14,7 @@
 
 pub mod configfs;
 pub mod doorbell;
+pub mod netlink;
 pub mod region;
 pub mod sim;
 pub mod uio;
