@@ -219,6 +219,23 @@ check "sd capacity is ${SIZE_MB} MiB ($(cat $SYSD/size) x 512-byte sectors)" tes
 check "LUN is exported through tcm_loop ($(ls -d $CFG/loopback/naa.*/tpgt_1/lun/lun_0 2>/dev/null | head -n 1))" \
     sh -c "ls $CFG/loopback/naa.*/tpgt_1/lun/lun_0 | grep -q ."
 
+# A backstore of another handler subtype (another TCMU daemon's) must be left alone: after a few
+# rescans its /dev/uioN still opens (the open is exclusive) and the daemon logged nothing about it.
+# No LUN is made for it, so nothing scans it.
+FOREIGN=$CFG/core/user_0/foreign
+foreign_ignored() {
+    mkdir "$FOREIGN" && write_attr "$FOREIGN/control" "dev_config=otherd/x" &&
+    write_attr "$FOREIGN/control" "dev_size=$((16 * 1048576))" && write_attr "$FOREIGN/enable" 1 || return 1
+    _u=""
+    for n in /sys/class/uio/uio*; do [ "$(cat "$n/name" 2>/dev/null)" = "tcm-user/0/foreign/otherd/x" ] && _u=${n##*/}; done
+    [ -n "$_u" ] || { echo "no UIO device for the foreign backstore"; return 1; }
+    sleep 2.5
+    dd if="/dev/$_u" of=/dev/null bs=4 count=0 2>&1 || { echo "/dev/$_u is held (EBUSY): the daemon took a foreign device"; return 1; }
+    ! grep -q 'foreign' "$DAEMON_LOG" || { echo "daemon log mentions it: $(grep foreign "$DAEMON_LOG" | head -n 2)"; return 1; }
+}
+check "a backstore of another subtype (dev_config=otherd/x) is left alone by the daemon" foreign_ignored
+check "remove the foreign backstore" rmdir "$FOREIGN"
+
 # ======================================================================================
 section "whole-disk pattern"
 t=$(uptime_ms)
@@ -534,7 +551,7 @@ else
     fail_with_log "fio rc=$frc err=$ferr written=${fwrite} KiB verified=${fread} KiB: $(grep -iE 'verify|error|err=' /tmp/fio.out | head -n 8 | tr '\n' ' ')"
     sed -n '1,40p' /tmp/fio.out | indent
 fi
-grep -E 'IOPS=|lat \(usec\): min|clat \(usec\)' /tmp/fio.out | head -n 4 | indent
+grep -E 'IOPS=|lat \(usec\): min|clat \(usec\)|IO depths' /tmp/fio.out | head -n 8 | indent
 note "fio write mean total latency ${fwlat} usec"
 
 # ======================================================================================
@@ -591,8 +608,10 @@ note "daemon log after the delete: $(tail -n 3 "$DAEMON_LOG" | tr '\n' ' ')"
 # ======================================================================================
 if [ "$SIZE4K_MB" -gt 0 ]; then
     section "4096-byte blocks (${SIZE4K_MB} MiB)"
-    if lun_up "$NAME4K" "${SIZE4K_MB}M" --block-size 4096; then
+    if lun_up "$NAME4K" "${SIZE4K_MB}M" --block-size 4096 --dev-config e2e-cfg; then
         BLOCKS4K=$(( SIZE4K_MB * 256 ))
+        check "4k: served UIO device is named tcm-user/0/$NAME4K/wasmtap/e2e-cfg" \
+            sh -c "cat /sys/class/uio/uio*/name | grep -qx 'tcm-user/0/$NAME4K/wasmtap/e2e-cfg'"
         check "sd logical_block_size is 4096" test "$(cat /sys/block/$SD/queue/logical_block_size)" = 4096
         if out=$(sg_readcap --long "/dev/$SD" 2>&1) &&
            echo "$out" | grep -q "Last LBA=$((BLOCKS4K - 1)) .*Number of logical blocks=$BLOCKS4K" &&
@@ -641,7 +660,7 @@ else
     fail "kernel log has errors: $(echo "$errs" | tr '\n' '|')"
 fi
 echo "note: kernel messages about the target, TCMU and the disks:"
-dmesg | grep -iE 'tcmu|tcm_loop|target|scsi|sd[a-z]|uio|ext4' | grep -v 'Unable to load' | tail -n 40 | indent
+dmesg | grep -E 'TCMU|tcmu|tcm_loop|TCM_Loop|target|scsi|sd [0-9]|\[sd[a-z]|uio|EXT4' | grep -v 'Unable to load' | tail -n 40 | indent
 n=$(wc -l <"$DAEMON_LOG")
 echo "note: daemon log ($n lines, $DAEMON_RUNS runs):"
 if [ "$n" -le 120 ]; then indent <"$DAEMON_LOG"; else head -n 60 "$DAEMON_LOG" | indent; echo "note:   ..."; tail -n 60 "$DAEMON_LOG" | indent; fi
