@@ -1,0 +1,1 @@
+//! Guest SDK for wasmtap backstores (in progress).

@@ -1,0 +1,1 @@
+//! WebAssembly backstore runtime (in progress).
