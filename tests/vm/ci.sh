@@ -39,6 +39,7 @@ run kernel-smoke --check "$HERE/checks/kernel-smoke.sh"
 
 # The daemon end-to-end suite: the release daemon (glibc; the builder copies its libraries).
 TARGET_DIR=${CARGO_TARGET_DIR:-$REPO/target}
+[[ $TARGET_DIR == /* ]] || TARGET_DIR=$REPO/$TARGET_DIR   # cargo runs in $REPO
 tb=$(date +%s)
 if (cd "$REPO" && cargo build --release -p wasmtap); then
   echo "vm-ci: cargo build --release -p wasmtap: $(( $(date +%s) - tb ))s"
