@@ -1,0 +1,255 @@
+//! Requests: the unit of work the host hands to a backstore.
+//!
+//! [`Request`] wraps the host's `request` resource. It reads the request's
+//! kind, offset and length once when it arrives, counts the request in the
+//! disk's [statistics](crate::Backstore::stats) when it is completed, and
+//! turns "dropped without completing" (a forgotten request, an early `?`
+//! return from code that owned it) into a completion with
+//! [`ErrorCode::Internal`] and a warning in the log, instead of a command the
+//! initiator waits for until it times out.
+//!
+//! To keep a request pending on purpose, store it (in a queue, a map) and
+//! complete it later; [`Request::into_raw`] hands out the bare resource for
+//! code that needs the generated bindings directly.
+
+use core::cell::Cell;
+use core::fmt;
+use std::rc::Rc;
+
+use crate::geometry::Segments;
+use crate::storage::File;
+use crate::{DiskStats, ErrorCode, Kind, RawRequest, Result};
+
+/// Counters kept per disk by the SDK; see [`crate::Backstore::stats`].
+#[derive(Debug, Default)]
+pub(crate) struct Counters {
+    reads: Cell<u64>,
+    writes: Cell<u64>,
+    bytes_read: Cell<u64>,
+    bytes_written: Cell<u64>,
+    flushes: Cell<u64>,
+    discards: Cell<u64>,
+    errors: Cell<u64>,
+}
+
+fn bump(counter: &Cell<u64>, by: u64) {
+    counter.set(counter.get().wrapping_add(by));
+}
+
+impl Counters {
+    fn record(&self, kind: Kind, length: u64, status: &Result<()>) {
+        if status.is_err() {
+            bump(&self.errors, 1);
+            return;
+        }
+        match kind {
+            Kind::Read => {
+                bump(&self.reads, 1);
+                bump(&self.bytes_read, length);
+            }
+            Kind::Write => {
+                bump(&self.writes, 1);
+                bump(&self.bytes_written, length);
+            }
+            Kind::Flush => bump(&self.flushes, 1),
+            Kind::Discard | Kind::WriteZeroes => bump(&self.discards, 1),
+        }
+    }
+
+    pub(crate) fn snapshot(&self) -> DiskStats {
+        DiskStats {
+            reads: self.reads.get(),
+            writes: self.writes.get(),
+            bytes_read: self.bytes_read.get(),
+            bytes_written: self.bytes_written.get(),
+            flushes: self.flushes.get(),
+            discards: self.discards.get(),
+            errors: self.errors.get(),
+        }
+    }
+}
+
+/// One block request; complete it exactly once with [`Request::complete`].
+///
+/// Offsets (`at`) passed to the data methods are relative to the start of the
+/// request; [`Request::offset`] is the request's byte offset on the disk.
+pub struct Request {
+    raw: Option<RawRequest>,
+    kind: Kind,
+    offset: u64,
+    length: u64,
+    counters: Rc<Counters>,
+}
+
+impl fmt::Debug for Request {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Request")
+            .field("kind", &self.kind)
+            .field("offset", &self.offset)
+            .field("length", &self.length)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Request {
+    pub(crate) fn new(raw: RawRequest, kind: Option<Kind>, counters: Rc<Counters>) -> Self {
+        let kind = kind.unwrap_or_else(|| raw.kind());
+        let offset = raw.offset();
+        let length = raw.length();
+        Self {
+            raw: Some(raw),
+            kind,
+            offset,
+            length,
+            counters,
+        }
+    }
+
+    fn raw(&self) -> &RawRequest {
+        // `raw` is only taken by `complete`/`into_raw`, which consume `self`.
+        self.raw.as_ref().expect("request already completed")
+    }
+
+    /// What the request asks for.
+    pub fn kind(&self) -> Kind {
+        self.kind
+    }
+
+    /// Byte offset on the disk.
+    pub fn offset(&self) -> u64 {
+        self.offset
+    }
+
+    /// Length in bytes.
+    pub fn length(&self) -> u64 {
+        self.length
+    }
+
+    /// One past the last byte on the disk (`offset + length`; the host has
+    /// checked the range against the disk size, so this cannot overflow).
+    pub fn end(&self) -> u64 {
+        self.offset.saturating_add(self.length)
+    }
+
+    /// Force unit access: a write must be durable when it is completed.
+    pub fn fua(&self) -> bool {
+        self.raw().fua()
+    }
+
+    /// The request's range split at multiples of `unit` bytes on the disk
+    /// (chunks, clusters, or just pieces no longer than `unit`).
+    pub fn segments(&self, unit: u64) -> Segments {
+        Segments::new(self.offset, self.length, unit)
+    }
+
+    /// Copy `len` bytes of a write's data, `at` bytes into the request.
+    pub fn read_data(&self, at: u64, len: u32) -> Result<Vec<u8>> {
+        self.raw().read_data(at, len)
+    }
+
+    /// Store `data` into a read's buffer, `at` bytes into the request.
+    pub fn write_data(&self, at: u64, data: &[u8]) -> Result<()> {
+        self.raw().write_data(at, data)
+    }
+
+    /// Zero `len` bytes of a read's buffer, `at` bytes into the request
+    /// (no data crosses into the host: cheaper than writing zeros).
+    pub fn zero_data(&self, at: u64, len: u64) -> Result<()> {
+        self.raw().zero_data(at, len)
+    }
+
+    /// Zero-copy read: the host moves `len` bytes of `src` at `file_offset`
+    /// straight into the request's buffer at `at`. The I/O may still be
+    /// running when this returns; [`Request::complete`] waits for it.
+    pub fn submit_read(&self, src: &File, file_offset: u64, at: u64, len: u64) -> Result<()> {
+        self.raw().submit_read(src, file_offset, at, len)
+    }
+
+    /// Zero-copy write: the request's data at `at` goes straight into `dst`
+    /// at `file_offset`.
+    pub fn submit_write(&self, dst: &File, file_offset: u64, at: u64, len: u64) -> Result<()> {
+        self.raw().submit_write(dst, file_offset, at, len)
+    }
+
+    /// Fill `len` bytes of a read at `at` from the disk's parent image.
+    pub fn forward_to_parent(&self, at: u64, len: u64) -> Result<()> {
+        self.raw().forward_to_parent(at, len)
+    }
+
+    /// Finish the request with `status`. Host I/O submitted for it is
+    /// awaited first; if any failed, the request fails with that error.
+    pub fn complete(mut self, status: Result<()>) {
+        let raw = self.raw.take().expect("request already completed");
+        self.counters.record(self.kind, self.length, &status);
+        RawRequest::complete(raw, status);
+    }
+
+    /// The bare resource, for code that uses the generated bindings
+    /// directly. The SDK no longer counts or guards it: completing it is
+    /// the caller's job.
+    pub fn into_raw(mut self) -> RawRequest {
+        self.raw.take().expect("request already completed")
+    }
+}
+
+impl Drop for Request {
+    fn drop(&mut self) {
+        if let Some(raw) = self.raw.take() {
+            crate::log::warn(&format!(
+                "{:?} request at {} (+{}) dropped without completion; failing it",
+                self.kind, self.offset, self.length
+            ));
+            let status = Err(ErrorCode::Internal);
+            self.counters.record(self.kind, self.length, &status);
+            RawRequest::complete(raw, status);
+        }
+    }
+}
+
+/// The requests of one `queue-batch` call, in the host's order.
+///
+/// Requests not taken out of the batch are failed with
+/// [`ErrorCode::Internal`] when the batch is dropped (see [`Request`]).
+pub struct Batch {
+    raws: std::vec::IntoIter<RawRequest>,
+    counters: Rc<Counters>,
+}
+
+impl fmt::Debug for Batch {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Batch")
+            .field("remaining", &self.raws.len())
+            .finish()
+    }
+}
+
+impl Batch {
+    pub(crate) fn new(raws: Vec<RawRequest>, counters: Rc<Counters>) -> Self {
+        Self {
+            raws: raws.into_iter(),
+            counters,
+        }
+    }
+}
+
+impl Iterator for Batch {
+    type Item = Request;
+
+    fn next(&mut self) -> Option<Request> {
+        let raw = self.raws.next()?;
+        Some(Request::new(raw, None, Rc::clone(&self.counters)))
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        self.raws.size_hint()
+    }
+}
+
+impl ExactSizeIterator for Batch {}
+
+impl Drop for Batch {
+    fn drop(&mut self) {
+        // Each remaining request fails through `Request`'s own `Drop`.
+        self.by_ref().for_each(drop);
+    }
+}
