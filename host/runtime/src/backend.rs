@@ -1,0 +1,677 @@
+//! [`WasmBackend`]: one device's backstore instance behind the SCSI target's
+//! block-backend seam, with containment and re-creation.
+//!
+//! Each block request becomes a `request` resource in the instance's table;
+//! the guest's `queue-*` export receives it, and the request's future
+//! resolves once the guest has completed it and every host I/O submitted for
+//! it has finished. A trap, a blown deadline, running out of memory or a
+//! broken protocol ends the instance: its in-flight requests fail with
+//! [`BackendErrorKind::Unavailable`] (retryable), and the instance is
+//! re-created with the same configuration after a backoff. After
+//! [`RestartPolicy::max_failures`](crate::RestartPolicy) failures within the
+//! policy's window the backend stays failed and [`WasmBackend::status`]
+//! says why.
+
+use std::cell::{Cell, RefCell};
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use cap_std::ambient_authority;
+use cap_std::fs::Dir;
+use wasmtap_scsi::{
+    BackendError, BackendErrorKind, BackendResult, BlockBackend, Blocks, BufMut, BufRef,
+    DiscardInfo, DiskInfo, Extent, Lba, WriteCache,
+};
+use wasmtime::component::{Resource, ResourceAny};
+use wasmtime::{Store, Trap};
+
+use crate::bindings::Backstore;
+use crate::bindings::requests::Kind;
+use crate::bindings::types::{self, ErrorCode, OpenFlags};
+use crate::config::InstanceSpec;
+use crate::engine::Runtime;
+use crate::host::{DeviceState, ProtocolViolation};
+use crate::limits::StoreLimiter;
+use crate::log::GuestLog;
+use crate::request::{Abandoned, DataTarget, Inflight, Outcome, RequestRes, RequestShared};
+
+/// Largest transfer reported when the guest sets no limit.
+const DEFAULT_MAX_TRANSFER: u64 = 8 << 20;
+
+/// Why a backend could not be created.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum OpenError {
+    /// The device directory could not be opened.
+    #[error("device directory: {0}")]
+    Directory(String),
+    /// Instantiation or `open` trapped, overran its deadline or ran out of
+    /// memory.
+    #[error("instance failed while opening: {0}")]
+    Instance(String),
+    /// The guest's `open` refused the configuration.
+    #[error("the backstore refused to open: {0:?}")]
+    Refused(ErrorCode),
+    /// The guest reported geometry the SCSI target cannot use.
+    #[error("unusable geometry: {0}")]
+    Geometry(String),
+}
+
+/// Where a backend stands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BackendState {
+    /// The instance is serving requests.
+    Running,
+    /// The instance failed; it is re-created on the first request at or
+    /// after `retry_at`.
+    Restarting {
+        /// When the next attempt may happen.
+        retry_at: Instant,
+    },
+    /// Too many failures: every request fails until the device is
+    /// re-created by the operator.
+    Failed,
+}
+
+/// What the operator (the UI, the device page) sees.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BackendStatus {
+    /// Current state.
+    pub state: BackendState,
+    /// Why the last failure happened, if any did.
+    pub reason: Option<String>,
+    /// Instances created after the first.
+    pub restarts: u64,
+    /// Instance failures since the backend was created.
+    pub failures: u64,
+}
+
+struct Live {
+    store: Store<DeviceState>,
+    driver: Backstore,
+    disk: ResourceAny,
+    generation: u64,
+}
+
+struct Supervisor {
+    live: Option<Live>,
+    generation: u64,
+    recent: VecDeque<Instant>,
+    backoff: Duration,
+}
+
+/// A device's backstore. See the module docs. Lives on the device's worker
+/// thread (it is `Send`, not `Sync`); its futures are not `Send`.
+pub struct WasmBackend {
+    rt: Runtime,
+    spec: InstanceSpec,
+    log: GuestLog,
+    inflight: Arc<Inflight>,
+    sup: RefCell<Supervisor>,
+    info: Cell<DiskInfo>,
+    status: Arc<Mutex<BackendStatus>>,
+}
+
+impl std::fmt::Debug for WasmBackend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WasmBackend")
+            .field("module", &self.spec.module)
+            .field("info", &self.info.get())
+            .field("status", &self.status())
+            .finish_non_exhaustive()
+    }
+}
+
+fn ticks(rt: &Runtime, d: Duration) -> u64 {
+    let tick =
+        rt.0.config
+            .epoch_tick
+            .max(Duration::from_millis(1))
+            .as_nanos();
+    (d.as_nanos().div_ceil(tick)).clamp(1, u128::from(u64::MAX)) as u64
+}
+
+/// A failure reason for the operator, from a guest call's error.
+fn describe(e: &wasmtime::Error, store: &Store<DeviceState>, deadline: Duration) -> String {
+    if let Some(p) = e.downcast_ref::<ProtocolViolation>() {
+        return p.to_string();
+    }
+    if let Some(x) = e.downcast_ref::<wasmtime_wasi::I32Exit>() {
+        return format!("the guest exited (code {})", x.0);
+    }
+    if let Some(t) = e.downcast_ref::<Trap>() {
+        if let Some(d) = store.data().limiter.denied {
+            return format!("{d}; the guest then trapped ({t})");
+        }
+        return match t {
+            Trap::Interrupt => {
+                format!("deadline exceeded: a guest call ran longer than {deadline:?}")
+            }
+            _ => format!("trap: {t}"),
+        };
+    }
+    if e.downcast_ref::<wasmtime::component::ResourceTableError>()
+        .is_some()
+    {
+        return format!("protocol violation: {e}");
+    }
+    let mut s = format!("{e:#}");
+    s.truncate(512);
+    s
+}
+
+/// The SCSI target's geometry from the guest's disk-info.
+fn map_info(i: &types::DiskInfo, read_only: bool) -> Result<DiskInfo, String> {
+    let bs = i.sector_size;
+    if bs == 0 || !i.size.is_multiple_of(u64::from(bs)) {
+        return Err(format!(
+            "size {} is not a multiple of the sector size {bs}",
+            i.size
+        ));
+    }
+    let per = |bytes: u64| bytes / u64::from(bs);
+    let max_transfer = match i.max_transfer {
+        0 => per(DEFAULT_MAX_TRANSFER),
+        m => per(u64::from(m)),
+    }
+    .max(1);
+    let info = DiskInfo {
+        block_size: bs,
+        block_count: Blocks(per(i.size)),
+        physical_exponent: 0,
+        max_transfer: Blocks(max_transfer),
+        optimal_transfer: Blocks(per(u64::from(i.optimal_transfer))),
+        discard: i.discard.then(|| DiscardInfo {
+            granularity: Blocks(per(u64::from(i.discard_granularity)).max(1)),
+            alignment: Lba(0),
+            max_blocks: u32::try_from(max_transfer).unwrap_or(u32::MAX),
+            max_descriptors: 64,
+            // The WIT: "discarded ranges read as zeros".
+            zeroes: true,
+        }),
+        write_cache: if i.write_cache {
+            WriteCache::WriteBack
+        } else {
+            WriteCache::WriteThrough
+        },
+        read_only: i.read_only || read_only,
+    };
+    info.validate().map_err(|e| e.to_string())?;
+    Ok(info)
+}
+
+/// The SCSI target's error for a guest's error code.
+fn backend_error(code: ErrorCode, lba: Lba) -> BackendError {
+    let kind = match code {
+        ErrorCode::Io | ErrorCode::Corrupt => {
+            return BackendError::at(BackendErrorKind::Medium, lba);
+        }
+        ErrorCode::NoSpace => BackendErrorKind::NoSpace,
+        ErrorCode::ReadOnly => BackendErrorKind::ReadOnly,
+        ErrorCode::OutOfRange => BackendErrorKind::OutOfRange,
+        ErrorCode::Unsupported => BackendErrorKind::Unsupported,
+        ErrorCode::Busy => BackendErrorKind::Unavailable,
+        ErrorCode::InvalidConfig
+        | ErrorCode::AccessDenied
+        | ErrorCode::NotFound
+        | ErrorCode::Internal => BackendErrorKind::Internal,
+    };
+    BackendError::new(kind)
+}
+
+fn unavailable() -> BackendError {
+    BackendError::new(BackendErrorKind::Unavailable)
+}
+
+impl Runtime {
+    /// Create a device's backend: instantiate `spec.module` in a new store,
+    /// open the disk with `spec.config`, and read its geometry.
+    ///
+    /// `device` names the device in logs.
+    pub fn open(&self, device: &str, spec: InstanceSpec) -> Result<WasmBackend, OpenError> {
+        let log = GuestLog::new(device, spec.limits.log_lines_per_sec);
+        let (live, info) = instantiate(self, &spec, &log, 0)?;
+        let inflight = Arc::new(Inflight::default());
+        self.watch(&inflight);
+        Ok(WasmBackend {
+            rt: self.clone(),
+            log,
+            inflight,
+            sup: RefCell::new(Supervisor {
+                live: Some(live),
+                generation: 0,
+                recent: VecDeque::new(),
+                backoff: spec.restart.initial_backoff,
+            }),
+            info: Cell::new(info),
+            spec,
+            status: Arc::new(Mutex::new(BackendStatus {
+                state: BackendState::Running,
+                reason: None,
+                restarts: 0,
+                failures: 0,
+            })),
+        })
+    }
+}
+
+/// Build a store and instance, and open the disk.
+fn instantiate(
+    rt: &Runtime,
+    spec: &InstanceSpec,
+    log: &GuestLog,
+    generation: u64,
+) -> Result<(Live, DiskInfo), OpenError> {
+    let dir = match &spec.dir {
+        Some(p) => Some(
+            Dir::open_ambient_dir(p, ambient_authority())
+                .map_err(|e| OpenError::Directory(format!("{}: {e}", p.display())))?,
+        ),
+        None => None,
+    };
+    let limiter = StoreLimiter::new(
+        spec.tenant.clone(),
+        spec.limits.memory,
+        spec.limits.table_elements,
+    );
+    let state = DeviceState::new(
+        crate::wasi::context(log),
+        limiter,
+        dir,
+        Arc::clone(&rt.0.io),
+        log.clone(),
+    );
+    let mut store = Store::new(&rt.0.engine, state);
+    store.limiter(|s| &mut s.limiter);
+    store.epoch_deadline_trap();
+    let deadline = spec.limits.open_deadline;
+    store.set_epoch_deadline(ticks(rt, deadline));
+    store.data_mut().work_left = spec.limits.host_work_per_call;
+    let fail = |e: wasmtime::Error, store: &Store<DeviceState>| {
+        OpenError::Instance(describe(&e, store, deadline))
+    };
+    let driver = match spec.module.0.pre.instantiate(&mut store) {
+        Ok(d) => d,
+        Err(e) => return Err(fail(e, &store)),
+    };
+    let flags = if spec.read_only {
+        OpenFlags::READ_ONLY
+    } else {
+        OpenFlags::empty()
+    };
+    let disk = driver.wasmtap_backstore_driver().disk();
+    let disk_res = match disk.call_open(&mut store, &spec.config, flags) {
+        Ok(Ok(d)) => d,
+        Ok(Err(code)) => return Err(OpenError::Refused(code)),
+        Err(e) => return Err(fail(e, &store)),
+    };
+    let wit_info = match disk.call_info(&mut store, disk_res) {
+        Ok(i) => i,
+        Err(e) => return Err(fail(e, &store)),
+    };
+    let info = map_info(&wit_info, spec.read_only).map_err(OpenError::Geometry)?;
+    Ok((
+        Live {
+            store,
+            driver,
+            disk: disk_res,
+            generation,
+        },
+        info,
+    ))
+}
+
+/// Removes a request from the in-flight set when its future ends, and, if
+/// the future was dropped early, waits for host I/O into the command's
+/// buffer to drain before the buffer goes away.
+struct Slot<'a> {
+    inflight: &'a Inflight,
+    index: usize,
+    shared: Arc<RequestShared>,
+}
+
+impl Drop for Slot<'_> {
+    fn drop(&mut self) {
+        self.shared.release();
+        self.inflight.remove(self.index);
+    }
+}
+
+impl WasmBackend {
+    /// The device's status for the operator.
+    pub fn status(&self) -> BackendStatus {
+        self.status
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// A handle on the status that other threads (the web UI) can read.
+    pub fn status_handle(&self) -> Arc<Mutex<BackendStatus>> {
+        Arc::clone(&self.status)
+    }
+
+    /// The device's guest log (log interface, stdout, stderr).
+    pub fn log(&self) -> &GuestLog {
+        &self.log
+    }
+
+    /// Requests handed to the guest and not yet resolved.
+    pub fn in_flight(&self) -> usize {
+        self.inflight.len()
+    }
+
+    /// Linear memory the current instance holds, in bytes.
+    pub fn memory(&self) -> u64 {
+        self.sup
+            .borrow()
+            .live
+            .as_ref()
+            .map_or(0, |l| l.store.data().limiter.memory())
+    }
+
+    fn set_status(&self, f: impl FnOnce(&mut BackendStatus)) {
+        f(&mut self.status.lock().unwrap_or_else(|p| p.into_inner()));
+    }
+
+    /// Tear the instance of `generation` down (if it is still the live one)
+    /// and decide about re-creation.
+    fn fail(&self, sup: &mut Supervisor, generation: u64, reason: String) {
+        match &sup.live {
+            Some(l) if l.generation == generation => {}
+            _ => return,
+        }
+        // Dropping the store frees its memory and returns it to the tenant.
+        sup.live = None;
+        self.inflight.abandon_all(Abandoned::InstanceFailed);
+        self.record_failure(sup, reason);
+    }
+
+    fn record_failure(&self, sup: &mut Supervisor, reason: String) {
+        let policy = self.spec.restart;
+        let now = Instant::now();
+        while sup
+            .recent
+            .front()
+            .is_some_and(|&t| now.duration_since(t) > policy.window)
+        {
+            sup.recent.pop_front();
+        }
+        sup.backoff = if sup.recent.is_empty() {
+            policy.initial_backoff
+        } else {
+            (sup.backoff * 2).min(policy.max_backoff)
+        };
+        sup.recent.push_back(now);
+        let given_up = sup.recent.len() >= policy.max_failures as usize;
+        tracing::warn!(
+            target: "wasmtap::runtime",
+            module = %self.spec.module.hash_hex(),
+            given_up,
+            "backstore instance failed: {reason}"
+        );
+        let retry_at = now + sup.backoff;
+        self.set_status(|s| {
+            s.failures += 1;
+            s.state = if given_up {
+                BackendState::Failed
+            } else {
+                BackendState::Restarting { retry_at }
+            };
+            s.reason = Some(if given_up {
+                format!(
+                    "{reason} ({} failures within {:?}; not restarting)",
+                    sup.recent.len(),
+                    policy.window
+                )
+            } else {
+                reason
+            });
+        });
+    }
+
+    /// The live instance, re-creating it if its backoff has passed.
+    fn live<'s>(&self, sup: &'s mut Supervisor) -> Result<&'s mut Live, BackendError> {
+        if sup.live.is_none() {
+            let retry_at = match self.status().state {
+                BackendState::Failed => return Err(unavailable()),
+                BackendState::Restarting { retry_at } => retry_at,
+                BackendState::Running => Instant::now(),
+            };
+            if Instant::now() < retry_at {
+                return Err(unavailable());
+            }
+            sup.generation += 1;
+            match instantiate(&self.rt, &self.spec, &self.log, sup.generation) {
+                Ok((live, info)) => {
+                    if info != self.info.get() {
+                        tracing::warn!(
+                            target: "wasmtap::runtime",
+                            "re-created backstore reports different geometry: {info:?}"
+                        );
+                    }
+                    self.info.set(info);
+                    sup.live = Some(live);
+                    self.set_status(|s| {
+                        s.restarts += 1;
+                        s.state = BackendState::Running;
+                    });
+                }
+                Err(e) => {
+                    self.record_failure(sup, format!("re-creating the instance: {e}"));
+                    return Err(unavailable());
+                }
+            }
+        }
+        sup.live.as_mut().ok_or_else(unavailable)
+    }
+
+    /// Arm the deadline and the host-call budget for one guest call.
+    fn arm(&self, live: &mut Live) {
+        live.store
+            .set_epoch_deadline(ticks(&self.rt, self.spec.limits.call_deadline));
+        live.store.data_mut().work_left = self.spec.limits.host_work_per_call;
+    }
+
+    /// Run a guest call that does not involve a request.
+    fn call<R>(&self, f: impl FnOnce(&mut Live) -> wasmtime::Result<R>) -> Result<R, BackendError> {
+        let mut sup = self.sup.borrow_mut();
+        let live = self.live(&mut sup)?;
+        self.arm(live);
+        let generation = live.generation;
+        match f(live) {
+            Ok(r) => Ok(r),
+            Err(e) => {
+                let reason = describe(&e, &live.store, self.spec.limits.call_deadline);
+                self.fail(&mut sup, generation, reason);
+                Err(unavailable())
+            }
+        }
+    }
+
+    /// The guest's `debug` text.
+    pub fn debug(&self) -> Result<String, BackendError> {
+        self.call(|l| {
+            let d = l.driver.wasmtap_backstore_driver().disk();
+            d.call_debug(&mut l.store, l.disk)
+        })
+    }
+
+    /// The guest's counters.
+    pub fn stats(&self) -> Result<types::DiskStats, BackendError> {
+        self.call(|l| {
+            let d = l.driver.wasmtap_backstore_driver().disk();
+            d.call_stats(&mut l.store, l.disk)
+        })
+    }
+
+    /// Close the disk (td_close). Requests must have resolved first.
+    pub fn close(&self) -> Result<(), BackendError> {
+        let r = self.call(|l| {
+            let d = l.driver.wasmtap_backstore_driver().disk();
+            d.call_close(&mut l.store, l.disk)
+        })?;
+        self.sup.borrow_mut().live = None;
+        self.set_status(|s| {
+            s.state = BackendState::Failed;
+            s.reason = Some("closed".into());
+        });
+        r.map_err(|code| backend_error(code, Lba(0)))
+    }
+
+    /// Hand one request to the guest and wait for it.
+    async fn submit(
+        &self,
+        kind: Kind,
+        lba: Lba,
+        length: u64,
+        fua: bool,
+        data: DataTarget,
+    ) -> BackendResult {
+        let bs = u64::from(self.info.get().block_size);
+        let offset = lba
+            .0
+            .checked_mul(bs)
+            .ok_or(BackendError::new(BackendErrorKind::OutOfRange))?;
+        let shared = Arc::new(RequestShared::default());
+        let generation;
+        let _slot = {
+            let mut sup = self.sup.borrow_mut();
+            let live = self.live(&mut sup)?;
+            generation = live.generation;
+            let res: Resource<RequestRes> = live
+                .store
+                .data_mut()
+                .table
+                .push(RequestRes {
+                    kind,
+                    offset,
+                    length,
+                    fua,
+                    data,
+                    shared: Arc::clone(&shared),
+                })
+                .map_err(|_| BackendError::new(BackendErrorKind::Internal))?;
+            let slot = Slot {
+                inflight: &self.inflight,
+                index: self.inflight.insert(
+                    Instant::now() + self.spec.limits.request_timeout,
+                    Arc::clone(&shared),
+                ),
+                shared: Arc::clone(&shared),
+            };
+            self.arm(live);
+            let disk = live.driver.wasmtap_backstore_driver().disk();
+            let r = match kind {
+                Kind::Read => disk.call_queue_read(&mut live.store, live.disk, res),
+                Kind::Write => disk.call_queue_write(&mut live.store, live.disk, res),
+                Kind::Flush => disk.call_flush(&mut live.store, live.disk, res),
+                Kind::Discard | Kind::WriteZeroes => {
+                    disk.call_discard(&mut live.store, live.disk, res)
+                }
+            };
+            if let Err(e) = r {
+                let reason = describe(&e, &live.store, self.spec.limits.call_deadline);
+                self.fail(&mut sup, generation, reason);
+            }
+            slot
+        };
+        match std::future::poll_fn(|cx| shared.poll(cx)).await {
+            Outcome::Completed(Ok(())) => Ok(()),
+            Outcome::Completed(Err(code)) => Err(backend_error(code, lba)),
+            Outcome::Abandoned(Abandoned::InstanceFailed) => Err(unavailable()),
+            Outcome::Abandoned(Abandoned::TimedOut) => {
+                let reason = format!(
+                    "a {kind:?} request was not completed within {:?}",
+                    self.spec.limits.request_timeout
+                );
+                self.fail(&mut self.sup.borrow_mut(), generation, reason);
+                Err(unavailable())
+            }
+        }
+    }
+
+    /// The view's extents in the device's region, if it has both.
+    fn region_target(
+        &self,
+        extents_of: impl FnOnce(&mut dyn FnMut(Extent)) -> bool,
+    ) -> Option<DataTarget> {
+        let region = self.spec.region.as_ref()?;
+        let mut v = Vec::new();
+        if !extents_of(&mut |e| v.push(e)) {
+            return None;
+        }
+        Some(DataTarget::Region {
+            region: Arc::clone(region),
+            extents: v.into(),
+        })
+    }
+}
+
+fn bounce_len(len: u64) -> Result<usize, BackendError> {
+    usize::try_from(len).map_err(|_| BackendError::new(BackendErrorKind::Buffer))
+}
+
+impl BlockBackend for WasmBackend {
+    fn info(&self) -> DiskInfo {
+        self.info.get()
+    }
+
+    async fn read(&self, lba: Lba, mut dst: BufMut<'_>) -> BackendResult {
+        let len = dst.len();
+        if let Some(t) = self.region_target(|v| dst.extents(v)) {
+            return self.submit(Kind::Read, lba, len, false, t).await;
+        }
+        let bounce = Arc::new(Mutex::new(vec![0u8; bounce_len(len)?]));
+        self.submit(
+            Kind::Read,
+            lba,
+            len,
+            false,
+            DataTarget::Bounce(Arc::clone(&bounce)),
+        )
+        .await?;
+        let b = bounce.lock().unwrap_or_else(|p| p.into_inner());
+        dst.write_at(0, &b)?;
+        Ok(())
+    }
+
+    async fn write(&self, lba: Lba, src: BufRef<'_>, fua: bool) -> BackendResult {
+        let len = src.len();
+        let t = match self.region_target(|v| src.extents(v)) {
+            Some(t) => t,
+            None => DataTarget::Bounce(Arc::new(Mutex::new(src.to_vec()?))),
+        };
+        self.submit(Kind::Write, lba, len, fua, t).await
+    }
+
+    async fn flush(&self) -> BackendResult {
+        self.submit(Kind::Flush, Lba(0), 0, false, DataTarget::None)
+            .await
+    }
+
+    async fn discard(&self, lba: Lba, blocks: Blocks) -> BackendResult {
+        let len = blocks
+            .bytes(self.info.get().block_size)
+            .ok_or(BackendError::new(BackendErrorKind::OutOfRange))?
+            .0;
+        self.submit(Kind::Discard, lba, len, false, DataTarget::None)
+            .await
+    }
+
+    async fn write_zeroes(&self, lba: Lba, blocks: Blocks, _may_unmap: bool) -> BackendResult {
+        // The WIT's write-zeroes allows deallocation either way.
+        let len = blocks
+            .bytes(self.info.get().block_size)
+            .ok_or(BackendError::new(BackendErrorKind::OutOfRange))?
+            .0;
+        self.submit(Kind::WriteZeroes, lba, len, false, DataTarget::None)
+            .await
+    }
+}
+
+// The daemon builds a backend and moves it to the device's worker thread.
+const _: () = {
+    const fn assert_send<T: Send>() {}
+    assert_send::<WasmBackend>();
+};

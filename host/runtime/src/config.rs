@@ -1,0 +1,142 @@
+//! Knobs: for the runtime as a whole and for each device instance.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use wasmtap_kernel::MappedRegion;
+
+use crate::limits::Tenant;
+use crate::load::Module;
+
+/// Engine-wide settings, fixed when the [`Runtime`](crate::Runtime) is built.
+#[derive(Debug, Clone)]
+pub struct RuntimeConfig {
+    /// Where compiled code is cached (a directory the daemon owns). `None`:
+    /// compile every load, cache only in memory.
+    pub cache_dir: Option<PathBuf>,
+    /// Instances that can exist at once (the pooling allocator reserves
+    /// address space for this many).
+    pub max_instances: u32,
+    /// Hard ceiling for one linear memory, whatever an instance's own limit.
+    pub max_memory_per_instance: u64,
+    /// Period of the epoch ticker; deadlines are counted in these ticks.
+    pub epoch_tick: Duration,
+    /// Threads of the I/O executor (submit-read / submit-write).
+    pub io_threads: usize,
+    /// I/O jobs that may wait for a thread; past this, submits get `busy`.
+    pub io_queue: usize,
+}
+
+impl Default for RuntimeConfig {
+    fn default() -> Self {
+        Self {
+            cache_dir: None,
+            max_instances: 128,
+            max_memory_per_instance: 1 << 30,
+            epoch_tick: Duration::from_millis(5),
+            io_threads: 4,
+            io_queue: 1024,
+        }
+    }
+}
+
+/// Limits of one device instance.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct InstanceLimits {
+    /// Linear memory the instance may hold, all its memories together.
+    pub memory: u64,
+    /// Table elements the instance may hold, all its tables together.
+    pub table_elements: u64,
+    /// Longest a guest call (queue-*, info, debug, ...) may run.
+    pub call_deadline: Duration,
+    /// Longest instantiation plus `open` may run (opening may read metadata).
+    pub open_deadline: Duration,
+    /// Longest a request may stay uncompleted before it fails and the
+    /// instance counts as failed.
+    pub request_timeout: Duration,
+    /// Work one guest call may ask of the host: bytes moved by read-at,
+    /// write-at and the request data functions, plus a fixed charge per host
+    /// call. Exhausting it traps the guest (host-call fuel).
+    pub host_work_per_call: u64,
+    /// Log lines a device may emit per second; the rest are counted and
+    /// dropped.
+    pub log_lines_per_sec: u32,
+}
+
+impl Default for InstanceLimits {
+    fn default() -> Self {
+        Self {
+            memory: 256 << 20,
+            table_elements: 100_000,
+            call_deadline: Duration::from_secs(1),
+            open_deadline: Duration::from_secs(10),
+            request_timeout: Duration::from_secs(30),
+            host_work_per_call: 1 << 30,
+            log_lines_per_sec: 50,
+        }
+    }
+}
+
+/// When to re-create a failed instance and when to give up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RestartPolicy {
+    /// This many failures within `window` leave the backend failed for good.
+    pub max_failures: u32,
+    /// See `max_failures`.
+    pub window: Duration,
+    /// Wait before the first re-creation; doubles per failure.
+    pub initial_backoff: Duration,
+    /// Longest wait between re-creations.
+    pub max_backoff: Duration,
+}
+
+impl Default for RestartPolicy {
+    fn default() -> Self {
+        Self {
+            max_failures: 5,
+            window: Duration::from_secs(60),
+            initial_backoff: Duration::from_millis(100),
+            max_backoff: Duration::from_secs(5),
+        }
+    }
+}
+
+/// Everything needed to (re-)create one device's instance.
+#[derive(Debug, Clone)]
+pub struct InstanceSpec {
+    /// The loaded backstore.
+    pub module: Module,
+    /// The device's configuration string, passed to `disk.open`.
+    pub config: String,
+    /// The device's own directory, the root of its `storage` interface.
+    /// `None`: every storage call fails with `access-denied`.
+    pub dir: Option<PathBuf>,
+    /// The device's TCMU data area. With it, request data moves directly
+    /// between files and the region; without it, through a host buffer.
+    pub region: Option<Arc<MappedRegion>>,
+    /// Whose memory budget the instance is charged to.
+    pub tenant: Tenant,
+    /// Per-instance limits.
+    pub limits: InstanceLimits,
+    /// Re-creation policy.
+    pub restart: RestartPolicy,
+    /// Open the disk read-only.
+    pub read_only: bool,
+}
+
+impl InstanceSpec {
+    /// A spec with default limits and policy.
+    pub fn new(module: Module, config: impl Into<String>, tenant: Tenant) -> Self {
+        Self {
+            module,
+            config: config.into(),
+            dir: None,
+            region: None,
+            tenant,
+            limits: InstanceLimits::default(),
+            restart: RestartPolicy::default(),
+            read_only: false,
+        }
+    }
+}

@@ -1,0 +1,190 @@
+//! [`Runtime`]: the engine, the linker, the module cache, the I/O executor
+//! and the supervisor thread (epoch ticks and request timeouts).
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use sha2::{Digest, Sha256};
+use wasmtime::component::{Component, Linker};
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, OptLevel, PoolingAllocationConfig};
+
+use crate::bindings::Backstore;
+use crate::config::RuntimeConfig;
+use crate::host::DeviceState;
+use crate::io::IoExecutor;
+use crate::load::{self, LoadError, Module};
+use crate::request::Inflight;
+
+/// The daemon's one WebAssembly runtime. Cheap to clone.
+#[derive(Clone)]
+pub struct Runtime(pub(crate) Arc<RuntimeInner>);
+
+pub(crate) struct RuntimeInner {
+    pub(crate) engine: Engine,
+    linker: Linker<DeviceState>,
+    pub(crate) config: RuntimeConfig,
+    pub(crate) io: Arc<IoExecutor>,
+    modules: Mutex<HashMap<[u8; 32], Module>>,
+    /// Backends' in-flight sets, scanned by the supervisor for timeouts.
+    pub(crate) watched: Arc<Mutex<Vec<Weak<Inflight>>>>,
+    stop: Arc<AtomicBool>,
+    supervisor: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl std::fmt::Debug for Runtime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Runtime")
+            .field("config", &self.0.config)
+            .finish_non_exhaustive()
+    }
+}
+
+fn engine_config(cfg: &RuntimeConfig) -> Config {
+    let mut c = Config::new();
+    // Guest threads are off: wasmtime is built without its `threads`
+    // feature, so shared memories and atomics-wait do not validate.
+    c.wasm_component_model(true)
+        // Deadlines: every guest call gets a number of epoch ticks.
+        .epoch_interruption(true)
+        .max_wasm_stack(1 << 20)
+        .cranelift_opt_level(OptLevel::Speed);
+    let n = cfg.max_instances.max(1);
+    let mut pool = PoolingAllocationConfig::new();
+    // A Rust wasip2 component is the guest's module plus the preview1
+    // adapter and a few shims: a handful of core instances, two memories.
+    pool.total_component_instances(n)
+        .total_core_instances(n.saturating_mul(16))
+        .total_memories(n.saturating_mul(4))
+        .total_tables(n.saturating_mul(8))
+        .max_core_instances_per_component(32)
+        .max_memories_per_component(4)
+        .max_tables_per_component(16)
+        .max_memory_size(usize::try_from(cfg.max_memory_per_instance).unwrap_or(usize::MAX));
+    c.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+    c
+}
+
+impl Runtime {
+    /// Build the engine and start the supervisor and I/O threads.
+    pub fn new(config: RuntimeConfig) -> Result<Self, wasmtime::Error> {
+        let engine = Engine::new(&engine_config(&config))?;
+        let mut linker = Linker::new(&engine);
+        Backstore::add_to_linker::<DeviceState, wasmtime::component::HasSelf<DeviceState>>(
+            &mut linker,
+            |s| s,
+        )?;
+        crate::wasi::add_to_linker(&mut linker)?;
+        let io = IoExecutor::new(config.io_threads, config.io_queue)?;
+        if let Some(dir) = &config.cache_dir {
+            std::fs::create_dir_all(dir)?;
+        }
+        let stop = Arc::new(AtomicBool::new(false));
+        let watched: Arc<Mutex<Vec<Weak<Inflight>>>> = Arc::default();
+        let supervisor = {
+            let (engine, stop, watched) = (engine.clone(), stop.clone(), watched.clone());
+            let tick = config.epoch_tick.max(Duration::from_millis(1));
+            std::thread::Builder::new()
+                .name("wasmtap-epoch".into())
+                .spawn(move || supervise(&engine, &stop, &watched, tick))?
+        };
+        Ok(Self(Arc::new(RuntimeInner {
+            engine,
+            linker,
+            config,
+            io,
+            modules: Mutex::default(),
+            watched,
+            stop,
+            supervisor: Mutex::new(Some(supervisor)),
+        })))
+    }
+
+    /// The engine (for tests and tools; the daemon needs nothing from it).
+    pub fn engine(&self) -> &Engine {
+        &self.0.engine
+    }
+
+    /// Validate, compile (or take from the cache) and pre-link `bytes`.
+    pub fn load(&self, bytes: &[u8]) -> Result<Module, LoadError> {
+        load::sniff(bytes)?;
+        let hash: [u8; 32] = Sha256::digest(bytes).into();
+        if let Some(m) = self.lock_modules().get(&hash) {
+            return Ok(m.clone());
+        }
+        let component = self.compile(bytes, &hash)?;
+        let module = load::check_and_link(&self.0.engine, &self.0.linker, &component, hash)?;
+        self.lock_modules().insert(hash, module.clone());
+        Ok(module)
+    }
+
+    fn lock_modules(&self) -> std::sync::MutexGuard<'_, HashMap<[u8; 32], Module>> {
+        self.0.modules.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn compile(&self, bytes: &[u8], hash: &[u8; 32]) -> Result<Component, LoadError> {
+        let _ = (self.cache_path(hash), Instant::now());
+        Component::from_binary(&self.0.engine, bytes)
+            .map_err(|e| LoadError::Invalid(format!("{e:#}")))
+    }
+
+    /// Where the compiled form of a module with `hash` is cached.
+    fn cache_path(&self, hash: &[u8; 32]) -> Option<PathBuf> {
+        self.0
+            .config
+            .cache_dir
+            .as_ref()
+            .map(|d| d.join(format!("{}.cwasm", load::hex(hash))))
+    }
+
+    pub(crate) fn watch(&self, inflight: &Arc<Inflight>) {
+        let mut w = self.0.watched.lock().unwrap_or_else(|p| p.into_inner());
+        w.retain(|x| x.strong_count() > 0);
+        w.push(Arc::downgrade(inflight));
+    }
+}
+
+impl Drop for RuntimeInner {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Release);
+        if let Some(h) = self
+            .supervisor
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
+        {
+            let _ = h.join();
+        }
+        self.io.shutdown();
+    }
+}
+
+/// Tick the epoch every `tick`; every 10 ticks, time out overdue requests.
+fn supervise(
+    engine: &Engine,
+    stop: &AtomicBool,
+    watched: &Mutex<Vec<Weak<Inflight>>>,
+    tick: Duration,
+) {
+    let mut n = 0u32;
+    while !stop.load(Ordering::Acquire) {
+        std::thread::sleep(tick);
+        engine.increment_epoch();
+        n = n.wrapping_add(1);
+        if n.is_multiple_of(10) {
+            let now = Instant::now();
+            let list: Vec<_> = watched
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .iter()
+                .filter_map(Weak::upgrade)
+                .collect();
+            for inflight in list {
+                inflight.expire(now);
+            }
+        }
+    }
+}

@@ -1,0 +1,515 @@
+//! The host side of the world's imports: one store's data ([`DeviceState`])
+//! and the `log`, `storage` and `requests` host traits.
+//!
+//! Everything a guest asks for is checked here, once: paths (relative, no
+//! `..`, resolved by cap-std inside the device's directory), request ranges,
+//! which data function fits which request kind, and the host-call budget.
+
+use std::fs::File;
+use std::io;
+use std::path::{Component, Path};
+use std::sync::Arc;
+
+use cap_std::fs::{Dir, OpenOptions};
+use wasmtime::component::{Resource, ResourceTable};
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+
+use crate::bindings::requests::{self, Kind};
+use crate::bindings::types::ErrorCode;
+use crate::bindings::{log, storage, types};
+use crate::io::IoExecutor;
+use crate::limits::StoreLimiter;
+use crate::log::GuestLog;
+use crate::request::{DataTarget, RequestRes};
+
+/// Charged per host call on top of the bytes it moves.
+const CALL_COST: u64 = 256;
+
+/// An open file of the `storage` interface.
+#[derive(Debug)]
+pub struct FileRes {
+    file: Arc<File>,
+    writable: bool,
+}
+
+/// A protocol violation that takes the instance down; the message becomes
+/// the failure reason.
+#[derive(Debug, thiserror::Error)]
+#[error("protocol violation: {0}")]
+pub(crate) struct ProtocolViolation(pub(crate) String);
+
+/// One device instance's store data.
+pub(crate) struct DeviceState {
+    pub(crate) table: ResourceTable,
+    pub(crate) wasi: WasiCtx,
+    pub(crate) limiter: StoreLimiter,
+    dir: Option<Dir>,
+    io: Arc<IoExecutor>,
+    log: GuestLog,
+    /// Host work left in the current guest call.
+    pub(crate) work_left: u64,
+}
+
+impl std::fmt::Debug for DeviceState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DeviceState")
+            .field("limiter", &self.limiter)
+            .field("work_left", &self.work_left)
+            .finish_non_exhaustive()
+    }
+}
+
+impl DeviceState {
+    pub(crate) fn new(
+        wasi: WasiCtx,
+        limiter: StoreLimiter,
+        dir: Option<Dir>,
+        io: Arc<IoExecutor>,
+        log: GuestLog,
+    ) -> Self {
+        Self {
+            table: ResourceTable::new(),
+            wasi,
+            limiter,
+            dir,
+            io,
+            log,
+            work_left: 0,
+        }
+    }
+
+    /// Charge `bytes` of host work (plus the per-call cost) to the current
+    /// guest call; trap when the budget is spent.
+    fn charge(&mut self, bytes: u64) -> wasmtime::Result<()> {
+        let cost = bytes.saturating_add(CALL_COST);
+        match self.work_left.checked_sub(cost) {
+            Some(left) => {
+                self.work_left = left;
+                Ok(())
+            }
+            None => Err(
+                ProtocolViolation("host-call budget of this guest call exhausted".into()).into(),
+            ),
+        }
+    }
+
+    fn dir(&self) -> Result<&Dir, ErrorCode> {
+        self.dir.as_ref().ok_or(ErrorCode::AccessDenied)
+    }
+
+    fn file(&self, f: &Resource<FileRes>) -> wasmtime::Result<&FileRes> {
+        Ok(self.table.get(f)?)
+    }
+
+    fn request(&self, r: &Resource<RequestRes>) -> wasmtime::Result<&RequestRes> {
+        Ok(self.table.get(r)?)
+    }
+}
+
+impl WasiView for DeviceState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+/// Map an OS error to the WIT's error codes.
+pub(crate) fn io_code(e: &io::Error) -> ErrorCode {
+    match e.raw_os_error() {
+        Some(nix::libc::ENOSPC) | Some(nix::libc::EDQUOT) => return ErrorCode::NoSpace,
+        Some(nix::libc::EROFS) => return ErrorCode::ReadOnly,
+        Some(nix::libc::EOPNOTSUPP) => return ErrorCode::Unsupported,
+        _ => {}
+    }
+    match e.kind() {
+        io::ErrorKind::NotFound => ErrorCode::NotFound,
+        io::ErrorKind::PermissionDenied => ErrorCode::AccessDenied,
+        io::ErrorKind::InvalidInput => ErrorCode::OutOfRange,
+        _ => ErrorCode::Io,
+    }
+}
+
+/// A path the guest may use: relative, non-empty, no `..`, no NUL. cap-std
+/// enforces the same again while resolving (symlinks included); refusing
+/// here gives the guest a clear `access-denied` instead of an OS error.
+pub(crate) fn check_path(path: &str) -> Result<&Path, ErrorCode> {
+    let p = Path::new(path);
+    if path.is_empty() || path.contains('\0') || path.len() > 4096 {
+        return Err(ErrorCode::AccessDenied);
+    }
+    for c in p.components() {
+        match c {
+            Component::Normal(_) | Component::CurDir => {}
+            Component::ParentDir | Component::RootDir | Component::Prefix(_) => {
+                return Err(ErrorCode::AccessDenied);
+            }
+        }
+    }
+    Ok(p)
+}
+
+impl types::Host for DeviceState {}
+
+impl log::Host for DeviceState {
+    fn log(&mut self, level: log::Level, message: String) -> wasmtime::Result<()> {
+        self.charge(message.len() as u64)?;
+        self.log.log(level, message);
+        Ok(())
+    }
+}
+
+impl storage::Host for DeviceState {
+    fn open(
+        &mut self,
+        path: String,
+        create: bool,
+        writable: bool,
+    ) -> wasmtime::Result<Result<Resource<FileRes>, ErrorCode>> {
+        self.charge(path.len() as u64)?;
+        let opened = (|| {
+            let p = check_path(&path)?;
+            let dir = self.dir()?;
+            if create {
+                // `create` needs write access; make sure it exists first.
+                let mut o = OpenOptions::new();
+                o.write(true).create(true);
+                dir.open_with(p, &o).map_err(|e| io_code(&e))?;
+            }
+            let mut o = OpenOptions::new();
+            o.read(true).write(writable);
+            let f = dir.open_with(p, &o).map_err(|e| io_code(&e))?;
+            if !f.metadata().map_err(|e| io_code(&e))?.is_file() {
+                return Err(ErrorCode::AccessDenied);
+            }
+            Ok(FileRes {
+                file: Arc::new(f.into_std()),
+                writable,
+            })
+        })();
+        match opened {
+            Ok(f) => Ok(Ok(self.table.push(f)?)),
+            Err(e) => Ok(Err(e)),
+        }
+    }
+
+    fn remove(&mut self, path: String) -> wasmtime::Result<Result<(), ErrorCode>> {
+        self.charge(path.len() as u64)?;
+        Ok((|| {
+            let p = check_path(&path)?;
+            self.dir()?.remove_file(p).map_err(|e| io_code(&e))
+        })())
+    }
+}
+
+impl storage::HostFile for DeviceState {
+    fn size(&mut self, f: Resource<FileRes>) -> wasmtime::Result<Result<u64, ErrorCode>> {
+        self.charge(0)?;
+        let f = self.file(&f)?;
+        Ok(f.file.metadata().map(|m| m.len()).map_err(|e| io_code(&e)))
+    }
+
+    fn set_size(
+        &mut self,
+        f: Resource<FileRes>,
+        size: u64,
+    ) -> wasmtime::Result<Result<(), ErrorCode>> {
+        self.charge(0)?;
+        let f = self.file(&f)?;
+        if !f.writable {
+            return Ok(Err(ErrorCode::ReadOnly));
+        }
+        Ok(f.file.set_len(size).map_err(|e| io_code(&e)))
+    }
+
+    fn read_at(
+        &mut self,
+        f: Resource<FileRes>,
+        offset: u64,
+        len: u32,
+    ) -> wasmtime::Result<Result<Vec<u8>, ErrorCode>> {
+        use std::os::unix::fs::FileExt;
+        let file = Arc::clone(&self.file(&f)?.file);
+        let size = match file.metadata() {
+            Ok(m) => m.len(),
+            Err(e) => return Ok(Err(io_code(&e))),
+        };
+        // Never allocate more than the file can give.
+        let n = u64::from(len).min(size.saturating_sub(offset));
+        self.charge(n)?;
+        let mut buf = vec![0u8; n as usize];
+        let mut got = 0usize;
+        while got < buf.len() {
+            match file.read_at(&mut buf[got..], offset + got as u64) {
+                Ok(0) => break,
+                Ok(k) => got += k,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Ok(Err(io_code(&e))),
+            }
+        }
+        buf.truncate(got);
+        Ok(Ok(buf))
+    }
+
+    fn write_at(
+        &mut self,
+        f: Resource<FileRes>,
+        offset: u64,
+        data: Vec<u8>,
+    ) -> wasmtime::Result<Result<(), ErrorCode>> {
+        use std::os::unix::fs::FileExt;
+        self.charge(data.len() as u64)?;
+        let f = self.file(&f)?;
+        if !f.writable {
+            return Ok(Err(ErrorCode::ReadOnly));
+        }
+        if offset.checked_add(data.len() as u64).is_none() {
+            return Ok(Err(ErrorCode::OutOfRange));
+        }
+        Ok(f.file.write_all_at(&data, offset).map_err(|e| io_code(&e)))
+    }
+
+    fn sync(&mut self, f: Resource<FileRes>) -> wasmtime::Result<Result<(), ErrorCode>> {
+        self.charge(0)?;
+        let f = self.file(&f)?;
+        Ok(f.file.sync_data().map_err(|e| io_code(&e)))
+    }
+
+    fn punch_hole(
+        &mut self,
+        f: Resource<FileRes>,
+        offset: u64,
+        len: u64,
+    ) -> wasmtime::Result<Result<(), ErrorCode>> {
+        use nix::fcntl::{FallocateFlags, fallocate};
+        self.charge(0)?;
+        let f = self.file(&f)?;
+        if !f.writable {
+            return Ok(Err(ErrorCode::ReadOnly));
+        }
+        let (Ok(off), Ok(l)) = (i64::try_from(offset), i64::try_from(len)) else {
+            return Ok(Err(ErrorCode::OutOfRange));
+        };
+        if off.checked_add(l).is_none() {
+            return Ok(Err(ErrorCode::OutOfRange));
+        }
+        if l == 0 {
+            return Ok(Ok(()));
+        }
+        let flags = FallocateFlags::FALLOC_FL_PUNCH_HOLE | FallocateFlags::FALLOC_FL_KEEP_SIZE;
+        Ok(fallocate(&*f.file, flags, off, l).map_err(|e| io_code(&io::Error::from(e))))
+    }
+
+    fn drop(&mut self, f: Resource<FileRes>) -> wasmtime::Result<()> {
+        self.table.delete(f)?;
+        Ok(())
+    }
+}
+
+impl requests::Host for DeviceState {}
+
+impl DeviceState {
+    /// Common checks of the data functions: the request can still be
+    /// touched, has the right kind, and `at..at+len` is inside it.
+    fn data_access(
+        &mut self,
+        r: &Resource<RequestRes>,
+        want: Kind,
+        at: u64,
+        len: u64,
+        moved: u64,
+    ) -> wasmtime::Result<Result<(), ErrorCode>> {
+        self.charge(moved)?;
+        let req = self.request(r)?;
+        if req.kind != want {
+            return Ok(Err(ErrorCode::Unsupported));
+        }
+        if !req.shared.usable() {
+            return Ok(Err(ErrorCode::Busy));
+        }
+        Ok(req.range(at, len))
+    }
+
+    fn submit(
+        &mut self,
+        r: Resource<RequestRes>,
+        f: Resource<FileRes>,
+        file_offset: u64,
+        at: u64,
+        len: u64,
+        into_request: bool,
+    ) -> wasmtime::Result<Result<(), ErrorCode>> {
+        let want = if into_request {
+            Kind::Read
+        } else {
+            Kind::Write
+        };
+        if let Err(e) = self.data_access(&r, want, at, len, 0)? {
+            return Ok(Err(e));
+        }
+        if file_offset.checked_add(len).is_none() {
+            return Ok(Err(ErrorCode::OutOfRange));
+        }
+        let file = self.file(&f)?;
+        if !into_request && !file.writable {
+            return Ok(Err(ErrorCode::ReadOnly));
+        }
+        let file = Arc::clone(&file.file);
+        let req = self.request(&r)?;
+        let (data, shared) = (req.data.clone(), Arc::clone(&req.shared));
+        if matches!(data, DataTarget::None) || len == 0 {
+            return Ok(Ok(()));
+        }
+        if !shared.begin_io() {
+            return Ok(Err(ErrorCode::Busy));
+        }
+        let job_shared = Arc::clone(&shared);
+        let job = Box::new(move || {
+            let r = if into_request {
+                data.fill_from_file(&file, file_offset, at, len)
+            } else {
+                data.drain_to_file(&file, file_offset, at, len)
+            };
+            job_shared.end_io(r.map_err(|e| io_code(&e)));
+        });
+        match self.io.submit(job) {
+            Ok(()) => Ok(Ok(())),
+            Err(_) => {
+                shared.end_io(Ok(()));
+                Ok(Err(ErrorCode::Busy))
+            }
+        }
+    }
+}
+
+impl requests::HostRequest for DeviceState {
+    fn kind(&mut self, r: Resource<RequestRes>) -> wasmtime::Result<Kind> {
+        self.charge(0)?;
+        Ok(self.request(&r)?.kind)
+    }
+
+    fn offset(&mut self, r: Resource<RequestRes>) -> wasmtime::Result<u64> {
+        self.charge(0)?;
+        Ok(self.request(&r)?.offset)
+    }
+
+    fn length(&mut self, r: Resource<RequestRes>) -> wasmtime::Result<u64> {
+        self.charge(0)?;
+        Ok(self.request(&r)?.length)
+    }
+
+    fn fua(&mut self, r: Resource<RequestRes>) -> wasmtime::Result<bool> {
+        self.charge(0)?;
+        Ok(self.request(&r)?.fua)
+    }
+
+    fn read_data(
+        &mut self,
+        r: Resource<RequestRes>,
+        at: u64,
+        len: u32,
+    ) -> wasmtime::Result<Result<Vec<u8>, ErrorCode>> {
+        let len64 = u64::from(len);
+        if let Err(e) = self.data_access(&r, Kind::Write, at, len64, len64)? {
+            return Ok(Err(e));
+        }
+        let mut buf = vec![0u8; len as usize];
+        Ok(self.request(&r)?.data.read(at, &mut buf).map(|()| buf))
+    }
+
+    fn write_data(
+        &mut self,
+        r: Resource<RequestRes>,
+        at: u64,
+        data: Vec<u8>,
+    ) -> wasmtime::Result<Result<(), ErrorCode>> {
+        let n = data.len() as u64;
+        if let Err(e) = self.data_access(&r, Kind::Read, at, n, n)? {
+            return Ok(Err(e));
+        }
+        Ok(self.request(&r)?.data.write(at, &data))
+    }
+
+    fn zero_data(
+        &mut self,
+        r: Resource<RequestRes>,
+        at: u64,
+        len: u64,
+    ) -> wasmtime::Result<Result<(), ErrorCode>> {
+        if let Err(e) = self.data_access(&r, Kind::Read, at, len, len / 8)? {
+            return Ok(Err(e));
+        }
+        Ok(self.request(&r)?.data.zero(at, len))
+    }
+
+    fn submit_read(
+        &mut self,
+        r: Resource<RequestRes>,
+        src: Resource<FileRes>,
+        file_offset: u64,
+        at: u64,
+        len: u64,
+    ) -> wasmtime::Result<Result<(), ErrorCode>> {
+        self.submit(r, src, file_offset, at, len, true)
+    }
+
+    fn submit_write(
+        &mut self,
+        r: Resource<RequestRes>,
+        dst: Resource<FileRes>,
+        file_offset: u64,
+        at: u64,
+        len: u64,
+    ) -> wasmtime::Result<Result<(), ErrorCode>> {
+        self.submit(r, dst, file_offset, at, len, false)
+    }
+
+    fn forward_to_parent(
+        &mut self,
+        r: Resource<RequestRes>,
+        at: u64,
+        len: u64,
+    ) -> wasmtime::Result<Result<(), ErrorCode>> {
+        if let Err(e) = self.data_access(&r, Kind::Read, at, len, 0)? {
+            return Ok(Err(e));
+        }
+        // No parent chains yet: no disk has a parent.
+        Ok(Err(ErrorCode::Unsupported))
+    }
+
+    fn complete(
+        &mut self,
+        r: Resource<RequestRes>,
+        status: Result<(), ErrorCode>,
+    ) -> wasmtime::Result<()> {
+        self.charge(0)?;
+        let req = self.table.delete(r)?;
+        req.shared.complete(status);
+        Ok(())
+    }
+
+    fn drop(&mut self, r: Resource<RequestRes>) -> wasmtime::Result<()> {
+        let req = self.table.delete(r)?;
+        // Dropping a request without `complete` breaks the contract ("give it
+        // back exactly once"); the instance goes down and the request fails
+        // with the others.
+        let _ = req;
+        Err(ProtocolViolation("a request was dropped without being completed".into()).into())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_that_could_leave_the_device_directory_are_refused() {
+        for bad in ["", "/etc/passwd", "../x", "a/../../x", "a/..", "a\0b"] {
+            assert_eq!(check_path(bad), Err(ErrorCode::AccessDenied), "{bad:?}");
+        }
+        for good in ["disk.img", "sub/dir/file", "./x"] {
+            assert!(check_path(good).is_ok(), "{good:?}");
+        }
+    }
+}
