@@ -2,7 +2,6 @@
 //! and the supervisor thread (epoch ticks and request timeouts).
 
 use std::collections::HashMap;
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::thread::JoinHandle;
@@ -115,7 +114,7 @@ impl Runtime {
         if let Some(m) = self.lock_modules().get(&hash) {
             return Ok(m.clone());
         }
-        let component = self.compile(bytes, &hash)?;
+        let component = self.compile(bytes)?;
         let module = load::check_and_link(&self.0.engine, &self.0.linker, &component, hash)?;
         self.lock_modules().insert(hash, module.clone());
         Ok(module)
@@ -125,19 +124,9 @@ impl Runtime {
         self.0.modules.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn compile(&self, bytes: &[u8], hash: &[u8; 32]) -> Result<Component, LoadError> {
-        let _ = (self.cache_path(hash), Instant::now());
+    fn compile(&self, bytes: &[u8]) -> Result<Component, LoadError> {
         Component::from_binary(&self.0.engine, bytes)
             .map_err(|e| LoadError::Invalid(format!("{e:#}")))
-    }
-
-    /// Where the compiled form of a module with `hash` is cached.
-    fn cache_path(&self, hash: &[u8; 32]) -> Option<PathBuf> {
-        self.0
-            .config
-            .cache_dir
-            .as_ref()
-            .map(|d| d.join(format!("{}.cwasm", load::hex(hash))))
     }
 
     pub(crate) fn watch(&self, inflight: &Arc<Inflight>) {

@@ -1,28 +1,31 @@
 //! The WASI subset a Rust `std` guest needs, and nothing more.
 //!
 //! A component built for `wasm32-wasip2` imports a handful of WASI
-//! interfaces through std's runtime (exit, stdio, environment, clocks,
-//! random) even when the backstore never uses them. The host links exactly
+//! interfaces through std's runtime even when the backstore never uses
+//! them. Measured on the example and test guests (Rust 1.95, wit-bindgen
+//! 0.60): `wasi:io/{poll,error,streams}`, `wasi:cli/{environment,exit,stdin,
+//! stdout,stderr}` and the five `wasi:cli/terminal-*` interfaces, all
+//! @0.2.6. Nothing else: no clocks, no random. The host links exactly
 //! those, against a `WasiCtx` with no preopens, no environment variables, no
 //! arguments and no network; stdin is empty and stdout/stderr go to the
 //! device's bounded log. It never links `wasi:filesystem`, `wasi:sockets` or
 //! `wasi:http`: a component importing them is refused at load time.
 //!
-//! Known gap: `wasi:io/poll` (and `pollable.block`) can park the device's
-//! worker on a long monotonic-clock timer (`std::thread::sleep`), and epoch
-//! interruption does not fire inside host calls; only the request timeout
-//! notices. Replacing `poll`/`block` with non-blocking versions is planned
-//! (docs/runtime.md).
+//! Clocks are deliberately absent: with `wasi:clocks/monotonic-clock` a
+//! guest could `poll` on a long timer and park the device's worker inside a
+//! host call, where epoch interruption does not reach. Without it, every
+//! pollable the guest can obtain (empty stdin, log-backed stdout/stderr) is
+//! ready at once, so `wasi:io/poll` never blocks. A guest that calls
+//! `std::time::Instant::now()` or `thread::sleep` is refused at load time,
+//! naming the clock import.
 
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use wasmtime::component::{HasData, Linker, ResourceTable};
 use wasmtime_wasi::cli::{IsTerminal, StdoutStream, WasiCli, WasiCliView};
-use wasmtime_wasi::clocks::{WasiClocks, WasiClocksView};
 use wasmtime_wasi::p2::bindings as wasi;
 use wasmtime_wasi::p2::{OutputStream, Pollable, StreamError};
-use wasmtime_wasi::random::{WasiRandom, WasiRandomView};
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder};
 
 use crate::host::DeviceState;
@@ -40,14 +43,9 @@ pub(crate) const OFFERED_WASI: &[&str] = &[
     "wasi:cli/terminal-stdin",
     "wasi:cli/terminal-stdout",
     "wasi:cli/terminal-stderr",
-    "wasi:clocks/monotonic-clock",
-    "wasi:clocks/wall-clock",
     "wasi:io/error",
     "wasi:io/poll",
     "wasi:io/streams",
-    "wasi:random/random",
-    "wasi:random/insecure",
-    "wasi:random/insecure-seed",
 ];
 
 /// WASI packages that are never offered, whatever the version.
@@ -140,11 +138,6 @@ pub(crate) fn add_to_linker(l: &mut Linker<DeviceState>) -> wasmtime::Result<()>
     wasi::io::error::add_to_linker::<T, HasTable>(l, |t| &mut t.table)?;
     wasi::sync::io::poll::add_to_linker::<T, HasTable>(l, |t| &mut t.table)?;
     wasi::sync::io::streams::add_to_linker::<T, HasTable>(l, |t| &mut t.table)?;
-    wasi::clocks::wall_clock::add_to_linker::<T, WasiClocks>(l, T::clocks)?;
-    wasi::clocks::monotonic_clock::add_to_linker::<T, WasiClocks>(l, T::clocks)?;
-    wasi::random::random::add_to_linker::<T, WasiRandom>(l, |t| t.random())?;
-    wasi::random::insecure::add_to_linker::<T, WasiRandom>(l, |t| t.random())?;
-    wasi::random::insecure_seed::add_to_linker::<T, WasiRandom>(l, |t| t.random())?;
     wasi::cli::exit::add_to_linker::<T, WasiCli>(l, T::cli)?;
     wasi::cli::environment::add_to_linker::<T, WasiCli>(l, T::cli)?;
     wasi::cli::stdin::add_to_linker::<T, WasiCli>(l, T::cli)?;

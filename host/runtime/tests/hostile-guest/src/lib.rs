@@ -7,7 +7,8 @@
 //! never completed), `double` (a read is completed twice), `forge` (a read
 //! completes a handle that does not exist), `escape` (open tries `../` and
 //! absolute paths in storage, then serves as `ram`), `drop` (a read is
-//! dropped without completion).
+//! dropped without completion), `file` (a well-behaved zero-copy raw file,
+//! `disk.img` in the device directory).
 
 #![allow(unsafe_code)] // forging handles is the point
 
@@ -30,6 +31,7 @@ struct Hostile {
     data: RefCell<Vec<u8>>,
     held: RefCell<Vec<Request>>,
     escape: String,
+    file: Option<storage::File>,
 }
 
 struct Component;
@@ -39,6 +41,19 @@ impl Guest for Component {
 }
 
 fn serve(d: &Hostile, req: Request) {
+    if let Some(f) = &d.file {
+        // Zero-copy: the host moves the bytes between the file and the
+        // command's buffer.
+        let (off, len) = (req.offset(), req.length());
+        let status = match req.kind() {
+            Kind::Read => req.submit_read(f, off, 0, len),
+            Kind::Write => req.submit_write(f, off, 0, len),
+            Kind::Flush => f.sync(),
+            Kind::Discard | Kind::WriteZeroes => f.punch_hole(off, len),
+        };
+        Request::complete(req, status);
+        return;
+    }
     let off = req.offset() as usize;
     let len = req.length() as usize;
     let status = match req.kind() {
@@ -81,7 +96,15 @@ impl GuestDisk for Hostile {
                 v.push(vec![1u8; 1 << 20]);
             }
         }
+        let file = if mode == "file" {
+            let f = storage::open("disk.img", true, true)?;
+            f.set_size(SIZE as u64)?;
+            Some(f)
+        } else {
+            None
+        };
         Ok(Disk::new(Hostile {
+            file,
             mode,
             data: RefCell::new(vec![0; SIZE]),
             held: RefCell::new(Vec::new()),
