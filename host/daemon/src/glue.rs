@@ -2,10 +2,8 @@
 //! [`Memory`], a command's iovecs as its scatter/gather list, and the
 //! target's [`Completion`] as a ring response.
 
-use std::future::Future;
-use std::pin::pin;
+use std::rc::Rc;
 use std::sync::Arc;
-use std::task::{Context, Poll, Waker};
 
 use wasmtap_kernel::MappedRegion;
 use wasmtap_ring::{Command, SharedRegion};
@@ -13,10 +11,11 @@ use wasmtap_scsi::{
     BlockBackend, BufferError, DeviceIdentity, Extent, Memory, Nexus, SgBuffer, Target,
 };
 
-use crate::worker::{Handler, Outcome};
+use crate::worker::{CommandFuture, Handler, Outcome};
 
 /// The shared region seen as the SCSI target's memory: offsets in, copies out.
-struct RegionMemory<'a>(&'a MappedRegion);
+#[derive(Debug)]
+pub struct RegionMemory<'a>(pub &'a MappedRegion);
 
 impl Memory for RegionMemory<'_> {
     fn read(&self, addr: u64, dst: &mut [u8]) -> Result<(), BufferError> {
@@ -54,25 +53,10 @@ pub fn serial_for(seed: &str) -> String {
     format!("wt{h:016x}")
 }
 
-/// Drive a future that is expected to be ready at once (the native RAM disk
-/// never waits). Asynchronous backends get a real executor in the worker;
-/// until then a pending future is polled again after yielding the thread.
-fn run_ready<F: Future>(f: F) -> F::Output {
-    let mut f = pin!(f);
-    let mut cx = Context::from_waker(Waker::noop());
-    loop {
-        if let Poll::Ready(v) = f.as_mut().poll(&mut cx) {
-            return v;
-        }
-        std::thread::yield_now();
-    }
-}
-
 /// Executes ring commands through a SCSI [`Target`] over backend `B`.
 #[derive(Debug)]
 pub struct ScsiHandler<B> {
-    target: Target<B>,
-    extents: Vec<Extent>,
+    target: Rc<Target<B>>,
 }
 
 impl<B: BlockBackend> ScsiHandler<B> {
@@ -81,8 +65,7 @@ impl<B: BlockBackend> ScsiHandler<B> {
         let identity = DeviceIdentity::new(&serial_for(seed)).map_err(|e| e.to_string())?;
         let target = Target::new(backend, identity).map_err(|e| format!("device geometry: {e}"))?;
         Ok(Self {
-            target,
-            extents: Vec::new(),
+            target: Rc::new(target),
         })
     }
 }
@@ -99,35 +82,30 @@ impl Reconfigurable for crate::ramdisk::RamDisk {
     }
 }
 
-impl<B: BlockBackend + Reconfigurable> Handler for ScsiHandler<B> {
-    fn handle(&mut self, region: &Arc<MappedRegion>, cmd: &Command) -> Outcome {
-        self.extents.clear();
-        self.extents.extend(cmd.data_iovs().iter().map(|v| Extent {
-            addr: v.base,
-            len: v.len,
-        }));
-        let mem = RegionMemory(region);
-        let mut buf = SgBuffer::new(&mem, &self.extents);
+impl<B: BlockBackend + Reconfigurable + 'static> Handler for ScsiHandler<B> {
+    fn start(&mut self, region: &Arc<MappedRegion>, cmd: &Command) -> CommandFuture {
+        let target = Rc::clone(&self.target);
+        let region = Arc::clone(region);
+        let mut cdb = [0u8; wasmtap_ring::abi::MAX_CDB_LEN];
+        let cdb_len = cmd.cdb().len();
+        cdb[..cdb_len].copy_from_slice(cmd.cdb());
+        let extents: Vec<Extent> = cmd
+            .data_iovs()
+            .iter()
+            .map(|v| Extent {
+                addr: v.base,
+                len: v.len,
+            })
+            .collect();
         let buf_len = cmd.data_len();
-        // LIO has one I_T nexus per TCMU device from our point of view: the
-        // ring does not say which initiator sent a command.
-        let done = run_ready(self.target.execute(Nexus(0), cmd.cdb(), &mut buf));
-        let mut sense = [0u8; 96];
-        let s = done.sense();
-        let sense_len = s.len().min(96);
-        sense[..sense_len].copy_from_slice(&s[..sense_len]);
-        // Report a residual only for data-in that came up short. The kernel
-        // honours READ_LEN only for data-in commands and only when it is
-        // non-zero (tcmu_handle_completion), so a zero-length transfer cannot
-        // be expressed on the ring and is reported as a full one.
-        let read_len =
-            (done.data_in_len > 0 && done.data_in_len < buf_len).then_some(done.data_in_len as u32);
-        Outcome {
-            status: done.status as u8,
-            sense,
-            sense_len,
-            read_len,
-        }
+        Box::pin(async move {
+            let mem = RegionMemory(&region);
+            let mut buf = SgBuffer::new(&mem, &extents);
+            // LIO has one I_T nexus per TCMU device from our point of view:
+            // the ring does not say which initiator sent a command.
+            let done = target.execute(Nexus(0), &cdb[..cdb_len], &mut buf).await;
+            outcome(&done, buf_len)
+        })
     }
 
     fn reconfigure(&mut self, size: Option<u64>, write_cache: Option<bool>) -> Result<(), String> {
@@ -138,9 +116,24 @@ impl<B: BlockBackend + Reconfigurable> Handler for ScsiHandler<B> {
             .map(drop)
             .map_err(|e| e.to_string())
     }
+}
 
-    fn aborted(&mut self, _cmd_ids: &[u16]) {
-        // Commands run to completion within one batch, so by the time a TMR
-        // is seen there is nothing left to cancel.
+/// A target completion as a ring response.
+fn outcome(done: &wasmtap_scsi::Completion, buf_len: u64) -> Outcome {
+    let mut sense = [0u8; 96];
+    let s = done.sense();
+    let sense_len = s.len().min(96);
+    sense[..sense_len].copy_from_slice(&s[..sense_len]);
+    // Report a residual only for data-in that came up short. The kernel
+    // honours READ_LEN only for data-in commands and only when it is
+    // non-zero (tcmu_handle_completion), so a zero-length transfer cannot
+    // be expressed on the ring and is reported as a full one.
+    let read_len =
+        (done.data_in_len > 0 && done.data_in_len < buf_len).then_some(done.data_in_len as u32);
+    Outcome {
+        status: done.status as u8,
+        sense,
+        sense_len,
+        read_len,
     }
 }

@@ -17,7 +17,7 @@ use wasmtap_ring::{Ring, SharedRegion};
 use crate::config::{Frontend, ServeConfig};
 use crate::glue::ScsiHandler;
 use crate::ramdisk::RamDisk;
-use crate::worker::{self, Control, WorkerStats};
+use crate::worker::{self, Control, WorkerError, WorkerStats};
 
 /// A device being served.
 struct Running {
@@ -277,6 +277,11 @@ fn start_worker(
                 Some(&control_rx),
             ) {
                 Ok(()) => tracing::info!(device = %name, uio = %uio_name, "worker stopped"),
+                // The kernel tears the UIO device down on removal; its fd then
+                // fails with EIO. That is the device going away, not a fault.
+                Err(WorkerError::Doorbell(e)) if e.raw_os_error() == Some(nix::libc::EIO) => {
+                    tracing::info!(device = %name, uio = %uio_name, "device removed")
+                }
                 Err(e) => tracing::error!(device = %name, uio = %uio_name, "worker failed: {e}"),
             }
         })

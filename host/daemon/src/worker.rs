@@ -1,21 +1,36 @@
-//! One worker per device: drain the ring, execute, complete, publish.
+//! One worker per device: drain the ring, run commands, complete, publish.
 //!
-//! A worker owns its device's ring engine and backend; nothing on its hot
-//! path is shared with another device. It sleeps in `poll()` on the device's
-//! doorbell with a short timeout so a shutdown request is seen promptly, and
-//! handles commands in batches: one drain, every command executed, one
-//! `publish` and one doorbell write per batch.
+//! A worker owns its device's ring engine, SCSI target and backend; nothing
+//! on its hot path is shared with another device. Commands run as futures
+//! (backends complete asynchronously: a WebAssembly backstore's host I/O
+//! finishes on executor threads), so many can be in flight across batches.
+//!
+//! Each pass of the loop: apply control messages; drain up to `batch` new
+//! entries and start a future for each; poll every pending future (a single
+//! waker per worker marks "something finished" and writes an eventfd);
+//! complete the ones that are done; store cmd_tail and ring the doorbell once.
+//! It sleeps in `poll()` on the device's doorbell and the wake eventfd, with
+//! a short timeout so a stop request is seen promptly.
+//!
+//! A command is completed on the ring only when its future has resolved:
+//! never while host I/O may still be writing into its data pages, which the
+//! kernel reuses as soon as the command is reaped. So a TMR abort does not
+//! cancel futures; it is logged and the commands complete as they finish.
 
+use std::future::Future;
 use std::io;
 use std::os::fd::AsFd;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::task::{Context, Poll, Wake, Waker};
+use std::time::{Duration, Instant};
 
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
-use wasmtap_kernel::{Doorbell, MappedRegion};
+use wasmtap_kernel::{Doorbell, EventBell, MappedRegion};
 use wasmtap_ring::{Command, Entry, Response, Ring, RingError};
 
-/// The answer to one command, owned (sense copied out of the handler).
+/// The answer to one command, owned (sense copied out of the target).
 #[derive(Debug, Clone)]
 pub struct Outcome {
     /// SAM status.
@@ -28,12 +43,14 @@ pub struct Outcome {
     pub read_len: Option<u32>,
 }
 
+/// A command in progress. Owns copies of what it needs (CDB, extents), never
+/// the ring's `Command`, so the worker can always complete the command.
+pub type CommandFuture = Pin<Box<dyn Future<Output = Outcome>>>;
+
 /// What executes commands for a worker: the SCSI target over a backend.
 pub trait Handler {
-    /// Execute `cmd`, whose data lives in `region`.
-    fn handle(&mut self, region: &Arc<MappedRegion>, cmd: &Command) -> Outcome;
-    /// The initiator aborted these commands (a TMR); they still complete.
-    fn aborted(&mut self, _cmd_ids: &[u16]) {}
+    /// Start executing `cmd`, whose data lives in `region`.
+    fn start(&mut self, region: &Arc<MappedRegion>, cmd: &Command) -> CommandFuture;
     /// The kernel changed the device (netlink RECONFIG): new size in bytes
     /// and/or write-cache mode. Returns an error the kernel is told about.
     fn reconfigure(
@@ -70,6 +87,8 @@ pub struct WorkerStats {
     pub check_conditions: AtomicU64,
     /// Doorbell writes.
     pub notifies: AtomicU64,
+    /// Commands in flight right now.
+    pub in_flight: AtomicU64,
 }
 
 /// Why a worker stopped.
@@ -86,7 +105,37 @@ pub enum WorkerError {
     Setup(String),
 }
 
-/// Serve `ring` until `stop` is set or the device fails.
+/// How long a stopping worker waits for in-flight commands. Those still
+/// running afterwards stay on the ring; the next attach resets it and the
+/// kernel fails them as retryable.
+const STOP_GRACE: Duration = Duration::from_secs(10);
+
+/// Wakes the worker: marks that a future can make progress and writes the
+/// worker's eventfd (from any thread).
+struct WorkerWaker {
+    woken: AtomicBool,
+    bell: EventBell,
+}
+
+impl Wake for WorkerWaker {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+    fn wake_by_ref(self: &Arc<Self>) {
+        if !self.woken.swap(true, Ordering::AcqRel) {
+            let _ = self.bell.ring();
+        }
+    }
+}
+
+struct Pending {
+    cmd: Command,
+    fut: CommandFuture,
+}
+
+/// Serve `ring` until `stop` is set, a `Control::Stop` arrives, or the
+/// device fails.
+#[allow(clippy::too_many_arguments)]
 pub fn run<B: Doorbell, H: Handler>(
     mut ring: Ring<Arc<MappedRegion>>,
     bell: &B,
@@ -97,7 +146,15 @@ pub fn run<B: Doorbell, H: Handler>(
     control: Option<&std::sync::mpsc::Receiver<Control>>,
 ) -> Result<(), WorkerError> {
     let region = Arc::clone(ring.region());
+    let waker_state = Arc::new(WorkerWaker {
+        woken: AtomicBool::new(false),
+        bell: EventBell::new()?,
+    });
+    let waker = Waker::from(Arc::clone(&waker_state));
+    let mut cx = Context::from_waker(&waker);
     let mut entries: Vec<Entry> = Vec::with_capacity(batch);
+    let mut pending: Vec<Pending> = Vec::new();
+    let mut stopping: Option<Instant> = None;
     loop {
         if let Some(rx) = control {
             while let Ok(c) = rx.try_recv() {
@@ -109,33 +166,53 @@ pub fn run<B: Doorbell, H: Handler>(
                     } => {
                         let _ = done.send(handler.reconfigure(size, write_cache));
                     }
-                    Control::Stop => return Ok(()),
+                    Control::Stop => {
+                        stopping.get_or_insert_with(Instant::now);
+                    }
                 }
             }
         }
-        entries.clear();
-        let drained = ring.drain(&mut entries, batch)?;
-        let mut completed = 0u64;
-        let mut checks = 0u64;
-        for e in entries.drain(..) {
-            match e {
-                Entry::Command(cmd) => {
-                    let out = handler.handle(&region, &cmd);
-                    if out.status == wasmtap_ring::abi::SAM_STAT_CHECK_CONDITION {
-                        checks += 1;
+        if stopping.is_none() && stop.load(Ordering::Relaxed) {
+            stopping = Some(Instant::now());
+        }
+
+        let mut drained = wasmtap_ring::Drained::default();
+        if stopping.is_none() {
+            entries.clear();
+            drained = ring.drain(&mut entries, batch)?;
+            for e in entries.drain(..) {
+                match e {
+                    Entry::Command(cmd) => {
+                        let fut = handler.start(&region, &cmd);
+                        pending.push(Pending { cmd, fut });
                     }
-                    let resp = Response {
-                        status: out.status,
-                        sense: &out.sense[..out.sense_len],
-                        read_len: out.read_len,
-                    };
-                    ring.complete(cmd, &resp)?;
-                    completed += 1;
+                    Entry::TaskManagement(t) => {
+                        tracing::info!(tmr_type = t.tmr_type, cmd_ids = ?t.cmd_ids,
+                            "task management: aborted commands complete when their I/O is done");
+                    }
                 }
-                Entry::TaskManagement(t) => {
-                    tracing::info!(tmr_type = t.tmr_type, cmd_ids = ?t.cmd_ids, "task management");
-                    handler.aborted(&t.cmd_ids);
+            }
+        }
+
+        // Poll everything in flight (new commands usually finish right here).
+        waker_state.woken.store(false, Ordering::Release);
+        let (mut completed, mut checks) = (0u64, 0u64);
+        let mut i = 0;
+        while i < pending.len() {
+            if let Poll::Ready(out) = pending[i].fut.as_mut().poll(&mut cx) {
+                let Pending { cmd, .. } = pending.swap_remove(i);
+                if out.status == wasmtap_ring::abi::SAM_STAT_CHECK_CONDITION {
+                    checks += 1;
                 }
+                let resp = Response {
+                    status: out.status,
+                    sense: &out.sense[..out.sense_len],
+                    read_len: out.read_len,
+                };
+                ring.complete(cmd, &resp)?;
+                completed += 1;
+            } else {
+                i += 1;
             }
         }
         if ring.publish()? {
@@ -144,18 +221,42 @@ pub fn run<B: Doorbell, H: Handler>(
         }
         stats.commands.fetch_add(completed, Ordering::Relaxed);
         stats.check_conditions.fetch_add(checks, Ordering::Relaxed);
+        stats
+            .in_flight
+            .store(pending.len() as u64, Ordering::Relaxed);
+
+        if let Some(since) = stopping {
+            if pending.is_empty() {
+                return Ok(());
+            }
+            if since.elapsed() > STOP_GRACE {
+                tracing::warn!(
+                    in_flight = pending.len(),
+                    "stopping with commands still running; the next attach resets the ring"
+                );
+                return Ok(());
+            }
+        }
         if drained.more {
             continue;
         }
-        if stop.load(Ordering::Relaxed) {
-            return Ok(());
-        }
-        if drained.entries == 0 {
-            let fd = bell.poll_fd();
-            let mut fds = [PollFd::new(fd.as_fd(), PollFlags::POLLIN)];
+        if drained.entries == 0 && !waker_state.woken.load(Ordering::Acquire) {
+            let ring_fd = bell.poll_fd();
+            let wake_fd = waker_state.bell.fd();
+            let mut fds = [
+                PollFd::new(ring_fd.as_fd(), PollFlags::POLLIN),
+                PollFd::new(wake_fd.as_fd(), PollFlags::POLLIN),
+            ];
             let n = poll(&mut fds, PollTimeout::from(100u16)).map_err(io::Error::from)?;
             if n > 0 {
-                bell.wait()?;
+                let ring_ready = fds[0].revents().is_some_and(|r| !r.is_empty());
+                let wake_ready = fds[1].revents().is_some_and(|r| !r.is_empty());
+                if ring_ready {
+                    bell.wait()?;
+                }
+                if wake_ready {
+                    waker_state.bell.wait()?;
+                }
             }
         }
     }
