@@ -134,13 +134,17 @@ pub(crate) fn check_and_link(
 ) -> Result<Module, LoadError> {
     let ty = component.component_type();
     let imports: Vec<String> = ty.imports(engine).map(|(n, _)| n.to_string()).collect();
-    for name in &imports {
-        if !import_offered(name) {
-            return Err(LoadError::Import {
-                name: name.clone(),
-                forbidden: wasi::forbidden(name),
-            });
-        }
+    // Name a forbidden import first: it is the one the author must remove
+    // (a sockets guest also imports clocks, which is merely not offered).
+    let refused = imports
+        .iter()
+        .find(|n| wasi::forbidden(n))
+        .or_else(|| imports.iter().find(|n| !import_offered(n)));
+    if let Some(name) = refused {
+        return Err(LoadError::Import {
+            name: name.clone(),
+            forbidden: wasi::forbidden(name),
+        });
     }
     let pre: InstancePre<DeviceState> =
         linker

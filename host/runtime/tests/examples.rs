@@ -1,0 +1,106 @@
+//! The example guests (example-guests/, built by wasmtap-example-guests)
+//! served through WasmBackend, with heap buffers and with a memfd region.
+
+mod common;
+
+use std::sync::Arc;
+
+use common::*;
+use wasmtap_kernel::MappedRegion;
+use wasmtap_runtime::{LoadError, Runtime, Tenant, WasmBackend};
+use wasmtap_scsi::{BlockBackend, BufMut, BufRef, DataBuffer, Lba};
+
+fn open(
+    rt: &Runtime,
+    file: &str,
+    config: &str,
+    dir: Option<std::path::PathBuf>,
+    region: Option<Arc<MappedRegion>>,
+) -> WasmBackend {
+    let m = rt.load(&std::fs::read(file).unwrap()).unwrap();
+    let mut s = spec(&m, config, &Tenant::new("t", 1 << 30));
+    s.dir = dir;
+    s.region = region;
+    rt.open(config, s).unwrap()
+}
+
+fn round_trip_region(b: &WasmBackend, region: &Arc<MappedRegion>, lba: u64, len: u64, seed: u8) {
+    let mem = RegionMemory(Arc::clone(region));
+    let data = pattern(seed, len as usize);
+    let wext = scattered(len, 4096, 0);
+    let mut w = sg(&mem, &wext);
+    w.write_at(0, &data).unwrap();
+    block_on(b.write(Lba(lba), BufRef::whole(&w), false)).unwrap();
+    let rext = scattered(len, 8192, 2 << 20);
+    let mut r = sg(&mem, &rext);
+    r.zero(0, len).unwrap();
+    block_on(b.read(Lba(lba), BufMut::new(&mut r, 0, len).unwrap())).unwrap();
+    let mut back = vec![0; len as usize];
+    r.read_at(0, &mut back).unwrap();
+    assert_eq!(back, data);
+}
+
+#[test]
+fn ram_guest_serves_heap_and_region_buffers() {
+    let rt = runtime();
+    let region = Arc::new(MappedRegion::memfd("ex-ram", 4 << 20).unwrap());
+    let b = open(
+        &rt,
+        wasmtap_example_guests::RAM,
+        "size=16M",
+        None,
+        Some(Arc::clone(&region)),
+    );
+    assert_eq!(b.info().block_count.0, (16 << 20) / 512);
+    let data = pattern(4, 3 * 512);
+    write_vec(&b, 5, &data).unwrap();
+    assert_serves(&b, 5, &data);
+    round_trip_region(&b, &region, 1234, 96 << 10, 8);
+    assert!(!b.debug().unwrap().is_empty());
+}
+
+#[test]
+fn null_guest_reads_zeros() {
+    let rt = runtime();
+    let b = open(&rt, wasmtap_example_guests::NULL, "size=1M", None, None);
+    write_vec(&b, 0, &pattern(1, 4096)).unwrap();
+    assert_serves(&b, 0, &[0u8; 4096]);
+}
+
+#[test]
+fn raw_file_guest_moves_data_zero_copy() {
+    let rt = runtime();
+    let dir = std::env::temp_dir().join(format!("wasmtap-ex-raw-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let region = Arc::new(MappedRegion::memfd("ex-raw", 4 << 20).unwrap());
+    let b = open(
+        &rt,
+        wasmtap_example_guests::RAW_FILE,
+        "size=8M",
+        Some(dir.clone()),
+        Some(Arc::clone(&region)),
+    );
+    round_trip_region(&b, &region, 77, 64 << 10, 3);
+    block_on(b.flush()).unwrap();
+    let data = pattern(6, 8192);
+    write_vec(&b, 9000, &data).unwrap();
+    assert_serves(&b, 9000, &data);
+    assert!(
+        std::fs::read_dir(&dir).unwrap().count() >= 1,
+        "the image lives in the device directory"
+    );
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn the_sockets_guest_is_refused_at_load() {
+    let rt = runtime();
+    let e = rt
+        .load(&std::fs::read(wasmtap_example_guests::HOSTILE_SOCKETS).unwrap())
+        .unwrap_err();
+    assert!(
+        matches!(&e, LoadError::Import { name, forbidden: true } if name.starts_with("wasi:sockets/")),
+        "{e}"
+    );
+}
