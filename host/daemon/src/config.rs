@@ -33,6 +33,11 @@ pub struct ServeConfig {
     pub rescan_ms: u64,
     /// Largest number of ring entries handled per drain (batch size).
     pub batch: usize,
+    /// Where device directories, uploaded modules and caches live.
+    pub data_dir: PathBuf,
+    /// Simulator frontend: backstore (`native`, or a module name with an
+    /// optional `/config`, as in a dev_config after `wasmtap/`).
+    pub sim_backstore: String,
     /// Simulator frontend: device size in MiB.
     pub sim_size_mib: u64,
     /// Simulator frontend: queue depth of the built-in load generator.
@@ -48,7 +53,9 @@ impl Default for ServeConfig {
             configfs: wasmtap_kernel::configfs::DEFAULT_ROOT.into(),
             rescan_ms: 1000,
             batch: 256,
-            sim_size_mib: 256,
+            data_dir: "/var/lib/wasmtap".into(),
+            sim_backstore: "native".into(),
+            sim_size_mib: 128,
             sim_queue_depth: 16,
         }
     }

@@ -18,10 +18,11 @@ use wasmtap_ring::Ring;
 use wasmtap_ring::abi;
 use wasmtap_ring::sim::{Completion, DataRef, SimConfig};
 
+use crate::backstore::{self, BackstoreSpec, Guests};
 use crate::config::ServeConfig;
 use crate::glue::ScsiHandler;
 use crate::ramdisk::RamDisk;
-use crate::worker::{self, WorkerStats};
+use crate::worker::{self, Handler, WorkerStats};
 
 const BLOCK: u32 = 512;
 
@@ -36,14 +37,40 @@ pub fn run(cfg: &ServeConfig, stop: &Arc<AtomicBool>) -> Result<(), String> {
     let blocks = cfg.sim_size_mib * 1024 * 1024 / u64::from(BLOCK);
     let ring = Ring::attach(Arc::clone(&user.region)).map_err(|e| e.to_string())?;
     let stats = Arc::new(WorkerStats::default());
-    let (wstop, wstats, batch) = (Arc::clone(stop), Arc::clone(&stats), cfg.batch);
+    // The worker gets its own stop flag, set only after the initiator has
+    // seen every command it queued complete: a stopping worker no longer
+    // drains the ring (on a real device the next attach resets it).
+    let worker_stop = Arc::new(AtomicBool::new(false));
+    let (wstop, wstats, batch) = (Arc::clone(&worker_stop), Arc::clone(&stats), cfg.batch);
     let bell = user.bell.clone();
+    let guest = match backstore::parse(&cfg.sim_backstore)? {
+        BackstoreSpec::Native => None,
+        BackstoreSpec::Guest { module, config } => {
+            let config = backstore::with_geometry(&config, blocks * u64::from(BLOCK), BLOCK);
+            let mut guests = Guests::new(&cfg.data_dir)?;
+            let dir = cfg.data_dir.join("devices").join("sim-sim0");
+            tracing::info!(%module, %config, "simulated device backed by a WebAssembly backstore");
+            Some(guests.open(
+                "sim0",
+                &module,
+                &config,
+                &dir,
+                Some(Arc::clone(&user.region)),
+            )?)
+        }
+    };
     let worker = thread::Builder::new()
         .name("dev-sim0".into())
         .spawn(move || {
-            let disk = RamDisk::new(BLOCK, blocks, 2048, false);
-            let mut handler =
-                ScsiHandler::new("sim/sim0", disk).map_err(worker::WorkerError::Setup)?;
+            let mut handler: Box<dyn Handler> = match guest {
+                None => Box::new(
+                    ScsiHandler::new("sim/sim0", RamDisk::new(BLOCK, blocks, 2048, false))
+                        .map_err(worker::WorkerError::Setup)?,
+                ),
+                Some(b) => {
+                    Box::new(ScsiHandler::new("sim/sim0", b).map_err(worker::WorkerError::Setup)?)
+                }
+            };
             worker::run(ring, &bell, &mut handler, &wstop, &wstats, batch, None)
         })
         .map_err(|e| format!("spawn worker: {e}"))?;
@@ -53,7 +80,7 @@ pub fn run(cfg: &ServeConfig, stop: &Arc<AtomicBool>) -> Result<(), String> {
         "no LIO on this host: serving one simulated TCMU device (sim0) with a built-in initiator"
     );
     let result = initiator(&mut kernel, blocks, cfg.sim_queue_depth.max(1), stop);
-    stop.store(true, Ordering::Relaxed);
+    worker_stop.store(true, Ordering::Relaxed);
     let _ = user.bell.to_user.ring();
     match worker.join() {
         Ok(Ok(())) => {}
@@ -148,12 +175,31 @@ fn initiator(
     let (mut ios, mut bytes, mut errors) = (0u64, 0u64, 0u64);
     let (mut last, start) = (Instant::now(), Instant::now());
     let (mut last_ios, mut last_bytes) = (0u64, 0u64);
+    let mut wind_down: Option<Instant> = None;
     while !stop.load(Ordering::Relaxed) || !pending.is_empty() {
+        if stop.load(Ordering::Relaxed) {
+            let since = *wind_down.get_or_insert_with(Instant::now);
+            if since.elapsed() > Duration::from_secs(30) {
+                return Err(format!(
+                    "{} commands did not complete within 30 s of stopping",
+                    pending.len()
+                ));
+            }
+        }
         let mut queued = false;
         while !stop.load(Ordering::Relaxed) && pending.len() < qd {
             let blocks = 8 * (1 + (next() % 16) as u32);
             let lba = next() % (dev_blocks - u64::from(blocks));
             let write = next() % 2 == 0;
+            // Commands in flight at once have no order (SIMPLE task
+            // attribute): never overlap a new command with one in flight, or
+            // the check below could not tell which data is right.
+            let overlaps = pending
+                .values()
+                .any(|p| lba < p.lba + u64::from(p.blocks) && p.lba < lba + u64::from(blocks));
+            if overlaps {
+                continue;
+            }
             tag += 1;
             let p = if write {
                 stamp += 1;
@@ -231,10 +277,7 @@ fn initiator(
                 k.to_kernel.fd(),
                 nix::poll::PollFlags::POLLIN,
             )];
-            if nix::poll::poll(&mut fds, nix::poll::PollTimeout::from(100u16))
-                .map_err(|e| e.to_string())?
-                > 0
-            {
+            if crate::worker::poll_fds(&mut fds, 100).map_err(|e| e.to_string())? > 0 {
                 k.to_kernel.wait().map_err(|e| e.to_string())?;
             }
         }
@@ -282,10 +325,7 @@ fn one(k: &mut SimKernel, cdb: &[u8], dir: DataRef<'_>) -> Result<Completion, St
             k.to_kernel.fd(),
             nix::poll::PollFlags::POLLIN,
         )];
-        if nix::poll::poll(&mut fds, nix::poll::PollTimeout::from(100u16))
-            .map_err(|e| e.to_string())?
-            > 0
-        {
+        if crate::worker::poll_fds(&mut fds, 100).map_err(|e| e.to_string())? > 0 {
             k.to_kernel.wait().map_err(|e| e.to_string())?;
         }
     }

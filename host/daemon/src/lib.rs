@@ -10,8 +10,11 @@
 //! * [`demo`]: the simulator frontend with a built-in, verifying initiator.
 //! * [`lun`], [`config`]: `wasmtap lun create|delete` and configuration.
 
+pub mod backstore;
+pub mod bench;
 pub mod config;
 pub mod demo;
+pub mod filedisk;
 pub mod glue;
 pub mod lun;
 pub mod ramdisk;

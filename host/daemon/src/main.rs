@@ -29,6 +29,18 @@ struct Cli {
 enum Cmd {
     /// Serve TCMU devices (or a simulated one) until SIGTERM/SIGINT.
     Serve(ServeArgs),
+    /// Benchmark backends on a simulated device (prints a table, or JSON).
+    Bench {
+        /// Seconds per case.
+        #[arg(long, default_value_t = 2.0)]
+        secs: f64,
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+        /// Directory for file-backed cases (default: /dev/shm, a tmpfs).
+        #[arg(long, default_value = "/dev/shm")]
+        dir: PathBuf,
+    },
     /// Create or delete a TCMU backstore exported as a tcm_loop LUN.
     Lun {
         #[command(subcommand)]
@@ -50,6 +62,13 @@ struct ServeArgs {
     /// Stop after this many seconds (demo and test runs).
     #[arg(long)]
     duration_secs: Option<u64>,
+    /// Data directory (device directories, modules, caches).
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Simulator frontend's backstore: `native`, or `<module>[/<config>]`
+    /// (built-in modules: null, ram, raw-file).
+    #[arg(long)]
+    sim_backstore: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -105,8 +124,17 @@ fn main() -> ExitCode {
             if let Some(c) = a.configfs {
                 cfg.configfs = c;
             }
+            if let Some(d) = a.data_dir {
+                cfg.data_dir = d;
+            }
+            if let Some(b) = a.sim_backstore {
+                cfg.sim_backstore = b;
+            }
             serve::run(&cfg, a.duration_secs.map(std::time::Duration::from_secs))
         })(),
+        Cmd::Bench { secs, json, dir } => {
+            wasmtap::bench::run(&wasmtap::bench::native_rows(dir), secs, json)
+        }
         Cmd::Lun { cmd } => match cmd {
             LunCmd::Create {
                 name,

@@ -14,10 +14,11 @@ use wasmtap_kernel::uio::{self, SUBTYPE, UioDevice};
 use wasmtap_ring::abi::mailbox;
 use wasmtap_ring::{Ring, SharedRegion};
 
+use crate::backstore::{self, BackstoreSpec, Guests};
 use crate::config::{Frontend, ServeConfig};
 use crate::glue::ScsiHandler;
 use crate::ramdisk::RamDisk;
-use crate::worker::{self, Control, WorkerError, WorkerStats};
+use crate::worker::{self, Control, Handler, WorkerError, WorkerStats};
 
 /// A device being served.
 struct Running {
@@ -53,9 +54,10 @@ fn serve_tcmu(cfg: &ServeConfig, stop: &Arc<AtomicBool>) -> Result<(), String> {
         "serving TCMU devices of handler subtype {SUBTYPE:?}"
     );
     let (events, replier) = start_netlink();
+    let mut guests = Guests::new(&cfg.data_dir)?;
     let mut workers: HashMap<String, Running> = HashMap::new();
     while !stop.load(Ordering::Relaxed) {
-        rescan(cfg, stop, &mut workers);
+        rescan(cfg, stop, &mut guests, &mut workers);
         // Wait for the next rescan, a netlink event, or a stop request.
         let deadline = Instant::now() + Duration::from_millis(cfg.rescan_ms);
         while !stop.load(Ordering::Relaxed) && Instant::now() < deadline {
@@ -64,7 +66,7 @@ fn serve_tcmu(cfg: &ServeConfig, stop: &Arc<AtomicBool>) -> Result<(), String> {
                 continue;
             };
             match rx.recv_timeout(Duration::from_millis(50)) {
-                Ok(ev) => handle_event(cfg, stop, &mut workers, replier.as_ref(), &ev),
+                Ok(ev) => handle_event(cfg, stop, &mut guests, &mut workers, replier.as_ref(), &ev),
                 Err(mpsc::RecvTimeoutError::Timeout) => {}
                 Err(mpsc::RecvTimeoutError::Disconnected) => {
                     thread::sleep(Duration::from_millis(50))
@@ -120,14 +122,19 @@ fn start_netlink() -> (Option<Receiver<DeviceEvent>>, Option<Replier>) {
     }
 }
 
-fn rescan(cfg: &ServeConfig, stop: &Arc<AtomicBool>, workers: &mut HashMap<String, Running>) {
+fn rescan(
+    cfg: &ServeConfig,
+    stop: &Arc<AtomicBool>,
+    guests: &mut Guests,
+    workers: &mut HashMap<String, Running>,
+) {
     match uio::scan(&cfg.sysfs_uio, SUBTYPE) {
         Ok(devs) => {
             for dev in devs {
                 if workers.contains_key(&dev.uio) {
                     continue;
                 }
-                match start_worker(cfg, &dev, stop) {
+                match start_worker(cfg, &dev, stop, guests) {
                     Ok(r) => {
                         workers.insert(dev.uio.clone(), r);
                     }
@@ -158,6 +165,7 @@ fn backstore_of(cfg: &ServeConfig, ev: &DeviceEvent) -> Option<PathBuf> {
 fn handle_event(
     cfg: &ServeConfig,
     stop: &Arc<AtomicBool>,
+    guests: &mut Guests,
     workers: &mut HashMap<String, Running>,
     replier: Option<&Replier>,
     ev: &DeviceEvent,
@@ -169,7 +177,7 @@ fn handle_event(
     tracing::info!(kind = ?ev.kind, device = ?ev.uio_name, "netlink event");
     let status: Result<(), String> = match ev.kind {
         EventKind::Added => {
-            rescan(cfg, stop, workers);
+            rescan(cfg, stop, guests, workers);
             match ev.uio() {
                 Some(u) if !workers.contains_key(&u) => Err(format!("{u} could not be attached")),
                 _ => Ok(()),
@@ -216,7 +224,9 @@ fn start_worker(
     cfg: &ServeConfig,
     dev: &UioDevice,
     stop: &Arc<AtomicBool>,
+    guests: &mut Guests,
 ) -> Result<Running, String> {
+    let spec = backstore::parse(&dev.config)?;
     let dir = dev.configfs_dir(&cfg.configfs);
     let attrs = configfs::read_attrs(&dir).map_err(|e| e.to_string())?;
     let handle = uio::open(&cfg.dev_dir, dev).map_err(|e| e.to_string())?;
@@ -241,6 +251,25 @@ fn start_worker(
         max_sectors = attrs.max_sectors, caps = ring.caps(), config = %dev.config,
         "attached"
     );
+    // A guest is opened here, before the worker starts, so a refused module
+    // or configuration is reported at attach with its reason.
+    let guest = match &spec {
+        BackstoreSpec::Native => None,
+        BackstoreSpec::Guest { module, config } => {
+            let config = backstore::with_geometry(config, attrs.size, attrs.block_size);
+            let device_dir = cfg
+                .data_dir
+                .join("devices")
+                .join(format!("{}-{}", dev.hba, dev.name));
+            Some(guests.open(
+                &dev.name,
+                module,
+                &config,
+                &device_dir,
+                Some(Arc::clone(&handle.region)),
+            )?)
+        }
+    };
     let stats = Arc::new(WorkerStats::default());
     let (control, control_rx) = mpsc::channel();
     let (stop, stats2, name, batch) = (
@@ -254,13 +283,21 @@ fn start_worker(
     let handle = thread::Builder::new()
         .name(format!("dev-{}", dev.name))
         .spawn(move || {
-            let disk = RamDisk::new(
-                attrs.block_size,
-                blocks,
-                u64::from(attrs.max_sectors),
-                attrs.write_cache,
-            );
-            let mut handler = match ScsiHandler::new(&wwn_seed, disk) {
+            let handler: Result<Box<dyn Handler>, String> = match guest {
+                None => {
+                    let disk = RamDisk::new(
+                        attrs.block_size,
+                        blocks,
+                        u64::from(attrs.max_sectors),
+                        attrs.write_cache,
+                    );
+                    ScsiHandler::new(&wwn_seed, disk).map(|h| Box::new(h) as Box<dyn Handler>)
+                }
+                Some(backend) => {
+                    ScsiHandler::new(&wwn_seed, backend).map(|h| Box::new(h) as Box<dyn Handler>)
+                }
+            };
+            let mut handler = match handler {
                 Ok(h) => h,
                 Err(e) => {
                     tracing::error!(device = %name, "cannot serve: {e}");

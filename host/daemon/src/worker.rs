@@ -62,6 +62,15 @@ pub trait Handler {
     }
 }
 
+impl<H: Handler + ?Sized> Handler for Box<H> {
+    fn start(&mut self, region: &Arc<MappedRegion>, cmd: &Command) -> CommandFuture {
+        (**self).start(region, cmd)
+    }
+    fn reconfigure(&mut self, size: Option<u64>, write_cache: Option<bool>) -> Result<(), String> {
+        (**self).reconfigure(size, write_cache)
+    }
+}
+
 /// Requests from the daemon to one worker, handled between batches.
 #[derive(Debug)]
 pub enum Control {
@@ -103,6 +112,16 @@ pub enum WorkerError {
     /// The device could not be set up for serving.
     #[error("setup: {0}")]
     Setup(String),
+}
+
+/// `poll(2)` with a timeout in milliseconds; a signal (EINTR: SIGTERM
+/// arriving, for one) counts as a wake-up with nothing ready, not an error.
+pub fn poll_fds(fds: &mut [PollFd<'_>], timeout_ms: u16) -> io::Result<i32> {
+    match poll(fds, PollTimeout::from(timeout_ms)) {
+        Ok(n) => Ok(n),
+        Err(nix::errno::Errno::EINTR) => Ok(0),
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// How long a stopping worker waits for in-flight commands. Those still
@@ -247,7 +266,7 @@ pub fn run<B: Doorbell, H: Handler>(
                 PollFd::new(ring_fd.as_fd(), PollFlags::POLLIN),
                 PollFd::new(wake_fd.as_fd(), PollFlags::POLLIN),
             ];
-            let n = poll(&mut fds, PollTimeout::from(100u16)).map_err(io::Error::from)?;
+            let n = poll_fds(&mut fds, 100)?;
             if n > 0 {
                 let ring_ready = fds[0].revents().is_some_and(|r| !r.is_empty());
                 let wake_ready = fds[1].revents().is_some_and(|r| !r.is_empty());

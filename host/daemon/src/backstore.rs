@@ -1,0 +1,199 @@
+//! Which backstore serves a device, from its dev_config.
+//!
+//! `wasmtap` or `wasmtap/native` is the native RAM disk;
+//! `wasmtap/<module>` or `wasmtap/<module>/<config>` is the WebAssembly
+//! backstore `<module>` opened with `<config>` (free-form, e.g.
+//! `size=64M,sector=4096`). Modules are the built-in ones (`null`, `ram`,
+//! `raw-file`, embedded in the binary) or `<modules dir>/<module>.wasm`.
+//! Unless the config sets them, the device's size and sector size are passed
+//! as `size=` and `sector=`, so the guest matches what LIO was told.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use wasmtap_kernel::MappedRegion;
+use wasmtap_runtime::{InstanceSpec, Module, Runtime, RuntimeConfig, Tenant, WasmBackend};
+
+include!(concat!(env!("OUT_DIR"), "/builtin_guests.rs"));
+
+/// What a device's dev_config asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BackstoreSpec {
+    /// The native RAM disk.
+    Native,
+    /// A WebAssembly backstore.
+    Guest {
+        /// Module name.
+        module: String,
+        /// Configuration string for the guest's `open`.
+        config: String,
+    },
+}
+
+/// Parse the part of dev_config after `wasmtap/` (empty for plain `wasmtap`).
+pub fn parse(config: &str) -> Result<BackstoreSpec, String> {
+    let (module, rest) = config.split_once('/').unwrap_or((config, ""));
+    if module.is_empty() || module == "native" {
+        return Ok(BackstoreSpec::Native);
+    }
+    if !module
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+    {
+        return Err(format!(
+            "invalid module name {module:?} (letters, digits, '-' and '_' only)"
+        ));
+    }
+    Ok(BackstoreSpec::Guest {
+        module: module.to_string(),
+        config: rest.to_string(),
+    })
+}
+
+/// `config` with `size=` and `sector=` added when it does not set them.
+pub fn with_geometry(config: &str, size: u64, sector: u32) -> String {
+    let has = |key: &str| {
+        config
+            .split(',')
+            .any(|kv| kv.split_once('=').is_some_and(|(k, _)| k.trim() == key))
+    };
+    let mut parts: Vec<String> = config
+        .split(',')
+        .filter(|s| !s.is_empty())
+        .map(String::from)
+        .collect();
+    if !has("size") {
+        parts.push(format!("size={size}"));
+    }
+    if !has("sector") {
+        parts.push(format!("sector={sector}"));
+    }
+    parts.join(",")
+}
+
+/// The daemon's WebAssembly side: one runtime, loaded modules by name.
+#[derive(Debug)]
+pub struct Guests {
+    runtime: Runtime,
+    modules_dir: PathBuf,
+    loaded: HashMap<String, Module>,
+    tenant: Tenant,
+}
+
+impl Guests {
+    /// A runtime with its cache in `data_dir/cache`, modules from
+    /// `data_dir/modules`.
+    pub fn new(data_dir: &Path) -> Result<Self, String> {
+        let cfg = RuntimeConfig {
+            cache_dir: Some(data_dir.join("cache")),
+            ..RuntimeConfig::default()
+        };
+        let runtime = Runtime::new(cfg).map_err(|e| format!("WebAssembly runtime: {e}"))?;
+        Ok(Self {
+            runtime,
+            modules_dir: data_dir.join("modules"),
+            loaded: HashMap::new(),
+            // Tenants arrive with the control plane; until then every
+            // device is charged to one budget.
+            tenant: Tenant::new("default", 4 << 30),
+        })
+    }
+
+    /// The module called `name`, loaded and validated once.
+    pub fn module(&mut self, name: &str) -> Result<Module, String> {
+        if let Some(m) = self.loaded.get(name) {
+            return Ok(m.clone());
+        }
+        let bytes: Vec<u8> = match BUILTIN.iter().find(|(n, _)| *n == name) {
+            Some((_, b)) => b.to_vec(),
+            None => {
+                let p = self.modules_dir.join(format!("{name}.wasm"));
+                std::fs::read(&p).map_err(|e| format!("module {name:?}: {}: {e}", p.display()))?
+            }
+        };
+        let m = self
+            .runtime
+            .load(&bytes)
+            .map_err(|e| format!("module {name:?} refused: {e}"))?;
+        self.loaded.insert(name.to_string(), m.clone());
+        Ok(m)
+    }
+
+    /// Open an instance of `module` for a device.
+    pub fn open(
+        &mut self,
+        device: &str,
+        module: &str,
+        config: &str,
+        dir: &Path,
+        region: Option<Arc<MappedRegion>>,
+    ) -> Result<WasmBackend, String> {
+        let m = self.module(module)?;
+        std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        let mut spec = InstanceSpec::new(m, config, self.tenant.clone());
+        spec.dir = Some(dir.to_path_buf());
+        spec.region = region;
+        self.runtime
+            .open(device, spec)
+            .map_err(|e| format!("{device}: {e}"))
+    }
+}
+
+impl crate::glue::Reconfigurable for WasmBackend {
+    fn reconfigure(&self, _size: Option<u64>, _write_cache: Option<bool>) -> Result<(), String> {
+        Err("a WebAssembly backstore's geometry comes from its own configuration".into())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dev_config_selects_native_or_guest() {
+        assert_eq!(parse(""), Ok(BackstoreSpec::Native));
+        assert_eq!(parse("native"), Ok(BackstoreSpec::Native));
+        assert_eq!(
+            parse("ram/size=64M,sector=4096"),
+            Ok(BackstoreSpec::Guest {
+                module: "ram".into(),
+                config: "size=64M,sector=4096".into()
+            })
+        );
+        assert_eq!(
+            parse("raw-file"),
+            Ok(BackstoreSpec::Guest {
+                module: "raw-file".into(),
+                config: String::new()
+            })
+        );
+        assert!(parse("../x/y").is_err());
+    }
+
+    #[test]
+    fn geometry_is_added_only_when_missing() {
+        assert_eq!(with_geometry("", 1024, 512), "size=1024,sector=512");
+        assert_eq!(with_geometry("size=2M", 1024, 512), "size=2M,sector=512");
+        assert_eq!(
+            with_geometry("file=a.img,sector=4096", 8192, 512),
+            "file=a.img,sector=4096,size=8192"
+        );
+    }
+
+    #[test]
+    fn built_in_modules_are_embedded_and_load() {
+        let dir = std::env::temp_dir().join(format!("wasmtap-bs-{}", std::process::id()));
+        let mut g = Guests::new(&dir).unwrap();
+        for (name, bytes) in BUILTIN {
+            assert!(bytes.starts_with(b"\0asm"), "{name}");
+            g.module(name).unwrap();
+        }
+        assert!(
+            g.module("does-not-exist")
+                .unwrap_err()
+                .contains("does-not-exist")
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}

@@ -1,0 +1,429 @@
+//! `wasmtap bench`: one simulated device per case, driven at a fixed queue
+//! depth, for each backend; prints IOPS, MB/s, p50/p99 latency and the ratio
+//! of each backend to its native yardstick.
+//!
+//! The simulated kernel runs on the calling thread, the device worker on its
+//! own thread, as with a real device. Latency is from submission to reap.
+//! Figures are printed, never asserted.
+
+use std::fs::OpenOptions;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use wasmtap_kernel::MappedRegion;
+use wasmtap_kernel::sim::{self, SimKernel};
+use wasmtap_ring::Ring;
+use wasmtap_ring::abi;
+use wasmtap_ring::sim::{DataRef, SimConfig};
+
+use crate::filedisk::FileDisk;
+use crate::glue::ScsiHandler;
+use crate::ramdisk::RamDisk;
+use crate::worker::{self, Handler, WorkerError, WorkerStats};
+
+const BLOCK: u32 = 4096;
+const DEVICE_BYTES: u64 = 128 << 20;
+
+/// One workload.
+#[derive(Debug, Clone, Copy)]
+pub struct Workload {
+    /// Short name.
+    pub name: &'static str,
+    /// Bytes per command.
+    pub size: u32,
+    /// Commands in flight.
+    pub qd: usize,
+    /// Write (else read).
+    pub write: bool,
+    /// Random offsets (else sequential).
+    pub random: bool,
+}
+
+/// The workloads of issue #5: 4 KiB random at QD 1 and 32, 1 MiB sequential.
+pub const WORKLOADS: [Workload; 6] = [
+    Workload {
+        name: "4k-randread-qd1",
+        size: 4096,
+        qd: 1,
+        write: false,
+        random: true,
+    },
+    Workload {
+        name: "4k-randread-qd32",
+        size: 4096,
+        qd: 32,
+        write: false,
+        random: true,
+    },
+    Workload {
+        name: "4k-randwrite-qd1",
+        size: 4096,
+        qd: 1,
+        write: true,
+        random: true,
+    },
+    Workload {
+        name: "4k-randwrite-qd32",
+        size: 4096,
+        qd: 32,
+        write: true,
+        random: true,
+    },
+    Workload {
+        name: "1m-seqread-qd8",
+        size: 1 << 20,
+        qd: 8,
+        write: false,
+        random: false,
+    },
+    Workload {
+        name: "1m-seqwrite-qd8",
+        size: 1 << 20,
+        qd: 8,
+        write: true,
+        random: false,
+    },
+];
+
+/// Measured figures for one backend and workload.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Figures {
+    /// Commands per second.
+    pub iops: f64,
+    /// Megabytes (10^6) per second.
+    pub mbps: f64,
+    /// Median latency, microseconds.
+    pub p50_us: f64,
+    /// 99th percentile latency, microseconds.
+    pub p99_us: f64,
+}
+
+/// A backend under test: builds the worker's handler on the worker thread.
+pub type MakeHandler =
+    Box<dyn FnOnce(Arc<MappedRegion>) -> Result<Box<dyn Handler>, String> + Send>;
+
+/// The native RAM disk.
+pub fn native_ram() -> MakeHandler {
+    Box::new(|_| {
+        let disk = RamDisk::new(BLOCK, DEVICE_BYTES / u64::from(BLOCK), 1024, false);
+        Ok(Box::new(ScsiHandler::new("bench/ram", disk)?) as Box<dyn Handler>)
+    })
+}
+
+/// The native pread/pwrite backend on a file in `dir`.
+pub fn native_file(dir: &Path) -> MakeHandler {
+    let path = dir.join("bench-native.img");
+    Box::new(move |region| {
+        let f = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+        f.set_len(DEVICE_BYTES).map_err(|e| e.to_string())?;
+        let disk = FileDisk::new(f, region, BLOCK, 1024).map_err(|e| e.to_string())?;
+        Ok(Box::new(ScsiHandler::new("bench/file", disk)?) as Box<dyn Handler>)
+    })
+}
+
+fn percentile(sorted: &[u32], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    f64::from(sorted[i]) / 1000.0
+}
+
+fn rw16(write: bool, lba: u64, blocks: u32) -> [u8; 16] {
+    let mut c = [0u8; 16];
+    c[0] = if write { 0x8a } else { 0x88 };
+    c[2..10].copy_from_slice(&lba.to_be_bytes());
+    c[10..14].copy_from_slice(&blocks.to_be_bytes());
+    c
+}
+
+/// Run `w` against the backend `make` for `secs` seconds.
+pub fn run_case(make: MakeHandler, w: Workload, secs: f64) -> Result<Figures, String> {
+    let cfg = SimConfig {
+        caps: abi::CAP_OOOC | abi::CAP_READ_LEN,
+        data_blocks: 2048, // 32 MiB of data area in 16 KiB blocks
+        ..SimConfig::default()
+    };
+    let (mut k, user) = sim::device(cfg).map_err(|e| e.to_string())?;
+    let ring = Ring::attach(Arc::clone(&user.region)).map_err(|e| e.to_string())?;
+    let stop = Arc::new(AtomicBool::new(false));
+    let (wstop, bell, region) = (
+        Arc::clone(&stop),
+        user.bell.clone(),
+        Arc::clone(&user.region),
+    );
+    let worker = thread::Builder::new()
+        .name("bench-dev".into())
+        .spawn(move || -> Result<(), WorkerError> {
+            let mut h = make(region).map_err(WorkerError::Setup)?;
+            worker::run(
+                ring,
+                &bell,
+                &mut h,
+                &wstop,
+                &WorkerStats::default(),
+                256,
+                None,
+            )
+        })
+        .map_err(|e| e.to_string())?;
+    let result = drive(&mut k, w, secs);
+    stop.store(true, Ordering::Relaxed);
+    let _ = user.bell.to_user.ring();
+    match worker.join() {
+        Ok(Ok(())) => result,
+        Ok(Err(e)) => Err(format!("worker: {e}")),
+        Err(_) => Err("worker panicked".into()),
+    }
+}
+
+/// TEST UNIT READY until GOOD: the first command of a nexus reports the
+/// POWER ON unit attention, as with any initiator.
+fn clear_unit_attention(k: &mut SimKernel) -> Result<(), String> {
+    for _ in 0..3 {
+        k.model
+            .submit_ref(u64::MAX, &[0; 6], DataRef::None)
+            .map_err(|e| e.to_string())?;
+        k.to_user.ring().map_err(|e| e.to_string())?;
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let mut status = None;
+        while status.is_none() {
+            if Instant::now() > deadline {
+                return Err("TEST UNIT READY got no answer".into());
+            }
+            k.model
+                .reap_with(false, |c| status = Some(c.status))
+                .map_err(|e| e.to_string())?;
+            if status.is_none() {
+                thread::sleep(Duration::from_micros(200));
+            }
+        }
+        if status == Some(abi::SAM_STAT_GOOD) {
+            return Ok(());
+        }
+    }
+    Err("device not ready".into())
+}
+
+fn drive(k: &mut SimKernel, w: Workload, secs: f64) -> Result<Figures, String> {
+    clear_unit_attention(k)?;
+    let blocks = w.size / BLOCK;
+    let dev_blocks = DEVICE_BYTES / u64::from(BLOCK);
+    let data = vec![0x5au8; w.size as usize];
+    let mut rng = 0x9e37_79b9_7f4a_7c15u64;
+    let mut seq_lba = 0u64;
+    let mut next_lba = || {
+        if w.random {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            (rng % (dev_blocks / u64::from(blocks))) * u64::from(blocks)
+        } else {
+            let l = seq_lba;
+            seq_lba = (seq_lba + u64::from(blocks)) % dev_blocks;
+            l
+        }
+    };
+    // Warm up: the first pass allocates the RAM disk's memory and the
+    // simulator's buffers.
+    let mut started: Vec<Option<Instant>> = vec![None; w.qd * 4 + 64];
+    let mut lat: Vec<u32> = Vec::with_capacity(1 << 20);
+    let (mut in_flight, mut tag, mut done) = (0usize, 0u64, 0u64);
+    let warm_until = Instant::now() + Duration::from_secs_f64((secs / 5.0).min(1.0));
+    let mut t0 = None;
+    let end_after = Duration::from_secs_f64(secs);
+    loop {
+        let now = Instant::now();
+        if t0.is_none() && now >= warm_until {
+            t0 = Some(now);
+            lat.clear();
+            done = 0;
+        }
+        let measuring_over = t0.is_some_and(|t| now.duration_since(t) >= end_after);
+        let mut queued = false;
+        while !measuring_over && in_flight < w.qd {
+            let dir = if w.write {
+                DataRef::ToDevice(&data)
+            } else {
+                DataRef::FromDevice(w.size)
+            };
+            let slot = (tag % started.len() as u64) as usize;
+            started[slot] = Some(Instant::now());
+            k.model
+                .submit_ref(tag, &rw16(w.write, next_lba(), blocks), dir)
+                .map_err(|e| e.to_string())?;
+            tag += 1;
+            in_flight += 1;
+            queued = true;
+        }
+        if queued {
+            k.to_user.ring().map_err(|e| e.to_string())?;
+        }
+        if in_flight == 0 {
+            break;
+        }
+        let mut bad = None;
+        let n = k
+            .model
+            .reap_with(false, |c| {
+                let slot = (c.tag % started.len() as u64) as usize;
+                if let Some(s) = started[slot].take() {
+                    lat.push(s.elapsed().as_nanos().min(u128::from(u32::MAX)) as u32);
+                }
+                if c.status != abi::SAM_STAT_GOOD {
+                    bad = Some(c.sense.clone());
+                }
+            })
+            .map_err(|e| e.to_string())?;
+        if let Some(sense) = bad {
+            return Err(format!(
+                "command failed, sense {:02x?}",
+                &sense[..sense.len().min(18)]
+            ));
+        }
+        in_flight -= n;
+        done += n as u64;
+        if n == 0 {
+            let fd = k.to_kernel.fd();
+            let mut fds = [nix::poll::PollFd::new(fd, nix::poll::PollFlags::POLLIN)];
+            if crate::worker::poll_fds(&mut fds, 100).map_err(|e| e.to_string())? > 0 {
+                k.to_kernel.wait().map_err(|e| e.to_string())?;
+            }
+        }
+    }
+    let elapsed = t0.map(|t| t.elapsed().as_secs_f64()).unwrap_or(secs);
+    lat.sort_unstable();
+    let iops = done as f64 / elapsed;
+    Ok(Figures {
+        iops,
+        mbps: iops * f64::from(w.size) / 1e6,
+        p50_us: percentile(&lat, 0.50),
+        p99_us: percentile(&lat, 0.99),
+    })
+}
+
+/// A plain memcpy of `size` bytes, repeated for `secs`: the ceiling for any
+/// backend that moves each byte once.
+pub fn memcpy_baseline(size: u32, secs: f64) -> Figures {
+    let src = vec![0x5au8; size as usize];
+    let mut dst = vec![0u8; size as usize];
+    let mut lat = Vec::new();
+    let (start, mut n) = (Instant::now(), 0u64);
+    while start.elapsed().as_secs_f64() < secs {
+        let t = Instant::now();
+        dst.copy_from_slice(std::hint::black_box(&src));
+        std::hint::black_box(&mut dst);
+        lat.push(t.elapsed().as_nanos().min(u128::from(u32::MAX)) as u32);
+        n += 1;
+    }
+    lat.sort_unstable();
+    let iops = n as f64 / start.elapsed().as_secs_f64();
+    Figures {
+        iops,
+        mbps: iops * f64::from(size) / 1e6,
+        p50_us: percentile(&lat, 0.5),
+        p99_us: percentile(&lat, 0.99),
+    }
+}
+
+/// A backend row of the table: its name, its yardstick, how to build it.
+pub struct Row {
+    /// Name printed.
+    pub name: String,
+    /// Name of the row it is compared with (None: it is a yardstick).
+    pub versus: Option<String>,
+    /// Factory (called once per workload).
+    pub make: Box<dyn Fn() -> MakeHandler>,
+}
+
+impl std::fmt::Debug for Row {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Row")
+            .field("name", &self.name)
+            .field("versus", &self.versus)
+            .finish()
+    }
+}
+
+/// The native rows; guest rows are added by the caller when available.
+pub fn native_rows(file_dir: PathBuf) -> Vec<Row> {
+    vec![
+        Row {
+            name: "native-ram".into(),
+            versus: None,
+            make: Box::new(native_ram),
+        },
+        Row {
+            name: "native-file".into(),
+            versus: None,
+            make: Box::new(move || native_file(&file_dir)),
+        },
+    ]
+}
+
+/// Run every row on every workload and print the table (or JSON).
+pub fn run(rows: &[Row], secs: f64, json: bool) -> Result<(), String> {
+    let mut results: Vec<(String, &'static str, Figures, Option<f64>)> = Vec::new();
+    for w in WORKLOADS {
+        let mut by_name: Vec<(String, Figures)> = Vec::new();
+        for row in rows {
+            let f = run_case((row.make)(), w, secs)
+                .map_err(|e| format!("{} {}: {e}", row.name, w.name))?;
+            let ratio = row
+                .versus
+                .as_ref()
+                .and_then(|v| by_name.iter().find(|(n, _)| n == v))
+                .map(|(_, base)| f.iops / base.iops);
+            by_name.push((row.name.clone(), f));
+            results.push((row.name.clone(), w.name, f, ratio));
+            if !json {
+                eprintln!("  {:<14} {:<18} done", row.name, w.name);
+            }
+        }
+        let base = memcpy_baseline(w.size, secs.min(1.0));
+        results.push(("memcpy".into(), w.name, base, None));
+    }
+    if json {
+        let items: Vec<String> = results
+            .iter()
+            .map(|(b, w, f, r)| {
+                format!(
+                    "{{\"backend\":\"{b}\",\"workload\":\"{w}\",\"iops\":{:.1},\"mbps\":{:.2},\"p50_us\":{:.2},\"p99_us\":{:.2},\"ratio\":{}}}",
+                    f.iops,
+                    f.mbps,
+                    f.p50_us,
+                    f.p99_us,
+                    r.map_or("null".to_string(), |r| format!("{r:.3}"))
+                )
+            })
+            .collect();
+        println!("[{}]", items.join(","));
+    } else {
+        println!(
+            "{:<18} {:<14} {:>10} {:>10} {:>10} {:>10} {:>8}",
+            "workload", "backend", "IOPS", "MB/s", "p50 us", "p99 us", "ratio"
+        );
+        for (b, w, f, r) in &results {
+            println!(
+                "{:<18} {:<14} {:>10.0} {:>10.1} {:>10.1} {:>10.1} {:>8}",
+                w,
+                b,
+                f.iops,
+                f.mbps,
+                f.p50_us,
+                f.p99_us,
+                r.map_or("-".to_string(), |r| format!("{r:.2}x"))
+            );
+        }
+    }
+    Ok(())
+}
