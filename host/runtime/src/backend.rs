@@ -434,7 +434,7 @@ impl WasmBackend {
     fn live<'s>(&self, sup: &'s mut Supervisor) -> Result<&'s mut Live, BackendError> {
         if sup.live.is_none() {
             let retry_at = match self.status().state {
-                BackendState::Failed => return Err(unavailable()),
+                BackendState::Failed => return Err(BackendError::new(BackendErrorKind::Offline)),
                 BackendState::Restarting { retry_at } => retry_at,
                 BackendState::Running => Instant::now(),
             };

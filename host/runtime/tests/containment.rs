@@ -88,10 +88,11 @@ fn a_guest_that_loops_forever_hits_its_deadline() {
     assert_eq!(p.hostile.status().restarts, 1);
     let reason = drive_to_failed(&p);
     assert!(reason.contains("not restarting"), "{reason}");
-    // Failed for good: every request is refused, retryably.
+    // Failed for good: every request is refused, and not retryably any more
+    // (NOT READY, MANUAL INTERVENTION REQUIRED).
     assert_eq!(
         write_vec(&p.hostile, 0, &[0; 512]).unwrap_err().kind,
-        BackendErrorKind::Unavailable
+        BackendErrorKind::Offline
     );
     assert_serves(&p.healthy, 100, &p.good);
 }

@@ -140,6 +140,9 @@ pub enum BackendErrorKind {
     Unsupported,
     /// The backend is temporarily unavailable (restarting); retry later.
     Unavailable,
+    /// The backend has failed for good and needs an operator (a backstore
+    /// that kept crashing); retrying will not help.
+    Offline,
     /// The backend failed in a way that says nothing about the medium
     /// (a trapped guest, a broken protocol).
     Internal,

@@ -65,6 +65,8 @@ pub mod asc {
     pub const NO_ADDITIONAL_SENSE: Asc = Asc(0x00, 0x00);
     /// LOGICAL UNIT IS IN PROCESS OF BECOMING READY.
     pub const BECOMING_READY: Asc = Asc(0x04, 0x01);
+    /// LOGICAL UNIT NOT READY, MANUAL INTERVENTION REQUIRED.
+    pub const MANUAL_INTERVENTION: Asc = Asc(0x04, 0x03);
     /// WRITE ERROR.
     pub const WRITE_ERROR: Asc = Asc(0x0C, 0x00);
     /// UNRECOVERED READ ERROR.
@@ -390,6 +392,7 @@ impl CommandError {
                         plain(IllegalRequest, asc::INVALID_FIELD_IN_CDB)
                     }
                     (BackendErrorKind::Unavailable, _) => plain(NotReady, asc::BECOMING_READY),
+                    (BackendErrorKind::Offline, _) => plain(NotReady, asc::MANUAL_INTERVENTION),
                     (BackendErrorKind::Internal | BackendErrorKind::Buffer, _) => {
                         plain(HardwareError, asc::INTERNAL_TARGET_FAILURE)
                     }
@@ -543,6 +546,13 @@ mod tests {
         assert_eq!(
             triple(backend(BackendErrorKind::Unavailable, BackendOp::Read)),
             (0x02, 0x04, 0x01)
+        );
+    }
+    #[test]
+    fn backend_offline_is_not_ready_manual_intervention_required() {
+        assert_eq!(
+            triple(backend(BackendErrorKind::Offline, BackendOp::Write)),
+            (0x02, 0x04, 0x03)
         );
     }
     #[test]
