@@ -1,0 +1,412 @@
+//! WebAssembly backstores end to end through the kernel simulator: the same
+//! conformance checks for the native RAM disk and the `ram` and `raw-file`
+//! guests, and containment of hostile guests next to a healthy device.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
+
+use wasmtap::backstore::{self, Guests};
+use wasmtap::glue::ScsiHandler;
+use wasmtap::ramdisk::RamDisk;
+use wasmtap::worker::{self, Handler, WorkerError, WorkerStats};
+use wasmtap_kernel::sim::{self, SimKernel};
+use wasmtap_kernel::{EventBell, MappedRegion};
+use wasmtap_ring::Ring;
+use wasmtap_ring::abi;
+use wasmtap_ring::sim::{Completion, DataRef, SimConfig};
+
+const BS: u32 = 512;
+const SIZE: u64 = 16 << 20;
+const BLOCKS: u64 = SIZE / BS as u64;
+
+type Make = Box<dyn FnOnce(Arc<MappedRegion>) -> Result<Box<dyn Handler>, String> + Send>;
+
+struct Dev {
+    k: SimKernel,
+    stop: Arc<AtomicBool>,
+    wake: EventBell,
+    worker: Option<JoinHandle<Result<(), WorkerError>>>,
+    tag: u64,
+}
+
+impl Dev {
+    fn new(make: impl FnOnce(Arc<MappedRegion>) -> Make) -> Self {
+        let cfg = SimConfig {
+            cmdr_size: 256 * 1024,
+            data_blocks: 1024,
+            data_pages_per_blk: 1,
+            page_size: 4096,
+            caps: abi::CAP_OOOC | abi::CAP_READ_LEN,
+        };
+        let (k, user) = sim::device(cfg).unwrap();
+        let ring = Ring::attach(Arc::clone(&user.region)).unwrap();
+        let stop = Arc::new(AtomicBool::new(false));
+        let wstop = Arc::clone(&stop);
+        let wake = user.bell.to_user.clone();
+        let factory = make(Arc::clone(&user.region));
+        let worker = thread::spawn(move || {
+            let mut h = factory(Arc::clone(&user.region)).map_err(WorkerError::Setup)?;
+            worker::run(
+                ring,
+                &user.bell,
+                &mut h,
+                &wstop,
+                &WorkerStats::default(),
+                64,
+                None,
+            )
+        });
+        let mut d = Self {
+            k,
+            stop,
+            wake,
+            worker: Some(worker),
+            tag: 0,
+        };
+        let ua = d.exec(&[0; 6], DataRef::None);
+        assert_eq!(
+            (ua.sense[2] & 0xf, ua.sense[12]),
+            (0x6, 0x29),
+            "POWER ON, RESET first"
+        );
+        d
+    }
+
+    fn exec(&mut self, cdb: &[u8], dir: DataRef<'_>) -> Completion {
+        self.tag += 1;
+        let tag = self.tag;
+        self.k.model.submit_ref(tag, cdb, dir).unwrap();
+        self.k.to_user.ring().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let mut got = None;
+            self.k
+                .model
+                .reap_with(true, |c| got = Some(c.clone()))
+                .unwrap();
+            if let Some(c) = got {
+                assert_eq!(c.tag, tag);
+                return c;
+            }
+            assert!(Instant::now() < deadline, "no answer within 30 s");
+            thread::sleep(Duration::from_micros(200));
+        }
+    }
+
+    fn write(&mut self, lba: u64, data: &[u8]) -> Completion {
+        self.exec(
+            &rw16(0x8a, lba, (data.len() / BS as usize) as u32),
+            DataRef::ToDevice(data),
+        )
+    }
+
+    fn read(&mut self, lba: u64, blocks: u32) -> Completion {
+        self.exec(&rw16(0x88, lba, blocks), DataRef::FromDevice(blocks * BS))
+    }
+}
+
+impl Drop for Dev {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        let _ = self.wake.ring();
+        if let Some(w) = self.worker.take() {
+            let r = w.join().expect("worker thread");
+            if !thread::panicking() {
+                r.expect("worker ends cleanly");
+            }
+        }
+    }
+}
+
+fn rw16(op: u8, lba: u64, blocks: u32) -> [u8; 16] {
+    let mut c = [0u8; 16];
+    c[0] = op;
+    c[2..10].copy_from_slice(&lba.to_be_bytes());
+    c[10..14].copy_from_slice(&blocks.to_be_bytes());
+    c
+}
+
+fn triple(c: &Completion) -> (u8, u8, u8) {
+    (c.sense[2] & 0xf, c.sense[12], c.sense[13])
+}
+
+fn pattern(seed: u64, len: usize) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+fn data_dir(tag: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("wasmtap-gs-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(d.join("modules")).unwrap();
+    // Hostile modules are not built in: install them as uploaded modules.
+    for (name, path) in wasmtap_example_guests::ALL {
+        if name.starts_with("hostile-") {
+            std::fs::copy(path, d.join("modules").join(format!("{name}.wasm"))).unwrap();
+        }
+    }
+    d
+}
+
+fn native() -> impl FnOnce(Arc<MappedRegion>) -> Make {
+    |_| {
+        Box::new(|_| {
+            Ok(Box::new(ScsiHandler::new(
+                "t/native",
+                RamDisk::new(BS, BLOCKS, 256, false),
+            )?) as Box<dyn Handler>)
+        })
+    }
+}
+
+/// A guest backend, opened on the test thread (so a refusal shows here) and
+/// moved to the worker.
+fn guest(
+    dir: &Path,
+    device: &str,
+    module: &str,
+    config: &str,
+) -> impl FnOnce(Arc<MappedRegion>) -> Make {
+    let (dir, device, module) = (dir.to_path_buf(), device.to_string(), module.to_string());
+    let config = backstore::with_geometry(config, SIZE, BS);
+    move |region| {
+        let mut g = Guests::new(&dir).unwrap();
+        let b = g
+            .open(
+                &device,
+                &module,
+                &config,
+                &dir.join("devices").join(&device),
+                Some(region),
+            )
+            .unwrap();
+        let seed = format!("t/{device}");
+        Box::new(move |_| Ok(Box::new(ScsiHandler::new(&seed, b)?) as Box<dyn Handler>))
+    }
+}
+
+/// The shared conformance checks every data-keeping backstore must pass.
+fn conformance(d: &mut Dev) {
+    let cap = d.exec(
+        &[0x9e, 0x10, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 32, 0, 0],
+        DataRef::FromDevice(32),
+    );
+    assert_eq!(cap.status, 0, "READ CAPACITY(16)");
+    assert_eq!(
+        u64::from_be_bytes(cap.data_in[0..8].try_into().unwrap()),
+        BLOCKS - 1
+    );
+    assert_eq!(
+        u32::from_be_bytes(cap.data_in[8..12].try_into().unwrap()),
+        BS
+    );
+    let discard = cap.data_in[14] & 0x80 != 0;
+
+    // Patterns at odd offsets and sizes, including the last blocks.
+    let cases = [
+        (0u64, 1u32),
+        (1, 3),
+        (7, 17),
+        (123, 128),
+        (4001, 255),
+        (BLOCKS - 3, 3),
+    ];
+    for (i, &(lba, n)) in cases.iter().enumerate() {
+        let data = pattern(i as u64 + 1, (n * BS) as usize);
+        assert_eq!(d.write(lba, &data).status, 0, "write {n} blocks at {lba}");
+        let r = d.read(lba, n);
+        assert_eq!(r.status, 0, "read {n} blocks at {lba}");
+        assert!(r.data_in == data, "read-back of {n} blocks at {lba}");
+    }
+    // Neighbours of a write are untouched.
+    let r = d.read(124 + 128, 1);
+    assert!(
+        r.data_in.iter().all(|&b| b == 0),
+        "block after a written range stays zero"
+    );
+
+    // Flush.
+    assert_eq!(
+        d.exec(&[0x35, 0, 0, 0, 0, 0, 0, 0, 0, 0], DataRef::None)
+            .status,
+        0,
+        "SYNCHRONIZE CACHE"
+    );
+
+    // Discard reads back zeros.
+    if discard {
+        let mut param = vec![0u8; 24];
+        param[0..2].copy_from_slice(&22u16.to_be_bytes());
+        param[2..4].copy_from_slice(&16u16.to_be_bytes());
+        param[8..16].copy_from_slice(&123u64.to_be_bytes());
+        param[16..20].copy_from_slice(&128u32.to_be_bytes());
+        let u = d.exec(
+            &[0x42, 0, 0, 0, 0, 0, 0, 0, 24, 0],
+            DataRef::ToDevice(&param),
+        );
+        assert_eq!(
+            u.status,
+            0,
+            "UNMAP: sense {:02x?}",
+            &u.sense[..u.sense.len().min(18)]
+        );
+        let r = d.read(123, 128);
+        assert!(
+            r.data_in.iter().all(|&b| b == 0),
+            "unmapped range reads zeros"
+        );
+    }
+
+    // Out of range: refused before it reaches the backstore.
+    assert_eq!(triple(&d.read(BLOCKS - 1, 2)), (0x5, 0x21, 0x00));
+    assert_eq!(triple(&d.write(BLOCKS, &[0u8; 512])), (0x5, 0x21, 0x00));
+}
+
+#[test]
+fn native_ram_disk_passes_conformance() {
+    conformance(&mut Dev::new(native()));
+}
+
+#[test]
+fn ram_guest_passes_conformance() {
+    let dir = data_dir("ram");
+    conformance(&mut Dev::new(guest(&dir, "ram0", "ram", "")));
+}
+
+#[test]
+fn raw_file_guest_passes_conformance_and_keeps_data_in_its_file() {
+    let dir = data_dir("raw");
+    {
+        let mut d = Dev::new(guest(&dir, "raw0", "raw-file", "file=disk.img"));
+        conformance(&mut d);
+        let data = pattern(99, 4096);
+        assert_eq!(d.write(8, &data).status, 0);
+        assert_eq!(
+            d.exec(&[0x35, 0, 0, 0, 0, 0, 0, 0, 0, 0], DataRef::None)
+                .status,
+            0
+        );
+    }
+    let file = std::fs::read(dir.join("devices/raw0/disk.img")).unwrap();
+    assert_eq!(file.len() as u64, SIZE);
+    assert!(
+        file[8 * 512..8 * 512 + 4096] == pattern(99, 4096)[..],
+        "the LUN's data is in the device's file"
+    );
+}
+
+#[test]
+fn null_guest_reads_zeros_and_accepts_writes() {
+    let dir = data_dir("null");
+    let mut d = Dev::new(guest(&dir, "null0", "null", ""));
+    assert_eq!(d.write(10, &pattern(1, 2048)).status, 0);
+    let r = d.read(10, 4);
+    assert_eq!(r.status, 0);
+    assert!(r.data_in.iter().all(|&b| b == 0));
+}
+
+/// A hostile guest fails only its own device, retryably (NOT READY, BECOMING
+/// READY) while it is restarted, then for good (NOT READY, MANUAL
+/// INTERVENTION REQUIRED); the healthy device next to it keeps its data.
+fn contained(module: &str, first_completion_stands: bool) {
+    let dir = data_dir(module);
+    let mut healthy = Dev::new(guest(&dir, "good", "ram", ""));
+    let mut hostile = Dev::new(guest(&dir, "bad", module, ""));
+    let good = pattern(7, 64 * 1024);
+    assert_eq!(healthy.write(0, &good).status, 0);
+    // Writes to a hostile guest still work: only its reads misbehave.
+    assert_eq!(hostile.write(0, &[1u8; 512]).status, 0);
+    let start = Instant::now();
+    let mut saw_retryable = false;
+    loop {
+        let r = hostile.read(0, 1);
+        if first_completion_stands && r.status == abi::SAM_STAT_GOOD {
+            // The guest completed the read, then broke the protocol with a
+            // stale handle: the answer stands, the instance is recycled.
+            assert!(r.data_in.iter().all(|&b| b == 0));
+            assert!(
+                start.elapsed() < Duration::from_secs(60),
+                "{module}: never taken offline"
+            );
+            continue;
+        }
+        assert_eq!(
+            r.status,
+            abi::SAM_STAT_CHECK_CONDITION,
+            "{module}: a hostile read must fail"
+        );
+        match triple(&r) {
+            (0x2, 0x04, 0x01) => saw_retryable = true,
+            (0x2, 0x04, 0x03) => break,
+            other => panic!("{module}: unexpected sense {other:02x?}"),
+        }
+        let h = healthy.read(0, 128);
+        assert!(
+            h.status == 0 && h.data_in == good,
+            "{module}: the healthy device lost its data"
+        );
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "{module}: never taken offline"
+        );
+        thread::sleep(Duration::from_millis(50));
+    }
+    assert!(
+        saw_retryable,
+        "{module}: failures before giving up are retryable"
+    );
+    let h = healthy.read(0, 128);
+    assert!(h.status == 0 && h.data_in == good);
+}
+
+#[test]
+fn a_trapping_guest_is_contained_and_taken_offline() {
+    contained("hostile-trap", false);
+}
+
+#[test]
+fn a_looping_guest_is_contained_and_taken_offline() {
+    contained("hostile-loop", false);
+}
+
+#[test]
+fn a_guest_completing_twice_is_contained_and_taken_offline() {
+    contained("hostile-double-complete", true);
+}
+
+#[test]
+fn a_guest_growing_memory_is_contained_and_taken_offline() {
+    contained("hostile-memory", false);
+}
+
+#[test]
+fn a_guest_escaping_its_directory_gets_read_errors_and_nothing_outside() {
+    let dir = data_dir("escape");
+    let mut d = Dev::new(guest(&dir, "esc", "hostile-escape", ""));
+    let r = d.read(0, 1);
+    assert_eq!(
+        r.status,
+        abi::SAM_STAT_CHECK_CONDITION,
+        "the guest fails the read with access-denied"
+    );
+    assert!(!dir.join("devices/x").exists() && !dir.join("x").exists());
+}
+
+#[test]
+fn a_guest_importing_sockets_is_refused_with_the_reason() {
+    let dir = data_dir("sockets");
+    let mut g = Guests::new(&dir).unwrap();
+    let err = g.module("hostile-sockets").unwrap_err();
+    assert!(err.contains("wasi:"), "{err}");
+    assert!(err.contains("refused"), "{err}");
+}
