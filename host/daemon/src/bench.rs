@@ -354,7 +354,43 @@ impl std::fmt::Debug for Row {
     }
 }
 
-/// The native rows; guest rows are added by the caller when available.
+/// A WebAssembly backstore row: `module` opened with `config` (plus the
+/// device's size and sector size), device directory under `data_dir`.
+pub fn guest(data_dir: &Path, device: &str, module: &str, config: &str) -> MakeHandler {
+    let (data_dir, device, module) = (
+        data_dir.to_path_buf(),
+        device.to_string(),
+        module.to_string(),
+    );
+    let config = crate::backstore::with_geometry(config, DEVICE_BYTES, BLOCK);
+    Box::new(move |region| {
+        let mut g = crate::backstore::Guests::new(&data_dir)?;
+        let dir = data_dir.join("devices").join(&device);
+        let b = g.open(&device, &module, &config, &dir, Some(region))?;
+        Ok(Box::new(ScsiHandler::new(&format!("bench/{device}"), b)?) as Box<dyn Handler>)
+    })
+}
+
+/// Every row: native yardsticks and the guests compared with them. File
+/// cases live in `file_dir` (a tmpfs by default, so the file system is not
+/// what is measured).
+pub fn all_rows(file_dir: PathBuf) -> Vec<Row> {
+    let mut rows = native_rows(file_dir.clone());
+    let d1 = file_dir.clone();
+    rows.push(Row {
+        name: "guest-ram".into(),
+        versus: Some("native-ram".into()),
+        make: Box::new(move || guest(&d1, "bench-ram", "ram", "")),
+    });
+    rows.push(Row {
+        name: "guest-raw-file".into(),
+        versus: Some("native-file".into()),
+        make: Box::new(move || guest(&file_dir, "bench-raw", "raw-file", "file=disk.img")),
+    });
+    rows
+}
+
+/// The native rows.
 pub fn native_rows(file_dir: PathBuf) -> Vec<Row> {
     vec![
         Row {

@@ -133,7 +133,7 @@ fn main() -> ExitCode {
             serve::run(&cfg, a.duration_secs.map(std::time::Duration::from_secs))
         })(),
         Cmd::Bench { secs, json, dir } => {
-            wasmtap::bench::run(&wasmtap::bench::native_rows(dir), secs, json)
+            wasmtap::bench::run(&wasmtap::bench::all_rows(dir), secs, json)
         }
         Cmd::Lun { cmd } => match cmd {
             LunCmd::Create {

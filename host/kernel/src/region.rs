@@ -108,6 +108,69 @@ impl MappedRegion {
     }
 }
 
+impl MappedRegion {
+    /// `pread_from`, but only if it can be done without blocking
+    /// (`preadv2(RWF_NOWAIT)`: the data is in the page cache). Fails with
+    /// `WouldBlock` otherwise, or with the kernel's error where the file
+    /// system does not support it; callers then fall back to a blocking read
+    /// on an I/O thread.
+    pub fn pread_from_nowait(
+        &self,
+        file: &File,
+        file_off: u64,
+        off: u64,
+        len: u64,
+    ) -> io::Result<usize> {
+        self.rw_nowait(file, file_off, off, len, false)
+    }
+
+    /// `pwrite_to` without blocking (`pwritev2(RWF_NOWAIT)`); see
+    /// [`Self::pread_from_nowait`].
+    pub fn pwrite_to_nowait(
+        &self,
+        file: &File,
+        file_off: u64,
+        off: u64,
+        len: u64,
+    ) -> io::Result<usize> {
+        self.rw_nowait(file, file_off, off, len, true)
+    }
+
+    fn rw_nowait(
+        &self,
+        file: &File,
+        file_off: u64,
+        off: u64,
+        len: u64,
+        write: bool,
+    ) -> io::Result<usize> {
+        use std::os::fd::AsRawFd;
+        let p = self
+            .ptr(off, len)
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+        let file_off =
+            i64::try_from(file_off).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+        let iov = nix::libc::iovec {
+            iov_base: p.cast(),
+            iov_len: len as usize,
+        };
+        let fd = file.as_raw_fd();
+        let n = if write {
+            // SAFETY: `iov` describes `p..p+len`, inside the live mapping
+            // (checked by `ptr`); the kernel only reads it during the call.
+            unsafe { nix::libc::pwritev2(fd, &iov, 1, file_off, nix::libc::RWF_NOWAIT) }
+        } else {
+            // SAFETY: as above; the kernel writes into the mapped range during
+            // the call and no Rust reference to it exists.
+            unsafe { nix::libc::preadv2(fd, &iov, 1, file_off, nix::libc::RWF_NOWAIT) }
+        };
+        if n < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(n as usize)
+    }
+}
+
 impl SharedRegion for MappedRegion {
     fn len(&self) -> usize {
         self.len
@@ -193,6 +256,43 @@ mod tests {
         assert_eq!(r.pread_from(&f, 8000, 0, 4096).unwrap(), 192);
         assert!(r.pread_from(&f, 0, 16000, 4096).is_err());
         assert!(r.pwrite_to(&f, 0, u64::MAX, 1).is_err());
+    }
+
+    #[test]
+    fn nowait_io_moves_cached_data_or_says_it_would_block() {
+        let r = MappedRegion::memfd("nw", 16384).unwrap();
+        let f = File::from(memfd_create("nwf", MFdFlags::MFD_CLOEXEC).unwrap());
+        f.set_len(8192).unwrap();
+        r.write_bytes(0, &[3u8; 4096]).unwrap();
+        // A memfd is always "cached": either it works, or the kernel says it
+        // does not support NOWAIT here; it must never block or corrupt.
+        match r.pwrite_to_nowait(&f, 0, 0, 4096) {
+            Ok(n) => assert_eq!(n, 4096),
+            Err(e) => assert!(
+                matches!(
+                    e.raw_os_error(),
+                    Some(nix::libc::EAGAIN | nix::libc::EOPNOTSUPP)
+                ),
+                "{e}"
+            ),
+        }
+        r.pwrite_to(&f, 0, 0, 4096).unwrap();
+        match r.pread_from_nowait(&f, 0, 8192, 4096) {
+            Ok(n) => {
+                assert_eq!(n, 4096);
+                let mut b = [0u8; 4096];
+                r.read_bytes(8192, &mut b).unwrap();
+                assert!(b.iter().all(|&x| x == 3));
+            }
+            Err(e) => assert!(
+                matches!(
+                    e.raw_os_error(),
+                    Some(nix::libc::EAGAIN | nix::libc::EOPNOTSUPP)
+                ),
+                "{e}"
+            ),
+        }
+        assert!(r.pread_from_nowait(&f, 0, 16000, 4096).is_err());
     }
 
     #[test]

@@ -361,6 +361,9 @@ impl DeviceState {
         if matches!(data, DataTarget::None) || len == 0 {
             return Ok(Ok(()));
         }
+        if data.try_inline(&file, file_offset, at, len, into_request) {
+            return Ok(Ok(()));
+        }
         if !shared.begin_io() {
             return Ok(Err(ErrorCode::Busy));
         }

@@ -174,6 +174,37 @@ impl DataTarget {
         }
     }
 
+    /// Try the whole transfer on the calling thread without blocking
+    /// (`RWF_NOWAIT`: page-cache hits). Returns false when any part would
+    /// block, came up short, or the file system cannot do it; the caller then
+    /// queues the transfer to an I/O thread, which redoes it whole (moving the
+    /// same bytes twice is harmless). A thread hand-off costs far more than a
+    /// cached 4 KiB copy, which is why this comes first.
+    pub(crate) fn try_inline(
+        &self,
+        file: &File,
+        file_off: u64,
+        at: u64,
+        len: u64,
+        into_request: bool,
+    ) -> bool {
+        let DataTarget::Region { region, extents } = self else {
+            return false;
+        };
+        Self::walk(extents, at, len, |addr, off, n| {
+            let r = if into_request {
+                region.pread_from_nowait(file, file_off + off, addr, n)
+            } else {
+                region.pwrite_to_nowait(file, file_off + off, addr, n)
+            };
+            match r {
+                Ok(k) if k as u64 == n => Ok(()),
+                _ => Err(ErrorCode::Busy),
+            }
+        })
+        .is_ok()
+    }
+
     /// Write `len` bytes of the buffer at `at` into `file` at `file_off`.
     /// Runs on an I/O thread.
     pub(crate) fn drain_to_file(
