@@ -67,10 +67,25 @@ fn engine_config(cfg: &RuntimeConfig) -> Config {
     c
 }
 
+/// wasmtime's on-disk cache of compiled code in `dir`: keyed by a hash of
+/// the component bytes and of the engine's settings and version, written and
+/// read only by wasmtime itself, so nothing a user uploads is ever
+/// deserialized as machine code.
+fn disk_cache(dir: &std::path::Path) -> Result<wasmtime::Cache, wasmtime::Error> {
+    let mut cc = wasmtime::CacheConfig::new();
+    cc.with_directory(dir);
+    wasmtime::Cache::new(cc)
+}
+
 impl Runtime {
     /// Build the engine and start the supervisor and I/O threads.
     pub fn new(config: RuntimeConfig) -> Result<Self, wasmtime::Error> {
-        let engine = Engine::new(&engine_config(&config))?;
+        let mut engine_cfg = engine_config(&config);
+        if let Some(dir) = &config.cache_dir {
+            std::fs::create_dir_all(dir)?;
+            engine_cfg.cache(Some(disk_cache(dir)?));
+        }
+        let engine = Engine::new(&engine_cfg)?;
         let mut linker = Linker::new(&engine);
         Backstore::add_to_linker::<DeviceState, wasmtime::component::HasSelf<DeviceState>>(
             &mut linker,
@@ -78,9 +93,6 @@ impl Runtime {
         )?;
         crate::wasi::add_to_linker(&mut linker)?;
         let io = IoExecutor::new(config.io_threads, config.io_queue)?;
-        if let Some(dir) = &config.cache_dir {
-            std::fs::create_dir_all(dir)?;
-        }
         let stop = Arc::new(AtomicBool::new(false));
         let watched: Arc<Mutex<Vec<Weak<Inflight>>>> = Arc::default();
         let supervisor = {

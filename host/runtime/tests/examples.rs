@@ -104,3 +104,48 @@ fn the_sockets_guest_is_refused_at_load() {
         "{e}"
     );
 }
+
+#[test]
+fn compiled_code_is_cached_on_disk_and_reused_by_a_new_runtime() {
+    use std::time::Instant;
+    use wasmtap_runtime::RuntimeConfig;
+    let dir = std::env::temp_dir().join(format!("wasmtap-cache-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let bytes = std::fs::read(wasmtap_example_guests::RAM).unwrap();
+    let cfg = || RuntimeConfig {
+        cache_dir: Some(dir.clone()),
+        max_instances: 4,
+        ..RuntimeConfig::default()
+    };
+    let t = Instant::now();
+    let first = Runtime::new(cfg()).unwrap();
+    first.load(&bytes).unwrap();
+    let cold = t.elapsed();
+    drop(first);
+    let files = walk(&dir);
+    assert!(!files.is_empty(), "compiling wrote the cache");
+    let t = Instant::now();
+    let second = Runtime::new(cfg()).unwrap();
+    let m = second.load(&bytes).unwrap();
+    let warm = t.elapsed();
+    assert_eq!(m.hash_hex().len(), 64);
+    // Figures for the log only; timing is not asserted.
+    eprintln!(
+        "load: cold {cold:?}, from the disk cache {warm:?}, {} cache files",
+        files.len()
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+
+    fn walk(d: &std::path::Path) -> Vec<std::path::PathBuf> {
+        let mut out = Vec::new();
+        for e in std::fs::read_dir(d).into_iter().flatten().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                out.extend(walk(&p));
+            } else {
+                out.push(p);
+            }
+        }
+        out
+    }
+}
