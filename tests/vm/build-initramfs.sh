@@ -4,8 +4,8 @@
 #   tests/vm/build-initramfs.sh --check SCRIPT [--add SRC:DEST]... [--bin PROG]...
 #                               [--modules "m1 m2"] [--output FILE]
 #
-#   --check SCRIPT   test script, installed as /test/run (run by /init); checks/lib.sh goes next to
-#                    it as /test/lib.sh. Required.
+#   --check SCRIPT   test script, installed as /test/run (run by /init); checks/lib.sh and
+#                    checks/daemon-lib.sh go next to it as /test/lib.sh, /test/daemon-lib.sh. Required.
 #   --add SRC:DEST   extra file or directory, copied to DEST in the image; dynamically linked ELF
 #                    files get their shared libraries too. Repeatable.
 #                    e.g. --add target/release/wasmtap:/usr/bin/wasmtap
@@ -149,6 +149,7 @@ printf '%s\n' "${BOOT_MODS[@]}" >"$STAGE/etc/vm-modules"
 install -m 0755 "$HERE/init" "$STAGE/init"
 install -m 0755 "$CHECK" "$STAGE/test/run"
 install -m 0644 "$HERE/checks/lib.sh" "$STAGE/test/lib.sh"
+install -m 0644 "$HERE/checks/daemon-lib.sh" "$STAGE/test/daemon-lib.sh"
 for spec in "${ADDS[@]}"; do
   [[ $spec == *:/* ]] || die "--add wants SRC:/absolute/DEST, got '$spec'"
   install_file "${spec%%:/*}" "/${spec#*:/}"

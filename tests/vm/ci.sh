@@ -44,8 +44,10 @@ tb=$(date +%s)
 if (cd "$REPO" && cargo build --release -p wasmtap); then
   echo "vm-ci: cargo build --release -p wasmtap: $(( $(date +%s) - tb ))s"
   run daemon-e2e --check "$HERE/checks/daemon-e2e.sh" --add "$TARGET_DIR/release/wasmtap:/usr/bin/wasmtap"
+  # WebAssembly backstores (ram, raw-file), netlink events and resize, targetcli-style devices.
+  run daemon-guests --check "$HERE/checks/daemon-guests.sh" --add "$TARGET_DIR/release/wasmtap:/usr/bin/wasmtap"
 else
-  echo "vm-ci: daemon-e2e FAILED: cargo build --release -p wasmtap failed"
+  echo "vm-ci: daemon-e2e and daemon-guests FAILED: cargo build --release -p wasmtap failed"
   status=1
 fi
 
