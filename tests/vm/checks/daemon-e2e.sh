@@ -460,10 +460,10 @@ note "daemon log after the delete: $(tail -n 3 "$DAEMON_LOG" | tr '\n' ' ')"
 # ======================================================================================
 if [ "$SIZE4K_MB" -gt 0 ]; then
     section "4096-byte blocks (${SIZE4K_MB} MiB)"
-    if lun_up "$NAME4K" "${SIZE4K_MB}M" --block-size 4096 --dev-config e2e-cfg; then
+    if lun_up "$NAME4K" "${SIZE4K_MB}M" --block-size 4096 --dev-config native/e2e-cfg; then
         BLOCKS4K=$(( SIZE4K_MB * 256 ))
-        check "4k: served UIO device is named tcm-user/0/$NAME4K/wasmtap/e2e-cfg" \
-            sh -c "cat /sys/class/uio/uio*/name | grep -qx 'tcm-user/0/$NAME4K/wasmtap/e2e-cfg'"
+        check "4k: served UIO device is named tcm-user/0/$NAME4K/wasmtap/native/e2e-cfg" \
+            sh -c "cat /sys/class/uio/uio*/name | grep -qx 'tcm-user/0/$NAME4K/wasmtap/native/e2e-cfg'"
         check "sd logical_block_size is 4096" test "$(cat /sys/block/$SD/queue/logical_block_size)" = 4096
         if out=$(sg_readcap --long "/dev/$SD" 2>&1) &&
            echo "$out" | grep -q "Last LBA=$((BLOCKS4K - 1)) .*Number of logical blocks=$BLOCKS4K" &&
