@@ -425,8 +425,8 @@ check "daemon still running before the shutdown" daemon_alive
 # directory"): a race on a device that never attached, noted as a quirk rather than failed.
 quirk=$(dlog | grep ' ERROR ' | grep 'device=g-bad' | grep -v 'nosuchmodule')
 [ -z "$quirk" ] || note "DAEMON QUIRK: a rescan raced the removal of the unattachable g-bad: $(echo "$quirk" | sed 's/^[^ ]* *//' | head -n 2 | tr '\n' '|')"
-note "the unattachable g-bad produced $(dlog | grep -c 'device=g-bad') daemon log lines ($(dlog | grep ' ERROR ' | grep -c 'device=g-bad') ERROR) in its life"
-unexpected=$(dlog | grep ' ERROR ' | grep -v 'device=g-bad' | grep -v "geometry comes from its own configuration")
+note "the unattachable g-bad produced $(dlog | grep -c -e 'device=g-bad' -e 'tcm-user/0/g-bad/') daemon log lines ($(dlog | grep ' ERROR ' | grep -c -e 'device=g-bad' -e 'tcm-user/0/g-bad/') ERROR) in its life"
+unexpected=$(dlog | grep ' ERROR ' | grep -v -e 'device=g-bad' -e 'tcm-user/0/g-bad/' | grep -v "geometry comes from its own configuration")
 if [ -z "$unexpected" ]; then
     pass "the daemon logged no unexpected ERROR ($(dlog | grep -c ' ERROR ') expected ones: g-bad's missing module, refused guest resize)"
 else
