@@ -17,6 +17,7 @@ pub mod demo;
 pub mod filedisk;
 pub mod glue;
 pub mod lun;
+pub mod offline;
 pub mod ramdisk;
 pub mod serve;
 pub mod worker;

@@ -17,6 +17,7 @@ use wasmtap_ring::{Ring, SharedRegion};
 use crate::backstore::{self, BackstoreSpec, Guests};
 use crate::config::{Frontend, ServeConfig};
 use crate::glue::ScsiHandler;
+use crate::offline::OfflineDisk;
 use crate::ramdisk::RamDisk;
 use crate::worker::{self, Control, Handler, WorkerError, WorkerStats};
 
@@ -138,6 +139,10 @@ fn rescan(
                     Ok(r) => {
                         workers.insert(dev.uio.clone(), r);
                     }
+                    // Removed between the scan and the attach: not a fault.
+                    Err(e) if !dev.configfs_dir(&cfg.configfs).exists() => {
+                        tracing::info!(device = %dev.name, uio = %dev.uio, "device went away while attaching: {e}")
+                    }
                     Err(e) => {
                         tracing::error!(device = %dev.name, uio = %dev.uio, "cannot attach: {e}")
                     }
@@ -226,7 +231,7 @@ fn start_worker(
     stop: &Arc<AtomicBool>,
     guests: &mut Guests,
 ) -> Result<Running, String> {
-    let spec = backstore::parse(&dev.config)?;
+    let spec = backstore::parse(&dev.config);
     let dir = dev.configfs_dir(&cfg.configfs);
     let attrs = configfs::read_attrs(&dir).map_err(|e| e.to_string())?;
     let handle = uio::open(&cfg.dev_dir, dev).map_err(|e| e.to_string())?;
@@ -252,24 +257,32 @@ fn start_worker(
         "attached"
     );
     // A guest is opened here, before the worker starts, so a refused module
-    // or configuration is reported at attach with its reason.
+    // or configuration is reported at attach with its reason. A backstore that cannot run still gets a worker: it answers with NOT
+    // READY, MANUAL INTERVENTION REQUIRED, so the kernel's commands never go
+    // unanswered (an unanswered LUN scan blocks and leaks in tcm_loop).
     let guest = match &spec {
-        BackstoreSpec::Native => None,
-        BackstoreSpec::Guest { module, config } => {
+        Ok(BackstoreSpec::Native) => Ok(None),
+        Ok(BackstoreSpec::Guest { module, config }) => {
             let config = backstore::with_geometry(config, attrs.size, attrs.block_size);
             let device_dir = cfg
                 .data_dir
                 .join("devices")
                 .join(format!("{}-{}", dev.hba, dev.name));
-            Some(guests.open(
-                &dev.name,
-                module,
-                &config,
-                &device_dir,
-                Some(Arc::clone(&handle.region)),
-            )?)
+            guests
+                .open(
+                    &dev.name,
+                    module,
+                    &config,
+                    &device_dir,
+                    Some(Arc::clone(&handle.region)),
+                )
+                .map(Some)
         }
+        Err(e) => Err(e.clone()),
     };
+    if let Err(e) = &guest {
+        tracing::error!(device = %dev.name, uio = %dev.uio, "backstore unavailable, LUN answers NOT READY: {e}");
+    }
     let stats = Arc::new(WorkerStats::default());
     let (control, control_rx) = mpsc::channel();
     let (stop, stats2, name, batch) = (
@@ -284,7 +297,11 @@ fn start_worker(
         .name(format!("dev-{}", dev.name))
         .spawn(move || {
             let handler: Result<Box<dyn Handler>, String> = match guest {
-                None => {
+                Err(reason) => {
+                    let disk = OfflineDisk::new(attrs.block_size, blocks, reason);
+                    ScsiHandler::new(&wwn_seed, disk).map(|h| Box::new(h) as Box<dyn Handler>)
+                }
+                Ok(None) => {
                     let disk = RamDisk::new(
                         attrs.block_size,
                         blocks,
@@ -293,7 +310,7 @@ fn start_worker(
                     );
                     ScsiHandler::new(&wwn_seed, disk).map(|h| Box::new(h) as Box<dyn Handler>)
                 }
-                Some(backend) => {
+                Ok(Some(backend)) => {
                     ScsiHandler::new(&wwn_seed, backend).map(|h| Box::new(h) as Box<dyn Handler>)
                 }
             };

@@ -410,3 +410,29 @@ fn a_guest_importing_sockets_is_refused_with_the_reason() {
     assert!(err.contains("wasi:"), "{err}");
     assert!(err.contains("refused"), "{err}");
 }
+
+#[test]
+fn a_device_whose_backstore_cannot_run_answers_not_ready_instead_of_hanging() {
+    let mut d = Dev::new(|_| {
+        Box::new(|_| {
+            let disk = wasmtap::offline::OfflineDisk::new(
+                BS,
+                BLOCKS,
+                "module \"nosuch\" not found".into(),
+            );
+            Ok(Box::new(ScsiHandler::new("t/offline", disk)?) as Box<dyn Handler>)
+        })
+    });
+    // The LUN can still be scanned ...
+    let inq = d.exec(&[0x12, 0, 0, 0, 96, 0], DataRef::FromDevice(96));
+    assert_eq!(inq.status, 0);
+    assert_eq!(&inq.data_in[8..16], b"WASMTAP ");
+    let cap = d.exec(
+        &[0x9e, 0x10, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 32, 0, 0],
+        DataRef::FromDevice(32),
+    );
+    assert_eq!(cap.status, 0);
+    // ... but no data moves, and the initiator is told not to retry.
+    assert_eq!(triple(&d.read(0, 1)), (0x2, 0x04, 0x03));
+    assert_eq!(triple(&d.write(0, &[0u8; 512])), (0x2, 0x04, 0x03));
+}
