@@ -130,12 +130,10 @@ impl Backstore for RawFile {
     }
 
     fn write(&mut self, req: &Request) -> Result<()> {
+        // For a FUA write the host syncs the file once this submitted I/O is
+        // done, before the request completes (wit: `request.fua`), so there
+        // is nothing more to do here.
         req.submit_write(&self.file, req.offset(), 0, req.length())?;
-        if req.fua() {
-            // Relies on the host ordering `sync` after the I/O submitted
-            // for this file (see docs/guest-guide.md, "Durability").
-            self.file.sync()?;
-        }
         Ok(())
     }
 

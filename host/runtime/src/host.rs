@@ -358,10 +358,17 @@ impl DeviceState {
         let file = Arc::clone(&file.file);
         let req = self.request(&r)?;
         let (data, shared) = (req.data.clone(), Arc::clone(&req.shared));
+        // FUA is honoured by the host: the write is made durable before its
+        // I/O counts as done, whether it ran inline or on an I/O thread, so a
+        // guest cannot get the order of `submit-write` and `sync` wrong.
+        let durable = !into_request && req.fua;
         if matches!(data, DataTarget::None) || len == 0 {
             return Ok(Ok(()));
         }
         if data.try_inline(&file, file_offset, at, len, into_request) {
+            if durable && let Err(e) = file.sync_data() {
+                return Ok(Err(io_code(&e)));
+            }
             return Ok(Ok(()));
         }
         if !shared.begin_io() {
@@ -373,6 +380,7 @@ impl DeviceState {
                 data.fill_from_file(&file, file_offset, at, len)
             } else {
                 data.drain_to_file(&file, file_offset, at, len)
+                    .and_then(|()| if durable { file.sync_data() } else { Ok(()) })
             };
             job_shared.end_io(r.map_err(|e| io_code(&e)));
         });
