@@ -19,6 +19,7 @@ use wasmtap_ring::Ring;
 use wasmtap_ring::abi;
 use wasmtap_ring::sim::{DataRef, SimConfig};
 
+use crate::demo::rw16;
 use crate::filedisk::FileDisk;
 use crate::glue::ScsiHandler;
 use crate::ramdisk::RamDisk;
@@ -138,14 +139,6 @@ fn percentile(sorted: &[u32], p: f64) -> f64 {
     f64::from(sorted[i]) / 1000.0
 }
 
-fn rw16(write: bool, lba: u64, blocks: u32) -> [u8; 16] {
-    let mut c = [0u8; 16];
-    c[0] = if write { 0x8a } else { 0x88 };
-    c[2..10].copy_from_slice(&lba.to_be_bytes());
-    c[10..14].copy_from_slice(&blocks.to_be_bytes());
-    c
-}
-
 /// Run `w` against the backend `make` for `secs` seconds.
 pub fn run_case(make: MakeHandler, w: Workload, secs: f64) -> Result<Figures, String> {
     let cfg = SimConfig {
@@ -259,7 +252,11 @@ fn drive(k: &mut SimKernel, w: Workload, secs: f64) -> Result<Figures, String> {
             let slot = (tag % started.len() as u64) as usize;
             started[slot] = Some(Instant::now());
             k.model
-                .submit_ref(tag, &rw16(w.write, next_lba(), blocks), dir)
+                .submit_ref(
+                    tag,
+                    &rw16(if w.write { 0x8a } else { 0x88 }, next_lba(), blocks),
+                    dir,
+                )
                 .map_err(|e| e.to_string())?;
             tag += 1;
             in_flight += 1;

@@ -100,7 +100,8 @@ fn fill(buf: &mut [u8], lba: u64, stamp: u64) {
     }
 }
 
-fn rw16(op: u8, lba: u64, blocks: u32) -> [u8; 16] {
+/// A READ(16) (0x88) or WRITE(16) (0x8a) CDB for `blocks` blocks at `lba`.
+pub fn rw16(op: u8, lba: u64, blocks: u32) -> [u8; 16] {
     let mut c = [0u8; 16];
     c[0] = op;
     c[2..10].copy_from_slice(&lba.to_be_bytes());

@@ -4,133 +4,36 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::thread::{self, JoinHandle};
+use std::thread;
 use std::time::{Duration, Instant};
 
 use wasmtap::backstore::{self, Guests};
 use wasmtap::glue::ScsiHandler;
 use wasmtap::ramdisk::RamDisk;
-use wasmtap::worker::{self, Handler, WorkerError, WorkerStats};
-use wasmtap_kernel::sim::{self, SimKernel};
-use wasmtap_kernel::{EventBell, MappedRegion};
-use wasmtap_ring::Ring;
+use wasmtap::worker::Handler;
+use wasmtap_kernel::MappedRegion;
 use wasmtap_ring::abi;
-use wasmtap_ring::sim::{Completion, DataRef, SimConfig};
+use wasmtap_ring::sim::{DataRef, SimConfig};
 
 const BS: u32 = 512;
 const SIZE: u64 = 16 << 20;
 const BLOCKS: u64 = SIZE / BS as u64;
 
-type Make = Box<dyn FnOnce(Arc<MappedRegion>) -> Result<Box<dyn Handler>, String> + Send>;
+mod common;
+use common::{Dev, Make, triple};
 
-struct Dev {
-    k: SimKernel,
-    stop: Arc<AtomicBool>,
-    wake: EventBell,
-    worker: Option<JoinHandle<Result<(), WorkerError>>>,
-    tag: u64,
-}
-
-impl Dev {
-    fn new(make: impl FnOnce(Arc<MappedRegion>) -> Make) -> Self {
-        let cfg = SimConfig {
-            cmdr_size: 256 * 1024,
-            data_blocks: 1024,
-            data_pages_per_blk: 1,
-            page_size: 4096,
-            caps: abi::CAP_OOOC | abi::CAP_READ_LEN,
-        };
-        let (k, user) = sim::device(cfg).unwrap();
-        let ring = Ring::attach(Arc::clone(&user.region)).unwrap();
-        let stop = Arc::new(AtomicBool::new(false));
-        let wstop = Arc::clone(&stop);
-        let wake = user.bell.to_user.clone();
-        let factory = make(Arc::clone(&user.region));
-        let worker = thread::spawn(move || {
-            let mut h = factory(Arc::clone(&user.region)).map_err(WorkerError::Setup)?;
-            worker::run(
-                ring,
-                &user.bell,
-                &mut h,
-                &wstop,
-                &WorkerStats::default(),
-                64,
-                None,
-            )
-        });
-        let mut d = Self {
-            k,
-            stop,
-            wake,
-            worker: Some(worker),
-            tag: 0,
-        };
-        let ua = d.exec(&[0; 6], DataRef::None);
-        assert_eq!(
-            (ua.sense[2] & 0xf, ua.sense[12]),
-            (0x6, 0x29),
-            "POWER ON, RESET first"
-        );
-        d
-    }
-
-    fn exec(&mut self, cdb: &[u8], dir: DataRef<'_>) -> Completion {
-        self.tag += 1;
-        let tag = self.tag;
-        self.k.model.submit_ref(tag, cdb, dir).unwrap();
-        self.k.to_user.ring().unwrap();
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            let mut got = None;
-            self.k
-                .model
-                .reap_with(true, |c| got = Some(c.clone()))
-                .unwrap();
-            if let Some(c) = got {
-                assert_eq!(c.tag, tag);
-                return c;
-            }
-            assert!(Instant::now() < deadline, "no answer within 30 s");
-            thread::sleep(Duration::from_micros(200));
-        }
-    }
-
-    fn write(&mut self, lba: u64, data: &[u8]) -> Completion {
-        self.exec(
-            &rw16(0x8a, lba, (data.len() / BS as usize) as u32),
-            DataRef::ToDevice(data),
-        )
-    }
-
-    fn read(&mut self, lba: u64, blocks: u32) -> Completion {
-        self.exec(&rw16(0x88, lba, blocks), DataRef::FromDevice(blocks * BS))
+fn config() -> SimConfig {
+    SimConfig {
+        cmdr_size: 256 * 1024,
+        data_blocks: 1024,
+        data_pages_per_blk: 1,
+        page_size: 4096,
+        caps: abi::CAP_OOOC | abi::CAP_READ_LEN,
     }
 }
 
-impl Drop for Dev {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        let _ = self.wake.ring();
-        if let Some(w) = self.worker.take() {
-            let r = w.join().expect("worker thread");
-            if !thread::panicking() {
-                r.expect("worker ends cleanly");
-            }
-        }
-    }
-}
-
-fn rw16(op: u8, lba: u64, blocks: u32) -> [u8; 16] {
-    let mut c = [0u8; 16];
-    c[0] = op;
-    c[2..10].copy_from_slice(&lba.to_be_bytes());
-    c[10..14].copy_from_slice(&blocks.to_be_bytes());
-    c
-}
-
-fn triple(c: &Completion) -> (u8, u8, u8) {
-    (c.sense[2] & 0xf, c.sense[12], c.sense[13])
+fn dev(make: impl FnOnce(Arc<MappedRegion>) -> Make) -> Dev {
+    Dev::new(config(), BS, make)
 }
 
 fn pattern(seed: u64, len: usize) -> Vec<u8> {
@@ -274,20 +177,20 @@ fn conformance(d: &mut Dev) {
 
 #[test]
 fn native_ram_disk_passes_conformance() {
-    conformance(&mut Dev::new(native()));
+    conformance(&mut dev(native()));
 }
 
 #[test]
 fn ram_guest_passes_conformance() {
     let dir = data_dir("ram");
-    conformance(&mut Dev::new(guest(&dir, "ram0", "ram", "")));
+    conformance(&mut dev(guest(&dir, "ram0", "ram", "")));
 }
 
 #[test]
 fn raw_file_guest_passes_conformance_and_keeps_data_in_its_file() {
     let dir = data_dir("raw");
     {
-        let mut d = Dev::new(guest(&dir, "raw0", "raw-file", "file=disk.img"));
+        let mut d = dev(guest(&dir, "raw0", "raw-file", "file=disk.img"));
         conformance(&mut d);
         let data = pattern(99, 4096);
         assert_eq!(d.write(8, &data).status, 0);
@@ -308,7 +211,7 @@ fn raw_file_guest_passes_conformance_and_keeps_data_in_its_file() {
 #[test]
 fn null_guest_reads_zeros_and_accepts_writes() {
     let dir = data_dir("null");
-    let mut d = Dev::new(guest(&dir, "null0", "null", ""));
+    let mut d = dev(guest(&dir, "null0", "null", ""));
     assert_eq!(d.write(10, &pattern(1, 2048)).status, 0);
     let r = d.read(10, 4);
     assert_eq!(r.status, 0);
@@ -320,8 +223,8 @@ fn null_guest_reads_zeros_and_accepts_writes() {
 /// INTERVENTION REQUIRED); the healthy device next to it keeps its data.
 fn contained(module: &str, first_completion_stands: bool) {
     let dir = data_dir(module);
-    let mut healthy = Dev::new(guest(&dir, "good", "ram", ""));
-    let mut hostile = Dev::new(guest(&dir, "bad", module, ""));
+    let mut healthy = dev(guest(&dir, "good", "ram", ""));
+    let mut hostile = dev(guest(&dir, "bad", module, ""));
     let good = pattern(7, 64 * 1024);
     assert_eq!(healthy.write(0, &good).status, 0);
     // Writes to a hostile guest still work: only its reads misbehave.
@@ -392,7 +295,7 @@ fn a_guest_growing_memory_is_contained_and_taken_offline() {
 #[test]
 fn a_guest_escaping_its_directory_gets_read_errors_and_nothing_outside() {
     let dir = data_dir("escape");
-    let mut d = Dev::new(guest(&dir, "esc", "hostile-escape", ""));
+    let mut d = dev(guest(&dir, "esc", "hostile-escape", ""));
     let r = d.read(0, 1);
     assert_eq!(
         r.status,
@@ -413,7 +316,7 @@ fn a_guest_importing_sockets_is_refused_with_the_reason() {
 
 #[test]
 fn a_device_whose_backstore_cannot_run_answers_not_ready_instead_of_hanging() {
-    let mut d = Dev::new(|_| {
+    let mut d = dev(|_| {
         Box::new(|_| {
             let disk = wasmtap::offline::OfflineDisk::new(
                 BS,

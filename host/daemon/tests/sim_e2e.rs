@@ -5,130 +5,43 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::thread::{self, JoinHandle};
-use std::time::{Duration, Instant};
+use std::thread;
+use std::time::Duration;
 
 use wasmtap::config::{Frontend, ServeConfig};
 use wasmtap::glue::ScsiHandler;
 use wasmtap::ramdisk::RamDisk;
-use wasmtap::worker::{self, WorkerError, WorkerStats};
-use wasmtap_kernel::sim::{self, SimKernel};
-use wasmtap_ring::Ring;
+use wasmtap::worker::{self, Handler};
 use wasmtap_ring::abi;
-use wasmtap_ring::sim::{Completion, DataRef, SimConfig};
+use wasmtap_ring::sim::{DataRef, SimConfig};
 
 const BS: u32 = 512;
 const BLOCKS: u64 = 8192; // 4 MiB
 
-struct Rig {
-    k: SimKernel,
-    stop: Arc<AtomicBool>,
-    wake: wasmtap_kernel::EventBell,
-    control: std::sync::mpsc::Sender<worker::Control>,
-    worker: Option<JoinHandle<Result<(), WorkerError>>>,
-}
+mod common;
+use common::{Dev, rw16 as rw, triple as sense_triple};
 
-impl Rig {
-    fn new(caps: u16) -> Self {
-        let cfg = SimConfig {
-            cmdr_size: 64 * 1024,
-            data_blocks: 256,
-            data_pages_per_blk: 1,
-            page_size: 4096,
-            caps,
-        };
-        let (k, user) = sim::device(cfg).unwrap();
-        let ring = Ring::attach(Arc::clone(&user.region)).unwrap();
-        let stop = Arc::new(AtomicBool::new(false));
-        let wstop = Arc::clone(&stop);
-        let wake = user.bell.to_user.clone();
-        let (control, ctl_rx) = std::sync::mpsc::channel();
-        let worker = thread::spawn(move || {
+/// A device on the native RAM disk, with a small ring and one-page data
+/// blocks so commands span many iovecs.
+fn rig(caps: u16) -> Dev {
+    let cfg = SimConfig {
+        cmdr_size: 64 * 1024,
+        data_blocks: 256,
+        data_pages_per_blk: 1,
+        page_size: 4096,
+        caps,
+    };
+    Dev::new(cfg, BS, |_| {
+        Box::new(|_| {
             let disk = RamDisk::new(BS, BLOCKS, 256, false);
-            let mut h = ScsiHandler::new("test/e2e", disk).map_err(WorkerError::Setup)?;
-            worker::run(
-                ring,
-                &user.bell,
-                &mut h,
-                &wstop,
-                &WorkerStats::default(),
-                64,
-                Some(&ctl_rx),
-            )
-        });
-        let mut rig = Self {
-            k,
-            stop,
-            wake,
-            control,
-            worker: Some(worker),
-        };
-        // Consume the power-on unit attention, as the sd driver does.
-        let ua = rig.exec(&[0, 0, 0, 0, 0, 0], DataRef::None);
-        assert_eq!(ua.status, abi::SAM_STAT_CHECK_CONDITION);
-        assert_eq!(
-            (ua.sense[2] & 0xf, ua.sense[12]),
-            (0x6, 0x29),
-            "POWER ON, RESET"
-        );
-        rig
-    }
-
-    fn exec(&mut self, cdb: &[u8], dir: DataRef<'_>) -> Completion {
-        self.submit(1, cdb, dir);
-        self.wait(1).pop().unwrap()
-    }
-
-    fn submit(&mut self, tag: u64, cdb: &[u8], dir: DataRef<'_>) {
-        self.k.model.submit_ref(tag, cdb, dir).unwrap();
-        self.k.to_user.ring().unwrap();
-    }
-
-    fn wait(&mut self, n: usize) -> Vec<Completion> {
-        let mut got = Vec::new();
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while got.len() < n {
-            assert!(Instant::now() < deadline, "worker did not answer in time");
-            self.k
-                .model
-                .reap_with(true, |c| got.push(c.clone()))
-                .unwrap();
-            if got.len() < n {
-                thread::sleep(Duration::from_millis(1));
-            }
-        }
-        got
-    }
-}
-
-impl Drop for Rig {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        let _ = self.wake.ring();
-        if let Some(w) = self.worker.take() {
-            let r = w.join().expect("worker thread");
-            if !thread::panicking() {
-                r.expect("worker ends cleanly");
-            }
-        }
-    }
-}
-
-fn rw(op: u8, lba: u64, blocks: u32) -> [u8; 16] {
-    let mut c = [0u8; 16];
-    c[0] = op;
-    c[2..10].copy_from_slice(&lba.to_be_bytes());
-    c[10..14].copy_from_slice(&blocks.to_be_bytes());
-    c
-}
-
-fn sense_triple(c: &Completion) -> (u8, u8, u8) {
-    (c.sense[2] & 0xf, c.sense[12], c.sense[13])
+            Ok(Box::new(ScsiHandler::new("test/e2e", disk)?) as Box<dyn Handler>)
+        })
+    })
 }
 
 #[test]
 fn inquiry_reports_identity_and_short_transfer_as_read_len() {
-    let mut rig = Rig::new(abi::CAP_OOOC | abi::CAP_READ_LEN);
+    let mut rig = rig(abi::CAP_OOOC | abi::CAP_READ_LEN);
     let c = rig.exec(&[0x12, 0, 0, 0, 255, 0], DataRef::FromDevice(255));
     assert_eq!(c.status, abi::SAM_STAT_GOOD);
     assert_eq!(&c.data_in[8..16], b"WASMTAP ");
@@ -145,7 +58,7 @@ fn inquiry_reports_identity_and_short_transfer_as_read_len() {
 
 #[test]
 fn read_capacity_16_matches_the_device() {
-    let mut rig = Rig::new(abi::CAP_OOOC | abi::CAP_READ_LEN);
+    let mut rig = rig(abi::CAP_OOOC | abi::CAP_READ_LEN);
     let c = rig.exec(
         &[0x9e, 0x10, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 32, 0, 0],
         DataRef::FromDevice(32),
@@ -162,7 +75,7 @@ fn read_capacity_16_matches_the_device() {
 #[test]
 fn written_data_reads_back_across_many_iovecs() {
     for caps in [abi::CAP_READ_LEN, abi::CAP_OOOC | abi::CAP_READ_LEN] {
-        let mut rig = Rig::new(caps);
+        let mut rig = rig(caps);
         // 40 KiB in one-page data blocks: ten iovecs (or fewer if adjacent).
         let data: Vec<u8> = (0..40 * 1024u32).map(|i| (i * 13 % 251) as u8).collect();
         let w = rig.exec(&rw(0x8a, 77, 80), DataRef::ToDevice(&data));
@@ -175,7 +88,7 @@ fn written_data_reads_back_across_many_iovecs() {
 
 #[test]
 fn many_commands_in_flight_complete_once_with_their_data() {
-    let mut rig = Rig::new(abi::CAP_OOOC | abi::CAP_READ_LEN | abi::CAP_TMR);
+    let mut rig = rig(abi::CAP_OOOC | abi::CAP_READ_LEN | abi::CAP_TMR);
     for t in 0..32u64 {
         let data = vec![t as u8 + 1; 4096];
         rig.submit(t, &rw(0x8a, t * 8, 8), DataRef::ToDevice(&data));
@@ -201,7 +114,7 @@ fn many_commands_in_flight_complete_once_with_their_data() {
 
 #[test]
 fn errors_come_back_as_sense_through_the_ring() {
-    let mut rig = Rig::new(abi::CAP_OOOC | abi::CAP_READ_LEN);
+    let mut rig = rig(abi::CAP_OOOC | abi::CAP_READ_LEN);
     let bad_op = rig.exec(&[0xc7, 0, 0, 0, 0, 0, 0, 0, 0, 0], DataRef::None);
     assert_eq!(
         sense_triple(&bad_op),
@@ -231,7 +144,7 @@ fn errors_come_back_as_sense_through_the_ring() {
 
 #[test]
 fn unmap_reads_back_zeros() {
-    let mut rig = Rig::new(abi::CAP_OOOC | abi::CAP_READ_LEN);
+    let mut rig = rig(abi::CAP_OOOC | abi::CAP_READ_LEN);
     assert_eq!(
         rig.exec(&rw(0x8a, 0, 256), DataRef::ToDevice(&vec![9u8; 128 * 1024]))
             .status,
@@ -276,7 +189,7 @@ fn simulator_frontend_runs_verified_random_io() {
 
 #[test]
 fn reconfigure_resizes_and_raises_capacity_changed_once() {
-    let mut rig = Rig::new(abi::CAP_OOOC | abi::CAP_READ_LEN);
+    let mut rig = rig(abi::CAP_OOOC | abi::CAP_READ_LEN);
     let (tx, rx) = std::sync::mpsc::channel();
     rig.control
         .send(worker::Control::Reconfigure {
