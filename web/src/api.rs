@@ -1,0 +1,1118 @@
+//! The JSON API's handlers and extractors (docs/api.md).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{FromRequest, FromRequestParts, Multipart, Path, Query, Request, State};
+use axum::http::request::Parts;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+
+use crate::app::{
+    ControlPlane, create_private_dir, hash_token, new_token, write_content_addressed,
+};
+use crate::error::ApiError;
+use crate::host::{DeviceCounters, DeviceState, FrontendKind};
+use crate::store::{DeviceRow, ModuleRow, NewDevice, NewModule, Report, Scope, rfc3339};
+
+type Cp = State<Arc<ControlPlane>>;
+type ApiResult = Result<Response, ApiError>;
+
+// ---------------------------------------------------------------- extractors
+
+/// The authenticated caller.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Caller {
+    /// An admin token.
+    Admin {
+        /// The token's label.
+        label: String,
+    },
+    /// A tenant's token.
+    Tenant {
+        /// Tenant id.
+        id: i64,
+        /// Tenant name.
+        name: String,
+        /// The token's label.
+        label: String,
+    },
+}
+
+impl Caller {
+    pub(crate) fn scope(&self) -> Scope {
+        match self {
+            Caller::Admin { .. } => Scope::All,
+            Caller::Tenant { id, .. } => Scope::Tenant(*id),
+        }
+    }
+
+    fn who(&self) -> String {
+        match self {
+            Caller::Admin { label } => format!("admin:{label}"),
+            Caller::Tenant { name, label, .. } => format!("{name}:{label}"),
+        }
+    }
+}
+
+impl FromRequestParts<Arc<ControlPlane>> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        cp: &Arc<ControlPlane>,
+    ) -> Result<Self, Self::Rejection> {
+        let header = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .ok_or_else(|| ApiError::unauthorized("missing Authorization: Bearer <token>"))?;
+        let token = header
+            .to_str()
+            .ok()
+            .and_then(|h| {
+                let (scheme, token) = h.split_once(' ')?;
+                scheme
+                    .eq_ignore_ascii_case("bearer")
+                    .then_some(token.trim())
+            })
+            .filter(|t| !t.is_empty())
+            .ok_or_else(|| {
+                ApiError::unauthorized("malformed Authorization header; expected Bearer <token>")
+            })?;
+        let owner = cp
+            .store
+            .lookup_token(&hash_token(token))?
+            .ok_or_else(|| ApiError::unauthorized("unknown or revoked token"))?;
+        Ok(match owner.tenant {
+            None => Caller::Admin { label: owner.label },
+            Some((id, name)) => Caller::Tenant {
+                id,
+                name,
+                label: owner.label,
+            },
+        })
+    }
+}
+
+/// An admin caller; tenants get 403.
+#[derive(Debug)]
+pub(crate) struct Admin;
+
+impl FromRequestParts<Arc<ControlPlane>> for Admin {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        cp: &Arc<ControlPlane>,
+    ) -> Result<Self, Self::Rejection> {
+        match Caller::from_request_parts(parts, cp).await? {
+            Caller::Admin { .. } => Ok(Admin),
+            Caller::Tenant { .. } => Err(ApiError::forbidden("this route needs the admin token")),
+        }
+    }
+}
+
+/// A JSON body; errors are `invalid_request` naming the field (serde's
+/// message), an empty body reads as `{}`.
+#[derive(Debug)]
+pub(crate) struct Body<T>(T);
+
+impl<T: DeserializeOwned> FromRequest<Arc<ControlPlane>> for Body<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, cp: &Arc<ControlPlane>) -> Result<Self, Self::Rejection> {
+        let bytes = Bytes::from_request(req, cp).await.map_err(|e| {
+            if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                ApiError::too_large(e.body_text())
+            } else {
+                ApiError::bad_request(e.body_text())
+            }
+        })?;
+        let bytes: &[u8] = if bytes.iter().all(u8::is_ascii_whitespace) {
+            b"{}"
+        } else {
+            &bytes
+        };
+        serde_json::from_slice(bytes)
+            .map(Body)
+            .map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))
+    }
+}
+
+fn parse_id(s: &str, what: &str) -> Result<i64, ApiError> {
+    s.parse()
+        .map_err(|_| ApiError::not_found(format!("no {what} with id {s:?}")))
+}
+
+fn ok(v: impl serde::Serialize) -> ApiResult {
+    Ok(Json(v).into_response())
+}
+
+fn created(v: impl serde::Serialize) -> ApiResult {
+    Ok((StatusCode::CREATED, Json(v)).into_response())
+}
+
+fn no_content() -> ApiResult {
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// Runs a blocking host call off the async threads.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| ApiError::internal(format!("host call failed: {e}")))
+}
+
+/// Runs a state change to its end even if the client goes away (the
+/// handler's future may be dropped; a spawned task is not).
+async fn detached<T: Send + 'static>(
+    fut: impl Future<Output = Result<T, ApiError>> + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::spawn(fut)
+        .await
+        .map_err(|e| ApiError::internal(format!("task failed: {e}")))?
+}
+
+// ---------------------------------------------------------------- validation
+
+/// `[a-z0-9][a-z0-9_-]{0,31}`.
+pub(crate) fn valid_name(s: &str) -> bool {
+    let b = s.as_bytes();
+    !b.is_empty()
+        && b.len() <= 32
+        && (b[0].is_ascii_lowercase() || b[0].is_ascii_digit())
+        && b.iter()
+            .all(|&c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'_' || c == b'-')
+}
+
+fn check_name(field: &str, s: &str) -> Result<(), ApiError> {
+    if valid_name(s) {
+        Ok(())
+    } else {
+        Err(ApiError::invalid(
+            field,
+            format!("{s:?} is not a valid name ([a-z0-9][a-z0-9_-]{{0,31}})"),
+        ))
+    }
+}
+
+fn valid_version(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 64
+        && s.bytes()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'.' | b'_' | b'+' | b'-'))
+}
+
+/// A byte count: a JSON number, or a string of digits with an optional
+/// binary suffix (`K`, `M`, `G`, `T`, optionally followed by `iB` or `B`).
+pub(crate) fn parse_size(v: &Value) -> Result<u64, String> {
+    match v {
+        Value::Number(n) => n
+            .as_u64()
+            .ok_or_else(|| format!("{n} is not a whole number of bytes")),
+        Value::String(s) => {
+            let t = s.trim();
+            let digits = t.bytes().take_while(u8::is_ascii_digit).count();
+            let (num, suffix) = t.split_at(digits);
+            let n: u64 = num
+                .parse()
+                .map_err(|_| format!("{s:?} is not a size (e.g. 1048576, \"64M\", \"1G\")"))?;
+            let unit = suffix
+                .strip_suffix("iB")
+                .or_else(|| suffix.strip_suffix('B'))
+                .unwrap_or(suffix);
+            let shift = match unit {
+                "" => 0,
+                "K" | "k" => 10,
+                "M" | "m" => 20,
+                "G" | "g" => 30,
+                "T" | "t" => 40,
+                _ => return Err(format!("{s:?}: unknown unit {suffix:?} (K, M, G, T)")),
+            };
+            n.checked_mul(1u64 << shift)
+                .ok_or_else(|| format!("{s:?} is too large"))
+        }
+        other => Err(format!(
+            "expected a number of bytes or a string like \"64M\", got {other}"
+        )),
+    }
+}
+
+fn check_limit(field: &str, v: Option<u64>) -> Result<Option<u64>, ApiError> {
+    match v {
+        Some(n) if i64::try_from(n).is_err() => Err(ApiError::invalid(field, "too large")),
+        other => Ok(other),
+    }
+}
+
+// ---------------------------------------------------------------- JSON shapes
+
+fn module_json(cp: &ControlPlane, m: &ModuleRow, scope: Scope) -> Result<Value, ApiError> {
+    let bound = cp.store.bound_devices(m.id, scope)?;
+    Ok(json!({
+        "id": m.id,
+        "name": m.name,
+        "version": m.version,
+        "sha256": m.sha256,
+        "size": m.size,
+        "owner": m.owner,
+        "uploaded_by": m.uploaded_by,
+        "created_at": rfc3339(m.created_at),
+        "builtin": m.owner_id.is_none(),
+        "imports": m.report.imports,
+        "exports": m.report.exports,
+        "bound_devices": bound,
+    }))
+}
+
+fn device_json(cp: &ControlPlane, d: &DeviceRow) -> Value {
+    let live = cp.host.live(d.id);
+    let (state, reason, restarts, exercising, counters) = match live {
+        Some(l) => (l.state, l.reason, l.restarts, l.exercising, l.counters),
+        None => (
+            DeviceState::Stopped,
+            None,
+            0,
+            false,
+            DeviceCounters::default(),
+        ),
+    };
+    json!({
+        "id": d.id,
+        "tenant": d.tenant,
+        "name": d.name,
+        "size": d.size,
+        "block_size": d.block_size,
+        "module": {
+            "id": d.module_id,
+            "name": d.module_name,
+            "version": d.module_version,
+            "sha256": d.module_sha256,
+        },
+        "config": d.config,
+        "created_at": rfc3339(d.created_at),
+        "state": state,
+        "reason": reason,
+        "restarts": restarts,
+        "exercising": exercising,
+        "counters": counters,
+        "lun": d.lun,
+    })
+}
+
+fn visible_device(cp: &ControlPlane, caller: &Caller, id: &str) -> Result<DeviceRow, ApiError> {
+    let id = parse_id(id, "device")?;
+    cp.store
+        .device(id, caller.scope())?
+        .ok_or_else(|| ApiError::not_found(format!("no device with id {id}")))
+}
+
+fn tenant_by_name(cp: &ControlPlane, name: &str) -> Result<crate::store::TenantRow, ApiError> {
+    cp.store
+        .tenant(name)?
+        .ok_or_else(|| ApiError::not_found(format!("no tenant named {name:?}")))
+}
+
+// ---------------------------------------------------------------- misc routes
+
+pub(crate) async fn openapi() -> Response {
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        include_str!("../openapi.json"),
+    )
+        .into_response()
+}
+
+pub(crate) async fn whoami(caller: Caller, State(cp): Cp) -> ApiResult {
+    let (role, tenant) = match &caller {
+        Caller::Admin { .. } => ("admin", None),
+        Caller::Tenant { name, .. } => ("tenant", Some(name.clone())),
+    };
+    ok(json!({
+        "role": role,
+        "tenant": tenant,
+        "frontend": cp.host.frontend(),
+        "version": env!("CARGO_PKG_VERSION"),
+    }))
+}
+
+fn asset_response(path: &str) -> Response {
+    match crate::ui::asset(path) {
+        Some((content_type, bytes)) => {
+            ([(header::CONTENT_TYPE, content_type)], bytes).into_response()
+        }
+        None => ApiError::not_found(format!("no UI asset {path:?}")).into_response(),
+    }
+}
+
+pub(crate) async fn ui_index() -> Response {
+    asset_response("index.html")
+}
+
+pub(crate) async fn ui_asset(Path(path): Path<String>) -> Response {
+    asset_response(&path)
+}
+
+pub(crate) async fn fallback() -> ApiError {
+    ApiError::not_found("no such route")
+}
+
+// ---------------------------------------------------------------- tenants
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct CreateTenant {
+    name: String,
+    max_devices: Option<u64>,
+    max_total_bytes: Option<u64>,
+    max_guest_memory: Option<u64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct PatchTenant {
+    max_devices: Option<u64>,
+    max_total_bytes: Option<u64>,
+    max_guest_memory: Option<u64>,
+}
+
+pub(crate) async fn list_tenants(_: Admin, State(cp): Cp) -> ApiResult {
+    ok(cp.store.tenants()?)
+}
+
+pub(crate) async fn create_tenant(
+    _: Admin,
+    State(cp): Cp,
+    Body(b): Body<CreateTenant>,
+) -> ApiResult {
+    check_name("name", &b.name)?;
+    let q = cp.default_quota;
+    let t = cp.store.create_tenant(
+        &b.name,
+        check_limit("max_devices", b.max_devices)?.unwrap_or(q.max_devices),
+        check_limit("max_total_bytes", b.max_total_bytes)?.unwrap_or(q.max_total_bytes),
+        check_limit("max_guest_memory", b.max_guest_memory)?.unwrap_or(q.max_guest_memory),
+    )?;
+    created(t)
+}
+
+pub(crate) async fn get_tenant(_: Admin, State(cp): Cp, Path(name): Path<String>) -> ApiResult {
+    ok(tenant_by_name(&cp, &name)?)
+}
+
+pub(crate) async fn patch_tenant(
+    _: Admin,
+    State(cp): Cp,
+    Path(name): Path<String>,
+    Body(b): Body<PatchTenant>,
+) -> ApiResult {
+    let t = tenant_by_name(&cp, &name)?;
+    cp.store.update_quota(
+        t.id,
+        check_limit("max_devices", b.max_devices)?,
+        check_limit("max_total_bytes", b.max_total_bytes)?,
+        check_limit("max_guest_memory", b.max_guest_memory)?,
+    )?;
+    ok(tenant_by_name(&cp, &name)?)
+}
+
+pub(crate) async fn delete_tenant(_: Admin, State(cp): Cp, Path(name): Path<String>) -> ApiResult {
+    cp.store.delete_tenant(&name)?;
+    no_content()
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct CreateToken {
+    label: String,
+}
+
+pub(crate) async fn create_token(
+    _: Admin,
+    State(cp): Cp,
+    Path(name): Path<String>,
+    Body(b): Body<CreateToken>,
+) -> ApiResult {
+    let t = tenant_by_name(&cp, &name)?;
+    let label = b.label.trim();
+    if label.is_empty() || label.len() > 64 {
+        return Err(ApiError::invalid("label", "must be 1 to 64 characters"));
+    }
+    let token = new_token().map_err(ApiError::internal)?;
+    let row = cp
+        .store
+        .insert_token(Some(t.id), label, &hash_token(&token))?;
+    created(json!({
+        "id": row.id,
+        "label": row.label,
+        "token": token,
+        "created_at": rfc3339(row.created_at),
+    }))
+}
+
+pub(crate) async fn list_tokens(_: Admin, State(cp): Cp, Path(name): Path<String>) -> ApiResult {
+    let t = tenant_by_name(&cp, &name)?;
+    ok(cp.store.list_tokens(t.id)?)
+}
+
+pub(crate) async fn delete_token(
+    _: Admin,
+    State(cp): Cp,
+    Path((name, id)): Path<(String, String)>,
+) -> ApiResult {
+    let t = tenant_by_name(&cp, &name)?;
+    let id = parse_id(&id, "token")?;
+    if !cp.store.delete_token(t.id, id)? {
+        return Err(ApiError::not_found(format!(
+            "tenant {name:?} has no token with id {id}"
+        )));
+    }
+    no_content()
+}
+
+// ---------------------------------------------------------------- modules
+
+pub(crate) async fn list_modules(caller: Caller, State(cp): Cp) -> ApiResult {
+    let scope = caller.scope();
+    let list = cp
+        .store
+        .modules(scope)?
+        .iter()
+        .map(|m| module_json(&cp, m, scope))
+        .collect::<Result<Vec<_>, _>>()?;
+    ok(list)
+}
+
+pub(crate) async fn get_module(caller: Caller, State(cp): Cp, Path(id): Path<String>) -> ApiResult {
+    let id = parse_id(&id, "module")?;
+    let scope = caller.scope();
+    let m = cp
+        .store
+        .module(id, scope)?
+        .ok_or_else(|| ApiError::not_found(format!("no module with id {id}")))?;
+    ok(module_json(&cp, &m, scope)?)
+}
+
+pub(crate) async fn delete_module(
+    caller: Caller,
+    State(cp): Cp,
+    Path(id): Path<String>,
+) -> ApiResult {
+    let id = parse_id(&id, "module")?;
+    let pending = cp.pending_binds.lock().unwrap_or_else(|e| e.into_inner());
+    if pending.get(&id).is_some_and(|&n| n > 0) {
+        return Err(ApiError::conflict(format!(
+            "a device is being bound to module {id}; try again when it is done"
+        )));
+    }
+    // Lock order: pending binds, then the database (as in bind).
+    cp.store
+        .delete_module(id, caller.scope(), &cp.modules_dir())?;
+    drop(pending);
+    no_content()
+}
+
+fn multipart_error(e: axum::extract::multipart::MultipartError) -> ApiError {
+    if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        ApiError::too_large(e.body_text())
+    } else {
+        ApiError::bad_request(format!("multipart body: {}", e.body_text()))
+    }
+}
+
+async fn text_field(
+    mut field: axum::extract::multipart::Field<'_>,
+    name: &str,
+    max: usize,
+) -> Result<String, ApiError> {
+    let mut buf = Vec::new();
+    while let Some(chunk) = field.chunk().await.map_err(multipart_error)? {
+        if buf.len() + chunk.len() > max {
+            return Err(ApiError::invalid(name, format!("longer than {max} bytes")));
+        }
+        buf.extend_from_slice(&chunk);
+    }
+    String::from_utf8(buf).map_err(|_| ApiError::invalid(name, "not UTF-8"))
+}
+
+pub(crate) async fn upload_module(
+    caller: Caller,
+    State(cp): Cp,
+    Query(query): Query<HashMap<String, String>>,
+    multipart: Result<Multipart, axum::extract::multipart::MultipartRejection>,
+) -> ApiResult {
+    let owner = match (&caller, query.get("tenant")) {
+        (Caller::Tenant { id, name, .. }, t) => {
+            if t.is_some_and(|t| t != name) {
+                return Err(ApiError::invalid(
+                    "tenant",
+                    "a tenant token uploads to its own tenant",
+                ));
+            }
+            *id
+        }
+        (Caller::Admin { .. }, Some(t)) => {
+            cp.store
+                .tenant(t)?
+                .ok_or_else(|| ApiError::invalid("tenant", format!("no tenant named {t:?}")))?
+                .id
+        }
+        (Caller::Admin { .. }, None) => {
+            return Err(ApiError::invalid(
+                "tenant",
+                "the admin uploads for a tenant: add ?tenant=<name>",
+            ));
+        }
+    };
+    let mut multipart = multipart.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    let limit = cp.max_module_bytes;
+    let (mut name, mut version, mut file) = (None, None, None);
+    while let Some(mut field) = multipart.next_field().await.map_err(multipart_error)? {
+        match field.name() {
+            Some("name") => name = Some(text_field(field, "name", 256).await?),
+            Some("version") => version = Some(text_field(field, "version", 256).await?),
+            Some("file") => {
+                let mut buf = Vec::new();
+                let mut hasher = Sha256::new();
+                while let Some(chunk) = field.chunk().await.map_err(multipart_error)? {
+                    if (buf.len() + chunk.len()) as u64 > limit {
+                        return Err(ApiError::too_large(format!(
+                            "module is larger than the limit of {limit} bytes"
+                        )));
+                    }
+                    hasher.update(&chunk);
+                    buf.extend_from_slice(&chunk);
+                }
+                file = Some((buf, hex::encode(hasher.finalize())));
+            }
+            _ => {}
+        }
+    }
+    let name = name.ok_or_else(|| ApiError::invalid("name", "missing"))?;
+    check_name("name", &name)?;
+    let (bytes, sha) = file.ok_or_else(|| ApiError::invalid("file", "missing"))?;
+    let version = match version.filter(|v| !v.is_empty()) {
+        Some(v) if valid_version(&v) => v,
+        Some(v) => {
+            return Err(ApiError::invalid(
+                "version",
+                format!("{v:?}: 1 to 64 of [A-Za-z0-9._+-]"),
+            ));
+        }
+        None => sha[..12].to_owned(),
+    };
+    if cp.store.module_name_taken(Some(owner), &name, &version)? {
+        return Err(ApiError::conflict(format!(
+            "module {name:?} version {version:?} already exists"
+        )));
+    }
+    let bytes = Arc::new(bytes);
+    let report = {
+        let (host, bytes) = (cp.host.clone(), bytes.clone());
+        blocking(move || host.validate(&bytes)).await?
+    }
+    .map_err(|r| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, r.code, r.message))?;
+    let new = NewModule {
+        name,
+        version,
+        sha256: sha.clone(),
+        size: bytes.len() as u64,
+        owner_id: Some(owner),
+        uploaded_by: caller.who(),
+        report: Report {
+            imports: report.imports,
+            exports: report.exports,
+        },
+    };
+    let path = cp.module_path(&sha);
+    let cp2 = cp.clone();
+    let m = blocking(move || {
+        cp2.store
+            .insert_module(&new, || write_content_addressed(&path, &bytes))
+    })
+    .await??;
+    created(module_json(&cp, &m, caller.scope())?)
+}
+
+// ---------------------------------------------------------------- devices
+
+pub(crate) async fn list_devices(
+    caller: Caller,
+    State(cp): Cp,
+    Query(query): Query<HashMap<String, String>>,
+) -> ApiResult {
+    let scope = match (caller.scope(), query.get("tenant")) {
+        (Scope::All, Some(t)) => Scope::Tenant(tenant_by_name(&cp, t)?.id),
+        (scope, _) => scope,
+    };
+    let list: Vec<Value> = cp
+        .store
+        .devices(scope)?
+        .iter()
+        .map(|d| device_json(&cp, d))
+        .collect();
+    ok(list)
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct CreateDevice {
+    tenant: Option<String>,
+    name: String,
+    size: Value,
+    block_size: Option<u32>,
+    module: i64,
+    #[serde(default)]
+    config: String,
+}
+
+fn check_config(config: &str) -> Result<(), ApiError> {
+    if config.len() > 4096 || config.contains('\0') {
+        return Err(ApiError::invalid(
+            "config",
+            "at most 4096 bytes, no NUL characters",
+        ));
+    }
+    Ok(())
+}
+
+pub(crate) async fn create_device(
+    caller: Caller,
+    State(cp): Cp,
+    Body(b): Body<CreateDevice>,
+) -> ApiResult {
+    let tenant_id = match (&caller, &b.tenant) {
+        (Caller::Tenant { id, name, .. }, t) => {
+            if t.as_ref().is_some_and(|t| t != name) {
+                return Err(ApiError::invalid(
+                    "tenant",
+                    "a tenant token creates devices in its own tenant",
+                ));
+            }
+            *id
+        }
+        (Caller::Admin { .. }, Some(t)) => {
+            cp.store
+                .tenant(t)?
+                .ok_or_else(|| ApiError::invalid("tenant", format!("no tenant named {t:?}")))?
+                .id
+        }
+        (Caller::Admin { .. }, None) => {
+            return Err(ApiError::invalid(
+                "tenant",
+                "the admin creates devices for a tenant: set \"tenant\"",
+            ));
+        }
+    };
+    check_name("name", &b.name)?;
+    let block_size = b.block_size.unwrap_or(512);
+    if block_size != 512 && block_size != 4096 {
+        return Err(ApiError::invalid(
+            "block_size",
+            format!("{block_size}: must be 512 or 4096"),
+        ));
+    }
+    let size = parse_size(&b.size).map_err(|e| ApiError::invalid("size", e))?;
+    if size == 0 || size % u64::from(block_size) != 0 || i64::try_from(size).is_err() {
+        return Err(ApiError::invalid(
+            "size",
+            format!(
+                "{size} bytes: must be more than 0 and a multiple of the block size {block_size}"
+            ),
+        ));
+    }
+    check_config(&b.config)?;
+    let new = NewDevice {
+        tenant_id,
+        name: b.name,
+        size,
+        block_size,
+        module_id: b.module,
+        config: b.config,
+    };
+    let cp2 = cp.clone();
+    let row = detached(async move {
+        let cp = cp2;
+        let row = cp.store.insert_device(&new, |id| cp.device_dir(id))?;
+        let _guard = cp.lock_device(row.id).await;
+        // A delete may have slipped in between the insert and the lock.
+        let row = cp
+            .store
+            .device(row.id, Scope::All)?
+            .ok_or_else(|| ApiError::conflict("device deleted while being created"))?;
+        let undo = |cp: &ControlPlane, row: &DeviceRow| {
+            if let Err(e) = cp.store.delete_device(row.id) {
+                tracing::error!("undoing device {}: {e}", row.id);
+            }
+            let _ = std::fs::remove_dir_all(&row.dir);
+        };
+        let dir_result = match std::fs::remove_dir_all(&row.dir) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+            _ => create_private_dir(&row.dir),
+        };
+        if let Err(e) = dir_result {
+            undo(&cp, &row);
+            return Err(ApiError::internal(format!(
+                "creating {}: {e}",
+                row.dir.display()
+            )));
+        }
+        let spec = cp.spec(&row);
+        let host = cp.host.clone();
+        if let Err(e) = blocking(move || host.start(&spec)).await? {
+            undo(&cp, &row);
+            return Err(ApiError::host(format!("starting the device: {e}")));
+        }
+        Ok(row)
+    })
+    .await?;
+    created(device_json(&cp, &row))
+}
+
+pub(crate) async fn get_device(caller: Caller, State(cp): Cp, Path(id): Path<String>) -> ApiResult {
+    let d = visible_device(&cp, &caller, &id)?;
+    ok(device_json(&cp, &d))
+}
+
+pub(crate) async fn delete_device(
+    caller: Caller,
+    State(cp): Cp,
+    Path(id): Path<String>,
+) -> ApiResult {
+    let d = visible_device(&cp, &caller, &id)?;
+    let cp2 = cp.clone();
+    detached(async move {
+        let cp = cp2;
+        let _guard = cp.lock_device(d.id).await;
+        let d = cp
+            .store
+            .device(d.id, Scope::All)?
+            .ok_or_else(|| ApiError::not_found(format!("no device with id {}", d.id)))?;
+        let spec = cp.spec(&d);
+        if let Some(lun) = d.lun.clone() {
+            let (host, spec) = (cp.host.clone(), spec.clone());
+            blocking(move || host.unexport(&spec, &lun))
+                .await?
+                .map_err(|e| ApiError::host(format!("removing the LUN: {e}")))?;
+            cp.store.clear_lun(d.id)?;
+        }
+        let host = cp.host.clone();
+        if let Err(e) = blocking(move || host.stop(d.id)).await? {
+            tracing::warn!("stopping device {} ({}/{}): {e}", d.id, d.tenant, d.name);
+        }
+        cp.store.delete_device(d.id)?;
+        match std::fs::remove_dir_all(&d.dir) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                tracing::warn!("removing {}: {e}", d.dir.display());
+            }
+            _ => {}
+        }
+        cp.forget_device_lock(d.id);
+        Ok(())
+    })
+    .await?;
+    no_content()
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct Bind {
+    module: i64,
+    config: Option<String>,
+}
+
+/// Counts a bind to a module as pending until dropped.
+struct PendingBind {
+    cp: Arc<ControlPlane>,
+    module: i64,
+}
+
+impl Drop for PendingBind {
+    fn drop(&mut self) {
+        let mut p = self
+            .cp
+            .pending_binds
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if let Some(n) = p.get_mut(&self.module) {
+            *n -= 1;
+            if *n == 0 {
+                p.remove(&self.module);
+            }
+        }
+    }
+}
+
+pub(crate) async fn bind_module(
+    caller: Caller,
+    State(cp): Cp,
+    Path(id): Path<String>,
+    Body(b): Body<Bind>,
+) -> ApiResult {
+    let d = visible_device(&cp, &caller, &id)?;
+    if let Some(c) = &b.config {
+        check_config(c)?;
+    }
+    let cp2 = cp.clone();
+    let row = detached(async move {
+        let cp = cp2;
+        let _guard = cp.lock_device(d.id).await;
+        let d = cp
+            .store
+            .device(d.id, Scope::All)?
+            .ok_or_else(|| ApiError::not_found(format!("no device with id {}", d.id)))?;
+        let (m, _pending) = {
+            // Lock order: pending binds, then the database (as in delete).
+            let mut pending = cp.pending_binds.lock().unwrap_or_else(|e| e.into_inner());
+            let m = cp
+                .store
+                .module(b.module, Scope::Tenant(d.tenant_id))?
+                .ok_or_else(|| {
+                    ApiError::invalid("module", format!("no module with id {}", b.module))
+                })?;
+            *pending.entry(m.id).or_default() += 1;
+            (
+                m,
+                PendingBind {
+                    cp: cp.clone(),
+                    module: b.module,
+                },
+            )
+        };
+        let mut new = d.clone();
+        new.module_id = m.id;
+        new.module_name = m.name;
+        new.module_version = m.version;
+        new.module_sha256 = m.sha256;
+        if let Some(c) = b.config {
+            new.config = c;
+        }
+        let spec = cp.spec(&new);
+        let host = cp.host.clone();
+        blocking(move || host.rebind(&spec))
+            .await?
+            .map_err(|e| ApiError::host(format!("rebinding: {e}")))?;
+        if let Err(e) = cp.store.set_binding(d.id, new.module_id, &new.config) {
+            // Put the host back on what the database says.
+            let (host, spec) = (cp.host.clone(), cp.spec(&d));
+            let back = blocking(move || host.rebind(&spec)).await;
+            tracing::error!(
+                "recording the binding of device {}: {e}; host switched back: {back:?}",
+                d.id
+            );
+            return Err(e.into());
+        }
+        Ok(new)
+    })
+    .await?;
+    ok(device_json(&cp, &row))
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+pub(crate) async fn stats(caller: Caller, State(cp): Cp, Path(id): Path<String>) -> ApiResult {
+    let d = visible_device(&cp, &caller, &id)?;
+    let at_ms = now_ms();
+    let v = match cp.host.live(d.id) {
+        Some(l) => json!({
+            "at_ms": at_ms,
+            "state": l.state,
+            "reason": l.reason,
+            "restarts": l.restarts,
+            "counters": l.counters,
+        }),
+        None => json!({
+            "at_ms": at_ms,
+            "state": DeviceState::Stopped,
+            "reason": null,
+            "restarts": 0,
+            "counters": DeviceCounters::default(),
+        }),
+    };
+    ok(v)
+}
+
+pub(crate) async fn log(caller: Caller, State(cp): Cp, Path(id): Path<String>) -> ApiResult {
+    let d = visible_device(&cp, &caller, &id)?;
+    let lines = cp.host.live(d.id).map(|l| l.log).unwrap_or_default();
+    let host = cp.host.clone();
+    let debug = blocking(move || host.debug(d.id))
+        .await?
+        .unwrap_or_else(|e| e);
+    ok(json!({"log": lines, "debug": debug}))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct Exercise {
+    seconds: Option<u32>,
+    queue_depth: Option<u32>,
+}
+
+pub(crate) async fn exercise(
+    caller: Caller,
+    State(cp): Cp,
+    Path(id): Path<String>,
+    Body(b): Body<Exercise>,
+) -> ApiResult {
+    let d = visible_device(&cp, &caller, &id)?;
+    let seconds = b.seconds.unwrap_or(10);
+    let queue_depth = b.queue_depth.unwrap_or(16);
+    if !(1..=600).contains(&seconds) {
+        return Err(ApiError::invalid("seconds", format!("{seconds}: 1 to 600")));
+    }
+    if !(1..=128).contains(&queue_depth) {
+        return Err(ApiError::invalid(
+            "queue_depth",
+            format!("{queue_depth}: 1 to 128"),
+        ));
+    }
+    let frontend = cp.host.frontend();
+    if frontend.kind != FrontendKind::Sim {
+        return Err(ApiError::unsupported(
+            "exercise runs on the simulator only; on LIO, send I/O from an initiator",
+        ));
+    }
+    let host = cp.host.clone();
+    blocking(move || host.exercise(d.id, seconds, queue_depth))
+        .await?
+        .map_err(|e| ApiError::host(format!("exercise: {e}")))?;
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(json!({"device": d.id, "seconds": seconds, "queue_depth": queue_depth})),
+    )
+        .into_response())
+}
+
+pub(crate) async fn export(_: Admin, State(cp): Cp, Path(id): Path<String>) -> ApiResult {
+    let d = visible_device(
+        &cp,
+        &Caller::Admin {
+            label: String::new(),
+        },
+        &id,
+    )?;
+    let frontend = cp.host.frontend();
+    if frontend.kind != FrontendKind::Tcmu {
+        return Err(ApiError::unsupported(format!(
+            "export needs LIO: {}",
+            frontend.note
+        )));
+    }
+    let cp2 = cp.clone();
+    let lun = detached(async move {
+        let cp = cp2;
+        let _guard = cp.lock_device(d.id).await;
+        let d = cp
+            .store
+            .device(d.id, Scope::All)?
+            .ok_or_else(|| ApiError::not_found(format!("no device with id {}", d.id)))?;
+        if let Some(lun) = &d.lun {
+            return Err(ApiError::conflict(format!(
+                "device {} is already exported as {}/{} LUN {}",
+                d.id, lun.wwn, lun.backstore, lun.lun
+            )));
+        }
+        let spec = cp.spec(&d);
+        let (host, s) = (cp.host.clone(), spec.clone());
+        let lun = blocking(move || host.export(&s))
+            .await?
+            .map_err(|e| ApiError::host(format!("export: {e}")))?;
+        if let Err(e) = cp.store.set_lun(d.id, &lun) {
+            let (host, l) = (cp.host.clone(), lun.clone());
+            let back = blocking(move || host.unexport(&spec, &l)).await;
+            tracing::error!(
+                "recording the LUN of device {}: {e}; unexported again: {back:?}",
+                d.id
+            );
+            return Err(e.into());
+        }
+        Ok(lun)
+    })
+    .await?;
+    ok(json!({ "lun": lun }))
+}
+
+pub(crate) async fn unexport(_: Admin, State(cp): Cp, Path(id): Path<String>) -> ApiResult {
+    let d = visible_device(
+        &cp,
+        &Caller::Admin {
+            label: String::new(),
+        },
+        &id,
+    )?;
+    let cp2 = cp.clone();
+    detached(async move {
+        let cp = cp2;
+        let _guard = cp.lock_device(d.id).await;
+        let d = cp
+            .store
+            .device(d.id, Scope::All)?
+            .ok_or_else(|| ApiError::not_found(format!("no device with id {}", d.id)))?;
+        let lun = d
+            .lun
+            .clone()
+            .ok_or_else(|| ApiError::not_found(format!("device {} is not exported", d.id)))?;
+        let (host, spec) = (cp.host.clone(), cp.spec(&d));
+        blocking(move || host.unexport(&spec, &lun))
+            .await?
+            .map_err(|e| ApiError::host(format!("unexport: {e}")))?;
+        cp.store.clear_lun(d.id)?;
+        Ok(())
+    })
+    .await?;
+    no_content()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names() {
+        for ok in ["a", "0", "a-b_c", "abcdefghijklmnopqrstuvwxyz012345"] {
+            assert!(valid_name(ok), "{ok}");
+        }
+        for bad in [
+            "",
+            "-a",
+            "_a",
+            "A",
+            "a.b",
+            "a b",
+            "abcdefghijklmnopqrstuvwxyz0123456",
+            "é",
+        ] {
+            assert!(!valid_name(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size(&json!(4096)), Ok(4096));
+        assert_eq!(parse_size(&json!("4096")), Ok(4096));
+        assert_eq!(parse_size(&json!("64M")), Ok(64 << 20));
+        assert_eq!(parse_size(&json!("64MiB")), Ok(64 << 20));
+        assert_eq!(parse_size(&json!("1G")), Ok(1 << 30));
+        assert_eq!(parse_size(&json!("2k")), Ok(2048));
+        assert_eq!(parse_size(&json!("1T")), Ok(1 << 40));
+        assert!(parse_size(&json!("64X")).is_err());
+        assert!(parse_size(&json!("M")).is_err());
+        assert!(parse_size(&json!(-1)).is_err());
+        assert!(parse_size(&json!(1.5)).is_err());
+        assert!(parse_size(&json!("99999999999T")).is_err());
+        assert!(parse_size(&json!(null)).is_err());
+    }
+}

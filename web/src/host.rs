@@ -1,0 +1,192 @@
+//! The seam between the control plane and the data plane.
+//!
+//! The web crate owns state (SQLite), tenancy, the JSON API, the UI and
+//! `/metrics`; it never touches rings, SCSI or wasmtime. Everything that
+//! runs devices goes through [`Host`], which the daemon implements (and the
+//! tests implement with a mock). Calls may block (compiling a module takes
+//! seconds, a hot swap waits for in-flight commands): the API calls them
+//! from `tokio::task::spawn_blocking`.
+
+use std::path::PathBuf;
+
+/// Which kernel interface the daemon serves devices through.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FrontendKind {
+    /// Real LIO TCMU devices.
+    Tcmu,
+    /// The in-process kernel simulator (no LIO on this host).
+    Sim,
+}
+
+/// What the UI tells the user about the frontend.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct FrontendInfo {
+    /// The kind.
+    pub kind: FrontendKind,
+    /// One plain sentence for the UI banner, e.g. "No LIO on this host:
+    /// devices run on the built-in simulator; use Exercise to send I/O."
+    pub note: String,
+}
+
+/// Why a module was refused. `code` is stable (API clients match on it),
+/// `message` is the runtime's exact reason.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ModuleRefusal {
+    /// One of: `not_wasm`, `core_module`, `precompiled`, `invalid`,
+    /// `wrong_world`, `forbidden_import`, `unknown_import`.
+    pub code: &'static str,
+    /// Human-readable reason.
+    pub message: String,
+}
+
+/// What a valid module exposes, shown on the modules page.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct ModuleReport {
+    /// Interfaces the component imports (all offered by the host).
+    pub imports: Vec<String>,
+    /// Interfaces it exports.
+    pub exports: Vec<String>,
+}
+
+/// Everything the host needs to run one device. Built by the web crate from
+/// its database rows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeviceSpec {
+    /// Database id (stable across restarts).
+    pub id: i64,
+    /// Owning tenant's name.
+    pub tenant: String,
+    /// Device name (unique within the tenant).
+    pub name: String,
+    /// Size in bytes (a multiple of `block_size`).
+    pub size: u64,
+    /// Logical block size: 512 or 4096.
+    pub block_size: u32,
+    /// Bound module: display name.
+    pub module_name: String,
+    /// Bound module: content hash (sha256 hex) — the version identity.
+    pub module_sha256: String,
+    /// Bound module: the component bytes on disk (content-addressed file).
+    pub module_path: PathBuf,
+    /// Configuration string for the guest's `open`.
+    pub config: String,
+    /// The device's own storage directory (created by the web crate; the
+    /// guest's `storage` is rooted here and can reach nothing else).
+    pub dir: PathBuf,
+    /// The tenant's guest-memory budget in bytes, shared by all its devices.
+    pub tenant_memory: u64,
+}
+
+/// A device's state as the host sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DeviceState {
+    /// Serving.
+    Running,
+    /// The guest failed and is being restarted with backoff.
+    Degraded,
+    /// The backstore cannot run (repeated failures, or it did not open):
+    /// I/O answers NOT READY. `reason` says why.
+    Offline,
+    /// Not being served (not started, or stopped).
+    Stopped,
+}
+
+/// A latency histogram: `counts[i]` commands took at most `bounds_us[i]`
+/// microseconds (and more than `bounds_us[i-1]`); the last count is the
+/// overflow bucket (`counts.len() == bounds_us.len() + 1`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Histogram {
+    /// Upper bounds in microseconds, increasing.
+    pub bounds_us: Vec<u64>,
+    /// Per-bucket counts (not cumulative), plus the overflow bucket.
+    pub counts: Vec<u64>,
+    /// Sum of all latencies in microseconds.
+    pub sum_us: u64,
+}
+
+/// Live counters of one device (monotonic since the device started in
+/// this daemon process, except `in_flight`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct DeviceCounters {
+    /// Commands completed.
+    pub commands: u64,
+    /// READ commands completed.
+    pub reads: u64,
+    /// WRITE commands completed.
+    pub writes: u64,
+    /// Bytes returned by reads.
+    pub read_bytes: u64,
+    /// Bytes accepted by writes.
+    pub write_bytes: u64,
+    /// Completions with CHECK CONDITION, by sense key (index = key 0..=15).
+    pub errors_by_sense_key: Vec<u64>,
+    /// Commands in flight now.
+    pub in_flight: u64,
+    /// Command latency (ring entry seen to response written).
+    pub latency: Histogram,
+}
+
+/// What the device page and `/metrics` show for one device.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct DeviceLive {
+    /// Current state.
+    pub state: DeviceState,
+    /// Why it is degraded or offline, or the last guest failure.
+    pub reason: Option<String>,
+    /// Guest instances restarted after failures.
+    pub restarts: u64,
+    /// Counters.
+    pub counters: DeviceCounters,
+    /// Recent guest log lines (`[level] message`), oldest first.
+    pub log: Vec<String>,
+    /// The simulator's built-in initiator is running on this device.
+    pub exercising: bool,
+}
+
+/// A kernel LUN a device is exported as.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct LunInfo {
+    /// The backstore name in configfs (`user_N/<backstore>`).
+    pub backstore: String,
+    /// The tcm_loop WWN the LUN hangs under.
+    pub wwn: String,
+    /// LUN number.
+    pub lun: u32,
+}
+
+/// The data plane, as the control plane sees it.
+pub trait Host: Send + Sync + 'static {
+    /// The frontend devices are served through.
+    fn frontend(&self) -> FrontendInfo;
+    /// Validate and compile a module (blocking; seconds). The compiled code
+    /// is cached, so a later `start` of a device bound to it is fast.
+    fn validate(&self, bytes: &[u8]) -> Result<ModuleReport, ModuleRefusal>;
+    /// Start serving a device (at creation, and for every device at daemon
+    /// start). On the sim frontend this creates its simulated TCMU device;
+    /// on tcmu it is served once exported (and re-attached if its LUN
+    /// already exists). A guest that cannot open is not an error here: the
+    /// device comes up `Offline` with the reason.
+    fn start(&self, dev: &DeviceSpec) -> Result<(), String>;
+    /// Stop serving a device (before delete); in-flight commands finish.
+    fn stop(&self, id: i64) -> Result<(), String>;
+    /// Hot swap: drain in-flight commands, close the old instance, open
+    /// `dev`'s (new) module, resume. No command is lost or failed. On error
+    /// the old instance keeps serving and the error says why.
+    fn rebind(&self, dev: &DeviceSpec) -> Result<(), String>;
+    /// Live state and counters; `None` if the host does not know the id.
+    fn live(&self, id: i64) -> Option<DeviceLive>;
+    /// The guest's `debug` text (blocking; answered by the device's worker).
+    fn debug(&self, id: i64) -> Result<String, String>;
+    /// Export as a kernel LUN (tcmu frontend only; sim answers an error
+    /// saying there is no LIO).
+    fn export(&self, dev: &DeviceSpec) -> Result<LunInfo, String>;
+    /// Remove the LUN and its backstore.
+    fn unexport(&self, dev: &DeviceSpec, lun: &LunInfo) -> Result<(), String>;
+    /// Sim frontend: run the built-in verifying initiator (random 4–64 KiB
+    /// reads and writes) against the device for `secs` seconds at
+    /// `queue_depth`, in the background. tcmu answers an error (real
+    /// initiators send the I/O there).
+    fn exercise(&self, id: i64, secs: u32, queue_depth: u32) -> Result<(), String>;
+}

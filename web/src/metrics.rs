@@ -1,0 +1,543 @@
+//! `GET /metrics`: Prometheus text exposition format 0.0.4.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
+
+use crate::api::Admin;
+use crate::app::ControlPlane;
+use crate::error::ApiError;
+use crate::host::{DeviceLive, DeviceState};
+use crate::store::{DeviceRow, Scope};
+
+/// Names of the SCSI sense keys, by value (SPC-4 table 48).
+pub const SENSE_KEYS: [&str; 16] = [
+    "NO_SENSE",
+    "RECOVERED_ERROR",
+    "NOT_READY",
+    "MEDIUM_ERROR",
+    "HARDWARE_ERROR",
+    "ILLEGAL_REQUEST",
+    "UNIT_ATTENTION",
+    "DATA_PROTECT",
+    "BLANK_CHECK",
+    "VENDOR_SPECIFIC",
+    "COPY_ABORTED",
+    "ABORTED_COMMAND",
+    "RESERVED_0C",
+    "VOLUME_OVERFLOW",
+    "MISCOMPARE",
+    "COMPLETED",
+];
+
+/// Escapes a label value: backslash, double quote and line feed.
+pub fn escape_label(v: &str) -> String {
+    let mut s = String::with_capacity(v.len());
+    for c in v.chars() {
+        match c {
+            '\\' => s.push_str("\\\\"),
+            '"' => s.push_str("\\\""),
+            '\n' => s.push_str("\\n"),
+            c => s.push(c),
+        }
+    }
+    s
+}
+
+/// Escapes HELP text: backslash and line feed.
+fn escape_help(v: &str) -> String {
+    v.replace('\\', "\\\\").replace('\n', "\\n")
+}
+
+/// Builds exposition text; each family's samples are written together.
+#[derive(Debug, Default)]
+pub struct Text {
+    out: String,
+}
+
+impl Text {
+    /// Starts a family: `# HELP` and `# TYPE`.
+    pub fn family(&mut self, name: &str, kind: &str, help: &str) {
+        let _ = writeln!(self.out, "# HELP {name} {}", escape_help(help));
+        let _ = writeln!(self.out, "# TYPE {name} {kind}");
+    }
+
+    /// One sample line.
+    pub fn sample(&mut self, name: &str, labels: &[(&str, &str)], value: impl std::fmt::Display) {
+        self.out.push_str(name);
+        if !labels.is_empty() {
+            self.out.push('{');
+            for (i, (k, v)) in labels.iter().enumerate() {
+                if i > 0 {
+                    self.out.push(',');
+                }
+                let _ = write!(self.out, "{k}=\"{}\"", escape_label(v));
+            }
+            self.out.push('}');
+        }
+        let _ = writeln!(self.out, " {value}");
+    }
+
+    /// The text.
+    pub fn finish(self) -> String {
+        self.out
+    }
+}
+
+/// Microseconds as seconds, exactly as Prometheus parses floats.
+fn secs(us: u64) -> String {
+    let s = format!("{}", us as f64 / 1e6);
+    if s.contains('.') || s.contains('e') {
+        s
+    } else {
+        format!("{s}.0")
+    }
+}
+
+fn device_labels(d: &DeviceRow) -> [(&'static str, &str); 3] {
+    [
+        ("tenant", d.tenant.as_str()),
+        ("device", d.name.as_str()),
+        ("module", d.module_name.as_str()),
+    ]
+}
+
+/// Writes the per-device, per-tenant and process families.
+pub(crate) fn render(cp: &ControlPlane) -> Result<String, ApiError> {
+    let devices: Vec<(DeviceRow, Option<DeviceLive>)> = cp
+        .store
+        .devices(Scope::All)?
+        .into_iter()
+        .map(|d| {
+            let live = cp.host.live(d.id);
+            (d, live)
+        })
+        .collect();
+    let tenants = cp.store.tenants()?;
+    let mut t = Text::default();
+
+    type Get = fn(&DeviceLive) -> u64;
+    let counters: [(&str, &str, &str, Get); 6] = [
+        (
+            "wasmtap_device_commands_total",
+            "counter",
+            "SCSI commands completed.",
+            |l| l.counters.commands,
+        ),
+        (
+            "wasmtap_device_read_commands_total",
+            "counter",
+            "READ commands completed.",
+            |l| l.counters.reads,
+        ),
+        (
+            "wasmtap_device_write_commands_total",
+            "counter",
+            "WRITE commands completed.",
+            |l| l.counters.writes,
+        ),
+        (
+            "wasmtap_device_read_bytes_total",
+            "counter",
+            "Bytes returned by reads.",
+            |l| l.counters.read_bytes,
+        ),
+        (
+            "wasmtap_device_write_bytes_total",
+            "counter",
+            "Bytes accepted by writes.",
+            |l| l.counters.write_bytes,
+        ),
+        (
+            "wasmtap_device_guest_restarts_total",
+            "counter",
+            "Guest instances restarted after failures.",
+            |l| l.restarts,
+        ),
+    ];
+    for (name, kind, help, get) in counters {
+        t.family(name, kind, help);
+        for (d, live) in &devices {
+            t.sample(name, &device_labels(d), live.as_ref().map_or(0, get));
+        }
+    }
+
+    t.family(
+        "wasmtap_device_errors_total",
+        "counter",
+        "Commands completed with CHECK CONDITION, by sense key.",
+    );
+    for (d, live) in &devices {
+        let [a, b, c] = device_labels(d);
+        for (key, key_name) in SENSE_KEYS.iter().enumerate() {
+            let n = live
+                .as_ref()
+                .and_then(|l| l.counters.errors_by_sense_key.get(key).copied())
+                .unwrap_or(0);
+            t.sample(
+                "wasmtap_device_errors_total",
+                &[a, b, c, ("sense_key", key_name)],
+                n,
+            );
+        }
+    }
+
+    t.family(
+        "wasmtap_device_latency_seconds",
+        "histogram",
+        "Command latency, ring entry seen to response written.",
+    );
+    for (d, live) in &devices {
+        let [a, b, c] = device_labels(d);
+        let empty = Default::default();
+        let h = live.as_ref().map_or(&empty, |l| &l.counters.latency);
+        let mut cumulative = 0u64;
+        for (i, bound) in h.bounds_us.iter().enumerate() {
+            cumulative += h.counts.get(i).copied().unwrap_or(0);
+            let le = secs(*bound);
+            t.sample(
+                "wasmtap_device_latency_seconds_bucket",
+                &[a, b, c, ("le", &le)],
+                cumulative,
+            );
+        }
+        let total: u64 = h.counts.iter().sum();
+        t.sample(
+            "wasmtap_device_latency_seconds_bucket",
+            &[a, b, c, ("le", "+Inf")],
+            total,
+        );
+        t.sample(
+            "wasmtap_device_latency_seconds_sum",
+            &[a, b, c],
+            secs(h.sum_us),
+        );
+        t.sample("wasmtap_device_latency_seconds_count", &[a, b, c], total);
+    }
+
+    t.family(
+        "wasmtap_device_in_flight",
+        "gauge",
+        "Commands in flight now.",
+    );
+    for (d, live) in &devices {
+        let n = live.as_ref().map_or(0, |l| l.counters.in_flight);
+        t.sample("wasmtap_device_in_flight", &device_labels(d), n);
+    }
+    t.family(
+        "wasmtap_device_up",
+        "gauge",
+        "1 if the device is running, 0 if degraded, offline or stopped.",
+    );
+    for (d, live) in &devices {
+        let up = live
+            .as_ref()
+            .is_some_and(|l| l.state == DeviceState::Running);
+        t.sample("wasmtap_device_up", &device_labels(d), u8::from(up));
+    }
+
+    // Per tenant.
+    #[derive(Default)]
+    struct Sum {
+        commands: u64,
+        read_bytes: u64,
+        write_bytes: u64,
+    }
+    let mut sums: BTreeMap<&str, Sum> = BTreeMap::new();
+    for (d, live) in &devices {
+        let s = sums.entry(d.tenant.as_str()).or_default();
+        if let Some(l) = live {
+            s.commands += l.counters.commands;
+            s.read_bytes += l.counters.read_bytes;
+            s.write_bytes += l.counters.write_bytes;
+        }
+    }
+    let zero = Sum::default();
+    t.family(
+        "wasmtap_tenant_devices",
+        "gauge",
+        "Devices the tenant owns.",
+    );
+    for tn in &tenants {
+        t.sample(
+            "wasmtap_tenant_devices",
+            &[("tenant", &tn.name)],
+            tn.usage.devices,
+        );
+    }
+    t.family(
+        "wasmtap_tenant_device_bytes",
+        "gauge",
+        "Sum of the tenant's device sizes in bytes.",
+    );
+    for tn in &tenants {
+        t.sample(
+            "wasmtap_tenant_device_bytes",
+            &[("tenant", &tn.name)],
+            tn.usage.total_bytes,
+        );
+    }
+    type TGet = fn(&Sum) -> u64;
+    let tenant_counters: [(&str, &str, TGet); 3] = [
+        (
+            "wasmtap_tenant_commands_total",
+            "SCSI commands completed by the tenant's devices.",
+            |s| s.commands,
+        ),
+        (
+            "wasmtap_tenant_read_bytes_total",
+            "Bytes read from the tenant's devices.",
+            |s| s.read_bytes,
+        ),
+        (
+            "wasmtap_tenant_write_bytes_total",
+            "Bytes written to the tenant's devices.",
+            |s| s.write_bytes,
+        ),
+    ];
+    for (name, help, get) in tenant_counters {
+        t.family(name, "counter", help);
+        for tn in &tenants {
+            let s = sums.get(tn.name.as_str()).unwrap_or(&zero);
+            t.sample(name, &[("tenant", &tn.name)], get(s));
+        }
+    }
+
+    // Process.
+    let start = cp
+        .started
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64());
+    t.family(
+        "wasmtap_process_start_time_seconds",
+        "gauge",
+        "Start time of the process since the Unix epoch, in seconds.",
+    );
+    t.sample("wasmtap_process_start_time_seconds", &[], start);
+    if let Some(rss) = resident_bytes() {
+        t.family(
+            "wasmtap_process_resident_memory_bytes",
+            "gauge",
+            "Resident memory size in bytes.",
+        );
+        t.sample("wasmtap_process_resident_memory_bytes", &[], rss);
+    }
+    if let Some(n) = threads() {
+        t.family(
+            "wasmtap_process_threads",
+            "gauge",
+            "OS threads in the process.",
+        );
+        t.sample("wasmtap_process_threads", &[], n);
+    }
+    t.family("wasmtap_up", "gauge", "1: the control plane answers.");
+    t.sample("wasmtap_up", &[], 1);
+    Ok(t.finish())
+}
+
+/// The page size, from the auxiliary vector (`AT_PAGESZ`), else 4096.
+fn page_size() -> u64 {
+    const AT_PAGESZ: u64 = 6;
+    let Ok(auxv) = std::fs::read("/proc/self/auxv") else {
+        return 4096;
+    };
+    let word = std::mem::size_of::<usize>();
+    let read = |b: &[u8]| -> u64 {
+        let mut buf = [0u8; 8];
+        buf[..word].copy_from_slice(b);
+        u64::from_ne_bytes(buf)
+    };
+    auxv.chunks_exact(2 * word)
+        .map(|p| (read(&p[..word]), read(&p[word..])))
+        .find(|&(k, _)| k == AT_PAGESZ)
+        .map_or(4096, |(_, v)| v)
+}
+
+/// Resident set size: `/proc/self/statm`'s second field times the page size.
+fn resident_bytes() -> Option<u64> {
+    let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
+    let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
+    Some(pages * page_size())
+}
+
+/// `Threads:` of `/proc/self/status`.
+fn threads() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("Threads:"))?
+        .trim()
+        .parse()
+        .ok()
+}
+
+pub(crate) async fn handler(_: Admin, State(cp): State<Arc<ControlPlane>>) -> Response {
+    match render(&cp) {
+        Ok(text) => (
+            [(
+                header::CONTENT_TYPE,
+                "text/plain; version=0.0.4; charset=utf-8",
+            )],
+            text,
+        )
+            .into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A parsed sample line.
+    #[derive(Debug, PartialEq)]
+    struct Sample {
+        name: String,
+        labels: Vec<(String, String)>,
+        value: f64,
+    }
+
+    /// Parses one sample line per the 0.0.4 text format.
+    fn parse_sample(line: &str) -> Sample {
+        let name_end = line.find(['{', ' ']).expect("name ends");
+        let name = line[..name_end].to_owned();
+        assert!(
+            name.chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':'),
+            "metric name {name:?}"
+        );
+        let mut rest = &line[name_end..];
+        let mut labels = Vec::new();
+        if let Some(r) = rest.strip_prefix('{') {
+            let mut chars = r.char_indices().peekable();
+            loop {
+                let (start, c) = chars.next().expect("label or }");
+                if c == '}' {
+                    rest = &r[start + 1..];
+                    break;
+                }
+                if c == ',' {
+                    continue;
+                }
+                let eq = r[start..].find('=').expect("=") + start;
+                let key = r[start..eq].to_owned();
+                while chars.peek().is_some_and(|&(i, _)| i <= eq) {
+                    chars.next();
+                }
+                assert_eq!(chars.next().map(|(_, c)| c), Some('"'), "opening quote");
+                let mut value = String::new();
+                loop {
+                    match chars.next().expect("closing quote") {
+                        (_, '"') => break,
+                        (_, '\\') => match chars.next().expect("escape").1 {
+                            'n' => value.push('\n'),
+                            c @ ('\\' | '"') => value.push(c),
+                            c => panic!("bad escape \\{c}"),
+                        },
+                        (_, '\n') => panic!("raw newline in label"),
+                        (_, c) => value.push(c),
+                    }
+                }
+                labels.push((key, value));
+            }
+        }
+        let value = rest.strip_prefix(' ').expect("space before value");
+        let value = match value {
+            "+Inf" => f64::INFINITY,
+            "-Inf" => f64::NEG_INFINITY,
+            v => v.parse().unwrap_or_else(|_| panic!("value {v:?}")),
+        };
+        Sample {
+            name,
+            labels,
+            value,
+        }
+    }
+
+    /// Parses a whole exposition: families with their type, samples.
+    fn parse(text: &str) -> (BTreeMap<String, String>, Vec<Sample>) {
+        let mut types = BTreeMap::new();
+        let mut helped = BTreeMap::new();
+        let mut samples = Vec::new();
+        let mut current: Option<String> = None;
+        let mut seen_families = Vec::new();
+        assert!(text.ends_with('\n'));
+        for line in text.lines() {
+            if let Some(h) = line.strip_prefix("# HELP ") {
+                let (name, _) = h.split_once(' ').expect("help text");
+                assert!(helped.insert(name.to_owned(), ()).is_none(), "HELP twice");
+            } else if let Some(tl) = line.strip_prefix("# TYPE ") {
+                let (name, kind) = tl.split_once(' ').expect("type");
+                assert!(
+                    ["counter", "gauge", "histogram", "summary", "untyped"].contains(&kind),
+                    "{kind}"
+                );
+                assert!(helped.contains_key(name), "HELP before TYPE for {name}");
+                assert!(!seen_families.contains(&name.to_owned()), "{name} twice");
+                seen_families.push(name.to_owned());
+                types.insert(name.to_owned(), kind.to_owned());
+                current = Some(name.to_owned());
+            } else {
+                assert!(!line.starts_with('#'), "{line}");
+                let s = parse_sample(line);
+                let fam = current.as_deref().expect("sample after TYPE");
+                let ok = s.name == fam
+                    || (types[fam] == "histogram"
+                        && [
+                            format!("{fam}_bucket"),
+                            format!("{fam}_sum"),
+                            format!("{fam}_count"),
+                        ]
+                        .contains(&s.name));
+                assert!(ok, "sample {} outside its family {fam}", s.name);
+                samples.push(s);
+            }
+        }
+        (types, samples)
+    }
+
+    #[test]
+    fn escaping_round_trips() {
+        let mut t = Text::default();
+        t.family("x_total", "counter", "help with \\ and\nnewline");
+        let nasty = "a\"b\\c\nd é";
+        t.sample("x_total", &[("l", nasty), ("m", "")], 3);
+        let text = t.finish();
+        assert!(text.contains("# HELP x_total help with \\\\ and\\nnewline\n"));
+        let (_, samples) = parse(&text);
+        assert_eq!(
+            samples,
+            vec![Sample {
+                name: "x_total".into(),
+                labels: vec![("l".into(), nasty.into()), ("m".into(), String::new())],
+                value: 3.0,
+            }]
+        );
+    }
+
+    #[test]
+    fn seconds_format() {
+        assert_eq!(secs(0), "0.0");
+        assert_eq!(secs(100), "0.0001");
+        assert_eq!(secs(2_500_000), "2.5");
+        assert_eq!(secs(1_000_000), "1.0");
+    }
+
+    #[test]
+    fn page_size_is_sane() {
+        let p = page_size();
+        assert!(p.is_power_of_two() && p >= 4096, "{p}");
+    }
+
+    #[test]
+    fn parser_rejects_bad_lines() {
+        for bad in ["x{l=\"a} 1", "x{l=\"a\\q\"} 1", "x 1a", "x{l=a} 1"] {
+            let r = std::panic::catch_unwind(|| parse_sample(bad));
+            assert!(r.is_err(), "{bad} should not parse");
+        }
+    }
+}
