@@ -533,6 +533,191 @@ mod tests {
         assert!(p.is_power_of_two() && p >= 4096, "{p}");
     }
 
+    /// A host that serves every device with fixed counters.
+    #[derive(Debug)]
+    struct FixedHost;
+
+    impl crate::host::Host for FixedHost {
+        fn frontend(&self) -> crate::host::FrontendInfo {
+            crate::host::FrontendInfo {
+                kind: crate::host::FrontendKind::Sim,
+                note: String::new(),
+            }
+        }
+        fn validate(
+            &self,
+            _: &[u8],
+        ) -> Result<crate::host::ModuleReport, crate::host::ModuleRefusal> {
+            Ok(Default::default())
+        }
+        fn start(&self, _: &crate::host::DeviceSpec) -> Result<(), String> {
+            Ok(())
+        }
+        fn stop(&self, _: i64) -> Result<(), String> {
+            Ok(())
+        }
+        fn rebind(&self, _: &crate::host::DeviceSpec) -> Result<(), String> {
+            Ok(())
+        }
+        fn live(&self, id: i64) -> Option<DeviceLive> {
+            (id == 1).then(|| DeviceLive {
+                state: DeviceState::Degraded,
+                reason: Some("guest trapped".into()),
+                restarts: 4,
+                counters: crate::host::DeviceCounters {
+                    commands: 100,
+                    reads: 60,
+                    writes: 40,
+                    read_bytes: 1 << 20,
+                    write_bytes: 1 << 19,
+                    errors_by_sense_key: vec![0, 0, 9, 1],
+                    in_flight: 5,
+                    latency: crate::host::Histogram {
+                        bounds_us: vec![10, 100, 1000],
+                        counts: vec![50, 30, 15, 5],
+                        sum_us: 123_456,
+                    },
+                },
+                log: Vec::new(),
+                exercising: false,
+            })
+        }
+        fn debug(&self, _: i64) -> Result<String, String> {
+            Ok(String::new())
+        }
+        fn export(&self, _: &crate::host::DeviceSpec) -> Result<crate::host::LunInfo, String> {
+            Err("no".into())
+        }
+        fn unexport(
+            &self,
+            _: &crate::host::DeviceSpec,
+            _: &crate::host::LunInfo,
+        ) -> Result<(), String> {
+            Ok(())
+        }
+        fn exercise(&self, _: i64, _: u32, _: u32) -> Result<(), String> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn full_exposition_parses_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut cfg = crate::WebConfig::new(dir.path());
+        cfg.builtin_modules = vec![("ram".into(), b"\0asm".to_vec())];
+        let (cp, _) = ControlPlane::open(cfg, std::sync::Arc::new(FixedHost)).unwrap();
+        let t = cp.store.create_tenant("t1", 9, 1 << 40, 1 << 30).unwrap();
+        cp.store.create_tenant("t2", 9, 1 << 40, 1 << 30).unwrap();
+        let m = cp.store.modules(Scope::All).unwrap()[0].id;
+        for (name, size) in [("d1", 4096), ("d2", 8192)] {
+            cp.store
+                .insert_device(
+                    &crate::store::NewDevice {
+                        tenant_id: t.id,
+                        name: name.into(),
+                        size,
+                        block_size: 512,
+                        module_id: m,
+                        config: String::new(),
+                    },
+                    |id| dir.path().join(id.to_string()),
+                )
+                .unwrap();
+        }
+        let text = render(&cp).unwrap();
+        let (types, samples) = parse(&text);
+        let get = |name: &str, labels: &[(&str, &str)]| -> f64 {
+            let found: Vec<_> = samples
+                .iter()
+                .filter(|s| {
+                    s.name == name
+                        && labels
+                            .iter()
+                            .all(|(k, v)| s.labels.iter().any(|(a, b)| a == k && b == v))
+                })
+                .collect();
+            assert_eq!(found.len(), 1, "{name} {labels:?}");
+            found[0].value
+        };
+        let d1 = [("tenant", "t1"), ("device", "d1"), ("module", "ram")];
+        let d2 = [("tenant", "t1"), ("device", "d2"), ("module", "ram")];
+        assert_eq!(get("wasmtap_device_commands_total", &d1), 100.0);
+        assert_eq!(get("wasmtap_device_commands_total", &d2), 0.0);
+        assert_eq!(get("wasmtap_device_read_commands_total", &d1), 60.0);
+        assert_eq!(get("wasmtap_device_write_commands_total", &d1), 40.0);
+        assert_eq!(get("wasmtap_device_write_bytes_total", &d1), 524_288.0);
+        assert_eq!(get("wasmtap_device_guest_restarts_total", &d1), 4.0);
+        assert_eq!(get("wasmtap_device_in_flight", &d1), 5.0);
+        assert_eq!(get("wasmtap_device_up", &d1), 0.0, "degraded is not up");
+        let nr = [d1[0], d1[1], d1[2], ("sense_key", "NOT_READY")];
+        assert_eq!(get("wasmtap_device_errors_total", &nr), 9.0);
+        let me = [d1[0], d1[1], d1[2], ("sense_key", "MEDIUM_ERROR")];
+        assert_eq!(get("wasmtap_device_errors_total", &me), 1.0);
+        // Histogram: cumulative buckets, +Inf equals _count.
+        let buckets: Vec<(f64, f64)> = samples
+            .iter()
+            .filter(|s| {
+                s.name == "wasmtap_device_latency_seconds_bucket"
+                    && s.labels.iter().any(|(k, v)| k == "device" && v == "d1")
+            })
+            .map(|s| {
+                let le = &s.labels.iter().find(|(k, _)| k == "le").unwrap().1;
+                let le = if le == "+Inf" {
+                    f64::INFINITY
+                } else {
+                    le.parse().unwrap()
+                };
+                (le, s.value)
+            })
+            .collect();
+        assert_eq!(
+            buckets,
+            vec![
+                (0.00001, 50.0),
+                (0.0001, 80.0),
+                (0.001, 95.0),
+                (f64::INFINITY, 100.0)
+            ]
+        );
+        assert_eq!(get("wasmtap_device_latency_seconds_count", &d1), 100.0);
+        assert!((get("wasmtap_device_latency_seconds_sum", &d1) - 0.123456).abs() < 1e-12);
+        assert_eq!(get("wasmtap_device_latency_seconds_count", &d2), 0.0);
+        // Tenants, including one without devices.
+        assert_eq!(get("wasmtap_tenant_devices", &[("tenant", "t1")]), 2.0);
+        assert_eq!(get("wasmtap_tenant_devices", &[("tenant", "t2")]), 0.0);
+        assert_eq!(
+            get("wasmtap_tenant_device_bytes", &[("tenant", "t1")]),
+            12288.0
+        );
+        assert_eq!(
+            get("wasmtap_tenant_commands_total", &[("tenant", "t1")]),
+            100.0
+        );
+        assert_eq!(
+            get("wasmtap_tenant_read_bytes_total", &[("tenant", "t1")]),
+            1_048_576.0
+        );
+        assert_eq!(
+            get("wasmtap_tenant_write_bytes_total", &[("tenant", "t2")]),
+            0.0
+        );
+        assert_eq!(get("wasmtap_up", &[]), 1.0);
+        assert!(get("wasmtap_process_resident_memory_bytes", &[]) > 1e5);
+        assert!(get("wasmtap_process_threads", &[]) >= 1.0);
+        assert!(get("wasmtap_process_start_time_seconds", &[]) > 1.6e9);
+        assert_eq!(types["wasmtap_device_latency_seconds"], "histogram");
+        assert_eq!(types["wasmtap_device_commands_total"], "counter");
+        assert_eq!(types["wasmtap_device_in_flight"], "gauge");
+        // Counters end in _total.
+        for (name, kind) in &types {
+            assert_eq!(
+                kind == "counter",
+                name.ends_with("_total"),
+                "{name} is a {kind}"
+            );
+        }
+    }
+
     #[test]
     fn parser_rejects_bad_lines() {
         for bad in ["x{l=\"a} 1", "x{l=\"a\\q\"} 1", "x 1a", "x{l=a} 1"] {
