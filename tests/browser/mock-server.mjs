@@ -95,19 +95,19 @@ function deviceJson(d) {
   const m = modules.get(d.module);
   return {
     id: d.id, name: d.name, tenant: d.tenant, size: d.size, block_size: d.block_size,
-    module: d.module, module_name: m ? m.name : null, module_version: m ? m.version : null, config: d.config,
+    module: { id: d.module, name: m ? m.name : null, version: m ? m.version : null, sha256: m ? m.sha256 : null }, config: d.config,
     created_at: d.created_at, state: d.live.state, reason: d.live.reason, restarts: d.live.restarts,
     exercising: d.live.exercising_until > Date.now(), counters: d.live.counters, lun: d.lun,
   };
 }
 
 function moduleJson(m) {
-  return { ...m, bound_devices: [...devices.values()].filter((d) => d.module === m.id).map((d) => d.id) };
+  return { ...m, bound_devices: [...devices.values()].filter((d) => d.module === m.id).map((d) => ({ id: d.id, name: d.name, tenant: d.tenant })) };
 }
 
 function tenantJson(t) {
   const devs = [...devices.values()].filter((d) => d.tenant === t.name);
-  return { ...t, usage: { devices: devs.length, total_bytes: devs.reduce((a, d) => a + d.size, 0) } };
+  return { ...t, usage: { devices: devs.length, total_bytes: devs.reduce((a, d) => a + d.size, 0), modules: [...modules.values()].filter((m) => m.owner === t.name).length } };
 }
 
 // ---- helpers ----
@@ -153,7 +153,7 @@ function multipart(req, buf) {
   }
   return parts;
 }
-const NAME_RE = /^[a-z0-9][a-z0-9_-]{0,63}$/;
+const NAME_RE = /^[a-z0-9][a-z0-9_-]{0,31}$/;
 function parseSize(v) {
   if (typeof v === 'number') return v;
   const m = /^(\d+)([KMGT]?)$/i.exec(String(v));
@@ -211,7 +211,7 @@ async function apiRoute(req, res, url) {
     if (seg.length === 1 && M === 'GET') return send(res, 200, [...tenants.values()].map(tenantJson));
     if (seg.length === 1 && M === 'POST') {
       const b = await json(req);
-      if (typeof b.name !== 'string' || !NAME_RE.test(b.name)) throw new E(400, 'invalid_request', 'name: 1-64 characters of a-z, 0-9, _ and -, starting with a letter or digit');
+      if (typeof b.name !== 'string' || !NAME_RE.test(b.name)) throw new E(400, 'invalid_request', `${JSON.stringify(b.name)} is not a valid name ([a-z0-9][a-z0-9_-]{0,31})`);
       if (tenants.has(b.name)) throw new E(409, 'conflict', `tenant ${b.name} already exists`);
       const t = {
         name: b.name, max_devices: b.max_devices ?? 16, max_total_bytes: b.max_total_bytes ?? 64 * 1024 ** 3,
@@ -235,10 +235,12 @@ async function apiRoute(req, res, url) {
       if (seg.length === 3 && M === 'GET') return send(res, 200, [...tokens.values()].filter((x) => x.tenant === t.name).map(({ id, label, created_at }) => ({ id, label, created_at })));
       if (seg.length === 3 && M === 'POST') {
         const b = await json(req);
+        const label = String(b.label || '').trim();
+        if (!label || label.length > 64) throw new E(400, 'invalid_request', 'label: must be 1 to 64 characters');
         const tok = newToken();
-        const rec = { id: nextTokenId++, tenant: t.name, label: String(b.label || ''), created_at: now() };
+        const rec = { id: nextTokenId++, tenant: t.name, label, created_at: now() };
         tokens.set(tok, rec);
-        return send(res, 201, { id: rec.id, label: rec.label, token: tok });
+        return send(res, 201, { id: rec.id, label: rec.label, token: tok, created_at: rec.created_at });
       }
       if (seg.length === 4 && M === 'DELETE') {
         for (const [k, v] of tokens) if (v.tenant === t.name && String(v.id) === seg[3]) { tokens.delete(k); return send(res, 204, null); }
@@ -256,7 +258,7 @@ async function apiRoute(req, res, url) {
       if (who.role === 'admin') { tenant = url.searchParams.get('tenant'); if (!tenant) throw new E(400, 'invalid_request', 'tenant: admins upload with ?tenant=<name>'); tenantOr404(tenant); }
       const parts = multipart(req, await readBody(req));
       const name = parts.name;
-      if (typeof name !== 'string' || !NAME_RE.test(name)) throw new E(400, 'invalid_request', 'name: 1-64 characters of a-z, 0-9, _ and -');
+      if (typeof name !== 'string' || !NAME_RE.test(name)) throw new E(400, 'invalid_request', 'name: not a valid name ([a-z0-9][a-z0-9_-]{0,31})');
       if (!parts.file || typeof parts.file !== 'object') throw new E(400, 'invalid_request', 'file: missing');
       if ([...modules.values()].some((m) => m.name === name && (m.owner === tenant || m.owner === null))) throw new E(409, 'conflict', `module name ${name} is taken`);
       const data = parts.file.data;
@@ -291,7 +293,7 @@ async function apiRoute(req, res, url) {
       const tenant = who.role === 'admin' ? b.tenant : who.tenant;
       if (!tenant) throw new E(400, 'invalid_request', 'tenant: admins name the tenant');
       const t = tenantOr404(tenant);
-      if (typeof b.name !== 'string' || !NAME_RE.test(b.name)) throw new E(400, 'invalid_request', 'name: 1-64 characters of a-z, 0-9, _ and -');
+      if (typeof b.name !== 'string' || !NAME_RE.test(b.name)) throw new E(400, 'invalid_request', 'name: not a valid name ([a-z0-9][a-z0-9_-]{0,31})');
       const size = parseSize(b.size);
       const bs = b.block_size ?? 512;
       if (bs !== 512 && bs !== 4096) throw new E(400, 'invalid_request', 'block_size: 512 or 4096');
@@ -352,7 +354,11 @@ const server = http.createServer(async (req, res) => {
   try {
     if (url.pathname.startsWith('/api/')) return await apiRoute(req, res, url);
     if (url.pathname === '/metrics') { admin(auth(req)); res.writeHead(200, { 'Content-Type': 'text/plain' }); return res.end('# mock\n'); }
-    let rel = decodeURIComponent(url.pathname).replace(/^\/+/, '') || 'index.html';
+    // Like the daemon: `/` is the page, assets live under /ui/.
+    let rel;
+    if (url.pathname === '/') rel = 'index.html';
+    else if (url.pathname.startsWith('/ui/')) rel = decodeURIComponent(url.pathname.slice(4));
+    else throw new E(404, 'not_found', 'no such route');
     const file = path.resolve(UI, rel);
     if (!file.startsWith(UI + path.sep) || !fs.existsSync(file) || !fs.statSync(file).isFile()) { res.writeHead(404); return res.end('not found'); }
     res.writeHead(200, { 'Content-Type': TYPES[path.extname(file)] || 'application/octet-stream', 'Cache-Control': 'no-store' });

@@ -299,7 +299,7 @@ async function main() {
     check((await tid('device-state-badge').getAttribute('data-state')) === 'running', 'device not running during Exercise');
     await page.waitForTimeout(3000); // a few more points on the charts for the screenshot
     await shot('device-exercise');
-    check((await tid('log-error').count()) === 0, `log route failed: ${await tid('log-error').first().textContent().catch(() => '')}`);
+    if (await tid('log-error').count()) throw new Error(`log route failed: ${await tid('log-error').first().textContent()}`);
   });
 
   await run('uploading a text file renamed .wasm shows not_wasm next to the drop zone', async () => {

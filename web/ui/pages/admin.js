@@ -52,7 +52,7 @@ export async function adminPage(main, { session }) {
   let tenants = [];
 
   // ---- tenant create ----
-  const tName = h('input', { type: 'text', testid: 'tenant-create-name', placeholder: 'e.g. acme', autocomplete: 'off', required: true, maxlength: '64' });
+  const tName = h('input', { type: 'text', testid: 'tenant-create-name', placeholder: 'e.g. acme', autocomplete: 'off', required: true, maxlength: '32' });
   const tMaxDev = h('input', { type: 'number', min: '0', step: '1', testid: 'tenant-create-max-devices', placeholder: '16' });
   const tBytes = sizeInput('tenant-create-max-bytes', 'Total device size', '64 GiB');
   const tMem = sizeInput('tenant-create-max-memory', 'Guest memory', '1 GiB');
@@ -92,7 +92,7 @@ export async function adminPage(main, { session }) {
 
   // ---- tokens ----
   const tokTenant = h('select', { testid: 'token-tenant-select', 'aria-label': 'Tenant' });
-  const tokLabel = h('input', { type: 'text', testid: 'token-create-label', placeholder: 'e.g. ci, alice\'s laptop', autocomplete: 'off', maxlength: '100' });
+  const tokLabel = h('input', { type: 'text', testid: 'token-create-label', placeholder: 'e.g. ci, alice\'s laptop', autocomplete: 'off', maxlength: '64', required: true });
   const tokSubmit = h('button', { class: 'btn btn-primary', type: 'submit', testid: 'token-create-submit' }, icon('key'), h('span', null, 'Create token'));
   const tokForm = h('form', { class: 'token-form', testid: 'token-create-form', novalidate: true },
     field('Tenant', tokTenant), field('Label', tokLabel), h('div', { class: 'field field-btn' }, tokSubmit));
@@ -103,6 +103,7 @@ export async function adminPage(main, { session }) {
     clear(newTokenSlot);
     const tenant = tokTenant.value;
     if (!tenant) { tokensErr.append(errorBox(new Error('Create a tenant first.'), 'token-create-error')); return; }
+    if (!tokLabel.value.trim()) { tokensErr.append(errorBox(new Error('Give the token a label (who or what uses it).'), 'token-create-error')); tokLabel.focus(); return; }
     await busy(tokSubmit, async () => {
       try {
         const t = await post(`/tenants/${encodeURIComponent(tenant)}/tokens`, { label: tokLabel.value.trim() });
@@ -200,7 +201,8 @@ export async function adminPage(main, { session }) {
             });
           });
           return h('tr', { testid: 'tenant-row', dataset: { name: t.name } },
-            h('td', { 'data-label': 'Tenant' }, h('div', { class: 'cell-title' }, icon('users'), h('strong', null, t.name))),
+            h('td', { 'data-label': 'Tenant' }, h('div', { class: 'cell-title' }, icon('users'), h('strong', null, t.name)),
+              usage(t, 'modules') !== null ? h('div', { class: 'small muted' }, `${fmtNum(usage(t, 'modules'))} uploaded module${usage(t, 'modules') === 1 ? '' : 's'}`) : null),
             h('td', { 'data-label': 'Devices' }, meter(usage(t, 'devices'), quota(t, 'max_devices'), (n) => fmtNum(n))),
             h('td', { 'data-label': 'Device size' }, meter(usage(t, 'total_bytes'), quota(t, 'max_total_bytes'), fmtBytes)),
             h('td', { 'data-label': 'Guest memory' }, fmtBytes(quota(t, 'max_guest_memory'))),

@@ -86,7 +86,7 @@ export async function devicesPage(main, { session }) {
   }
 
   function createForm() {
-    const name = h('input', { type: 'text', testid: 'device-create-name', placeholder: 'e.g. disk1', autocomplete: 'off', required: true, maxlength: '64' });
+    const name = h('input', { type: 'text', testid: 'device-create-name', placeholder: 'e.g. disk1', autocomplete: 'off', required: true, maxlength: '32' });
     const size = h('input', { type: 'number', testid: 'device-create-size', min: '1', step: 'any', value: '64', required: true, 'aria-label': 'Size' });
     const unit = h('select', { testid: 'device-create-unit', 'aria-label': 'Size unit' },
       ['MiB', 'GiB', 'TiB'].map((u) => h('option', { value: u, selected: u === 'MiB' }, u)));

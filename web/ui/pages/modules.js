@@ -9,7 +9,7 @@ import { isBuiltin, boundList, indexById } from './common.js';
 
 /** "wasmtap_guest_ram.wasm" -> "wasmtap_guest_ram" */
 export function nameFromFile(fname) {
-  return fname.replace(/\.[^.]*$/, '').toLowerCase().replace(/[^a-z0-9_-]+/g, '-').replace(/^-+|-+$/g, '').slice(0, 64) || 'module';
+  return fname.replace(/\.[^.]*$/, '').toLowerCase().replace(/[^a-z0-9_-]+/g, '-').replace(/^-+|-+$/g, '').slice(0, 32).replace(/^[-_]+/, '') || 'module';
 }
 
 export async function modulesPage(main, { session }) {
@@ -28,7 +28,7 @@ export async function modulesPage(main, { session }) {
     h('span', { class: 'drop-title' }, 'Drop a WebAssembly component here'),
     h('span', { class: 'muted', id: 'drop-help' }, 'or ', h('span', { class: 'linkish' }, 'choose a file'), ' (.wasm, up to 32 MiB)'),
     fileInfo);
-  const nameIn = h('input', { type: 'text', testid: 'upload-name', placeholder: 'e.g. my-backstore', autocomplete: 'off', required: true, maxlength: '64' });
+  const nameIn = h('input', { type: 'text', testid: 'upload-name', placeholder: 'e.g. my-backstore', autocomplete: 'off', required: true, maxlength: '32', pattern: '[a-z0-9][a-z0-9_-]{0,31}' });
   const versionIn = h('input', { type: 'text', testid: 'upload-version', placeholder: 'optional, e.g. 1.0.0', autocomplete: 'off', maxlength: '64' });
   const tenantSel = h('select', { testid: 'upload-tenant' });
   const submit = h('button', { class: 'btn btn-primary', type: 'submit', testid: 'upload-submit', disabled: true }, icon('upload'), h('span', null, 'Upload'));
@@ -74,7 +74,7 @@ export async function modulesPage(main, { session }) {
     h('div', { class: 'upload-grid' },
       h('div', { class: 'upload-left' }, drop, fileInput, errSlot),
       h('div', { class: 'upload-right' },
-        field('Name', nameIn, 'Devices refer to the module by this name.'),
+        field('Name', nameIn, 'Lower-case letters, digits, _ and - (up to 32).'),
         field('Version', versionIn),
         session.isAdmin ? field('Tenant', tenantSel, 'Admins upload on behalf of a tenant.') : null,
         h('div', { class: 'row' }, submit, progressText),
