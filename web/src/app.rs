@@ -42,9 +42,9 @@ impl Default for Quota {
 pub struct WebConfig {
     /// Holds `wasmtap.db`, `modules/` and `devices/`.
     pub data_dir: PathBuf,
-    /// The admin token from the configuration. When set, it becomes the only
-    /// admin token (any earlier one stops working); when unset, an admin
-    /// token is generated once, at the first start.
+    /// The admin token from the configuration. When set (and not blank), it
+    /// becomes the only admin token (any earlier one stops working); when
+    /// unset, an admin token is generated once, at the first start.
     pub admin_token: Option<String>,
     /// Largest module upload, in bytes (default 32 MiB).
     pub max_module_bytes: u64,
@@ -188,7 +188,13 @@ impl ControlPlane {
         let devices = data_dir.join("devices");
         create_private_dir(&devices).map_err(io_err(format!("creating {}", devices.display())))?;
         let store = Store::open(&data_dir.join("wasmtap.db"))?;
-        let fresh_token = match cfg.admin_token.as_deref() {
+        // Bearer tokens are trimmed when read, so the configured one is too;
+        // an empty one would lock the admin out and counts as unset.
+        let configured = cfg.admin_token.as_deref().map(str::trim);
+        if configured == Some("") {
+            tracing::warn!("admin_token is empty in the configuration; ignoring it");
+        }
+        let fresh_token = match configured.filter(|t| !t.is_empty()) {
             Some(token) => {
                 store.replace_admin_tokens(&hash_token(token), "config")?;
                 None

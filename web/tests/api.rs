@@ -661,6 +661,19 @@ async fn configured_admin_token_replaces_the_generated_one() {
     .await;
     assert_eq!(s, StatusCode::UNAUTHORIZED);
     drop(app);
+    // A blank configured token is ignored, not made the admin token.
+    let mut cfg = config(dir.path());
+    cfg.admin_token = Some("  ".into());
+    let (cp, fresh) = ControlPlane::open(cfg, host.clone()).unwrap();
+    assert_eq!(fresh, None);
+    let app = Arc::new(cp).router();
+    let (s, _) = send(
+        &app,
+        request("GET", "/api/v1/whoami", Some("my-admin-secret"), None),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK);
+    drop(app);
     // Without the configured token, nothing new is generated and it keeps working.
     let (cp, fresh) = ControlPlane::open(config(dir.path()), host).unwrap();
     assert_eq!(fresh, None);
