@@ -2026,3 +2026,63 @@ async fn restore_logs_failures_and_goes_on() {
         .collect();
     assert_eq!(started, vec![d1, d2]);
 }
+
+// ------------------------------------------------------------------ over TCP
+
+/// The whole stack over a real socket: a request, and an oversized upload
+/// answered 413 while the client has not finished sending.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn served_over_tcp() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let env = setup();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(env.cp.clone().serve(listener, async {
+        let _ = stop_rx.await;
+    }));
+
+    let read_all = |mut s: tokio::net::TcpStream| async move {
+        let mut out = Vec::new();
+        let _ = s.read_to_end(&mut out).await;
+        String::from_utf8_lossy(&out).into_owned()
+    };
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    s.write_all(
+        format!(
+            "GET /api/v1/whoami HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {}\r\nConnection: close\r\n\r\n",
+            env.admin
+        )
+        .as_bytes(),
+    )
+    .await
+    .unwrap();
+    let resp = read_all(s).await;
+    assert!(resp.starts_with("HTTP/1.1 200"), "{resp}");
+    assert!(resp.contains("\"role\":\"admin\""), "{resp}");
+
+    let t = env.tenant("a").await;
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let declared = 10 << 20;
+    let mut head = format!(
+        "POST /api/v1/modules HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {t}\r\n\
+         Content-Type: multipart/form-data; boundary={BOUNDARY}\r\nContent-Length: {declared}\r\n\r\n\
+         --{BOUNDARY}\r\nContent-Disposition: form-data; name=\"name\"\r\n\r\nbig\r\n\
+         --{BOUNDARY}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"m.wasm\"\r\n\r\n"
+    )
+    .into_bytes();
+    head.extend_from_slice(&[1u8; 16384]);
+    s.write_all(&head).await.unwrap();
+    // The rest of the declared 10 MiB is never sent.
+    let mut buf = vec![0u8; 4096];
+    let n = tokio::time::timeout(std::time::Duration::from_secs(20), s.read(&mut buf))
+        .await
+        .expect("answered before the body ended")
+        .unwrap();
+    let resp = String::from_utf8_lossy(&buf[..n]);
+    assert!(resp.starts_with("HTTP/1.1 413"), "{resp}");
+    assert!(resp.contains("too_large"), "{resp}");
+
+    stop_tx.send(()).unwrap();
+    server.await.unwrap().unwrap();
+}
