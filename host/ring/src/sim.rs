@@ -16,7 +16,9 @@
 //! * reaping walks from the last reaped position to cmd_tail in ring order,
 //!   skips PAD and TMR entries and finds each command by cmd_id; an unknown
 //!   id marks the ring broken, as the kernel does;
-//! * TMR entries, listing in-flight cmd ids, when `CAP_TMR` is set.
+//! * TMR entries, listing in-flight cmd ids, when `CAP_TMR` is set; a TMR
+//!   that finds no ring space waits in its own FIFO (the kernel's
+//!   `tmr_queue`), which is run before the qfull queue after a reap.
 //!
 //! Beyond the kernel, it verifies what user space did: each entry header it
 //! reaps must still have the length and opcode it was written with, each
@@ -204,6 +206,9 @@ pub struct KernelSim<R> {
     free_blocks: Vec<bool>,
     cmds: Vec<Option<InFlight>>,
     waiting: VecDeque<Waiting>,
+    /// TMRs waiting for ring space (the kernel's `tmr_queue`): they wait
+    /// only behind each other and go first when space frees.
+    tmr_waiting: VecDeque<Waiting>,
     broken: Option<String>,
     reaped: u64,
     scratch: Vec<u8>,
@@ -239,6 +244,7 @@ impl<R: SharedRegion> KernelSim<R> {
             free_blocks: vec![true; cfg.data_blocks as usize],
             cmds: (0..=u16::MAX as usize).map(|_| None).collect(),
             waiting: VecDeque::new(),
+            tmr_waiting: VecDeque::new(),
             broken: None,
             reaped: 0,
             scratch: Vec::new(),
@@ -262,7 +268,7 @@ impl<R: SharedRegion> KernelSim<R> {
     }
     /// Commands (and TMRs) waiting for ring space.
     pub fn queued(&self) -> usize {
-        self.waiting.len()
+        self.waiting.len() + self.tmr_waiting.len()
     }
     /// Commands reaped so far.
     pub fn reaped(&self) -> u64 {
@@ -345,17 +351,15 @@ impl<R: SharedRegion> KernelSim<R> {
             tag: 0,
             kind: WaitKind::Tmr { tmr_type, cmd_ids },
         };
-        self.enqueue(w).map(Some)
-    }
-
-    fn enqueue(&mut self, w: Waiting) -> Result<Placed, SimError> {
-        if self.waiting.is_empty()
+        // As queue_tmr_ring: a TMR waits only behind other TMRs, not
+        // behind commands in the qfull queue.
+        if self.tmr_waiting.is_empty()
             && let Some(id) = self.try_place(&w)?
         {
-            return Ok(Placed::Ring(id));
+            return Ok(Some(Placed::Ring(id)));
         }
-        self.waiting.push_back(w);
-        Ok(Placed::Queued)
+        self.tmr_waiting.push_back(w);
+        Ok(Some(Placed::Queued))
     }
 
     /// Make room for `len` contiguous bytes at the head, writing a PAD when
@@ -624,7 +628,14 @@ impl<R: SharedRegion> KernelSim<R> {
         }
         self.scratch = comp.data_in;
         self.reaped += n as u64;
-        // Run the qfull queue in order.
+        // As run_qfull_queue: waiting TMRs first, and commands only once
+        // every TMR is on the ring; each queue in order.
+        while let Some(w) = self.tmr_waiting.pop_front() {
+            if self.try_place(&w)?.is_none() {
+                self.tmr_waiting.push_front(w);
+                return Ok(n);
+            }
+        }
         while let Some(w) = self.waiting.pop_front() {
             if self.try_place(&w)?.is_none() {
                 self.waiting.push_front(w);

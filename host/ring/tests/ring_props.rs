@@ -191,7 +191,7 @@ impl Harness {
         }
         // Finish everything: the simulator's qfull queue drains as space frees.
         for _ in 0..10_000 {
-            if self.done.len() == self.submitted.len() {
+            if self.done.len() == self.submitted.len() && self.tmrs_sent.is_empty() {
                 break;
             }
             self.drain(usize::MAX)?;
