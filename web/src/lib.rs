@@ -22,6 +22,7 @@
 
 mod api;
 mod app;
+pub mod cli;
 mod error;
 pub mod host;
 pub mod metrics;

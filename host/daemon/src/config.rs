@@ -13,7 +13,8 @@ pub enum Frontend {
     Auto,
     /// Real TCMU devices through UIO.
     Tcmu,
-    /// One in-process simulated device with a built-in load generator.
+    /// In-process simulated TCMU devices (the control plane's devices run
+    /// on the kernel simulator; no LIO needed).
     Sim,
 }
 
@@ -42,6 +43,15 @@ pub struct ServeConfig {
     pub sim_size_mib: u64,
     /// Simulator frontend: queue depth of the built-in load generator.
     pub sim_queue_depth: usize,
+    /// Serve the control plane (JSON API, web UI, `/metrics`).
+    pub web: bool,
+    /// Address of the control plane (loopback by default).
+    pub listen: String,
+    /// The admin token. Unset: one is generated at the first start and
+    /// printed once.
+    pub admin_token: Option<String>,
+    /// Largest module upload, in MiB.
+    pub max_module_mib: u64,
 }
 
 impl Default for ServeConfig {
@@ -57,6 +67,10 @@ impl Default for ServeConfig {
             sim_backstore: "native".into(),
             sim_size_mib: 128,
             sim_queue_depth: 16,
+            web: true,
+            listen: "127.0.0.1:8470".into(),
+            admin_token: None,
+            max_module_mib: 32,
         }
     }
 }

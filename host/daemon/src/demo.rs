@@ -79,7 +79,15 @@ pub fn run(cfg: &ServeConfig, stop: &Arc<AtomicBool>) -> Result<(), String> {
         queue_depth = cfg.sim_queue_depth,
         "no LIO on this host: serving one simulated TCMU device (sim0) with a built-in initiator"
     );
-    let result = initiator(&mut kernel, blocks, cfg.sim_queue_depth.max(1), stop);
+    let load = Load {
+        blocks,
+        block_size: BLOCK,
+        queue_depth: cfg.sim_queue_depth.max(1),
+        fresh: true,
+        label: "sim0".into(),
+        print: true,
+    };
+    let result = initiator(&mut kernel, &load, stop).map(drop);
     worker_stop.store(true, Ordering::Relaxed);
     let _ = user.bell.to_user.ring();
     match worker.join() {
@@ -91,8 +99,8 @@ pub fn run(cfg: &ServeConfig, stop: &Arc<AtomicBool>) -> Result<(), String> {
 }
 
 /// What the initiator expects in each block: the stamp of the last write.
-fn fill(buf: &mut [u8], lba: u64, stamp: u64) {
-    for (i, blk) in buf.chunks_mut(BLOCK as usize).enumerate() {
+fn fill(buf: &mut [u8], lba: u64, stamp: u64, bs: u32) {
+    for (i, blk) in buf.chunks_mut(bs as usize).enumerate() {
         let tag = (lba + i as u64) ^ (stamp << 40);
         for (j, w) in blk.chunks_mut(8).enumerate() {
             w.copy_from_slice(&(tag.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ j as u64).to_le_bytes());
@@ -116,12 +124,40 @@ struct Pending {
     stamp: u64,
 }
 
-fn initiator(
-    k: &mut SimKernel,
-    dev_blocks: u64,
-    qd: usize,
-    stop: &AtomicBool,
-) -> Result<(), String> {
+/// What the built-in initiator does.
+#[derive(Debug, Clone)]
+pub struct Load {
+    /// Device size in blocks.
+    pub blocks: u64,
+    /// Logical block size.
+    pub block_size: u32,
+    /// Commands kept in flight.
+    pub queue_depth: usize,
+    /// The device is new (all zeros): blocks not written in this run must
+    /// read back as zeros. Otherwise only blocks written in this run are
+    /// checked.
+    pub fresh: bool,
+    /// Name in reports.
+    pub label: String,
+    /// Print throughput every two seconds on stdout (else log it).
+    pub print: bool,
+}
+
+/// Run the verifying initiator against the simulated kernel `k` until
+/// `stop`, then wait for everything queued. Errors if any command failed or
+/// any block read back wrong.
+pub fn initiator(k: &mut SimKernel, load: &Load, stop: &AtomicBool) -> Result<String, String> {
+    let (dev_blocks, qd, bs) = (load.blocks, load.queue_depth, load.block_size);
+    // The largest transfer is 128 blocks of 512 (64 KiB) or 16 of 4096.
+    let unit = 8 * 512 / bs.min(4096);
+    let unit = unit.max(1);
+    // Transfers of 1..=16 units, at most half the device.
+    let max_units = (dev_blocks / 2 / u64::from(unit)).clamp(0, 16);
+    if max_units == 0 {
+        return Err(format!(
+            "device of {dev_blocks} blocks is too small to exercise"
+        ));
+    }
     // The sd driver's attach sequence.
     let attach: [(&[u8], u32); 3] = [
         (&[0x00, 0, 0, 0, 0, 0], 0),
@@ -189,7 +225,7 @@ fn initiator(
         }
         let mut queued = false;
         while !stop.load(Ordering::Relaxed) && pending.len() < qd {
-            let blocks = 8 * (1 + (next() % 16) as u32);
+            let blocks = unit * (1 + (next() % max_units) as u32);
             let lba = next() % (dev_blocks - u64::from(blocks));
             let write = next() % 2 == 0;
             // Commands in flight at once have no order (SIMPLE task
@@ -204,8 +240,8 @@ fn initiator(
             tag += 1;
             let p = if write {
                 stamp += 1;
-                let n = (blocks * BLOCK) as usize;
-                fill(&mut buf[..n], lba, stamp);
+                let n = (blocks * bs) as usize;
+                fill(&mut buf[..n], lba, stamp, bs);
                 k.model
                     .submit_ref(tag, &rw16(0x8a, lba, blocks), DataRef::ToDevice(&buf[..n]))
                     .map_err(|e| e.to_string())?;
@@ -220,7 +256,7 @@ fn initiator(
                     .submit_ref(
                         tag,
                         &rw16(0x88, lba, blocks),
-                        DataRef::FromDevice(blocks * BLOCK),
+                        DataRef::FromDevice(blocks * bs),
                     )
                     .map_err(|e| e.to_string())?;
                 Pending {
@@ -246,7 +282,7 @@ fn initiator(
                 .remove(&c.tag)
                 .ok_or("completion for an unknown tag")?;
             ios += 1;
-            bytes += u64::from(p.blocks * BLOCK);
+            bytes += u64::from(p.blocks * bs);
             if c.status != abi::SAM_STAT_GOOD {
                 errors += 1;
                 tracing::error!(lba = p.lba, status = c.status, sense = ?&c.sense[..18.min(c.sense.len())], "I/O failed");
@@ -257,13 +293,14 @@ fn initiator(
                     written.insert(p.lba + b, p.stamp);
                 }
             } else {
-                let mut expect = vec![0u8; BLOCK as usize];
+                let mut expect = vec![0u8; bs as usize];
                 for b in 0..u64::from(p.blocks) {
                     let got = &c.data_in
-                        [(b * u64::from(BLOCK)) as usize..((b + 1) * u64::from(BLOCK)) as usize];
+                        [(b * u64::from(bs)) as usize..((b + 1) * u64::from(bs)) as usize];
                     match written.get(&(p.lba + b)) {
-                        Some(&s) => fill(&mut expect, p.lba + b, s),
-                        None => expect.fill(0),
+                        Some(&s) => fill(&mut expect, p.lba + b, s, bs),
+                        None if load.fresh => expect.fill(0),
+                        None => continue,
                     }
                     if got != expect.as_slice() {
                         errors += 1;
@@ -284,24 +321,35 @@ fn initiator(
         }
         if last.elapsed() >= Duration::from_secs(2) {
             let secs = last.elapsed().as_secs_f64();
-            println!(
-                "sim0: {:>8.0} IOPS {:>8.1} MB/s  total {} I/Os, {} errors",
+            let (iops, mbs) = (
                 (ios - last_ios) as f64 / secs,
                 (bytes - last_bytes) as f64 / secs / 1e6,
-                ios,
-                errors
             );
+            if load.print {
+                println!(
+                    "{}: {iops:>8.0} IOPS {mbs:>8.1} MB/s  total {ios} I/Os, {errors} errors",
+                    load.label
+                );
+            } else {
+                tracing::debug!(device = %load.label, iops, mbs, ios, errors, "exercise");
+            }
             (last, last_ios, last_bytes) = (Instant::now(), ios, bytes);
         }
     }
-    println!(
-        "sim0: stopped after {:.1} s: {ios} I/Os verified, {errors} errors",
+    let summary = format!(
+        "{}: stopped after {:.1} s: {ios} I/Os verified, {errors} errors",
+        load.label,
         start.elapsed().as_secs_f64()
     );
-    if errors > 0 {
-        return Err(format!("{errors} I/O errors or mismatches"));
+    if load.print {
+        println!("{summary}");
+    } else {
+        tracing::info!("{summary}");
     }
-    Ok(())
+    if errors > 0 {
+        return Err(format!("{errors} I/O errors or mismatches ({summary})"));
+    }
+    Ok(summary)
 }
 
 /// Submit one command and wait for it (attach sequence only).

@@ -70,10 +70,20 @@ impl<B: BlockBackend> ScsiHandler<B> {
     }
 }
 
-/// Backends whose geometry the kernel can change at run time (RECONFIG).
+/// What a worker can ask of its backend besides I/O: the kernel's RECONFIG
+/// (geometry changed at run time), a hot swap, the debug text.
 pub trait Reconfigurable {
     /// Apply a new size in bytes and/or write-cache mode.
     fn reconfigure(&self, size: Option<u64>, write_cache: Option<bool>) -> Result<(), String>;
+    /// Replace the WebAssembly instance behind the device (no command is in
+    /// flight when this is called).
+    fn swap(&self, _backend: Box<wasmtap_runtime::WasmBackend>) -> Result<(), String> {
+        Err("this device's backend cannot be swapped".into())
+    }
+    /// The backend's debug text.
+    fn debug(&self) -> Result<String, String> {
+        Err("this backend has no debug output".into())
+    }
 }
 
 impl Reconfigurable for crate::ramdisk::RamDisk {
@@ -106,6 +116,20 @@ impl<B: BlockBackend + Reconfigurable + 'static> Handler for ScsiHandler<B> {
             let done = target.execute(Nexus(0), &cdb[..cdb_len], &mut buf).await;
             outcome(&done, buf_len)
         })
+    }
+
+    fn swap(&mut self, backend: Box<wasmtap_runtime::WasmBackend>) -> Result<(), String> {
+        self.target.backend().swap(backend)?;
+        // Same geometry in the usual case; a new module reporting another
+        // size raises CAPACITY DATA HAS CHANGED, as a resize does.
+        self.target
+            .refresh_info()
+            .map(drop)
+            .map_err(|e| e.to_string())
+    }
+
+    fn debug(&mut self) -> Result<String, String> {
+        self.target.backend().debug()
     }
 
     fn reconfigure(&mut self, size: Option<u64>, write_cache: Option<bool>) -> Result<(), String> {

@@ -13,10 +13,12 @@
 pub mod backstore;
 pub mod bench;
 pub mod config;
+pub mod control;
 pub mod demo;
 pub mod filedisk;
 pub mod glue;
 pub mod lun;
+pub mod managed;
 pub mod offline;
 pub mod ramdisk;
 pub mod serve;

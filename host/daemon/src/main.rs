@@ -5,6 +5,11 @@
 //!   LIO.
 //! * `wasmtap lun create|delete`: make or remove a user backstore exported
 //!   as a tcm_loop LUN, without targetcli.
+//! * `wasmtap module|device|tenant ...`: the control plane's CLI, a client
+//!   of a running daemon's JSON API.
+//! * `wasmtap demo`: one simulated device under a built-in verifying
+//!   initiator, printing throughput.
+//! * `wasmtap bench`: backend benchmarks on simulated devices.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -27,8 +32,33 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Cmd {
-    /// Serve TCMU devices (or a simulated one) until SIGTERM/SIGINT.
+    /// Serve devices (real TCMU, or simulated without LIO) and the web UI/API
+    /// until SIGTERM/SIGINT.
     Serve(ServeArgs),
+    /// One simulated device under a built-in verifying initiator (no LIO,
+    /// no control plane); prints throughput every two seconds.
+    Demo(ServeArgs),
+    /// Upload, list and delete backstore modules (talks to a running daemon).
+    Module {
+        #[command(flatten)]
+        opts: wasmtap_web::cli::ClientOpts,
+        #[command(subcommand)]
+        cmd: wasmtap_web::cli::ModuleCmd,
+    },
+    /// Create, inspect, rebind, export and delete devices (talks to a running daemon).
+    Device {
+        #[command(flatten)]
+        opts: wasmtap_web::cli::ClientOpts,
+        #[command(subcommand)]
+        cmd: wasmtap_web::cli::DeviceCmd,
+    },
+    /// Manage tenants, quotas and tokens (admin; talks to a running daemon).
+    Tenant {
+        #[command(flatten)]
+        opts: wasmtap_web::cli::ClientOpts,
+        #[command(subcommand)]
+        cmd: wasmtap_web::cli::TenantCmd,
+    },
     /// Benchmark backends on a simulated device (prints a table, or JSON).
     Bench {
         /// Seconds per case.
@@ -65,10 +95,50 @@ struct ServeArgs {
     /// Data directory (device directories, modules, caches).
     #[arg(long)]
     data_dir: Option<PathBuf>,
-    /// Simulator frontend's backstore: `native`, or `<module>[/<config>]`
+    /// `wasmtap demo`'s backstore: `native`, or `<module>[/<config>]`
     /// (built-in modules: null, ram, raw-file).
     #[arg(long)]
     sim_backstore: Option<String>,
+    /// Address of the web UI and JSON API (default 127.0.0.1:8470).
+    #[arg(long)]
+    listen: Option<String>,
+    /// Admin token (default: generated at the first start and printed once).
+    #[arg(long, env = "WASMTAP_ADMIN_TOKEN", hide_env_values = true)]
+    admin_token: Option<String>,
+    /// Do not serve the web UI and API.
+    #[arg(long)]
+    no_web: bool,
+}
+
+impl ServeArgs {
+    fn config(self) -> Result<(ServeConfig, Option<u64>), String> {
+        let mut cfg = match &self.config {
+            Some(p) => ServeConfig::from_file(p)?,
+            None => ServeConfig::default(),
+        };
+        if let Some(f) = self.frontend {
+            cfg.frontend = f;
+        }
+        if let Some(c) = self.configfs {
+            cfg.configfs = c;
+        }
+        if let Some(d) = self.data_dir {
+            cfg.data_dir = d;
+        }
+        if let Some(b) = self.sim_backstore {
+            cfg.sim_backstore = b;
+        }
+        if let Some(l) = self.listen {
+            cfg.listen = l;
+        }
+        if self.admin_token.is_some() {
+            cfg.admin_token = self.admin_token;
+        }
+        if self.no_web {
+            cfg.web = false;
+        }
+        Ok((cfg, self.duration_secs))
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -116,25 +186,15 @@ fn main() -> ExitCode {
         .init();
     let cli = Cli::parse();
     let result = match cli.cmd {
-        Cmd::Serve(a) => (|| {
-            let mut cfg = match &a.config {
-                Some(p) => ServeConfig::from_file(p)?,
-                None => ServeConfig::default(),
-            };
-            if let Some(f) = a.frontend {
-                cfg.frontend = f;
-            }
-            if let Some(c) = a.configfs {
-                cfg.configfs = c;
-            }
-            if let Some(d) = a.data_dir {
-                cfg.data_dir = d;
-            }
-            if let Some(b) = a.sim_backstore {
-                cfg.sim_backstore = b;
-            }
-            serve::run(&cfg, a.duration_secs.map(std::time::Duration::from_secs))
-        })(),
+        Cmd::Serve(a) => a
+            .config()
+            .and_then(|(cfg, secs)| serve::run(&cfg, secs.map(std::time::Duration::from_secs))),
+        Cmd::Demo(a) => a.config().and_then(|(cfg, secs)| {
+            serve::run_demo(&cfg, secs.map(std::time::Duration::from_secs))
+        }),
+        Cmd::Module { opts, cmd } => wasmtap_web::cli::run_module(&opts, cmd),
+        Cmd::Device { opts, cmd } => wasmtap_web::cli::run_device(&opts, cmd),
+        Cmd::Tenant { opts, cmd } => wasmtap_web::cli::run_tenant(&opts, cmd),
         Cmd::Bench { secs, json, dir } => {
             wasmtap::bench::run(&wasmtap::bench::all_rows(dir), secs, json)
         }

@@ -14,8 +14,12 @@ use wasmtap_kernel::uio::{self, SUBTYPE, UioDevice};
 use wasmtap_ring::abi::mailbox;
 use wasmtap_ring::{Ring, SharedRegion};
 
+use wasmtap_web::host::{FrontendKind, Host};
+use wasmtap_web::{ControlPlane, WebConfig};
+
 use crate::backstore::{self, BackstoreSpec, Guests};
 use crate::config::{Frontend, ServeConfig};
+use crate::control::{self, DaemonHost};
 use crate::glue::ScsiHandler;
 use crate::offline::OfflineDisk;
 use crate::ramdisk::RamDisk;
@@ -28,8 +32,15 @@ struct Running {
     control: Sender<Control>,
 }
 
-/// Run until SIGTERM/SIGINT (or `duration`).
-pub fn run(cfg: &ServeConfig, duration: Option<Duration>) -> Result<(), String> {
+/// `wasmtap demo`: one simulated device under the built-in initiator until
+/// SIGTERM/SIGINT (or `duration`).
+pub fn run_demo(cfg: &ServeConfig, duration: Option<Duration>) -> Result<(), String> {
+    let stop = stop_flag(duration)?;
+    crate::demo::run(cfg, &stop)
+}
+
+/// The daemon's stop flag: set by SIGTERM/SIGINT, or after `duration`.
+fn stop_flag(duration: Option<Duration>) -> Result<Arc<AtomicBool>, String> {
     let stop = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
         signal_hook::flag::register(sig, Arc::clone(&stop))
@@ -42,13 +53,157 @@ pub fn run(cfg: &ServeConfig, duration: Option<Duration>) -> Result<(), String> 
             stop.store(true, Ordering::Relaxed);
         });
     }
-    match cfg.resolved_frontend() {
-        Frontend::Sim => crate::demo::run(cfg, &stop),
-        _ => serve_tcmu(cfg, &stop),
+    Ok(stop)
+}
+
+/// Run until SIGTERM/SIGINT (or `duration`): the devices, on the tcmu or
+/// sim frontend, and the control plane (API, UI, `/metrics`).
+pub fn run(cfg: &ServeConfig, duration: Option<Duration>) -> Result<(), String> {
+    let stop = stop_flag(duration)?;
+    let cfg = &with_usable_data_dir(cfg)?;
+    let kind = match cfg.resolved_frontend() {
+        Frontend::Sim => FrontendKind::Sim,
+        _ => FrontendKind::Tcmu,
+    };
+    let host = Arc::new(DaemonHost::new(cfg, kind, Arc::clone(&stop))?);
+    let web = if cfg.web {
+        Some(start_web(cfg, Arc::clone(&host), &stop)?)
+    } else {
+        None
+    };
+    let result = match kind {
+        FrontendKind::Sim => {
+            tracing::info!(
+                "no LIO on this host (or --frontend sim): devices run on the built-in TCMU simulator"
+            );
+            while !stop.load(Ordering::Relaxed) {
+                thread::sleep(Duration::from_millis(100));
+            }
+            Ok(())
+        }
+        FrontendKind::Tcmu => serve_tcmu(cfg, &stop, &host),
+    };
+    host.shutdown();
+    if let Some(w) = web
+        && w.join().is_err()
+    {
+        tracing::error!("web server thread panicked");
+    }
+    result
+}
+
+/// The configured data directory, or, when it is the default and cannot be
+/// created (not root), `$XDG_DATA_HOME/wasmtap` (`~/.local/share/wasmtap`).
+fn with_usable_data_dir(cfg: &ServeConfig) -> Result<ServeConfig, String> {
+    let mut cfg = cfg.clone();
+    if std::fs::create_dir_all(&cfg.data_dir).is_ok() {
+        return Ok(cfg);
+    }
+    let default = ServeConfig::default().data_dir;
+    let fallback = std::env::var_os("XDG_DATA_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/share")))
+        .map(|d| d.join("wasmtap"));
+    match fallback {
+        Some(f) if cfg.data_dir == default => {
+            std::fs::create_dir_all(&f)
+                .map_err(|e| format!("data directory {}: {e}", f.display()))?;
+            tracing::warn!(
+                "cannot create {}; using {} as the data directory",
+                default.display(),
+                f.display()
+            );
+            cfg.data_dir = f;
+            Ok(cfg)
+        }
+        _ => Err(format!(
+            "cannot create data directory {}",
+            cfg.data_dir.display()
+        )),
     }
 }
 
-fn serve_tcmu(cfg: &ServeConfig, stop: &Arc<AtomicBool>) -> Result<(), String> {
+/// Open the control plane (SQLite state, tenants, modules), bring every
+/// device back, and serve the API and UI on `cfg.listen` from a thread of
+/// its own until `stop`.
+fn start_web(
+    cfg: &ServeConfig,
+    host: Arc<DaemonHost>,
+    stop: &Arc<AtomicBool>,
+) -> Result<JoinHandle<()>, String> {
+    let mut wc = WebConfig::new(&cfg.data_dir);
+    wc.admin_token = cfg.admin_token.clone();
+    wc.max_module_bytes = cfg.max_module_mib << 20;
+    wc.builtin_modules = backstore::BUILTIN
+        .iter()
+        .map(|(n, b)| (n.to_string(), b.to_vec()))
+        .collect();
+    let (cp, new_token) =
+        ControlPlane::open(wc, host as Arc<dyn Host>).map_err(|e| format!("control plane: {e}"))?;
+    let cp = Arc::new(cp);
+    cp.restore();
+    let listener = std::net::TcpListener::bind(&cfg.listen)
+        .map_err(|e| format!("listen on {}: {e}", cfg.listen))?;
+    listener
+        .set_nonblocking(true)
+        .map_err(|e| format!("listen on {}: {e}", cfg.listen))?;
+    let addr = listener
+        .local_addr()
+        .map_err(|e| format!("listen on {}: {e}", cfg.listen))?;
+    println!(
+        "wasmtap: web UI and API at http://{addr}/  (data in {})",
+        cfg.data_dir.display()
+    );
+    match new_token {
+        Some(t) => println!(
+            "wasmtap: admin token (shown once, keep it; the UI and CLI log in with it): {t}"
+        ),
+        None if cfg.admin_token.is_some() => {
+            println!("wasmtap: admin token: the one set in the configuration")
+        }
+        None => println!(
+            "wasmtap: admin token: as printed at the first start (stored hashed in {})",
+            cfg.data_dir.join("wasmtap.db").display()
+        ),
+    }
+    let stop = Arc::clone(stop);
+    thread::Builder::new()
+        .name("web".into())
+        .spawn(move || {
+            let rt = match tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .thread_name("web-rt")
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => rt,
+                Err(e) => {
+                    tracing::error!("web runtime: {e}");
+                    return;
+                }
+            };
+            rt.block_on(async move {
+                let listener = match tokio::net::TcpListener::from_std(listener) {
+                    Ok(l) => l,
+                    Err(e) => {
+                        tracing::error!("web listener: {e}");
+                        return;
+                    }
+                };
+                let shutdown = async move {
+                    while !stop.load(Ordering::Relaxed) {
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                    }
+                };
+                if let Err(e) = cp.serve(listener, shutdown).await {
+                    tracing::error!("web server: {e}");
+                }
+            });
+        })
+        .map_err(|e| format!("spawn web thread: {e}"))
+}
+
+fn serve_tcmu(cfg: &ServeConfig, stop: &Arc<AtomicBool>, host: &DaemonHost) -> Result<(), String> {
     tracing::info!(
         uio = %cfg.sysfs_uio.display(),
         configfs = %cfg.configfs.display(),
@@ -58,7 +213,7 @@ fn serve_tcmu(cfg: &ServeConfig, stop: &Arc<AtomicBool>) -> Result<(), String> {
     let mut guests = Guests::new(&cfg.data_dir)?;
     let mut workers: HashMap<String, Running> = HashMap::new();
     while !stop.load(Ordering::Relaxed) {
-        rescan(cfg, stop, &mut guests, &mut workers);
+        rescan(cfg, stop, &mut guests, &mut workers, host);
         // Wait for the next rescan, a netlink event, or a stop request.
         let deadline = Instant::now() + Duration::from_millis(cfg.rescan_ms);
         while !stop.load(Ordering::Relaxed) && Instant::now() < deadline {
@@ -67,7 +222,15 @@ fn serve_tcmu(cfg: &ServeConfig, stop: &Arc<AtomicBool>) -> Result<(), String> {
                 continue;
             };
             match rx.recv_timeout(Duration::from_millis(50)) {
-                Ok(ev) => handle_event(cfg, stop, &mut guests, &mut workers, replier.as_ref(), &ev),
+                Ok(ev) => handle_event(
+                    cfg,
+                    stop,
+                    &mut guests,
+                    &mut workers,
+                    host,
+                    replier.as_ref(),
+                    &ev,
+                ),
                 Err(mpsc::RecvTimeoutError::Timeout) => {}
                 Err(mpsc::RecvTimeoutError::Disconnected) => {
                     thread::sleep(Duration::from_millis(50))
@@ -128,10 +291,18 @@ fn rescan(
     stop: &Arc<AtomicBool>,
     guests: &mut Guests,
     workers: &mut HashMap<String, Running>,
+    host: &DaemonHost,
 ) {
     match uio::scan(&cfg.sysfs_uio, SUBTYPE) {
         Ok(devs) => {
             for dev in devs {
+                // Devices of the control plane (dev_config `wasmtap/@<id>`).
+                if let Some(id) = control::managed_id(&dev.config) {
+                    if let Err(e) = host.attach_tcmu(id, cfg, &dev) {
+                        tracing::error!(device = %dev.name, uio = %dev.uio, "cannot attach: {e}");
+                    }
+                    continue;
+                }
                 if workers.contains_key(&dev.uio) {
                     continue;
                 }
@@ -172,6 +343,7 @@ fn handle_event(
     stop: &Arc<AtomicBool>,
     guests: &mut Guests,
     workers: &mut HashMap<String, Running>,
+    host: &DaemonHost,
     replier: Option<&Replier>,
     ev: &DeviceEvent,
 ) {
@@ -182,7 +354,7 @@ fn handle_event(
     tracing::info!(kind = ?ev.kind, device = ?ev.uio_name, "netlink event");
     let status: Result<(), String> = match ev.kind {
         EventKind::Added => {
-            rescan(cfg, stop, guests, workers);
+            rescan(cfg, stop, guests, workers, host);
             match ev.uio() {
                 Some(u) if !workers.contains_key(&u) => Err(format!("{u} could not be attached")),
                 _ => Ok(()),

@@ -60,6 +60,14 @@ pub trait Handler {
     ) -> Result<(), String> {
         Err("this backend cannot be reconfigured".into())
     }
+    /// Replace the backend (hot swap), called with no command in flight.
+    fn swap(&mut self, _backend: Box<wasmtap_runtime::WasmBackend>) -> Result<(), String> {
+        Err("this device's backend cannot be swapped".into())
+    }
+    /// The backend's debug text.
+    fn debug(&mut self) -> Result<String, String> {
+        Err("this backend has no debug output".into())
+    }
 }
 
 impl<H: Handler + ?Sized> Handler for Box<H> {
@@ -68,6 +76,12 @@ impl<H: Handler + ?Sized> Handler for Box<H> {
     }
     fn reconfigure(&mut self, size: Option<u64>, write_cache: Option<bool>) -> Result<(), String> {
         (**self).reconfigure(size, write_cache)
+    }
+    fn swap(&mut self, backend: Box<wasmtap_runtime::WasmBackend>) -> Result<(), String> {
+        (**self).swap(backend)
+    }
+    fn debug(&mut self) -> Result<String, String> {
+        (**self).debug()
     }
 }
 
@@ -85,9 +99,31 @@ pub enum Control {
     },
     /// Stop serving (the device is being removed).
     Stop,
+    /// Hot swap: stop taking new commands, let every in-flight command
+    /// finish, then hand the new backend to [`Handler::swap`] and resume.
+    /// Nothing is failed or lost: new commands simply wait on the ring.
+    Swap {
+        /// The new backend, already opened.
+        backend: Box<wasmtap_runtime::WasmBackend>,
+        /// Where to send the outcome.
+        done: std::sync::mpsc::Sender<Result<(), String>>,
+    },
+    /// Ask the backend for its debug text.
+    Debug {
+        /// Where to send it.
+        done: std::sync::mpsc::Sender<Result<String, String>>,
+    },
 }
 
-/// Live counters a worker exports.
+/// Upper bounds of the latency histogram's buckets, in microseconds (the
+/// last bucket, past 1 s, has no bound).
+pub const LATENCY_BOUNDS_US: [u64; 15] = [
+    10, 25, 50, 100, 250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000,
+    1_000_000,
+];
+
+/// Live counters a worker exports (relaxed atomics: read by the control
+/// plane, written only by the worker).
 #[derive(Debug, Default)]
 pub struct WorkerStats {
     /// Commands completed.
@@ -98,6 +134,80 @@ pub struct WorkerStats {
     pub notifies: AtomicU64,
     /// Commands in flight right now.
     pub in_flight: AtomicU64,
+    /// READ commands completed.
+    pub reads: AtomicU64,
+    /// WRITE (and WRITE AND VERIFY) commands completed.
+    pub writes: AtomicU64,
+    /// Bytes moved by good reads (after any short-read residual).
+    pub read_bytes: AtomicU64,
+    /// Bytes accepted by good writes.
+    pub write_bytes: AtomicU64,
+    /// CHECK CONDITIONs by sense key.
+    pub sense_keys: [AtomicU64; 16],
+    /// Latency histogram, see [`LATENCY_BOUNDS_US`] (+1 overflow bucket).
+    pub latency: [AtomicU64; 16],
+    /// Sum of latencies in microseconds.
+    pub latency_sum_us: AtomicU64,
+}
+
+/// What kind of transfer a CDB is, for the byte counters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Class {
+    Read,
+    Write,
+    Other,
+}
+
+fn classify(cdb: &[u8]) -> Class {
+    match cdb.first() {
+        // READ (6), (10), (12), (16)
+        Some(0x08 | 0x28 | 0xa8 | 0x88) => Class::Read,
+        // WRITE (6), (10), (12), (16), WRITE AND VERIFY (10), (16)
+        Some(0x0a | 0x2a | 0xaa | 0x8a | 0x2e | 0x8e) => Class::Write,
+        _ => Class::Other,
+    }
+}
+
+/// The sense key of fixed (0x70/0x71) or descriptor (0x72/0x73) sense data.
+fn sense_key(sense: &[u8]) -> Option<usize> {
+    match sense.first().map(|b| b & 0x7f) {
+        Some(0x70 | 0x71) => sense.get(2).map(|k| usize::from(k & 0xf)),
+        Some(0x72 | 0x73) => sense.get(1).map(|k| usize::from(k & 0xf)),
+        _ => None,
+    }
+}
+
+impl WorkerStats {
+    fn record(&self, class: Class, len: u64, started: Instant, out: &Outcome) {
+        let us = started.elapsed().as_micros() as u64;
+        let bucket = LATENCY_BOUNDS_US
+            .iter()
+            .position(|&b| us <= b)
+            .unwrap_or(LATENCY_BOUNDS_US.len());
+        self.latency[bucket].fetch_add(1, Ordering::Relaxed);
+        self.latency_sum_us.fetch_add(us, Ordering::Relaxed);
+        if out.status == wasmtap_ring::abi::SAM_STAT_CHECK_CONDITION {
+            if let Some(k) = sense_key(&out.sense[..out.sense_len]) {
+                self.sense_keys[k].fetch_add(1, Ordering::Relaxed);
+            }
+            return;
+        }
+        if out.status != wasmtap_ring::abi::SAM_STAT_GOOD {
+            return;
+        }
+        match class {
+            Class::Read => {
+                self.reads.fetch_add(1, Ordering::Relaxed);
+                let n = out.read_len.map_or(len, u64::from);
+                self.read_bytes.fetch_add(n, Ordering::Relaxed);
+            }
+            Class::Write => {
+                self.writes.fetch_add(1, Ordering::Relaxed);
+                self.write_bytes.fetch_add(len, Ordering::Relaxed);
+            }
+            Class::Other => {}
+        }
+    }
 }
 
 /// Why a worker stopped.
@@ -150,16 +260,38 @@ impl Wake for WorkerWaker {
 struct Pending {
     cmd: Command,
     fut: CommandFuture,
+    started: Instant,
+    class: Class,
 }
 
 /// Serve `ring` until `stop` is set, a `Control::Stop` arrives, or the
 /// device fails.
-#[allow(clippy::too_many_arguments)]
 pub fn run<B: Doorbell, H: Handler>(
-    mut ring: Ring<Arc<MappedRegion>>,
+    ring: Ring<Arc<MappedRegion>>,
     bell: &B,
     handler: &mut H,
     stop: &AtomicBool,
+    stats: &WorkerStats,
+    batch: usize,
+    control: Option<&std::sync::mpsc::Receiver<Control>>,
+) -> Result<(), WorkerError> {
+    run_until(
+        ring,
+        bell,
+        handler,
+        &|| stop.load(Ordering::Relaxed),
+        stats,
+        batch,
+        control,
+    )
+}
+
+/// [`run`] with the stop condition as a function (checked once per pass).
+pub fn run_until<B: Doorbell, H: Handler>(
+    mut ring: Ring<Arc<MappedRegion>>,
+    bell: &B,
+    handler: &mut H,
+    stop: &dyn Fn() -> bool,
     stats: &WorkerStats,
     batch: usize,
     control: Option<&std::sync::mpsc::Receiver<Control>>,
@@ -174,6 +306,11 @@ pub fn run<B: Doorbell, H: Handler>(
     let mut entries: Vec<Entry> = Vec::with_capacity(batch);
     let mut pending: Vec<Pending> = Vec::new();
     let mut stopping: Option<Instant> = None;
+    type SwapIn = (
+        Box<wasmtap_runtime::WasmBackend>,
+        std::sync::mpsc::Sender<Result<(), String>>,
+    );
+    let mut swapping: Option<SwapIn> = None;
     loop {
         if let Some(rx) = control {
             while let Ok(c) = rx.try_recv() {
@@ -188,22 +325,47 @@ pub fn run<B: Doorbell, H: Handler>(
                     Control::Stop => {
                         stopping.get_or_insert_with(Instant::now);
                     }
+                    Control::Swap { backend, done } => {
+                        if swapping.is_some() {
+                            let _ = done.send(Err("a hot swap is already under way".into()));
+                        } else {
+                            swapping = Some((backend, done));
+                        }
+                    }
+                    Control::Debug { done } => {
+                        let _ = done.send(handler.debug());
+                    }
                 }
             }
         }
-        if stopping.is_none() && stop.load(Ordering::Relaxed) {
+        if stopping.is_none() && stop() {
             stopping = Some(Instant::now());
+        }
+        // A hot swap waits for the commands in flight; new ones stay on the
+        // ring meanwhile (the kernel queues behind them as it would for a
+        // slow backend).
+        if pending.is_empty()
+            && let Some((backend, done)) = swapping.take()
+        {
+            let _ = done.send(handler.swap(backend));
         }
 
         let mut drained = wasmtap_ring::Drained::default();
-        if stopping.is_none() {
+        if stopping.is_none() && swapping.is_none() {
             entries.clear();
             drained = ring.drain(&mut entries, batch)?;
             for e in entries.drain(..) {
                 match e {
                     Entry::Command(cmd) => {
+                        let started = Instant::now();
+                        let class = classify(cmd.cdb());
                         let fut = handler.start(&region, &cmd);
-                        pending.push(Pending { cmd, fut });
+                        pending.push(Pending {
+                            cmd,
+                            fut,
+                            started,
+                            class,
+                        });
                     }
                     Entry::TaskManagement(t) => {
                         tracing::info!(tmr_type = t.tmr_type, cmd_ids = ?t.cmd_ids,
@@ -219,10 +381,16 @@ pub fn run<B: Doorbell, H: Handler>(
         let mut i = 0;
         while i < pending.len() {
             if let Poll::Ready(out) = pending[i].fut.as_mut().poll(&mut cx) {
-                let Pending { cmd, .. } = pending.swap_remove(i);
+                let Pending {
+                    cmd,
+                    started,
+                    class,
+                    ..
+                } = pending.swap_remove(i);
                 if out.status == wasmtap_ring::abi::SAM_STAT_CHECK_CONDITION {
                     checks += 1;
                 }
+                stats.record(class, cmd.data_len(), started, &out);
                 let resp = Response {
                     status: out.status,
                     sense: &out.sense[..out.sense_len],

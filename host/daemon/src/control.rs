@@ -1,0 +1,745 @@
+//! The daemon's side of the control plane: [`DaemonHost`] runs the devices
+//! the web crate keeps in its database (`wasmtap_web::host::Host`).
+//!
+//! * On the **sim** frontend each device gets its own simulated TCMU device
+//!   (kernel model + shared region + doorbells) and a worker thread, exactly
+//!   as a real device would; I/O comes from the built-in verifying initiator
+//!   when the user asks for it (`exercise`).
+//! * On the **tcmu** frontend a device is served once it is exported: the
+//!   export creates a user backstore whose dev_config is `wasmtap/@<id>`,
+//!   and the serve loop hands every UIO device with such a config to
+//!   [`DaemonHost::attach_tcmu`].
+//!
+//! Either way the worker's backend is a [`ManagedBackend`], so a hot swap
+//! (`rebind`) replaces the WebAssembly instance between commands: the new
+//! instance is opened first (a module that does not open leaves the old one
+//! serving and the error is returned), the worker stops taking new commands,
+//! lets the in-flight ones finish, swaps, closes the old instance and goes
+//! on.
+
+use std::collections::{HashMap, VecDeque};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{self, Sender};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::thread::{self, JoinHandle};
+use std::time::Duration;
+
+use wasmtap_kernel::MappedRegion;
+use wasmtap_kernel::configfs::{self, LunSpec};
+use wasmtap_kernel::sim::{self as ksim, SimKernel};
+use wasmtap_kernel::uio::{self, UioDevice};
+use wasmtap_ring::abi;
+use wasmtap_ring::abi::mailbox;
+use wasmtap_ring::sim::SimConfig;
+use wasmtap_ring::{Ring, SharedRegion};
+use wasmtap_runtime::{
+    BackendState, InstanceSpec, LoadError, Module, Runtime, RuntimeConfig, Tenant, WasmBackend,
+};
+use wasmtap_web::host::{
+    DeviceCounters, DeviceLive, DeviceSpec, DeviceState, FrontendInfo, FrontendKind, Histogram,
+    Host, LunInfo, ModuleRefusal, ModuleReport,
+};
+
+use crate::backstore::with_geometry;
+use crate::config::ServeConfig;
+use crate::demo::{self, Load};
+use crate::glue::ScsiHandler;
+use crate::managed::{ManagedBackend, Observed};
+use crate::worker::{self, Control, LATENCY_BOUNDS_US, WorkerError, WorkerStats};
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// How long a control request waits for a device's worker.
+const WORKER_ANSWER: Duration = Duration::from_secs(30);
+
+/// A device's worker thread.
+struct Run {
+    handle: JoinHandle<()>,
+    stats: Arc<WorkerStats>,
+    control: Sender<Control>,
+    stop: Arc<AtomicBool>,
+}
+
+/// The simulated kernel side of a device on the sim frontend.
+struct SimSide {
+    kernel: Arc<Mutex<SimKernel>>,
+    exercise_stop: Arc<AtomicBool>,
+    exercise: Mutex<Option<JoinHandle<()>>>,
+}
+
+struct Managed {
+    spec: Mutex<DeviceSpec>,
+    /// The shared region of the device being served (for a new instance's
+    /// zero-copy I/O at a hot swap).
+    region: Mutex<Option<Arc<MappedRegion>>>,
+    run: Mutex<Option<Run>>,
+    observed: Arc<Mutex<Observed>>,
+    sim: Option<SimSide>,
+    exercising: Arc<AtomicBool>,
+    /// What the host did to the device (swaps, exercises), for its page.
+    events: Arc<Mutex<VecDeque<String>>>,
+    /// The last exercise's outcome: `Ok(summary)` or `Err(why)`.
+    last_exercise: Arc<Mutex<Option<Result<String, String>>>>,
+}
+
+/// Host events kept per device.
+const KEPT_EVENTS: usize = 32;
+
+fn note(events: &Mutex<VecDeque<String>>, what: String) {
+    let mut e = lock(events);
+    if e.len() == KEPT_EVENTS {
+        e.pop_front();
+    }
+    e.push_back(what);
+}
+
+impl Managed {
+    fn new(spec: DeviceSpec, region: Option<Arc<MappedRegion>>, sim: Option<SimSide>) -> Self {
+        Self {
+            spec: Mutex::new(spec),
+            region: Mutex::new(region),
+            run: Mutex::new(None),
+            observed: Arc::new(Mutex::new(Observed::default())),
+            sim,
+            exercising: Arc::new(AtomicBool::new(false)),
+            events: Arc::new(Mutex::new(VecDeque::new())),
+            last_exercise: Arc::new(Mutex::new(None)),
+        }
+    }
+}
+
+/// The data plane behind the control plane. See the module docs.
+pub struct DaemonHost {
+    kind: FrontendKind,
+    configfs: PathBuf,
+    runtime: Runtime,
+    modules: Mutex<HashMap<String, Module>>,
+    tenants: Mutex<HashMap<String, Tenant>>,
+    devices: Mutex<HashMap<i64, Arc<Managed>>>,
+    stop: Arc<AtomicBool>,
+    batch: usize,
+}
+
+impl std::fmt::Debug for DaemonHost {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DaemonHost")
+            .field("kind", &self.kind)
+            .field("devices", &lock(&self.devices).len())
+            .finish()
+    }
+}
+
+/// The backstore name a device is exported as (configfs `user_0/<name>`).
+pub fn backstore_name(id: i64) -> String {
+    format!("wasmtap-dev{id}")
+}
+
+/// The dev_config (after `wasmtap/`) that ties a UIO device to device `id`.
+pub fn dev_config(id: i64) -> String {
+    format!("@{id}")
+}
+
+/// The device id in a dev_config written by [`dev_config`].
+pub fn managed_id(config: &str) -> Option<i64> {
+    config.strip_prefix('@')?.parse().ok()
+}
+
+fn refusal(e: &LoadError) -> ModuleRefusal {
+    let code = match e {
+        LoadError::NotWasm => "not_wasm",
+        LoadError::CoreModule => "core_module",
+        LoadError::Precompiled => "precompiled",
+        LoadError::Invalid(_) => "invalid",
+        LoadError::MissingDriver | LoadError::DriverMismatch(_) => "wrong_world",
+        LoadError::Import {
+            forbidden: true, ..
+        } => "forbidden_import",
+        _ => "unknown_import",
+    };
+    ModuleRefusal {
+        code,
+        message: e.to_string(),
+    }
+}
+
+impl DaemonHost {
+    /// A host for `kind`, with its compiled-code cache in `data_dir/cache`.
+    /// `stop` is the daemon's shutdown flag (workers watch it too).
+    pub fn new(
+        cfg: &ServeConfig,
+        kind: FrontendKind,
+        stop: Arc<AtomicBool>,
+    ) -> Result<Self, String> {
+        let runtime = Runtime::new(RuntimeConfig {
+            cache_dir: Some(cfg.data_dir.join("cache")),
+            ..RuntimeConfig::default()
+        })
+        .map_err(|e| format!("WebAssembly runtime: {e}"))?;
+        Ok(Self {
+            kind,
+            configfs: cfg.configfs.clone(),
+            runtime,
+            modules: Mutex::new(HashMap::new()),
+            tenants: Mutex::new(HashMap::new()),
+            devices: Mutex::new(HashMap::new()),
+            stop,
+            batch: cfg.batch,
+        })
+    }
+
+    fn module(&self, spec: &DeviceSpec) -> Result<Module, String> {
+        if let Some(m) = lock(&self.modules).get(&spec.module_sha256) {
+            return Ok(m.clone());
+        }
+        let bytes = std::fs::read(&spec.module_path).map_err(|e| {
+            format!(
+                "module {}: {}: {e}",
+                spec.module_name,
+                spec.module_path.display()
+            )
+        })?;
+        let m = self
+            .runtime
+            .load(&bytes)
+            .map_err(|e| format!("module {} refused: {e}", spec.module_name))?;
+        lock(&self.modules).insert(spec.module_sha256.clone(), m.clone());
+        Ok(m)
+    }
+
+    fn tenant(&self, spec: &DeviceSpec) -> Tenant {
+        lock(&self.tenants)
+            .entry(spec.tenant.clone())
+            .or_insert_with(|| Tenant::new(spec.tenant.clone(), spec.tenant_memory))
+            .clone()
+    }
+
+    /// Open `spec`'s module as an instance for a device whose data lives in
+    /// `region`.
+    fn open_guest(
+        &self,
+        spec: &DeviceSpec,
+        region: Option<Arc<MappedRegion>>,
+    ) -> Result<WasmBackend, String> {
+        let module = self.module(spec)?;
+        std::fs::create_dir_all(&spec.dir).map_err(|e| format!("{}: {e}", spec.dir.display()))?;
+        let config = with_geometry(&spec.config, spec.size, spec.block_size);
+        let mut inst = InstanceSpec::new(module, config, self.tenant(spec));
+        inst.dir = Some(spec.dir.clone());
+        inst.region = region;
+        self.runtime
+            .open(&format!("{}/{}", spec.tenant, spec.name), inst)
+            .map_err(|e| e.to_string())
+    }
+
+    fn get(&self, id: i64) -> Result<Arc<Managed>, String> {
+        lock(&self.devices)
+            .get(&id)
+            .cloned()
+            .ok_or_else(|| format!("device {id} is not running in this daemon"))
+    }
+
+    /// Start a worker serving `ring` for managed device `m`.
+    fn spawn_worker<B: wasmtap_kernel::Doorbell + Send + 'static>(
+        &self,
+        m: &Arc<Managed>,
+        ring: Ring<Arc<MappedRegion>>,
+        bell: B,
+        guest: Result<WasmBackend, String>,
+    ) -> Result<Run, String> {
+        let spec = lock(&m.spec).clone();
+        let blocks = spec.size / u64::from(spec.block_size);
+        let stats = Arc::new(WorkerStats::default());
+        let stop = Arc::new(AtomicBool::new(false));
+        let (control, control_rx) = mpsc::channel();
+        if let Err(e) = &guest {
+            tracing::error!(device = %spec.name, tenant = %spec.tenant, "backstore unavailable, device answers NOT READY: {e}");
+        }
+        // Visible before the worker starts, so the state right after a
+        // start already says offline (and why) when the guest did not open.
+        *lock(&m.observed) = match &guest {
+            Ok(b) => Observed {
+                status: Some(b.status_handle()),
+                log: Some(b.log().clone()),
+                offline: None,
+            },
+            Err(reason) => Observed {
+                offline: Some(reason.clone()),
+                ..Observed::default()
+            },
+        };
+        let observed = Arc::clone(&m.observed);
+        let (wstats, wstop, global, batch) = (
+            Arc::clone(&stats),
+            Arc::clone(&stop),
+            Arc::clone(&self.stop),
+            self.batch,
+        );
+        let seed = format!("wasmtap/{}/{}", spec.tenant, spec.name);
+        let name = format!("{}/{}", spec.tenant, spec.name);
+        let handle = thread::Builder::new()
+            .name(format!("dev-{}", spec.id))
+            .spawn(move || {
+                let backend = ManagedBackend::new(guest, (spec.block_size, blocks), observed);
+                let mut handler = match ScsiHandler::new(&seed, backend) {
+                    Ok(h) => h,
+                    Err(e) => {
+                        tracing::error!(device = %name, "cannot serve: {e}");
+                        return;
+                    }
+                };
+                // Stops on the device's own flag or the daemon's.
+                let stop = StopEither(wstop, global);
+                let r = worker::run_until(
+                    ring,
+                    &bell,
+                    &mut handler,
+                    &|| stop.is_set(),
+                    &wstats,
+                    batch,
+                    Some(&control_rx),
+                );
+                match r {
+                    Ok(()) => tracing::info!(device = %name, "worker stopped"),
+                    Err(WorkerError::Doorbell(e)) if e.raw_os_error() == Some(nix::libc::EIO) => {
+                        tracing::info!(device = %name, "device removed")
+                    }
+                    Err(e) => tracing::error!(device = %name, "worker failed: {e}"),
+                }
+            })
+            .map_err(|e| format!("spawn worker: {e}"))?;
+        Ok(Run {
+            handle,
+            stats,
+            control,
+            stop,
+        })
+    }
+
+    fn start_sim(&self, spec: &DeviceSpec) -> Result<(), String> {
+        let sim_cfg = SimConfig {
+            caps: abi::CAP_OOOC | abi::CAP_READ_LEN | abi::CAP_TMR,
+            data_blocks: 1024,
+            ..SimConfig::default()
+        };
+        let (kernel, user) = ksim::device(sim_cfg).map_err(|e| e.to_string())?;
+        let ring = Ring::attach(Arc::clone(&user.region)).map_err(|e| e.to_string())?;
+        let guest = self.open_guest(spec, Some(Arc::clone(&user.region)));
+        let m = Arc::new(Managed::new(
+            spec.clone(),
+            Some(Arc::clone(&user.region)),
+            Some(SimSide {
+                kernel: Arc::new(Mutex::new(kernel)),
+                exercise_stop: Arc::new(AtomicBool::new(false)),
+                exercise: Mutex::new(None),
+            }),
+        ));
+        let run = self.spawn_worker(&m, ring, user.bell, guest)?;
+        *lock(&m.run) = Some(run);
+        lock(&self.devices).insert(spec.id, m);
+        Ok(())
+    }
+
+    /// Serve a UIO device whose dev_config names managed device `id`
+    /// (called by the tcmu serve loop). A device the control plane does not
+    /// know is served offline, so the kernel's commands are still answered.
+    pub fn attach_tcmu(&self, id: i64, cfg: &ServeConfig, dev: &UioDevice) -> Result<(), String> {
+        let m = match self.get(id) {
+            Ok(m) => m,
+            Err(_) => Arc::new(Managed::new(
+                DeviceSpec {
+                    id,
+                    tenant: "unknown".into(),
+                    name: dev.name.clone(),
+                    size: 0,
+                    block_size: 512,
+                    module_name: String::new(),
+                    module_sha256: String::new(),
+                    module_path: PathBuf::new(),
+                    config: String::new(),
+                    dir: PathBuf::new(),
+                    tenant_memory: 0,
+                },
+                None,
+                None,
+            )),
+        };
+        if lock(&m.run)
+            .as_ref()
+            .is_some_and(|r| !r.handle.is_finished())
+        {
+            return Ok(());
+        }
+        let dir = dev.configfs_dir(&cfg.configfs);
+        let attrs = configfs::read_attrs(&dir).map_err(|e| e.to_string())?;
+        let handle = uio::open(&cfg.dev_dir, dev).map_err(|e| e.to_string())?;
+        let head = handle
+            .region
+            .load_u32_acquire(mailbox::CMD_HEAD as u64)
+            .map_err(|e| e.to_string())?;
+        let tail = handle
+            .region
+            .load_u32_acquire(mailbox::CMD_TAIL as u64)
+            .map_err(|e| e.to_string())?;
+        if head != tail {
+            tracing::warn!(device = %dev.name, head, tail, "ring not empty at attach: resetting");
+            configfs::reset_ring(&dir).map_err(|e| e.to_string())?;
+        }
+        let ring = Ring::attach(Arc::clone(&handle.region)).map_err(|e| e.to_string())?;
+        let known = self.get(id).is_ok();
+        let guest = if known {
+            let mut spec = lock(&m.spec).clone();
+            // The kernel's geometry is what initiators see; it was created
+            // from the spec, but trust configfs.
+            spec.size = attrs.size;
+            spec.block_size = attrs.block_size;
+            *lock(&m.spec) = spec.clone();
+            self.open_guest(&spec, Some(Arc::clone(&handle.region)))
+        } else {
+            let mut spec = lock(&m.spec);
+            spec.size = attrs.size;
+            spec.block_size = attrs.block_size;
+            Err(format!(
+                "device {id} is not in the control plane's database (deleted?)"
+            ))
+        };
+        tracing::info!(device = %dev.name, uio = %dev.uio, id, "attached managed device");
+        *lock(&m.region) = Some(Arc::clone(&handle.region));
+        let run = self.spawn_worker(&m, ring, handle.bell, guest)?;
+        *lock(&m.run) = Some(run);
+        Ok(())
+    }
+
+    fn stop_run(m: &Managed) {
+        if let Some(s) = &m.sim {
+            s.exercise_stop.store(true, Ordering::Relaxed);
+            if let Some(h) = lock(&s.exercise).take() {
+                let _ = h.join();
+            }
+        }
+        if let Some(run) = lock(&m.run).take() {
+            run.stop.store(true, Ordering::Relaxed);
+            let _ = run.control.send(Control::Stop);
+            if run.handle.join().is_err() {
+                tracing::error!("worker panicked");
+            }
+        }
+    }
+
+    /// The outcome of the device's last finished exercise: `Ok(summary)`
+    /// or `Err(why)` (commands failed or data read back wrong).
+    pub fn exercise_outcome(&self, id: i64) -> Option<Result<String, String>> {
+        self.get(id)
+            .ok()
+            .and_then(|m| lock(&m.last_exercise).clone())
+    }
+
+    /// An exercise is running on the device.
+    pub fn exercising(&self, id: i64) -> bool {
+        self.get(id)
+            .is_ok_and(|m| m.exercising.load(Ordering::Acquire))
+    }
+
+    /// Stop every device (daemon shutdown).
+    pub fn shutdown(&self) {
+        let all: Vec<Arc<Managed>> = lock(&self.devices).drain().map(|(_, m)| m).collect();
+        for m in all {
+            Self::stop_run(&m);
+        }
+    }
+
+    fn ask<T>(
+        &self,
+        id: i64,
+        make: impl FnOnce(Sender<Result<T, String>>) -> Control,
+    ) -> Result<T, String> {
+        let m = self.get(id)?;
+        let (tx, rx) = mpsc::channel();
+        {
+            let run = lock(&m.run);
+            let Some(run) = run.as_ref().filter(|r| !r.handle.is_finished()) else {
+                return Err("the device is not being served right now".into());
+            };
+            run.control
+                .send(make(tx))
+                .map_err(|_| "the device's worker has stopped".to_string())?;
+        }
+        rx.recv_timeout(WORKER_ANSWER)
+            .map_err(|_| "the device's worker did not answer in 30 s".to_string())?
+    }
+}
+
+/// Stop when either flag is set.
+struct StopEither(Arc<AtomicBool>, Arc<AtomicBool>);
+
+impl StopEither {
+    fn is_set(&self) -> bool {
+        self.0.load(Ordering::Relaxed) || self.1.load(Ordering::Relaxed)
+    }
+}
+
+fn counters(s: &WorkerStats) -> DeviceCounters {
+    let l = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
+    DeviceCounters {
+        commands: l(&s.commands),
+        reads: l(&s.reads),
+        writes: l(&s.writes),
+        read_bytes: l(&s.read_bytes),
+        write_bytes: l(&s.write_bytes),
+        errors_by_sense_key: s.sense_keys.iter().map(l).collect(),
+        in_flight: l(&s.in_flight),
+        latency: Histogram {
+            bounds_us: LATENCY_BOUNDS_US.to_vec(),
+            counts: s.latency.iter().map(l).collect(),
+            sum_us: l(&s.latency_sum_us),
+        },
+    }
+}
+
+impl Host for DaemonHost {
+    fn frontend(&self) -> FrontendInfo {
+        let note = match self.kind {
+            FrontendKind::Tcmu => "Serving real LIO TCMU devices: export a device as a LUN (admin) and initiators see it as a SCSI disk.".into(),
+            FrontendKind::Sim => "No LIO on this host: devices run on the built-in TCMU simulator, not the kernel. Use Exercise on a device to send it verified I/O.".into(),
+        };
+        FrontendInfo {
+            kind: self.kind,
+            note,
+        }
+    }
+
+    fn validate(&self, bytes: &[u8]) -> Result<ModuleReport, ModuleRefusal> {
+        let m = self.runtime.load(bytes).map_err(|e| refusal(&e))?;
+        let report = ModuleReport {
+            imports: m.imports().to_vec(),
+            exports: vec![wasmtap_runtime::bindings::DRIVER_EXPORT.to_string()],
+        };
+        lock(&self.modules).insert(m.hash_hex(), m);
+        Ok(report)
+    }
+
+    fn start(&self, dev: &DeviceSpec) -> Result<(), String> {
+        if let Ok(m) = self.get(dev.id) {
+            Self::stop_run(&m);
+            lock(&self.devices).remove(&dev.id);
+        }
+        match self.kind {
+            FrontendKind::Sim => self.start_sim(dev),
+            FrontendKind::Tcmu => {
+                // Served when its UIO device appears (export, or a LUN that
+                // survived a daemon restart: the serve loop's scan finds it).
+                let m = Arc::new(Managed::new(dev.clone(), None, None));
+                lock(&self.devices).insert(dev.id, m);
+                Ok(())
+            }
+        }
+    }
+
+    fn stop(&self, id: i64) -> Result<(), String> {
+        let m = lock(&self.devices).remove(&id);
+        if let Some(m) = m {
+            Self::stop_run(&m);
+        }
+        Ok(())
+    }
+
+    fn rebind(&self, dev: &DeviceSpec) -> Result<(), String> {
+        let m = self.get(dev.id)?;
+        let serving = lock(&m.run)
+            .as_ref()
+            .is_some_and(|r| !r.handle.is_finished());
+        if !serving {
+            // Not attached (tcmu, not exported yet): check the module opens,
+            // then the next attach uses it.
+            self.module(dev)?;
+            *lock(&m.spec) = dev.clone();
+            return Ok(());
+        }
+        let region = lock(&m.region).clone();
+        // The new instance is opened before anything stops: a module that
+        // fails to open leaves the old one serving.
+        let (size, bs) = {
+            let cur = lock(&m.spec);
+            (cur.size, cur.block_size)
+        };
+        let mut spec = dev.clone();
+        spec.size = size;
+        spec.block_size = bs;
+        let backend = self.open_guest(&spec, region)?;
+        let from = lock(&m.spec).module_name.clone();
+        self.ask(dev.id, |done| Control::Swap {
+            backend: Box::new(backend),
+            done,
+        })?;
+        note(
+            &m.events,
+            format!(
+                "hot swap: {from} -> {} ({})",
+                spec.module_name,
+                &spec.module_sha256[..12.min(spec.module_sha256.len())]
+            ),
+        );
+        *lock(&m.spec) = spec;
+        Ok(())
+    }
+
+    fn live(&self, id: i64) -> Option<DeviceLive> {
+        let m = self.get(id).ok()?;
+        let run = lock(&m.run);
+        let serving = run.as_ref().is_some_and(|r| !r.handle.is_finished());
+        let counters = run.as_ref().map(|r| counters(&r.stats)).unwrap_or_default();
+        drop(run);
+        let obs = lock(&m.observed).clone();
+        let status = obs.status.as_ref().map(|s| lock(s).clone());
+        let (state, reason) = if !serving {
+            (DeviceState::Stopped, None)
+        } else if let Some(r) = &obs.offline {
+            (DeviceState::Offline, Some(r.clone()))
+        } else {
+            match &status {
+                Some(s) => match s.state {
+                    BackendState::Running => (DeviceState::Running, s.reason.clone()),
+                    BackendState::Restarting { .. } => (DeviceState::Degraded, s.reason.clone()),
+                    BackendState::Failed => (DeviceState::Offline, s.reason.clone()),
+                },
+                None => (DeviceState::Running, None),
+            }
+        };
+        let mut log: Vec<String> = obs
+            .log
+            .as_ref()
+            .map(|l| {
+                l.lines()
+                    .into_iter()
+                    .map(|line| format!("[{}] {}", line.level, line.message))
+                    .collect()
+            })
+            .unwrap_or_default();
+        log.extend(lock(&m.events).iter().map(|e| format!("[host] {e}")));
+        Some(DeviceLive {
+            state,
+            reason,
+            restarts: status.map_or(0, |s| s.restarts),
+            counters,
+            log,
+            exercising: m.exercising.load(Ordering::Relaxed),
+        })
+    }
+
+    fn debug(&self, id: i64) -> Result<String, String> {
+        self.ask(id, |done| Control::Debug { done })
+    }
+
+    fn export(&self, dev: &DeviceSpec) -> Result<LunInfo, String> {
+        if self.kind != FrontendKind::Tcmu {
+            return Err("no LIO on this host: devices run on the built-in simulator and cannot be exported as kernel LUNs".into());
+        }
+        let name = backstore_name(dev.id);
+        let spec = LunSpec {
+            name: name.clone(),
+            size: dev.size,
+            block_size: dev.block_size,
+            max_sectors: (1024 * 1024 / dev.block_size).max(1),
+            config: dev_config(dev.id),
+            hba: 0,
+        };
+        spec.validate()?;
+        // Exported before a daemon restart: the LUN is still there and the
+        // serve loop re-attaches it.
+        if !configfs::backstore_dir(&self.configfs, 0, &name).exists() {
+            configfs::create_lun(&self.configfs, &spec).map_err(|e| e.to_string())?;
+        }
+        let wwn = configfs::wwn_for(&name, b't');
+        Ok(LunInfo {
+            backstore: format!("user_0/{name}"),
+            wwn,
+            lun: 0,
+        })
+    }
+
+    fn unexport(&self, dev: &DeviceSpec, _lun: &LunInfo) -> Result<(), String> {
+        if self.kind != FrontendKind::Tcmu {
+            return Err("no LIO on this host: nothing is exported".into());
+        }
+        // The worker sees its UIO device go away and stops; keep the device
+        // registered so a new export serves it again.
+        if let Ok(m) = self.get(dev.id)
+            && let Some(run) = lock(&m.run).take()
+        {
+            run.stop.store(true, Ordering::Relaxed);
+            let _ = run.control.send(Control::Stop);
+            let _ = run.handle.join();
+        }
+        configfs::delete_lun(&self.configfs, 0, &backstore_name(dev.id)).map_err(|e| e.to_string())
+    }
+
+    fn exercise(&self, id: i64, secs: u32, queue_depth: u32) -> Result<(), String> {
+        let m = self.get(id)?;
+        let Some(sim) = &m.sim else {
+            return Err("exercise runs the simulator's initiator; on real LIO devices send I/O from an initiator (e.g. fio on the LUN)".into());
+        };
+        if m.exercising.swap(true, Ordering::AcqRel) {
+            return Err("an exercise is already running on this device".into());
+        }
+        let spec = lock(&m.spec).clone();
+        let load = Load {
+            blocks: spec.size / u64::from(spec.block_size),
+            block_size: spec.block_size,
+            queue_depth: queue_depth.clamp(1, 128) as usize,
+            fresh: false,
+            label: format!("{}/{}", spec.tenant, spec.name),
+            print: false,
+        };
+        let kernel = Arc::clone(&sim.kernel);
+        let stop = Arc::clone(&sim.exercise_stop);
+        stop.store(false, Ordering::Relaxed);
+        let (global, flag) = (Arc::clone(&self.stop), Arc::clone(&m.exercising));
+        let (events, outcome) = (Arc::clone(&m.events), Arc::clone(&m.last_exercise));
+        note(
+            &events,
+            format!("exercise: {secs} s at queue depth {}", load.queue_depth),
+        );
+        let h = thread::Builder::new()
+            .name(format!("exercise-{id}"))
+            .spawn(move || {
+                let until = AtomicBool::new(false);
+                let timer_stop = Arc::clone(&stop);
+                let deadline = std::time::Instant::now() + Duration::from_secs(u64::from(secs));
+                thread::scope(|s| {
+                    s.spawn(|| {
+                        while std::time::Instant::now() < deadline
+                            && !timer_stop.load(Ordering::Relaxed)
+                            && !global.load(Ordering::Relaxed)
+                        {
+                            thread::sleep(Duration::from_millis(50));
+                        }
+                        until.store(true, Ordering::Relaxed);
+                    });
+                    let mut k = lock(&kernel);
+                    let r = demo::initiator(&mut k, &load, &until);
+                    match &r {
+                        Ok(summary) => {
+                            tracing::info!(device = %load.label, "exercise finished: {summary}");
+                            note(&events, format!("exercise finished: {summary}"));
+                        }
+                        Err(e) => {
+                            tracing::error!(device = %load.label, "exercise failed: {e}");
+                            note(&events, format!("exercise FAILED: {e}"));
+                        }
+                    }
+                    *lock(&outcome) = Some(r);
+                });
+                flag.store(false, Ordering::Release);
+            })
+            .map_err(|e| {
+                m.exercising.store(false, Ordering::Release);
+                format!("spawn exercise: {e}")
+            })?;
+        if let Some(old) = lock(&sim.exercise).replace(h) {
+            let _ = old.join();
+        }
+        Ok(())
+    }
+}

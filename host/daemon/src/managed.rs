@@ -1,0 +1,158 @@
+//! The backend of a control-plane device: a WebAssembly instance that can
+//! be hot-swapped for another (a new module version), or an offline disk
+//! when the bound module cannot run.
+//!
+//! Each I/O clones the current backend's `Rc` before awaiting it, so a swap
+//! never pulls a backend out from under a running command; the worker swaps
+//! only when no command is in flight anyway (see `Control::Swap`).
+
+use std::cell::RefCell;
+use std::rc::Rc;
+use std::sync::{Arc, Mutex};
+
+use wasmtap_runtime::{BackendStatus, GuestLog, WasmBackend};
+use wasmtap_scsi::{BackendResult, BlockBackend, Blocks, BufMut, BufRef, DiskInfo, Lba};
+
+use crate::offline::OfflineDisk;
+
+enum Inner {
+    Guest(Box<WasmBackend>),
+    Offline(OfflineDisk),
+}
+
+/// What the control plane reads about the current instance, from any thread.
+#[derive(Debug, Clone, Default)]
+pub struct Observed {
+    /// The current guest's status (restarts, failures), if a guest runs.
+    pub status: Option<Arc<Mutex<BackendStatus>>>,
+    /// The current guest's log.
+    pub log: Option<GuestLog>,
+    /// Why the device is offline, if it is.
+    pub offline: Option<String>,
+}
+
+/// See the module docs.
+pub struct ManagedBackend {
+    cur: RefCell<Rc<Inner>>,
+    observed: Arc<Mutex<Observed>>,
+}
+
+impl std::fmt::Debug for ManagedBackend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let kind = match &**self.cur.borrow() {
+            Inner::Guest(_) => "guest",
+            Inner::Offline(_) => "offline",
+        };
+        f.debug_struct("ManagedBackend")
+            .field("current", &kind)
+            .finish()
+    }
+}
+
+fn observe(inner: &Inner) -> Observed {
+    match inner {
+        Inner::Guest(b) => Observed {
+            status: Some(b.status_handle()),
+            log: Some(b.log().clone()),
+            offline: None,
+        },
+        Inner::Offline(d) => Observed {
+            status: None,
+            log: None,
+            offline: Some(d.reason.clone()),
+        },
+    }
+}
+
+impl ManagedBackend {
+    /// Serve `guest`, or an offline disk with `geometry` (block size, block
+    /// count) and the reason the guest could not be opened.
+    pub fn new(
+        guest: Result<WasmBackend, String>,
+        geometry: (u32, u64),
+        observed: Arc<Mutex<Observed>>,
+    ) -> Self {
+        let inner = match guest {
+            Ok(b) => Inner::Guest(Box::new(b)),
+            Err(reason) => Inner::Offline(OfflineDisk::new(geometry.0, geometry.1, reason)),
+        };
+        *observed.lock().unwrap_or_else(|p| p.into_inner()) = observe(&inner);
+        Self {
+            cur: RefCell::new(Rc::new(inner)),
+            observed,
+        }
+    }
+
+    fn current(&self) -> Rc<Inner> {
+        Rc::clone(&self.cur.borrow())
+    }
+}
+
+impl BlockBackend for ManagedBackend {
+    fn info(&self) -> DiskInfo {
+        match &*self.current() {
+            Inner::Guest(b) => b.info(),
+            Inner::Offline(d) => d.info(),
+        }
+    }
+    async fn read(&self, lba: Lba, dst: BufMut<'_>) -> BackendResult {
+        match &*self.current() {
+            Inner::Guest(b) => b.read(lba, dst).await,
+            Inner::Offline(d) => d.read(lba, dst).await,
+        }
+    }
+    async fn write(&self, lba: Lba, src: BufRef<'_>, fua: bool) -> BackendResult {
+        match &*self.current() {
+            Inner::Guest(b) => b.write(lba, src, fua).await,
+            Inner::Offline(d) => d.write(lba, src, fua).await,
+        }
+    }
+    async fn flush(&self) -> BackendResult {
+        match &*self.current() {
+            Inner::Guest(b) => b.flush().await,
+            Inner::Offline(d) => d.flush().await,
+        }
+    }
+    async fn discard(&self, lba: Lba, blocks: Blocks) -> BackendResult {
+        match &*self.current() {
+            Inner::Guest(b) => b.discard(lba, blocks).await,
+            Inner::Offline(d) => d.discard(lba, blocks).await,
+        }
+    }
+    async fn write_zeroes(&self, lba: Lba, blocks: Blocks, may_unmap: bool) -> BackendResult {
+        match &*self.current() {
+            Inner::Guest(b) => b.write_zeroes(lba, blocks, may_unmap).await,
+            Inner::Offline(d) => d.write_zeroes(lba, blocks, may_unmap).await,
+        }
+    }
+}
+
+impl crate::glue::Reconfigurable for ManagedBackend {
+    fn reconfigure(&self, _size: Option<u64>, _write_cache: Option<bool>) -> Result<(), String> {
+        Err("a managed device's geometry is set through the control plane".into())
+    }
+
+    fn swap(&self, backend: Box<WasmBackend>) -> Result<(), String> {
+        let old = self.cur.replace(Rc::new(Inner::Guest(backend)));
+        *self.observed.lock().unwrap_or_else(|p| p.into_inner()) = observe(&self.cur.borrow());
+        // The worker swaps with nothing in flight, so this is the last
+        // reference and the old instance is closed here, on the worker.
+        match Rc::try_unwrap(old) {
+            Ok(Inner::Guest(b)) => {
+                if let Err(e) = b.close() {
+                    tracing::warn!("closing the previous instance: {e}");
+                }
+            }
+            Ok(Inner::Offline(_)) => {}
+            Err(_) => tracing::warn!("previous backend still referenced; it closes when released"),
+        }
+        Ok(())
+    }
+
+    fn debug(&self) -> Result<String, String> {
+        match &*self.current() {
+            Inner::Guest(b) => b.debug().map_err(|e| e.to_string()),
+            Inner::Offline(d) => Ok(format!("offline: {}", d.reason)),
+        }
+    }
+}

@@ -1,0 +1,215 @@
+//! The control plane's data-plane side, on the simulator frontend: devices
+//! served per the database, hot swaps under load, modules refused with the
+//! runtime's reason, offline devices, and a daemon restart that brings every
+//! device back. The API is driven over real HTTP where it matters.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use sha2::{Digest, Sha256};
+use wasmtap::config::ServeConfig;
+use wasmtap::control::DaemonHost;
+use wasmtap_web::host::{DeviceSpec, DeviceState, FrontendKind, Host};
+
+fn tmp(tag: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!(
+        "wasmtap-control-{tag}-{}-{:?}",
+        std::process::id(),
+        thread::current().id()
+    ));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+fn host(data: &Path) -> DaemonHost {
+    let cfg = ServeConfig {
+        data_dir: data.to_path_buf(),
+        ..ServeConfig::default()
+    };
+    DaemonHost::new(&cfg, FrontendKind::Sim, Arc::new(AtomicBool::new(false))).unwrap()
+}
+
+/// `bytes` as another module version: the same component with a custom
+/// section appended (still valid, different content hash).
+fn new_version(bytes: &[u8], tag: &str) -> Vec<u8> {
+    let name = b"wasmtap-version";
+    let payload = tag.as_bytes();
+    let mut sec = vec![name.len() as u8];
+    sec.extend_from_slice(name);
+    sec.extend_from_slice(payload);
+    let mut out = bytes.to_vec();
+    out.push(0); // custom section
+    out.push(sec.len() as u8);
+    out.extend_from_slice(&sec);
+    out
+}
+
+/// Store `bytes` content-addressed under `data/modules`, as the web crate does.
+fn module_file(data: &Path, bytes: &[u8]) -> (String, PathBuf) {
+    let sha = hex(&Sha256::digest(bytes));
+    let dir = data.join("modules");
+    std::fs::create_dir_all(&dir).unwrap();
+    let p = dir.join(format!("{sha}.wasm"));
+    std::fs::write(&p, bytes).unwrap();
+    (sha, p)
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+fn spec(data: &Path, id: i64, module: &str, bytes: &[u8], config: &str, bs: u32) -> DeviceSpec {
+    let (sha, path) = module_file(data, bytes);
+    DeviceSpec {
+        id,
+        tenant: "t1".into(),
+        name: format!("dev{id}"),
+        size: 32 << 20,
+        block_size: bs,
+        module_name: module.into(),
+        module_sha256: sha,
+        module_path: path,
+        config: config.into(),
+        dir: data.join("devices").join(id.to_string()),
+        tenant_memory: 1 << 30,
+    }
+}
+
+fn wait_exercise(h: &DaemonHost, id: i64) -> Result<String, String> {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while h.exercising(id) {
+        assert!(Instant::now() < deadline, "exercise did not finish");
+        thread::sleep(Duration::from_millis(50));
+    }
+    h.exercise_outcome(id).expect("an outcome is recorded")
+}
+
+fn raw_file() -> Vec<u8> {
+    std::fs::read(wasmtap_example_guests::RAW_FILE).unwrap()
+}
+
+#[test]
+fn hot_swaps_under_load_lose_and_fail_nothing() {
+    let data = tmp("swap");
+    let h = host(&data);
+    let v1 = raw_file();
+    let v2 = new_version(&v1, "2");
+    let s1 = spec(&data, 1, "raw-file", &v1, "", 512);
+    let s2 = DeviceSpec {
+        module_name: "raw-file-v2".into(),
+        ..spec(&data, 1, "raw-file-v2", &v2, "", 512)
+    };
+    assert_ne!(s1.module_sha256, s2.module_sha256);
+    h.validate(&v2)
+        .expect("a custom section keeps the component valid");
+    h.start(&s1).unwrap();
+    h.exercise(1, 6, 16).unwrap();
+    let mut swaps = 0;
+    let start = Instant::now();
+    // Swap back and forth while the verifying initiator keeps 16 commands
+    // in flight: each swap drains them, so none may fail or read wrong data.
+    while start.elapsed() < Duration::from_secs(4) {
+        thread::sleep(Duration::from_millis(300));
+        let next = if swaps % 2 == 0 { &s2 } else { &s1 };
+        h.rebind(next).unwrap();
+        swaps += 1;
+    }
+    let summary = wait_exercise(&h, 1).expect("no command failed, no data read back wrong");
+    let live = h.live(1).unwrap();
+    assert_eq!(live.state, DeviceState::Running);
+    let c = &live.counters;
+    assert!(c.reads > 100 && c.writes > 100, "{c:?} ({summary})");
+    // The only CHECK CONDITION is the power-on unit attention the initiator
+    // expects at attach.
+    let errors: u64 = c.errors_by_sense_key.iter().sum();
+    assert_eq!(errors, 1, "{c:?}");
+    assert_eq!(c.errors_by_sense_key[6], 1);
+    let swapped = live.log.iter().filter(|l| l.contains("hot swap")).count();
+    assert_eq!(swapped, swaps, "{:?}", live.log);
+    assert!(swaps >= 8, "only {swaps} swaps happened");
+    h.shutdown();
+}
+
+#[test]
+fn a_module_that_cannot_open_leaves_the_old_instance_serving() {
+    let data = tmp("badswap");
+    let h = host(&data);
+    let v1 = raw_file();
+    let s1 = spec(&data, 7, "raw-file", &v1, "", 4096);
+    h.start(&s1).unwrap();
+    // raw-file refuses a sector size the device does not have.
+    let bad = DeviceSpec {
+        config: "sector=999".into(),
+        ..s1.clone()
+    };
+    let err = h.rebind(&bad).unwrap_err();
+    assert!(err.contains("invalid-config"), "{err}");
+    h.exercise(7, 2, 8).unwrap();
+    wait_exercise(&h, 7).expect("the old instance still serves 4 KiB-block I/O");
+    assert_eq!(h.live(7).unwrap().state, DeviceState::Running);
+    h.shutdown();
+}
+
+#[test]
+fn a_device_whose_module_does_not_open_is_offline_with_the_reason() {
+    let data = tmp("offline");
+    let h = host(&data);
+    let s = spec(&data, 3, "raw-file", &raw_file(), "sector=999", 512);
+    h.start(&s)
+        .expect("start succeeds; the device comes up offline");
+    let live = h.live(3).unwrap();
+    assert_eq!(live.state, DeviceState::Offline);
+    assert!(
+        live.reason
+            .as_deref()
+            .unwrap_or("")
+            .contains("invalid-config"),
+        "{live:?}"
+    );
+    h.exercise(3, 1, 4).unwrap();
+    let err = wait_exercise(&h, 3).unwrap_err();
+    assert!(err.contains("errors"), "{err}");
+    let live = h.live(3).unwrap();
+    assert!(
+        live.counters.errors_by_sense_key[2] > 0,
+        "NOT READY: {live:?}"
+    );
+    h.shutdown();
+}
+
+#[test]
+fn modules_are_refused_with_the_runtime_reason() {
+    let data = tmp("refuse");
+    let h = host(&data);
+    let code = |b: &[u8]| h.validate(b).unwrap_err().code;
+    assert_eq!(code(b"hello, not wasm"), "not_wasm");
+    assert_eq!(code(b"\0asm\x01\0\0\0"), "core_module");
+    // An empty component: valid, but it exports no driver.
+    assert_eq!(code(b"\0asm\x0d\0\x01\0"), "wrong_world");
+    let sockets = std::fs::read(wasmtap_example_guests::HOSTILE_SOCKETS).unwrap();
+    let r = h.validate(&sockets).unwrap_err();
+    assert_eq!(r.code, "forbidden_import", "{r:?}");
+    assert!(r.message.contains("wasi:"), "{r:?}");
+    let ok = h.validate(&raw_file()).unwrap();
+    assert!(ok.exports.iter().any(|e| e.contains("driver")));
+}
+
+#[test]
+fn exercise_is_refused_while_one_runs_and_for_unknown_devices() {
+    let data = tmp("busy");
+    let h = host(&data);
+    let ram = std::fs::read(wasmtap_example_guests::RAM).unwrap();
+    h.start(&spec(&data, 4, "ram", &ram, "", 512)).unwrap();
+    h.exercise(4, 2, 4).unwrap();
+    let e = h.exercise(4, 2, 4).unwrap_err();
+    assert!(e.contains("already"), "{e}");
+    assert!(h.exercise(99, 1, 1).is_err());
+    wait_exercise(&h, 4).unwrap();
+    h.stop(4).unwrap();
+    assert!(h.live(4).is_none());
+    h.shutdown();
+}
