@@ -50,6 +50,8 @@ const consoleLines = [];
 async function shot(name) {
   shotNo += 1;
   const f = path.join(ARTIFACTS, `${String(shotNo).padStart(2, '0')}-${name}.png`);
+  // Scrolled to the top, so the sticky header sits where it belongs in a full-page shot.
+  await page.evaluate(() => window.scrollTo(0, 0));
   await page.screenshot({ path: f, fullPage: true });
   console.log(`  screenshot: ${f}`);
   return f;
@@ -92,14 +94,6 @@ async function login(token, expectRole) {
 async function logout() {
   await tid('logout').click();
   await tid('login-token').waitFor({ timeout: T });
-}
-
-/** The <option> value whose label starts with `label` in select `sel`. */
-async function optionValue(sel, label) {
-  return sel.evaluate((el, l) => {
-    const o = [...el.options].find((x) => x.textContent.trim().startsWith(l));
-    return o ? o.value : null;
-  }, label);
 }
 
 /** Drop a file on the drop zone the way a browser does (DataTransfer with a File). */
@@ -239,10 +233,10 @@ async function main() {
     await tid('device-create-size').fill('64');
     await tid('device-create-unit').selectOption('MiB');
     await tid('device-create-block-size').selectOption('512');
-    const ram = await optionValue(tid('device-create-module'), 'ram 0');
-    const ramAny = ram ?? await optionValue(tid('device-create-module'), 'ram');
-    check(ramAny, 'no built-in ram module in the module select');
-    await tid('device-create-module').selectOption(ramAny);
+    const ram = await tid('device-create-module').locator('option[data-name="ram"][data-builtin="true"]').getAttribute('value', { timeout: T })
+      .catch(() => null);
+    check(ram, 'no built-in ram module in the module select');
+    await tid('device-create-module').selectOption(ram);
     await tid('device-create-submit').click();
     const row = page.locator(`[data-testid="device-row"][data-name="${DEVICE}"]`);
     await until(`device ${DEVICE} in the list`, async () => {
@@ -254,13 +248,15 @@ async function main() {
       if (st !== 'running') await tid('devices-refresh').click();
       return st === 'running';
     }, 60_000, 1000);
+    check((await row.getByTestId('device-module').textContent()).trim().startsWith('ram') && !(await row.getByTestId('device-module').textContent()).includes(MODULE),
+      `new device runs "${await row.getByTestId('device-module').textContent()}", expected the built-in ram`);
     await shot('device-created');
   });
 
   await run(`tenant hot-swaps ${DEVICE} to ${MODULE}`, async () => {
     const row = page.locator(`[data-testid="device-row"][data-name="${DEVICE}"]`);
     const sel = row.getByTestId('device-bind-select');
-    const v = await optionValue(sel, MODULE);
+    const v = await sel.locator(`option[data-name="${MODULE}"]`).getAttribute('value', { timeout: T }).catch(() => null);
     check(v, `module ${MODULE} is not offered in the bind select`);
     await sel.selectOption(v);
     await row.getByTestId('device-bind-submit').click();

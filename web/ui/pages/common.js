@@ -27,11 +27,19 @@ export function deviceModule(d, modulesById) {
   if (!name && id !== null && modulesById && modulesById.get(String(id))) name = modulesById.get(String(id)).name;
   if (!name && typeof m === 'string') name = m;
   const version = (m && typeof m === 'object' && m.version) || d.module_version || (id !== null && modulesById && modulesById.get(String(id)) ? modulesById.get(String(id)).version : null);
-  return { id, name: name || (id !== null ? `#${id}` : '—'), version };
+  const sha = (m && typeof m === 'object' && m.sha256) || (id !== null && modulesById && modulesById.get(String(id)) ? modulesById.get(String(id)).sha256 : null);
+  return { id, name: name || (id !== null ? `#${id}` : '—'), version: shownVersion({ version, sha256: sha }) || null };
+}
+
+/** The version worth showing (built-ins are versioned by their hash prefix). */
+export function shownVersion(m) {
+  if (!m || !m.version) return '';
+  if (m.sha256 && /^[0-9a-f]{8,}$/.test(m.version) && m.sha256.startsWith(m.version)) return '';
+  return m.version;
 }
 
 export function moduleLabel(m) {
-  const v = m.version ? ` ${m.version}` : '';
+  const v = shownVersion(m) ? ` ${m.version}` : '';
   const who = isBuiltin(m) ? ' (built-in)' : m.owner ? ` (${m.owner})` : '';
   return `${m.name}${v}${who}`;
 }

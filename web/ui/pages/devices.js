@@ -11,7 +11,7 @@ export function moduleSelect(mods, current, attrs) {
   const sel = h('select', attrs);
   const builtins = mods.filter(isBuiltin);
   const own = mods.filter((m) => !isBuiltin(m));
-  const opt = (m) => h('option', { value: m.id, selected: current !== null && current !== undefined && String(m.id) === String(current) }, moduleLabel(m));
+  const opt = (m) => h('option', { value: m.id, dataset: { name: m.name, builtin: String(isBuiltin(m)) }, selected: current !== null && current !== undefined && String(m.id) === String(current) }, moduleLabel(m));
   if (own.length) sel.append(h('optgroup', { label: 'Uploaded' }, own.map(opt)));
   if (builtins.length) sel.append(h('optgroup', { label: 'Built-in' }, builtins.map(opt)));
   if (!mods.length) sel.append(h('option', { value: '' }, 'No modules'));
@@ -22,12 +22,19 @@ export function moduleSelect(mods, current, attrs) {
  * Hot-swap control: select + button. `onDone(device)` after a successful swap;
  * errors go to `errSlot`.
  */
-export function bindControl(dev, mods, errSlot, onDone) {
+export function bindControl(dev, mods, errSlot, onDone, pending) {
   const cur = deviceModule(dev, indexById(mods)).id;
-  const sel = moduleSelect(mods, cur, { testid: 'device-bind-select', 'aria-label': `Module for ${dev.name}`, class: 'select-sm' });
+  // `pending` (device id -> chosen module id) keeps a choice not yet bound
+  // across the list's periodic re-rendering.
+  const key = String(dev.id);
+  const chosen = pending && pending.has(key) && mods.some((m) => String(m.id) === pending.get(key)) ? pending.get(key) : cur;
+  const sel = moduleSelect(mods, chosen, { testid: 'device-bind-select', 'aria-label': `Module for ${dev.name}`, class: 'select-sm' });
   const btn = h('button', { class: 'btn btn-sm', testid: 'device-bind-submit', title: 'Hot swap: in-flight commands drain, none fail' }, icon('swap'), h('span', null, 'Bind'));
   const syncBtn = () => { btn.disabled = !sel.value || String(sel.value) === String(cur); };
-  sel.addEventListener('change', syncBtn);
+  sel.addEventListener('change', () => {
+    if (pending) { if (String(sel.value) === String(cur)) pending.delete(key); else pending.set(key, String(sel.value)); }
+    syncBtn();
+  });
   syncBtn();
   btn.addEventListener('click', async () => {
     clear(errSlot);
@@ -36,6 +43,7 @@ export function bindControl(dev, mods, errSlot, onDone) {
         const idNum = Number(sel.value);
         const d = await put(`/devices/${encodeURIComponent(dev.id)}/module`, { module: Number.isFinite(idNum) && String(idNum) === sel.value ? idNum : sel.value });
         toast(`${dev.name} now runs ${sel.selectedOptions[0] ? sel.selectedOptions[0].textContent : 'the new module'}`);
+        if (pending) pending.delete(key);
         if (onDone) await onDone(d);
       } catch (e) {
         errSlot.append(errorBox(e, 'device-bind-error'));
@@ -67,6 +75,7 @@ export async function devicesPage(main, { session }) {
   const formSlot = h('div', { class: 'slot' }, loading('Loading modules…'));
   let mods = [];
   let tenants = [];
+  const pendingBind = new Map();
 
   fill(main, 
     h('div', { class: 'page-head' },
@@ -174,7 +183,7 @@ export async function devicesPage(main, { session }) {
           h('td', { 'data-label': 'Module', testid: 'device-module' }, m.name, m.version ? h('span', { class: 'muted small' }, ` ${m.version}`) : null),
           session.isAdmin ? h('td', { 'data-label': 'Tenant' }, d.tenant || '—') : null,
           h('td', { 'data-label': 'LUN', class: 'nowrap' }, d.lun ? h('span', { class: 'small' }, lunText(d.lun)) : h('span', { class: 'muted' }, 'not exported')),
-          h('td', { 'data-label': 'Hot swap' }, bindControl(d, mods, rowErr, refresh)),
+          h('td', { 'data-label': 'Hot swap' }, bindControl(d, mods, rowErr, refresh, pendingBind)),
           h('td', { class: 'actions' }, delBtn));
       })))));
   }
@@ -188,7 +197,7 @@ export async function devicesPage(main, { session }) {
   }
   // Keep states fresh while the page is open.
   const timer = setInterval(() => {
-    if (!document.hidden && !document.querySelector('dialog[open]') && !main.contains(document.activeElement)) refresh();
+    if (!document.hidden && !document.querySelector('dialog[open]') && !listSlot.contains(document.activeElement)) refresh();
   }, 5000);
   return () => clearInterval(timer);
 }

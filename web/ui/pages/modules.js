@@ -5,7 +5,7 @@ import { get, del, listOf, uploadModule } from '../api.js';
 import {
   h, clear, fill, icon, fmtBytes, fmtDate, shortHash, errorBox, emptyState, loading, confirmDialog, busy, field, toast,
 } from '../dom.js';
-import { isBuiltin, boundList, indexById } from './common.js';
+import { isBuiltin, boundList, indexById, shownVersion } from './common.js';
 
 /** "wasmtap_guest_ram.wasm" -> "wasmtap_guest_ram" */
 export function nameFromFile(fname) {
@@ -204,7 +204,7 @@ export async function modulesPage(main, { session }) {
       : null;
     return h('tr', { testid: 'module-row', dataset: { name: m.name, id: m.id, builtin: String(builtin) } },
       h('td', { 'data-label': 'Name' }, h('div', { class: 'cell-title' }, icon('module'), h('strong', { testid: 'module-name' }, m.name)), io),
-      h('td', { 'data-label': 'Version' }, m.version || h('span', { class: 'muted' }, '—')),
+      h('td', { 'data-label': 'Version' }, shownVersion(m) || h('span', { class: 'muted' }, '—')),
       h('td', { 'data-label': 'SHA-256' }, m.sha256 ? h('code', { title: m.sha256, testid: 'module-sha' }, shortHash(m.sha256)) : '—'),
       h('td', { 'data-label': 'Size' }, fmtBytes(m.size)),
       h('td', { 'data-label': 'Owner' }, builtin ? h('span', { class: 'chip chip-builtin' }, 'built-in') : h('span', null, m.owner || '—')),
