@@ -75,7 +75,7 @@ export async function devicePage(main, id, { session, navigate }) {
   const tCommands = tile('Commands', 'stat-commands', 'tile-accent');
   const tInFlight = tile('In flight', 'stat-in-flight');
   const tData = tile('Data read / written', 'stat-bytes');
-  const tErrors = tile('Errors', 'stat-errors');
+  const tErrors = tile('Check conditions', 'stat-errors');
 
   const swapErr = h('div', { class: 'slot' });
   const swapSlot = h('div', { class: 'slot' });
@@ -200,8 +200,10 @@ export async function devicePage(main, id, { session, navigate }) {
     const errs = (c.errors_by_sense_key || []).map((n, k) => [n, k]).filter(([n]) => n > 0);
     const total = errs.reduce((a, [n]) => a + n, 0);
     tErrors.value.textContent = fmtNum(total);
-    tErrors.el.classList.toggle('tile-bad', total > 0);
-    tErrors.sub.textContent = errs.length ? errs.map(([n, k]) => `${SENSE_KEYS[k] || k}: ${fmtNum(n)}`).join(' · ') : 'no CHECK CONDITIONs';
+    // UNIT ATTENTION (6) is an initiator being told of a change (power on,
+    // capacity, hot swap): normal, so only other sense keys turn the tile red.
+    tErrors.el.classList.toggle('tile-bad', errs.some(([n, k]) => n > 0 && k !== 6));
+    tErrors.sub.textContent = errs.length ? errs.map(([n, k]) => `${SENSE_KEYS[k] || k}: ${fmtNum(n)}`).join(' · ') : 'none';
   }
 
   function renderSwap() {
