@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite, as the README documents it and CI runs it.
+# Screenshots of the browser test land in target/artifacts/browser/, VM serial
+# logs in target/vm-logs/.
 #
 #   tests/all.sh            everything
 #   WASMTAP_SKIP_VM=1 ...   skip the real-kernel VM suite (local use only;
@@ -18,6 +20,19 @@ cargo clippy --workspace --all-targets -- -D warnings
 
 step "unit, property and integration tests"
 cargo test --workspace
+
+step "web UI in a real browser (Debian's chromium driven by playwright-core)"
+if [[ ! -x /usr/bin/chromium ]]; then
+    if [[ $(id -u) -eq 0 ]]; then
+        apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+    else
+        echo "the browser test needs chromium: run as root, or apt-get install chromium" >&2
+        exit 1
+    fi
+fi
+cargo build -p wasmtap
+tests/browser/run.sh
 
 step "fuzz targets (short runs)"
 tests/fuzz.sh "${FUZZ_SECS:-30}"

@@ -663,8 +663,12 @@ impl Host for DaemonHost {
         if self.kind != FrontendKind::Tcmu {
             return Err("no LIO on this host: nothing is exported".into());
         }
-        // The worker sees its UIO device go away and stops; keep the device
-        // registered so a new export serves it again.
+        // The LUN goes first, while the worker still answers: removing the
+        // disk sends commands (cache flush) that must not go unanswered.
+        // Then the backstore, whose UIO device vanishing ends the worker;
+        // the device stays registered so a new export serves it again.
+        let removed = configfs::delete_lun(&self.configfs, 0, &backstore_name(dev.id))
+            .map_err(|e| e.to_string());
         if let Ok(m) = self.get(dev.id)
             && let Some(run) = lock(&m.run).take()
         {
@@ -672,7 +676,7 @@ impl Host for DaemonHost {
             let _ = run.control.send(Control::Stop);
             let _ = run.handle.join();
         }
-        configfs::delete_lun(&self.configfs, 0, &backstore_name(dev.id)).map_err(|e| e.to_string())
+        removed
     }
 
     fn exercise(&self, id: i64, secs: u32, queue_depth: u32) -> Result<(), String> {
