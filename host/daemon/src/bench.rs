@@ -406,9 +406,29 @@ pub fn native_rows(file_dir: PathBuf) -> Vec<Row> {
 /// Run every row on every workload and print the table (or JSON).
 pub fn run(rows: &[Row], secs: f64, json: bool) -> Result<(), String> {
     let mut results: Vec<(String, &'static str, Figures, Option<f64>)> = Vec::new();
+    // `WASMTAP_BENCH_ONLY=guest-ram,randwrite-qd32` (for profiling): only the
+    // rows and workloads whose names contain one of the words.
+    let only: Vec<String> = std::env::var("WASMTAP_BENCH_ONLY")
+        .map(|v| v.split(',').map(str::to_string).collect())
+        .unwrap_or_default();
+    let picked = |name: &str, words: &[&String]| words.is_empty() || words.iter().any(|w| name.contains(w.as_str()));
+    let row_words: Vec<&String> = only
+        .iter()
+        .filter(|o| rows.iter().any(|r| r.name.contains(o.as_str())))
+        .collect();
+    let load_words: Vec<&String> = only
+        .iter()
+        .filter(|o| WORKLOADS.iter().any(|w| w.name.contains(o.as_str())))
+        .collect();
     for w in WORKLOADS {
+        if !picked(w.name, &load_words) {
+            continue;
+        }
         let mut by_name: Vec<(String, Figures)> = Vec::new();
         for row in rows {
+            if !picked(&row.name, &row_words) {
+                continue;
+            }
             let f = run_case((row.make)(), w, secs)
                 .map_err(|e| format!("{} {}: {e}", row.name, w.name))?;
             let ratio = row
@@ -422,8 +442,10 @@ pub fn run(rows: &[Row], secs: f64, json: bool) -> Result<(), String> {
                 eprintln!("  {:<14} {:<18} done", row.name, w.name);
             }
         }
-        let base = memcpy_baseline(w.size, secs.min(1.0));
-        results.push(("memcpy".into(), w.name, base, None));
+        if only.is_empty() || only.iter().any(|o| o == "memcpy") {
+            let base = memcpy_baseline(w.size, secs.min(1.0));
+            results.push(("memcpy".into(), w.name, base, None));
+        }
     }
     if json {
         let items: Vec<String> = results

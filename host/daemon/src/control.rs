@@ -573,6 +573,7 @@ impl Host for DaemonHost {
             backend: Box::new(backend),
             done,
         })?;
+        tracing::info!(device = %spec.name, tenant = %spec.tenant, %from, to = %spec.module_name, "hot swap done");
         note(
             &m.events,
             format!(

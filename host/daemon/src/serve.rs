@@ -355,8 +355,17 @@ fn handle_event(
     let status: Result<(), String> = match ev.kind {
         EventKind::Added => {
             rescan(cfg, stop, guests, workers, host);
+            // Control-plane devices are attached by the host (rescan logged
+            // any failure); the others get a worker here.
+            let managed = ev
+                .uio_name
+                .as_deref()
+                .and_then(|n| uio::parse_uio_name(n, SUBTYPE))
+                .is_some_and(|(_, _, config)| control::managed_id(&config).is_some());
             match ev.uio() {
-                Some(u) if !workers.contains_key(&u) => Err(format!("{u} could not be attached")),
+                Some(u) if !managed && !workers.contains_key(&u) => {
+                    Err(format!("{u} could not be attached"))
+                }
                 _ => Ok(()),
             }
         }

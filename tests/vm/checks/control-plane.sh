@@ -43,8 +43,8 @@ else
     fail_with_log "the daemon or its API did not come up"
     summary; exit 1
 fi
-check "the daemon serves the tcmu frontend and printed the UI address" \
-    sh -c "dlog | grep -q 'serving TCMU devices' && dlog | grep -q 'web UI and API at'"
+tcmu_and_url() { dlog | grep -q 'serving TCMU devices' && dlog | grep -q 'web UI and API at'; }
+check "the daemon serves the tcmu frontend and printed the UI address" tcmu_and_url
 
 section "tenant, device, export"
 check "admin: tenant create acme" as_admin tenant create acme
@@ -86,15 +86,27 @@ section "hot swap under I/O"
 out=$(as_acme module upload /test/raw-file.wasm --name raw-file-v2 --version 2 --json 2>&1)
 MID=$(field "$out" id)
 check "acme: module upload raw-file-v2 -> id $MID" test -n "$MID"
-( dd if=/dev/$SD bs=64k iflag=direct 2>/dev/null | $CMP - "$PAT" >/tmp/swapcmp 2>&1; echo $? >/tmp/swapcmp.rc ) &
+# Whole-disk read-backs, one after the other, until one has started after the swap finished: the
+# pass running during the swap must match too.
+rm -f /tmp/swapped /tmp/swapcmp.rc
+( rc=0; n=0; after=0
+  while [ "$after" -lt 1 ]; do
+      [ -f /tmp/swapped ] && after=1
+      dd if=/dev/$SD bs=64k iflag=direct 2>/dev/null | $CMP - "$PAT" >>/tmp/swapcmp 2>&1 || rc=1
+      n=$((n + 1))
+  done
+  echo "$n" >/tmp/swapcmp.passes; echo $rc >/tmp/swapcmp.rc ) &
 sleep 1
 if out=$(as_acme device bind "$ID" --module "$MID" 2>&1); then
-    pass "acme: hot swap to raw-file-v2 while a read-back runs: $(echo "$out" | head -n 1)"
+    pass "acme: hot swap to raw-file-v2 while read-backs run: $(echo "$out" | head -n 1)"
 else
     fail_with_log "hot swap failed: $out"
 fi
+touch /tmp/swapped
 wait_until 120 test -f /tmp/swapcmp.rc
-check "the read-back across the swap matches the pattern ($(cat /tmp/swapcmp 2>/dev/null))" test "$(cat /tmp/swapcmp.rc)" = 0
+check "every read-back around the swap matches the pattern ($(cat /tmp/swapcmp.passes 2>/dev/null) passes of ${SIZE_MB} MiB; $(cat /tmp/swapcmp 2>/dev/null))" test "$(cat /tmp/swapcmp.rc)" = 0
+swap_log=$(dlog | grep -c 'hot swap' )
+note "daemon log lines about the swap: $swap_log: $(dlog | grep "hot swap" | sed "s/^[^ ]* *//" | cut -c1-160 | tr "\n" "|")"
 check "after the swap, writes and reads still match" \
     all_of "dd if=$PAT of=/dev/$SD bs=1M count=8 oflag=direct 2>/dev/null" "dd if=/dev/$SD bs=1M count=8 iflag=direct 2>/dev/null | $CMP -n 8388608 - $PAT"
 
