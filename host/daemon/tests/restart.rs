@@ -145,8 +145,7 @@ fn last_exercise_line(url: &str, token: &str, id: i64) -> String {
         .unwrap()
         .iter()
         .filter_map(|v| v.as_str())
-        .filter(|s| s.contains("exercise finished") || s.contains("exercise FAILED"))
-        .last()
+        .rfind(|s| s.contains("exercise finished") || s.contains("exercise FAILED"))
         .unwrap_or_else(|| panic!("no exercise outcome in {l}"))
         .to_string()
 }
