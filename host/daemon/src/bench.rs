@@ -100,6 +100,19 @@ pub struct Figures {
     pub p50_us: f64,
     /// 99th percentile latency, microseconds.
     pub p99_us: f64,
+    /// CPU time of the device worker thread per command, microseconds
+    /// (user and system; 0 where not measured). Unlike IOPS it hardly
+    /// depends on how fast the machine wakes sleeping threads.
+    pub worker_us: f64,
+}
+
+/// CPU time the calling thread has run, in nanoseconds
+/// (`/proc/thread-self/schedstat`; 0 if unavailable).
+fn thread_cpu_ns() -> u64 {
+    std::fs::read_to_string("/proc/thread-self/schedstat")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0)
 }
 
 /// A backend under test: builds the worker's handler on the worker thread.
@@ -156,24 +169,25 @@ pub fn run_case(make: MakeHandler, w: Workload, secs: f64) -> Result<Figures, St
     );
     let worker = thread::Builder::new()
         .name("bench-dev".into())
-        .spawn(move || -> Result<(), WorkerError> {
+        .spawn(move || -> Result<(u64, u64), WorkerError> {
             let mut h = make(region).map_err(WorkerError::Setup)?;
-            worker::run(
-                ring,
-                &bell,
-                &mut h,
-                &wstop,
-                &WorkerStats::default(),
-                256,
-                None,
-            )
+            let stats = WorkerStats::default();
+            let cpu0 = thread_cpu_ns();
+            worker::run(ring, &bell, &mut h, &wstop, &stats, 256, None)?;
+            let cpu = thread_cpu_ns().saturating_sub(cpu0);
+            Ok((cpu, stats.commands.load(Ordering::Relaxed)))
         })
         .map_err(|e| e.to_string())?;
     let result = drive(&mut k, w, secs);
     stop.store(true, Ordering::Relaxed);
     let _ = user.bell.to_user.ring();
     match worker.join() {
-        Ok(Ok(())) => result,
+        Ok(Ok((cpu_ns, commands))) => result.map(|mut f| {
+            if commands > 0 {
+                f.worker_us = cpu_ns as f64 / commands as f64 / 1000.0;
+            }
+            f
+        }),
         Ok(Err(e)) => Err(format!("worker: {e}")),
         Err(_) => Err("worker panicked".into()),
     }
@@ -305,6 +319,7 @@ fn drive(k: &mut SimKernel, w: Workload, secs: f64) -> Result<Figures, String> {
         mbps: iops * f64::from(w.size) / 1e6,
         p50_us: percentile(&lat, 0.50),
         p99_us: percentile(&lat, 0.99),
+        worker_us: 0.0,
     })
 }
 
@@ -329,6 +344,7 @@ pub fn memcpy_baseline(size: u32, secs: f64) -> Figures {
         mbps: iops * f64::from(size) / 1e6,
         p50_us: percentile(&lat, 0.5),
         p99_us: percentile(&lat, 0.99),
+        worker_us: 0.0,
     }
 }
 
@@ -411,7 +427,9 @@ pub fn run(rows: &[Row], secs: f64, json: bool) -> Result<(), String> {
     let only: Vec<String> = std::env::var("WASMTAP_BENCH_ONLY")
         .map(|v| v.split(',').map(str::to_string).collect())
         .unwrap_or_default();
-    let picked = |name: &str, words: &[&String]| words.is_empty() || words.iter().any(|w| name.contains(w.as_str()));
+    let picked = |name: &str, words: &[&String]| {
+        words.is_empty() || words.iter().any(|w| name.contains(w.as_str()))
+    };
     let row_words: Vec<&String> = only
         .iter()
         .filter(|o| rows.iter().any(|r| r.name.contains(o.as_str())))
@@ -452,11 +470,12 @@ pub fn run(rows: &[Row], secs: f64, json: bool) -> Result<(), String> {
             .iter()
             .map(|(b, w, f, r)| {
                 format!(
-                    "{{\"backend\":\"{b}\",\"workload\":\"{w}\",\"iops\":{:.1},\"mbps\":{:.2},\"p50_us\":{:.2},\"p99_us\":{:.2},\"ratio\":{}}}",
+                    "{{\"backend\":\"{b}\",\"workload\":\"{w}\",\"iops\":{:.1},\"mbps\":{:.2},\"p50_us\":{:.2},\"p99_us\":{:.2},\"worker_us\":{:.3},\"ratio\":{}}}",
                     f.iops,
                     f.mbps,
                     f.p50_us,
                     f.p99_us,
+                    f.worker_us,
                     r.map_or("null".to_string(), |r| format!("{r:.3}"))
                 )
             })
@@ -464,18 +483,19 @@ pub fn run(rows: &[Row], secs: f64, json: bool) -> Result<(), String> {
         println!("[{}]", items.join(","));
     } else {
         println!(
-            "{:<18} {:<14} {:>10} {:>10} {:>10} {:>10} {:>8}",
-            "workload", "backend", "IOPS", "MB/s", "p50 us", "p99 us", "ratio"
+            "{:<18} {:<14} {:>10} {:>10} {:>10} {:>10} {:>10} {:>8}",
+            "workload", "backend", "IOPS", "MB/s", "p50 us", "p99 us", "cpu us/op", "ratio"
         );
         for (b, w, f, r) in &results {
             println!(
-                "{:<18} {:<14} {:>10.0} {:>10.1} {:>10.1} {:>10.1} {:>8}",
+                "{:<18} {:<14} {:>10.0} {:>10.1} {:>10.1} {:>10.1} {:>10.2} {:>8}",
                 w,
                 b,
                 f.iops,
                 f.mbps,
                 f.p50_us,
                 f.p99_us,
+                f.worker_us,
                 r.map_or("-".to_string(), |r| format!("{r:.2}x"))
             );
         }
