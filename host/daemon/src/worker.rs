@@ -178,8 +178,8 @@ fn sense_key(sense: &[u8]) -> Option<usize> {
 }
 
 impl WorkerStats {
-    fn record(&self, class: Class, len: u64, started: Instant, out: &Outcome) {
-        let us = started.elapsed().as_micros() as u64;
+    fn record(&self, class: Class, len: u64, started: Instant, now: Instant, out: &Outcome) {
+        let us = now.saturating_duration_since(started).as_micros() as u64;
         let bucket = LATENCY_BOUNDS_US
             .iter()
             .position(|&b| us <= b)
@@ -239,10 +239,18 @@ pub fn poll_fds(fds: &mut [PollFd<'_>], timeout_ms: u16) -> io::Result<i32> {
 /// kernel fails them as retryable.
 const STOP_GRACE: Duration = Duration::from_secs(10);
 
-/// Wakes the worker: marks that a future can make progress and writes the
-/// worker's eventfd (from any thread).
+/// Wakes the worker: marks that a future can make progress and, if the
+/// worker may be asleep, writes the worker's eventfd (from any thread).
+///
+/// While the worker is busy (between waking up and deciding to sleep again)
+/// the mark alone is enough: it checks `woken` before it sleeps. That makes
+/// a wake from the worker's own thread (a future asking to be polled again,
+/// as the WebAssembly backend does to batch requests) free of system calls.
+/// `woken` and `busy` are sequentially consistent: either the worker sees
+/// the mark before sleeping, or the waker sees `busy` cleared and rings.
 struct WorkerWaker {
     woken: AtomicBool,
+    busy: AtomicBool,
     bell: EventBell,
 }
 
@@ -251,7 +259,7 @@ impl Wake for WorkerWaker {
         self.wake_by_ref();
     }
     fn wake_by_ref(self: &Arc<Self>) {
-        if !self.woken.swap(true, Ordering::AcqRel) {
+        if !self.woken.swap(true, Ordering::SeqCst) && !self.busy.load(Ordering::SeqCst) {
             let _ = self.bell.ring();
         }
     }
@@ -299,6 +307,7 @@ pub fn run_until<B: Doorbell, H: Handler>(
     let region = Arc::clone(ring.region());
     let waker_state = Arc::new(WorkerWaker {
         woken: AtomicBool::new(false),
+        busy: AtomicBool::new(true),
         bell: EventBell::new()?,
     });
     let waker = Waker::from(Arc::clone(&waker_state));
@@ -354,10 +363,17 @@ pub fn run_until<B: Doorbell, H: Handler>(
         if stopping.is_none() && swapping.is_none() {
             entries.clear();
             drained = ring.drain(&mut entries, batch)?;
+            // One clock read per pass, not per command: the commands of a
+            // pass were all seen at the same time.
+            let started = if entries.is_empty() {
+                None
+            } else {
+                Some(Instant::now())
+            };
             for e in entries.drain(..) {
                 match e {
                     Entry::Command(cmd) => {
-                        let started = Instant::now();
+                        let started = started.unwrap_or_else(Instant::now);
                         let class = classify(cmd.cdb());
                         let fut = handler.start(&region, &cmd);
                         pending.push(Pending {
@@ -376,8 +392,9 @@ pub fn run_until<B: Doorbell, H: Handler>(
         }
 
         // Poll everything in flight (new commands usually finish right here).
-        waker_state.woken.store(false, Ordering::Release);
+        waker_state.woken.store(false, Ordering::SeqCst);
         let (mut completed, mut checks) = (0u64, 0u64);
+        let mut now: Option<Instant> = None;
         let mut i = 0;
         while i < pending.len() {
             if let Poll::Ready(out) = pending[i].fut.as_mut().poll(&mut cx) {
@@ -390,7 +407,8 @@ pub fn run_until<B: Doorbell, H: Handler>(
                 if out.status == wasmtap_ring::abi::SAM_STAT_CHECK_CONDITION {
                     checks += 1;
                 }
-                stats.record(class, cmd.data_len(), started, &out);
+                let now = *now.get_or_insert_with(Instant::now);
+                stats.record(class, cmd.data_len(), started, now, &out);
                 let resp = Response {
                     status: out.status,
                     sense: &out.sense[..out.sense_len],
@@ -427,7 +445,12 @@ pub fn run_until<B: Doorbell, H: Handler>(
         if drained.more {
             continue;
         }
-        if drained.entries == 0 && !waker_state.woken.load(Ordering::Acquire) {
+        if drained.entries == 0 {
+            waker_state.busy.store(false, Ordering::SeqCst);
+            if waker_state.woken.load(Ordering::SeqCst) {
+                waker_state.busy.store(true, Ordering::SeqCst);
+                continue;
+            }
             let ring_fd = bell.poll_fd();
             let wake_fd = waker_state.bell.fd();
             let mut fds = [
@@ -445,6 +468,7 @@ pub fn run_until<B: Doorbell, H: Handler>(
                     waker_state.bell.wait()?;
                 }
             }
+            waker_state.busy.store(true, Ordering::SeqCst);
         }
     }
 }
