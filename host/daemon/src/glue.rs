@@ -53,6 +53,9 @@ pub fn serial_for(seed: &str) -> String {
     format!("wt{h:016x}")
 }
 
+/// Iovecs a command's future holds without allocating.
+const INLINE_IOVS: usize = 4;
+
 /// Executes ring commands through a SCSI [`Target`] over backend `B`.
 #[derive(Debug)]
 pub struct ScsiHandler<B> {
@@ -99,18 +102,32 @@ impl<B: BlockBackend + Reconfigurable + 'static> Handler for ScsiHandler<B> {
         let mut cdb = [0u8; wasmtap_ring::abi::MAX_CDB_LEN];
         let cdb_len = cmd.cdb().len();
         cdb[..cdb_len].copy_from_slice(cmd.cdb());
-        let extents: Vec<Extent> = cmd
-            .data_iovs()
-            .iter()
-            .map(|v| Extent {
-                addr: v.base,
-                len: v.len,
-            })
-            .collect();
+        // Most commands have one or two iovecs: keep up to INLINE_IOVS in the
+        // future itself and allocate only for more.
+        let iovs = cmd.data_iovs();
+        let to_extent = |v: &wasmtap_ring::IoVec| Extent {
+            addr: v.base,
+            len: v.len,
+        };
+        let mut inline = [Extent::default(); INLINE_IOVS];
+        let heap: Vec<Extent> = if iovs.len() <= INLINE_IOVS {
+            for (slot, v) in inline.iter_mut().zip(iovs) {
+                *slot = to_extent(v);
+            }
+            Vec::new()
+        } else {
+            iovs.iter().map(to_extent).collect()
+        };
+        let n_inline = iovs.len().min(INLINE_IOVS);
         let buf_len = cmd.data_len();
         Box::pin(async move {
             let mem = RegionMemory(&region);
-            let mut buf = SgBuffer::new(&mem, &extents);
+            let extents: &[Extent] = if heap.is_empty() {
+                &inline[..n_inline]
+            } else {
+                &heap
+            };
+            let mut buf = SgBuffer::new(&mem, extents);
             // LIO has one I_T nexus per TCMU device from our point of view:
             // the ring does not say which initiator sent a command.
             let done = target.execute(Nexus(0), &cdb[..cdb_len], &mut buf).await;

@@ -34,7 +34,9 @@ use crate::engine::Runtime;
 use crate::host::{DeviceState, ProtocolViolation};
 use crate::limits::StoreLimiter;
 use crate::log::GuestLog;
-use crate::request::{Abandoned, DataTarget, Inflight, Outcome, RequestRes, RequestShared};
+use crate::request::{
+    Abandoned, DataTarget, Extents, Inflight, Outcome, RequestRes, RequestShared,
+};
 
 /// Largest transfer reported when the guest sets no limit.
 const DEFAULT_MAX_TRANSFER: u64 = 8 << 20;
@@ -110,7 +112,21 @@ pub struct WasmBackend {
     sup: RefCell<Supervisor>,
     info: Cell<DiskInfo>,
     status: Arc<Mutex<BackendStatus>>,
+    /// Requests already in the live instance's table, waiting for the next
+    /// `queue-batch` call (see [`WasmBackend::dispatch`]).
+    queue: RefCell<Vec<Resource<RequestRes>>>,
+    /// The instance generation the queued requests belong to.
+    queue_generation: Cell<u64>,
+    /// Finished requests' shared state, reused (one allocation less per
+    /// request).
+    spare: RefCell<Vec<Arc<RequestShared>>>,
 }
+
+/// Most spare request states kept.
+const MAX_SPARE: usize = 256;
+
+/// Most requests handed to the guest in one `queue-batch` call.
+const MAX_BATCH: usize = 64;
 
 impl std::fmt::Debug for WasmBackend {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -155,8 +171,14 @@ fn describe(e: &wasmtime::Error, store: &Store<DeviceState>, deadline: Duration)
     {
         return format!("protocol violation: {e}");
     }
-    let mut s = format!("{e:#}");
-    s.truncate(512);
+    // The root cause first: the wasm backtrace wasmtime adds as context can
+    // be long (a batch adds a frame) and is cut below.
+    let mut s = format!("{}; {e:#}", e.root_cause());
+    let mut end = s.len().min(512);
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    s.truncate(end);
     s
 }
 
@@ -251,6 +273,9 @@ impl Runtime {
                 restarts: 0,
                 failures: 0,
             })),
+            queue: RefCell::new(Vec::new()),
+            queue_generation: Cell::new(0),
+            spare: RefCell::new(Vec::new()),
         })
     }
 }
@@ -468,9 +493,62 @@ impl WasmBackend {
 
     /// Arm the deadline and the host-call budget for one guest call.
     fn arm(&self, live: &mut Live) {
+        self.arm_for(live, 1);
+    }
+
+    /// Arm one guest call that carries `requests` requests: the deadline is
+    /// the same as for any call (a whole batch must finish within it), the
+    /// host-call budget is what that many separate calls would have had.
+    fn arm_for(&self, live: &mut Live, requests: usize) {
         live.store
             .set_epoch_deadline(ticks(&self.rt, self.spec.limits.call_deadline));
-        live.store.data_mut().work_left = self.spec.limits.host_work_per_call;
+        live.store.data_mut().work_left = self
+            .spec
+            .limits
+            .host_work_per_call
+            .saturating_mul(requests.max(1) as u64);
+    }
+
+    /// Hand every queued request to the guest: one `queue-batch` call per
+    /// [`MAX_BATCH`] requests. A request is queued when its future is first
+    /// polled and dispatched when any queued future is polled again, so the
+    /// commands a worker starts in one pass reach the guest in one call.
+    fn dispatch(&self) {
+        let mut reqs = {
+            let mut q = self.queue.borrow_mut();
+            if q.is_empty() {
+                return;
+            }
+            std::mem::take(&mut *q)
+        };
+        let generation = self.queue_generation.get();
+        let mut sup = self.sup.borrow_mut();
+        let mut start = 0;
+        while start < reqs.len() {
+            let Some(live) = sup.live.as_mut() else { break };
+            // An instance that failed (or was replaced) since these requests
+            // were queued took them with it: they were abandoned already.
+            if live.generation != generation {
+                break;
+            }
+            let end = reqs.len().min(start + MAX_BATCH);
+            self.arm_for(live, end - start);
+            let disk = live.driver.wasmtap_backstore_driver().disk();
+            let r = disk.call_queue_batch(&mut live.store, live.disk, &reqs[start..end]);
+            if let Err(e) = r {
+                let reason = describe(&e, &live.store, self.spec.limits.call_deadline);
+                self.fail(&mut sup, generation, reason);
+                break;
+            }
+            start = end;
+        }
+        drop(sup);
+        // Keep the vector's capacity for the next batch.
+        reqs.clear();
+        let mut q = self.queue.borrow_mut();
+        if q.is_empty() {
+            *q = reqs;
+        }
     }
 
     /// Run a guest call that does not involve a request.
@@ -533,7 +611,7 @@ impl WasmBackend {
             .0
             .checked_mul(bs)
             .ok_or(BackendError::new(BackendErrorKind::OutOfRange))?;
-        let shared = Arc::new(RequestShared::default());
+        let shared = self.spare.borrow_mut().pop().unwrap_or_default();
         let generation;
         let _slot = {
             let mut sup = self.sup.borrow_mut();
@@ -560,23 +638,29 @@ impl WasmBackend {
                 ),
                 shared: Arc::clone(&shared),
             };
-            self.arm(live);
-            let disk = live.driver.wasmtap_backstore_driver().disk();
-            let r = match kind {
-                Kind::Read => disk.call_queue_read(&mut live.store, live.disk, res),
-                Kind::Write => disk.call_queue_write(&mut live.store, live.disk, res),
-                Kind::Flush => disk.call_flush(&mut live.store, live.disk, res),
-                Kind::Discard | Kind::WriteZeroes => {
-                    disk.call_discard(&mut live.store, live.disk, res)
-                }
-            };
-            if let Err(e) = r {
-                let reason = describe(&e, &live.store, self.spec.limits.call_deadline);
-                self.fail(&mut sup, generation, reason);
+            let mut q = self.queue.borrow_mut();
+            if self.queue_generation.get() != generation {
+                // Left over from an instance that is gone (its requests
+                // were abandoned with it).
+                q.clear();
+                self.queue_generation.set(generation);
             }
+            q.push(res);
             slot
         };
-        match std::future::poll_fn(|cx| shared.poll(cx)).await {
+        // The first poll only queues the request and asks to be polled again
+        // at once: the worker starts the rest of its pass meanwhile, and the
+        // next poll of any queued request hands them all to the guest.
+        let mut first = true;
+        let outcome = std::future::poll_fn(|cx| {
+            if std::mem::take(&mut first) {
+                cx.waker().wake_by_ref();
+                return std::task::Poll::Pending;
+            }
+            self.dispatch();
+            shared.poll(cx)
+        });
+        let result = match outcome.await {
             Outcome::Completed(Ok(())) => Ok(()),
             Outcome::Completed(Err(code)) => Err(backend_error(code, lba)),
             Outcome::Abandoned(Abandoned::InstanceFailed) => Err(unavailable()),
@@ -588,6 +672,21 @@ impl WasmBackend {
                 self.fail(&mut self.sup.borrow_mut(), generation, reason);
                 Err(unavailable())
             }
+        };
+        drop(_slot);
+        self.recycle(shared);
+        result
+    }
+
+    /// Keep a finished request's shared state for the next request, if
+    /// nothing else (the guest's table, an I/O job) still holds it.
+    fn recycle(&self, mut shared: Arc<RequestShared>) {
+        let mut spare = self.spare.borrow_mut();
+        if spare.len() < MAX_SPARE
+            && let Some(s) = Arc::get_mut(&mut shared)
+        {
+            s.reset();
+            spare.push(shared);
         }
     }
 
@@ -597,13 +696,9 @@ impl WasmBackend {
         extents_of: impl FnOnce(&mut dyn FnMut(Extent)) -> bool,
     ) -> Option<DataTarget> {
         let region = self.spec.region.as_ref()?;
-        let mut v = Vec::new();
-        if !extents_of(&mut |e| v.push(e)) {
-            return None;
-        }
         Some(DataTarget::Region {
             region: Arc::clone(region),
-            extents: v.into(),
+            extents: Extents::collect(extents_of)?,
         })
     }
 }

@@ -20,6 +20,57 @@ use wasmtap_scsi::Extent;
 use crate::bindings::requests::Kind;
 use crate::bindings::types::ErrorCode;
 
+/// Extents held inline up to this many (a TCMU command's data is usually
+/// one or two runs of contiguous blocks), so most requests allocate none.
+const INLINE_EXTENTS: usize = 4;
+
+/// A request's extents: inline when few, shared (cheap to clone into an I/O
+/// job) when many.
+#[derive(Debug, Clone)]
+pub(crate) enum Extents {
+    Inline { n: u8, e: [Extent; INLINE_EXTENTS] },
+    Shared(Arc<[Extent]>),
+}
+
+impl Extents {
+    /// Collect what `extents_of` visits; `None` if it refuses (the view is
+    /// not in the region).
+    pub(crate) fn collect(extents_of: impl FnOnce(&mut dyn FnMut(Extent)) -> bool) -> Option<Self> {
+        let mut e = [Extent::default(); INLINE_EXTENTS];
+        let mut n = 0usize;
+        let mut spill: Vec<Extent> = Vec::new();
+        let ok = extents_of(&mut |x| {
+            if n < INLINE_EXTENTS {
+                e[n] = x;
+            } else {
+                if spill.is_empty() {
+                    spill.extend_from_slice(&e);
+                }
+                spill.push(x);
+            }
+            n += 1;
+        });
+        if !ok {
+            return None;
+        }
+        Some(if n <= INLINE_EXTENTS {
+            Extents::Inline { n: n as u8, e }
+        } else {
+            Extents::Shared(spill.into())
+        })
+    }
+}
+
+impl std::ops::Deref for Extents {
+    type Target = [Extent];
+    fn deref(&self) -> &[Extent] {
+        match self {
+            Extents::Inline { n, e } => &e[..usize::from(*n)],
+            Extents::Shared(v) => v,
+        }
+    }
+}
+
 /// Where a request's data lives.
 #[derive(Debug, Clone)]
 pub(crate) enum DataTarget {
@@ -28,7 +79,7 @@ pub(crate) enum DataTarget {
     /// Extents of the device's TCMU region, in request order.
     Region {
         region: Arc<MappedRegion>,
-        extents: Arc<[Extent]>,
+        extents: Extents,
     },
     /// A host buffer, copied from/to the command's buffer by the backend.
     Bounce(Arc<Mutex<Vec<u8>>>),
@@ -320,6 +371,12 @@ impl RequestShared {
         {
             w.wake();
         }
+    }
+
+    /// Back to the state of a new request (the caller owns the only
+    /// reference).
+    pub(crate) fn reset(&mut self) {
+        *self.state.get_mut().unwrap_or_else(|p| p.into_inner()) = ReqState::default();
     }
 
     /// The guest's `complete`.
