@@ -296,8 +296,8 @@ impl<T> fmt::Debug for ExportedDisk<T> {
 }
 
 impl<T: Backstore> ExportedDisk<T> {
-    fn request(&self, raw: RawRequest, kind: Option<Kind>) -> Request {
-        Request::new(raw, kind, Rc::clone(&self.counters))
+    fn request(&self, raw: RawRequest) -> Request {
+        Request::new(raw, Rc::clone(&self.counters))
     }
 
     fn backstore(&self) -> core::cell::RefMut<'_, T> {
@@ -346,12 +346,12 @@ impl<T: Backstore> GuestDisk for ExportedDisk<T> {
     }
 
     fn queue_read(&self, req: RawRequest) {
-        let req = self.request(req, Some(Kind::Read));
+        let req = self.request(req);
         self.backstore().queue_read(req);
     }
 
     fn queue_write(&self, req: RawRequest) {
-        let req = self.request(req, Some(Kind::Write));
+        let req = self.request(req);
         if let Some(req) = self.refuse_if_read_only(req) {
             self.backstore().queue_write(req);
         }
@@ -378,12 +378,12 @@ impl<T: Backstore> GuestDisk for ExportedDisk<T> {
     }
 
     fn flush(&self, req: RawRequest) {
-        let req = self.request(req, Some(Kind::Flush));
+        let req = self.request(req);
         self.backstore().queue_flush(req);
     }
 
     fn discard(&self, req: RawRequest) {
-        let req = self.request(req, None);
+        let req = self.request(req);
         if !matches!(req.kind(), Kind::Discard | Kind::WriteZeroes) {
             req.complete(Err(ErrorCode::Internal));
             return;

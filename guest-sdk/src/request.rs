@@ -78,6 +78,7 @@ pub struct Request {
     kind: Kind,
     offset: u64,
     length: u64,
+    fua: bool,
     counters: Rc<Counters>,
 }
 
@@ -92,15 +93,16 @@ impl fmt::Debug for Request {
 }
 
 impl Request {
-    pub(crate) fn new(raw: RawRequest, kind: Option<Kind>, counters: Rc<Counters>) -> Self {
-        let kind = kind.unwrap_or_else(|| raw.kind());
-        let offset = raw.offset();
-        let length = raw.length();
+    pub(crate) fn new(raw: RawRequest, counters: Rc<Counters>) -> Self {
+        // One host call for all four fields (each call crosses the
+        // component boundary, which costs more than the call's work).
+        let info = raw.describe();
         Self {
             raw: Some(raw),
-            kind,
-            offset,
-            length,
+            kind: info.kind,
+            offset: info.offset,
+            length: info.length,
+            fua: info.fua,
             counters,
         }
     }
@@ -133,7 +135,7 @@ impl Request {
 
     /// Force unit access: a write must be durable when it is completed.
     pub fn fua(&self) -> bool {
-        self.raw().fua()
+        self.fua
     }
 
     /// The request's range split at multiples of `unit` bytes on the disk
@@ -237,7 +239,7 @@ impl Iterator for Batch {
 
     fn next(&mut self) -> Option<Request> {
         let raw = self.raws.next()?;
-        Some(Request::new(raw, None, Rc::clone(&self.counters)))
+        Some(Request::new(raw, Rc::clone(&self.counters)))
     }
 
     fn size_hint(&self) -> (usize, Option<usize>) {

@@ -415,6 +415,17 @@ impl requests::HostRequest for DeviceState {
         Ok(self.request(&r)?.fua)
     }
 
+    fn describe(&mut self, r: Resource<RequestRes>) -> wasmtime::Result<requests::RequestInfo> {
+        self.charge(0)?;
+        let req = self.request(&r)?;
+        Ok(requests::RequestInfo {
+            kind: req.kind,
+            offset: req.offset,
+            length: req.length,
+            fua: req.fua,
+        })
+    }
+
     fn read_data(
         &mut self,
         r: Resource<RequestRes>,
