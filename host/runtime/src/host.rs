@@ -30,6 +30,22 @@ const CALL_COST: u64 = 256;
 pub struct FileRes {
     file: Arc<File>,
     writable: bool,
+    /// On tmpfs: reads and writes are memory copies that never wait for a
+    /// device, and `RWF_NOWAIT` is refused (EOPNOTSUPP), so small transfers
+    /// run inline rather than on an I/O thread.
+    in_memory: bool,
+}
+
+/// Largest zero-copy transfer of a file in memory (tmpfs) done on the
+/// worker itself. Up to this size the copy is cheaper than handing it to an
+/// I/O thread and waking the worker again; larger ones go to the I/O threads,
+/// where several run in parallel.
+const IN_MEMORY_INLINE_MAX: u64 = 64 * 1024;
+
+/// Whether `f` lives on tmpfs.
+fn in_memory(f: &File) -> bool {
+    use nix::sys::statfs::{TMPFS_MAGIC, fstatfs};
+    fstatfs(f).is_ok_and(|s| s.filesystem_type() == TMPFS_MAGIC)
 }
 
 /// A protocol violation that takes the instance down; the message becomes
@@ -183,8 +199,10 @@ impl storage::Host for DeviceState {
             if !f.metadata().map_err(|e| io_code(&e))?.is_file() {
                 return Err(ErrorCode::AccessDenied);
             }
+            let f = f.into_std();
             Ok(FileRes {
-                file: Arc::new(f.into_std()),
+                in_memory: in_memory(&f),
+                file: Arc::new(f),
                 writable,
             })
         })();
@@ -355,17 +373,28 @@ impl DeviceState {
         if !into_request && !file.writable {
             return Ok(Err(ErrorCode::ReadOnly));
         }
+        let in_memory = file.in_memory;
         let file = Arc::clone(&file.file);
         let req = self.request(&r)?;
-        let (data, shared) = (req.data.clone(), Arc::clone(&req.shared));
         // FUA is honoured by the host: the write is made durable before its
         // I/O counts as done, whether it ran inline or on an I/O thread, so a
         // guest cannot get the order of `submit-write` and `sync` wrong.
         let durable = !into_request && req.fua;
-        if matches!(data, DataTarget::None) || len == 0 {
+        if matches!(req.data, DataTarget::None) || len == 0 {
             return Ok(Ok(()));
         }
-        if data.try_inline(&file, file_offset, at, len, into_request) {
+        if in_memory && len <= IN_MEMORY_INLINE_MAX {
+            let data = &req.data;
+            let r = if into_request {
+                data.fill_from_file(&file, file_offset, at, len)
+            } else {
+                data.drain_to_file(&file, file_offset, at, len)
+                    .and_then(|()| if durable { file.sync_data() } else { Ok(()) })
+            };
+            return Ok(r.map_err(|e| io_code(&e)));
+        }
+        let (data, shared) = (req.data.clone(), Arc::clone(&req.shared));
+        if !in_memory && data.try_inline(&file, file_offset, at, len, into_request) {
             if durable && let Err(e) = file.sync_data() {
                 return Ok(Err(io_code(&e)));
             }
