@@ -358,23 +358,7 @@ impl<T: Backstore> GuestDisk for ExportedDisk<T> {
     }
 
     fn queue_batch(&self, reqs: Vec<RawRequest>) {
-        if self.read_only {
-            // Rare enough to filter one by one; the common case hands the
-            // host's vector over untouched.
-            let mut backstore = self.backstore();
-            for req in Batch::new(reqs, Rc::clone(&self.counters)) {
-                match req.kind() {
-                    Kind::Read => backstore.queue_read(req),
-                    Kind::Flush => backstore.queue_flush(req),
-                    Kind::Write | Kind::Discard | Kind::WriteZeroes => {
-                        req.complete(Err(ErrorCode::ReadOnly))
-                    }
-                }
-            }
-            return;
-        }
-        self.backstore()
-            .queue_batch(Batch::new(reqs, Rc::clone(&self.counters)));
+        crate::request::with_deferred_completions(|| self.queue_batch_now(reqs));
     }
 
     fn flush(&self, req: RawRequest) {
@@ -403,6 +387,28 @@ impl<T: Backstore> GuestDisk for ExportedDisk<T> {
 
     fn close(&self) -> Result<()> {
         self.backstore().close()
+    }
+}
+
+impl<T: Backstore> ExportedDisk<T> {
+    fn queue_batch_now(&self, reqs: Vec<RawRequest>) {
+        if self.read_only {
+            // Rare enough to filter one by one; the common case hands the
+            // host's vector over untouched.
+            let mut backstore = self.backstore();
+            for req in Batch::new(reqs, Rc::clone(&self.counters)) {
+                match req.kind() {
+                    Kind::Read => backstore.queue_read(req),
+                    Kind::Flush => backstore.queue_flush(req),
+                    Kind::Write | Kind::Discard | Kind::WriteZeroes => {
+                        req.complete(Err(ErrorCode::ReadOnly))
+                    }
+                }
+            }
+            return;
+        }
+        self.backstore()
+            .queue_batch(Batch::new(reqs, Rc::clone(&self.counters)));
     }
 }
 

@@ -12,13 +12,59 @@
 //! complete it later; [`Request::into_raw`] hands out the bare resource for
 //! code that needs the generated bindings directly.
 
-use core::cell::Cell;
+use core::cell::{Cell, RefCell};
 use core::fmt;
 use std::rc::Rc;
 
+use crate::bindings::wasmtap::backstore::requests::RequestInfo;
 use crate::geometry::Segments;
 use crate::storage::File;
 use crate::{DiskStats, ErrorCode, Kind, RawRequest, Result};
+
+/// A request's answer waiting to be sent with the others of its batch.
+type Completion = (RawRequest, Result<()>);
+
+thread_local! {
+    // While a `queue-batch` call runs: the completions made during it, sent
+    // in one `complete-batch` host call when it returns (the host looks at
+    // completions only after the call anyway). `None` outside a batch:
+    // completions go out at once.
+    static DEFERRED: RefCell<Option<Vec<Completion>>> = const { RefCell::new(None) };
+}
+
+/// Run `f` with completions deferred to one `complete-batch` call at its end.
+pub(crate) fn with_deferred_completions<R>(f: impl FnOnce() -> R) -> R {
+    let nested = DEFERRED.with(|d| {
+        let mut d = d.borrow_mut();
+        if d.is_some() {
+            return true;
+        }
+        *d = Some(Vec::new());
+        false
+    });
+    let r = f();
+    if !nested {
+        let done = DEFERRED.with(|d| d.borrow_mut().take()).unwrap_or_default();
+        if !done.is_empty() {
+            crate::bindings::wasmtap::backstore::requests::complete_batch(done);
+        }
+    }
+    r
+}
+
+/// Send `raw`'s completion now, or with its batch.
+fn send_completion(raw: RawRequest, status: Result<()>) {
+    let leftover = DEFERRED.with(|d| match d.borrow_mut().as_mut() {
+        Some(v) => {
+            v.push((raw, status));
+            None
+        }
+        None => Some((raw, status)),
+    });
+    if let Some((raw, status)) = leftover {
+        RawRequest::complete(raw, status);
+    }
+}
 
 /// Counters kept per disk by the SDK; see [`crate::Backstore::stats`].
 #[derive(Debug, Default)]
@@ -97,6 +143,10 @@ impl Request {
         // One host call for all four fields (each call crosses the
         // component boundary, which costs more than the call's work).
         let info = raw.describe();
+        Self::with_info(raw, info, counters)
+    }
+
+    fn with_info(raw: RawRequest, info: RequestInfo, counters: Rc<Counters>) -> Self {
         Self {
             raw: Some(raw),
             kind: info.kind,
@@ -183,7 +233,7 @@ impl Request {
     pub fn complete(mut self, status: Result<()>) {
         let raw = self.raw.take().expect("request already completed");
         self.counters.record(self.kind, self.length, &status);
-        RawRequest::complete(raw, status);
+        send_completion(raw, status);
     }
 
     /// The bare resource, for code that uses the generated bindings
@@ -203,7 +253,7 @@ impl Drop for Request {
             ));
             let status = Err(ErrorCode::Internal);
             self.counters.record(self.kind, self.length, &status);
-            RawRequest::complete(raw, status);
+            send_completion(raw, status);
         }
     }
 }
@@ -213,7 +263,7 @@ impl Drop for Request {
 /// Requests not taken out of the batch are failed with
 /// [`ErrorCode::Internal`] when the batch is dropped (see [`Request`]).
 pub struct Batch {
-    raws: std::vec::IntoIter<RawRequest>,
+    raws: std::iter::Zip<std::vec::IntoIter<RawRequest>, std::vec::IntoIter<RequestInfo>>,
     counters: Rc<Counters>,
 }
 
@@ -227,8 +277,15 @@ impl fmt::Debug for Batch {
 
 impl Batch {
     pub(crate) fn new(raws: Vec<RawRequest>, counters: Rc<Counters>) -> Self {
+        // Every request's kind, offset, length and FUA flag in one host call.
+        let infos = if raws.is_empty() {
+            Vec::new()
+        } else {
+            let borrowed: Vec<&RawRequest> = raws.iter().collect();
+            crate::bindings::wasmtap::backstore::requests::describe_batch(&borrowed)
+        };
         Self {
-            raws: raws.into_iter(),
+            raws: raws.into_iter().zip(infos),
             counters,
         }
     }
@@ -238,8 +295,8 @@ impl Iterator for Batch {
     type Item = Request;
 
     fn next(&mut self) -> Option<Request> {
-        let raw = self.raws.next()?;
-        Some(Request::new(raw, Rc::clone(&self.counters)))
+        let (raw, info) = self.raws.next()?;
+        Some(Request::with_info(raw, info, Rc::clone(&self.counters)))
     }
 
     fn size_hint(&self) -> (usize, Option<usize>) {

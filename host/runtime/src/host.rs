@@ -325,7 +325,35 @@ impl storage::HostFile for DeviceState {
     }
 }
 
-impl requests::Host for DeviceState {}
+impl requests::Host for DeviceState {
+    fn describe_batch(
+        &mut self,
+        reqs: Vec<Resource<RequestRes>>,
+    ) -> wasmtime::Result<Vec<requests::RequestInfo>> {
+        let mut infos = Vec::with_capacity(reqs.len());
+        for r in &reqs {
+            self.charge(0)?;
+            let req = self.request(r)?;
+            infos.push(requests::RequestInfo {
+                kind: req.kind,
+                offset: req.offset,
+                length: req.length,
+                fua: req.fua,
+            });
+        }
+        Ok(infos)
+    }
+
+    fn complete_batch(
+        &mut self,
+        done: Vec<(Resource<RequestRes>, Result<(), ErrorCode>)>,
+    ) -> wasmtime::Result<()> {
+        for (r, status) in done {
+            requests::HostRequest::complete(self, r, status)?;
+        }
+        Ok(())
+    }
+}
 
 impl DeviceState {
     /// Common checks of the data functions: the request can still be
