@@ -121,6 +121,8 @@ pub struct DaemonHost {
     devices: Mutex<HashMap<i64, Arc<Managed>>>,
     stop: Arc<AtomicBool>,
     batch: usize,
+    /// The control plane has restored its devices (see [`Self::ready`]).
+    ready: AtomicBool,
 }
 
 impl std::fmt::Debug for DaemonHost {
@@ -187,7 +189,20 @@ impl DaemonHost {
             devices: Mutex::new(HashMap::new()),
             stop,
             batch: cfg.batch,
+            ready: AtomicBool::new(false),
         })
+    }
+
+    /// The control plane has restored every device from its database: UIO
+    /// devices naming a device id can be attached (before, an id would look
+    /// unknown and the device would be served offline).
+    pub fn ready(&self) -> bool {
+        self.ready.load(Ordering::Acquire)
+    }
+
+    /// Mark the control plane's devices restored.
+    pub fn set_ready(&self) {
+        self.ready.store(true, Ordering::Release);
     }
 
     fn module(&self, spec: &DeviceSpec) -> Result<Module, String> {

@@ -66,9 +66,14 @@ pub fn run(cfg: &ServeConfig, duration: Option<Duration>) -> Result<(), String> 
         _ => FrontendKind::Tcmu,
     };
     let host = Arc::new(DaemonHost::new(cfg, kind, Arc::clone(&stop))?);
+    // The control plane starts on a thread of its own (registering the
+    // built-in modules compiles them, which takes a while on a cold cache):
+    // devices that are not the control plane's are served meanwhile, and
+    // the control plane's own are attached once it has restored them.
     let web = if cfg.web {
         Some(start_web(cfg, Arc::clone(&host), &stop)?)
     } else {
+        host.set_ready();
         None
     };
     let result = match kind {
@@ -84,12 +89,12 @@ pub fn run(cfg: &ServeConfig, duration: Option<Duration>) -> Result<(), String> 
         FrontendKind::Tcmu => serve_tcmu(cfg, &stop, &host),
     };
     host.shutdown();
-    if let Some(w) = web
-        && w.join().is_err()
-    {
-        tracing::error!("web server thread panicked");
-    }
-    result
+    let web_result = match web.map(JoinHandle::join) {
+        None | Some(Ok(Ok(()))) => Ok(()),
+        Some(Ok(Err(e))) => Err(e),
+        Some(Err(_)) => Err("the web server thread panicked".to_string()),
+    };
+    result.and(web_result)
 }
 
 /// The configured data directory, or, when it is the default and cannot be
@@ -130,7 +135,7 @@ fn start_web(
     cfg: &ServeConfig,
     host: Arc<DaemonHost>,
     stop: &Arc<AtomicBool>,
-) -> Result<JoinHandle<()>, String> {
+) -> Result<JoinHandle<Result<(), String>>, String> {
     let mut wc = WebConfig::new(&cfg.data_dir);
     wc.admin_token = cfg.admin_token.clone();
     wc.max_module_bytes = cfg.max_module_mib << 20;
@@ -138,10 +143,7 @@ fn start_web(
         .iter()
         .map(|(n, b)| (n.to_string(), b.to_vec()))
         .collect();
-    let (cp, new_token) =
-        ControlPlane::open(wc, host as Arc<dyn Host>).map_err(|e| format!("control plane: {e}"))?;
-    let cp = Arc::new(cp);
-    cp.restore();
+    // Bound first, so a taken port fails the start at once.
     let listener = std::net::TcpListener::bind(&cfg.listen)
         .map_err(|e| format!("listen on {}: {e}", cfg.listen))?;
     listener
@@ -150,55 +152,61 @@ fn start_web(
     let addr = listener
         .local_addr()
         .map_err(|e| format!("listen on {}: {e}", cfg.listen))?;
-    println!(
-        "wasmtap: web UI and API at http://{addr}/  (data in {})",
-        cfg.data_dir.display()
+    let (stop, configured_token, db) = (
+        Arc::clone(stop),
+        cfg.admin_token.is_some(),
+        cfg.data_dir.join("wasmtap.db"),
     );
-    match new_token {
-        Some(t) => println!(
-            "wasmtap: admin token (shown once, keep it; the UI and CLI log in with it): {t}"
-        ),
-        None if cfg.admin_token.is_some() => {
-            println!("wasmtap: admin token: the one set in the configuration")
-        }
-        None => println!(
-            "wasmtap: admin token: as printed at the first start (stored hashed in {})",
-            cfg.data_dir.join("wasmtap.db").display()
-        ),
-    }
-    let stop = Arc::clone(stop);
+    let data_dir = cfg.data_dir.clone();
     thread::Builder::new()
         .name("web".into())
         .spawn(move || {
-            let rt = match tokio::runtime::Builder::new_multi_thread()
+            let opened = ControlPlane::open(wc, Arc::clone(&host) as Arc<dyn Host>);
+            let (cp, new_token) = match opened {
+                Ok(v) => v,
+                Err(e) => {
+                    // Without its state the daemon must not run half-way.
+                    stop.store(true, Ordering::Relaxed);
+                    return Err(format!("control plane: {e}"));
+                }
+            };
+            let cp = Arc::new(cp);
+            cp.restore();
+            host.set_ready();
+            println!(
+                "wasmtap: web UI and API at http://{addr}/  (data in {})",
+                data_dir.display()
+            );
+            match new_token {
+                Some(t) => println!(
+                    "wasmtap: admin token (shown once, keep it; the UI and CLI log in with it): {t}"
+                ),
+                None if configured_token => {
+                    println!("wasmtap: admin token: the one set in the configuration")
+                }
+                None => println!(
+                    "wasmtap: admin token: as printed at the first start (stored hashed in {})",
+                    db.display()
+                ),
+            }
+            let rt = tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(2)
                 .thread_name("web-rt")
                 .enable_all()
                 .build()
-            {
-                Ok(rt) => rt,
-                Err(e) => {
-                    tracing::error!("web runtime: {e}");
-                    return;
-                }
-            };
+                .map_err(|e| format!("web runtime: {e}"))?;
             rt.block_on(async move {
-                let listener = match tokio::net::TcpListener::from_std(listener) {
-                    Ok(l) => l,
-                    Err(e) => {
-                        tracing::error!("web listener: {e}");
-                        return;
-                    }
-                };
+                let listener = tokio::net::TcpListener::from_std(listener)
+                    .map_err(|e| format!("web listener: {e}"))?;
                 let shutdown = async move {
                     while !stop.load(Ordering::Relaxed) {
                         tokio::time::sleep(Duration::from_millis(100)).await;
                     }
                 };
-                if let Err(e) = cp.serve(listener, shutdown).await {
-                    tracing::error!("web server: {e}");
-                }
-            });
+                cp.serve(listener, shutdown)
+                    .await
+                    .map_err(|e| format!("web server: {e}"))
+            })
         })
         .map_err(|e| format!("spawn web thread: {e}"))
 }
@@ -298,6 +306,11 @@ fn rescan(
             for dev in devs {
                 // Devices of the control plane (dev_config `wasmtap/@<id>`).
                 if let Some(id) = control::managed_id(&dev.config) {
+                    // Until the control plane has restored its devices the
+                    // id means nothing yet; the next rescan attaches it.
+                    if !host.ready() {
+                        continue;
+                    }
                     if let Err(e) = host.attach_tcmu(id, cfg, &dev) {
                         tracing::error!(device = %dev.name, uio = %dev.uio, "cannot attach: {e}");
                     }
