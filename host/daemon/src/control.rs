@@ -224,11 +224,17 @@ impl DaemonHost {
         Ok(m)
     }
 
+    /// The tenant's shared memory budget, kept per tenant name so all its
+    /// instances charge one account; a changed quota updates it.
     fn tenant(&self, spec: &DeviceSpec) -> Tenant {
-        lock(&self.tenants)
+        let t = lock(&self.tenants)
             .entry(spec.tenant.clone())
             .or_insert_with(|| Tenant::new(spec.tenant.clone(), spec.tenant_memory))
-            .clone()
+            .clone();
+        if t.budget() != spec.tenant_memory {
+            t.set_budget(spec.tenant_memory);
+        }
+        t
     }
 
     /// Open `spec`'s module as an instance for a device whose data lives in

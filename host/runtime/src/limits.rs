@@ -16,7 +16,7 @@ pub struct Tenant(Arc<TenantInner>);
 #[derive(Debug)]
 struct TenantInner {
     id: String,
-    budget: u64,
+    budget: AtomicU64,
     used: AtomicU64,
 }
 
@@ -25,7 +25,7 @@ impl Tenant {
     pub fn new(id: impl Into<String>, budget: u64) -> Self {
         Self(Arc::new(TenantInner {
             id: id.into(),
-            budget,
+            budget: AtomicU64::new(budget),
             used: AtomicU64::new(0),
         }))
     }
@@ -35,7 +35,13 @@ impl Tenant {
     }
     /// The tenant's budget in bytes.
     pub fn budget(&self) -> u64 {
-        self.0.budget
+        self.0.budget.load(Ordering::Acquire)
+    }
+    /// Change the budget (the operator changed the tenant's quota). Memory
+    /// already charged stays charged; below the new budget, growth is
+    /// refused until enough is returned.
+    pub fn set_budget(&self, bytes: u64) {
+        self.0.budget.store(bytes, Ordering::Release);
     }
     /// Bytes currently charged by live instances.
     pub fn used(&self) -> u64 {
@@ -47,7 +53,7 @@ impl Tenant {
         self.0
             .used
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |u| {
-                u.checked_add(bytes).filter(|&n| n <= self.0.budget)
+                u.checked_add(bytes).filter(|&n| n <= self.budget())
             })
             .is_ok()
     }
@@ -220,6 +226,19 @@ mod tests {
         drop(a);
         assert!(b.memory_growing(1 << 20, 2 << 20, None).unwrap());
         assert_eq!(t.used(), 2 << 20);
+    }
+
+    #[test]
+    fn a_changed_budget_applies_to_further_growth() {
+        let t = Tenant::new("t", 4 << 20);
+        let mut a = StoreLimiter::new(t.clone(), 4 << 20, 10);
+        assert!(a.memory_growing(0, 2 << 20, None).unwrap());
+        t.set_budget(2 << 20);
+        assert_eq!(t.budget(), 2 << 20);
+        assert!(!a.memory_growing(2 << 20, 3 << 20, None).unwrap());
+        assert_eq!(t.used(), 2 << 20, "what was charged stays charged");
+        t.set_budget(8 << 20);
+        assert!(a.memory_growing(2 << 20, 3 << 20, None).unwrap());
     }
 
     #[test]
