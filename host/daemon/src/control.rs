@@ -28,11 +28,10 @@ use std::time::Duration;
 use wasmtap_kernel::MappedRegion;
 use wasmtap_kernel::configfs::{self, LunSpec};
 use wasmtap_kernel::sim::{self as ksim, SimKernel};
-use wasmtap_kernel::uio::{self, UioDevice};
+use wasmtap_kernel::uio::UioDevice;
+use wasmtap_ring::Ring;
 use wasmtap_ring::abi;
-use wasmtap_ring::abi::mailbox;
 use wasmtap_ring::sim::SimConfig;
-use wasmtap_ring::{Ring, SharedRegion};
 use wasmtap_runtime::{
     BackendState, InstanceSpec, LoadError, Module, Runtime, RuntimeConfig, Tenant, WasmBackend,
 };
@@ -393,22 +392,7 @@ impl DaemonHost {
         {
             return Ok(());
         }
-        let dir = dev.configfs_dir(&cfg.configfs);
-        let attrs = configfs::read_attrs(&dir).map_err(|e| e.to_string())?;
-        let handle = uio::open(&cfg.dev_dir, dev).map_err(|e| e.to_string())?;
-        let head = handle
-            .region
-            .load_u32_acquire(mailbox::CMD_HEAD as u64)
-            .map_err(|e| e.to_string())?;
-        let tail = handle
-            .region
-            .load_u32_acquire(mailbox::CMD_TAIL as u64)
-            .map_err(|e| e.to_string())?;
-        if head != tail {
-            tracing::warn!(device = %dev.name, head, tail, "ring not empty at attach: resetting");
-            configfs::reset_ring(&dir).map_err(|e| e.to_string())?;
-        }
-        let ring = Ring::attach(Arc::clone(&handle.region)).map_err(|e| e.to_string())?;
+        let (attrs, handle, ring) = crate::serve::open_device(cfg, dev)?;
         let known = self.get(id).is_ok();
         let guest = if known {
             let mut spec = lock(&m.spec).clone();
@@ -440,6 +424,11 @@ impl DaemonHost {
                 let _ = h.join();
             }
         }
+        Self::stop_worker(m);
+    }
+
+    /// Stop the device's worker (in-flight commands finish) and wait for it.
+    fn stop_worker(m: &Managed) {
         if let Some(run) = lock(&m.run).take() {
             run.stop.store(true, Ordering::Relaxed);
             let _ = run.control.send(Control::Stop);
@@ -691,12 +680,8 @@ impl Host for DaemonHost {
         // the device stays registered so a new export serves it again.
         let removed = configfs::delete_lun(&self.configfs, 0, &backstore_name(dev.id))
             .map_err(|e| e.to_string());
-        if let Ok(m) = self.get(dev.id)
-            && let Some(run) = lock(&m.run).take()
-        {
-            run.stop.store(true, Ordering::Relaxed);
-            let _ = run.control.send(Control::Stop);
-            let _ = run.handle.join();
+        if let Ok(m) = self.get(dev.id) {
+            Self::stop_worker(&m);
         }
         removed
     }

@@ -8,9 +8,10 @@ use std::sync::mpsc::{self, Receiver, Sender};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-use wasmtap_kernel::configfs;
+use wasmtap_kernel::MappedRegion;
+use wasmtap_kernel::configfs::{self, DeviceAttrs};
 use wasmtap_kernel::netlink::{self, DeviceEvent, EventKind, Replier};
-use wasmtap_kernel::uio::{self, SUBTYPE, UioDevice};
+use wasmtap_kernel::uio::{self, SUBTYPE, UioDevice, UioHandle};
 use wasmtap_ring::abi::mailbox;
 use wasmtap_ring::{Ring, SharedRegion};
 
@@ -419,13 +420,12 @@ fn handle_event(
     }
 }
 
-fn start_worker(
+/// Open a UIO device for serving: its configfs attributes, the mapped
+/// region and doorbell, and a ring engine attached to an empty ring.
+pub(crate) fn open_device(
     cfg: &ServeConfig,
     dev: &UioDevice,
-    stop: &Arc<AtomicBool>,
-    guests: &mut Guests,
-) -> Result<Running, String> {
-    let spec = backstore::parse(&dev.config);
+) -> Result<(DeviceAttrs, UioHandle, Ring<Arc<MappedRegion>>), String> {
     let dir = dev.configfs_dir(&cfg.configfs);
     let attrs = configfs::read_attrs(&dir).map_err(|e| e.to_string())?;
     let handle = uio::open(&cfg.dev_dir, dev).map_err(|e| e.to_string())?;
@@ -444,6 +444,17 @@ fn start_worker(
         configfs::reset_ring(&dir).map_err(|e| e.to_string())?;
     }
     let ring = Ring::attach(Arc::clone(&handle.region)).map_err(|e| e.to_string())?;
+    Ok((attrs, handle, ring))
+}
+
+fn start_worker(
+    cfg: &ServeConfig,
+    dev: &UioDevice,
+    stop: &Arc<AtomicBool>,
+    guests: &mut Guests,
+) -> Result<Running, String> {
+    let spec = backstore::parse(&dev.config);
+    let (attrs, handle, ring) = open_device(cfg, dev)?;
     let blocks = attrs.size / u64::from(attrs.block_size);
     tracing::info!(
         device = %dev.name, uio = %dev.uio, size = attrs.size, block_size = attrs.block_size,
