@@ -543,35 +543,45 @@ async fn text_field(
     String::from_utf8(buf).map_err(|_| ApiError::invalid(name, "not UTF-8"))
 }
 
+/// The tenant a request acts for: a tenant token's own (naming another is
+/// refused with `not_own`), or the one the admin names (`admin_must_name`
+/// when it names none).
+fn acting_tenant(
+    cp: &ControlPlane,
+    caller: &Caller,
+    named: Option<&str>,
+    not_own: &str,
+    admin_must_name: &str,
+) -> Result<i64, ApiError> {
+    match (caller, named) {
+        (Caller::Tenant { id, name, .. }, t) => {
+            if t.is_some_and(|t| t != name) {
+                return Err(ApiError::invalid("tenant", not_own));
+            }
+            Ok(*id)
+        }
+        (Caller::Admin { .. }, Some(t)) => Ok(cp
+            .store
+            .tenant(t)?
+            .ok_or_else(|| ApiError::invalid("tenant", format!("no tenant named {t:?}")))?
+            .id),
+        (Caller::Admin { .. }, None) => Err(ApiError::invalid("tenant", admin_must_name)),
+    }
+}
+
 pub(crate) async fn upload_module(
     caller: Caller,
     State(cp): Cp,
     Query(query): Query<HashMap<String, String>>,
     multipart: Result<Multipart, axum::extract::multipart::MultipartRejection>,
 ) -> ApiResult {
-    let owner = match (&caller, query.get("tenant")) {
-        (Caller::Tenant { id, name, .. }, t) => {
-            if t.is_some_and(|t| t != name) {
-                return Err(ApiError::invalid(
-                    "tenant",
-                    "a tenant token uploads to its own tenant",
-                ));
-            }
-            *id
-        }
-        (Caller::Admin { .. }, Some(t)) => {
-            cp.store
-                .tenant(t)?
-                .ok_or_else(|| ApiError::invalid("tenant", format!("no tenant named {t:?}")))?
-                .id
-        }
-        (Caller::Admin { .. }, None) => {
-            return Err(ApiError::invalid(
-                "tenant",
-                "the admin uploads for a tenant: add ?tenant=<name>",
-            ));
-        }
-    };
+    let owner = acting_tenant(
+        &cp,
+        &caller,
+        query.get("tenant").map(String::as_str),
+        "a tenant token uploads to its own tenant",
+        "the admin uploads for a tenant: add ?tenant=<name>",
+    )?;
     let mut multipart = multipart.map_err(|e| ApiError::bad_request(e.body_text()))?;
     let limit = cp.max_module_bytes;
     let (mut name, mut version, mut file) = (None, None, None);
@@ -689,29 +699,13 @@ pub(crate) async fn create_device(
     State(cp): Cp,
     Body(b): Body<CreateDevice>,
 ) -> ApiResult {
-    let tenant_id = match (&caller, &b.tenant) {
-        (Caller::Tenant { id, name, .. }, t) => {
-            if t.as_ref().is_some_and(|t| t != name) {
-                return Err(ApiError::invalid(
-                    "tenant",
-                    "a tenant token creates devices in its own tenant",
-                ));
-            }
-            *id
-        }
-        (Caller::Admin { .. }, Some(t)) => {
-            cp.store
-                .tenant(t)?
-                .ok_or_else(|| ApiError::invalid("tenant", format!("no tenant named {t:?}")))?
-                .id
-        }
-        (Caller::Admin { .. }, None) => {
-            return Err(ApiError::invalid(
-                "tenant",
-                "the admin creates devices for a tenant: set \"tenant\"",
-            ));
-        }
-    };
+    let tenant_id = acting_tenant(
+        &cp,
+        &caller,
+        b.tenant.as_deref(),
+        "a tenant token creates devices in its own tenant",
+        "the admin creates devices for a tenant: set \"tenant\"",
+    )?;
     check_name("name", &b.name)?;
     let block_size = b.block_size.unwrap_or(512);
     if block_size != 512 && block_size != 4096 {
