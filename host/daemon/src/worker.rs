@@ -239,6 +239,13 @@ pub fn poll_fds(fds: &mut [PollFd<'_>], timeout_ms: u16) -> io::Result<i32> {
 /// kernel fails them as retryable.
 const STOP_GRACE: Duration = Duration::from_secs(10);
 
+/// Completed data after which a pass publishes its completions (and rings
+/// the kernel) without waiting for its end. Small commands are still
+/// published once per pass; a pass of large ones hands each back as it
+/// finishes, so the kernel's copy of one overlaps the backend's work on the
+/// next.
+const PUBLISH_BYTES: u64 = 256 * 1024;
+
 /// Wakes the worker: marks that a future can make progress and, if the
 /// worker may be asleep, writes the worker's eventfd (from any thread).
 ///
@@ -393,7 +400,7 @@ pub fn run_until<B: Doorbell, H: Handler>(
 
         // Poll everything in flight (new commands usually finish right here).
         waker_state.woken.store(false, Ordering::SeqCst);
-        let (mut completed, mut checks) = (0u64, 0u64);
+        let (mut completed, mut checks, mut unpublished) = (0u64, 0u64, 0u64);
         let mut now: Option<Instant> = None;
         let mut i = 0;
         while i < pending.len() {
@@ -414,8 +421,20 @@ pub fn run_until<B: Doorbell, H: Handler>(
                     sense: &out.sense[..out.sense_len],
                     read_len: out.read_len,
                 };
+                let bytes = cmd.data_len();
                 ring.complete(cmd, &resp)?;
                 completed += 1;
+                // Large commands are published as they finish rather than at
+                // the end of the pass, so the kernel copies their data out
+                // (or new data in) while the rest of the pass runs.
+                unpublished += bytes;
+                if unpublished >= PUBLISH_BYTES {
+                    unpublished = 0;
+                    if ring.publish()? {
+                        bell.notify()?;
+                        stats.notifies.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
             } else {
                 i += 1;
             }

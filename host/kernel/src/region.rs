@@ -171,6 +171,27 @@ impl MappedRegion {
     }
 }
 
+impl MappedRegion {
+    /// Append `len` bytes at `off` to `dst`, without first zeroing the
+    /// space they land in (what `read_bytes` into a fresh `vec![0; len]`
+    /// would cost: a memset as large as the copy).
+    pub fn append_to(&self, off: u64, len: u64, dst: &mut Vec<u8>) -> Result<(), RegionError> {
+        let src = self.ptr(off, len)?;
+        let n = len as usize; // `ptr` checked it lies inside the mapping
+        dst.reserve(n);
+        let old = dst.len();
+        let spare = dst.spare_capacity_mut();
+        // SAFETY: `src..src+n` is inside the live mapping (checked by `ptr`);
+        // `reserve` made `spare` at least `n` bytes long, and it is `dst`'s
+        // own allocation, so it cannot overlap the mapping.
+        unsafe { std::ptr::copy_nonoverlapping(src, spare.as_mut_ptr().cast::<u8>(), n) };
+        // SAFETY: the `n` bytes after `old` are within capacity and were
+        // initialised by the copy above.
+        unsafe { dst.set_len(old + n) };
+        Ok(())
+    }
+}
+
 impl SharedRegion for MappedRegion {
     fn len(&self) -> usize {
         self.len
@@ -239,6 +260,14 @@ mod tests {
             Err(RegionError::Misaligned { off: 66 })
         );
         assert!(r.load_u32_acquire(8192).is_err());
+        // Appending copies after what the vector holds, and refuses ranges
+        // outside the mapping without touching the vector.
+        let mut v = b"ab".to_vec();
+        r.append_to(100, 5, &mut v).unwrap();
+        assert_eq!(v, b"abhello");
+        assert!(r.append_to(8190, 5, &mut v).is_err());
+        assert!(r.append_to(u64::MAX, 2, &mut v).is_err());
+        assert_eq!(v, b"abhello");
     }
 
     #[test]

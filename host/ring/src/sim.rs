@@ -215,9 +215,21 @@ pub struct KernelSim<R> {
     pads: u64,
     spare_blocks: Vec<Vec<u32>>,
     spare_iovs: Vec<Vec<IoVec>>,
+    /// Fill data-in buffers with [`POISON`] before queueing (see
+    /// [`KernelSim::set_poison`]).
+    poison: bool,
 }
 
 impl<R: SharedRegion> KernelSim<R> {
+    /// Whether data-in buffers are filled with [`POISON`] before a command
+    /// is queued (on by default). The real kernel does not fill them; the
+    /// fill is this model's check that a backend writes every byte it
+    /// returns. Benchmarks turn it off so the model does only the kernel's
+    /// work (its copy out of the data area after completion).
+    pub fn set_poison(&mut self, on: bool) {
+        self.poison = on;
+    }
+
     /// Initialise the mailbox of `region` (which must be at least
     /// `cfg.region_len()` bytes and zeroed) and start with an empty ring.
     pub fn new(region: R, cfg: SimConfig) -> Result<Self, SimError> {
@@ -251,6 +263,7 @@ impl<R: SharedRegion> KernelSim<R> {
             pads: 0,
             spare_blocks: Vec::new(),
             spare_iovs: Vec::new(),
+            poison: true,
         })
     }
 
@@ -475,9 +488,10 @@ impl<R: SharedRegion> KernelSim<R> {
             DataRef::ToDevice(d) => {
                 region::scatter(&self.region, &iovs, 0, d)?;
             }
-            DataRef::FromDevice(n) => {
+            DataRef::FromDevice(n) if self.poison => {
                 region::fill(&self.region, &iovs, 0, u64::from(n), POISON)?;
             }
+            DataRef::FromDevice(_) => {}
             DataRef::None => {}
         }
         self.placed.push_back((pos, entry_len, op::CMD));

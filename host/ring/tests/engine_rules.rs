@@ -594,3 +594,22 @@ fn user_space_that_corrupts_a_header_breaks_the_simulated_ring() {
     assert!(sim.reap().is_err());
     assert!(sim.broken().is_some());
 }
+
+#[test]
+fn data_in_buffers_are_poisoned_unless_the_model_is_told_not_to() {
+    let seen = |poison: bool| {
+        let (mut sim, mut ring) = setup(small(0));
+        sim.set_poison(poison);
+        // Something already in the data area, as after earlier commands.
+        let start = ring.data_area().start;
+        ring.region().fill_bytes(start, 64 * 4096, 0x11).unwrap();
+        place(&mut sim, 1, &READ10, DataDir::FromDevice(4096));
+        let cmds = drain_cmds(&mut ring);
+        let mut got = vec![0; 4096];
+        region::gather(ring.region(), cmds[0].data_iovs(), 0, &mut got).unwrap();
+        got
+    };
+    assert!(seen(true).iter().all(|&b| b == wasmtap_ring::sim::POISON));
+    // The kernel leaves the buffer as it was.
+    assert!(seen(false).iter().all(|&b| b == 0x11));
+}

@@ -114,7 +114,11 @@ pub struct WasmBackend {
     status: Arc<Mutex<BackendStatus>>,
     /// Requests already in the live instance's table, waiting for the next
     /// `queue-batch` call (see [`WasmBackend::dispatch`]).
-    queue: RefCell<Vec<Resource<RequestRes>>>,
+    /// Each with its data length.
+    queue: RefCell<VecDeque<(Resource<RequestRes>, u64)>>,
+    /// The vector the last `queue-batch` call was made from, kept for its
+    /// capacity.
+    spare_batch: RefCell<Vec<Resource<RequestRes>>>,
     /// The instance generation the queued requests belong to.
     queue_generation: Cell<u64>,
     /// Finished requests' shared state, reused (one allocation less per
@@ -127,6 +131,10 @@ const MAX_SPARE: usize = 256;
 
 /// Most requests handed to the guest in one `queue-batch` call.
 const MAX_BATCH: usize = 64;
+
+/// Most data (bytes) handed to the guest in one `queue-batch` call, unless
+/// its first request alone is larger.
+const MAX_BATCH_BYTES: u64 = 256 * 1024;
 
 impl std::fmt::Debug for WasmBackend {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -273,7 +281,8 @@ impl Runtime {
                 restarts: 0,
                 failures: 0,
             })),
-            queue: RefCell::new(Vec::new()),
+            queue: RefCell::new(VecDeque::new()),
+            spare_batch: RefCell::new(Vec::new()),
             queue_generation: Cell::new(0),
             spare: RefCell::new(Vec::new()),
         })
@@ -509,46 +518,48 @@ impl WasmBackend {
             .saturating_mul(requests.max(1) as u64);
     }
 
-    /// Hand every queued request to the guest: one `queue-batch` call per
-    /// [`MAX_BATCH`] requests. A request is queued when its future is first
-    /// polled and dispatched when any queued future is polled again, so the
-    /// commands a worker starts in one pass reach the guest in one call.
+    /// Hand the oldest queued requests to the guest in one `queue-batch`
+    /// call: up to [`MAX_BATCH`] of them and [`MAX_BATCH_BYTES`] of data
+    /// (at least one). A request is queued when its future is first polled
+    /// and dispatched when any queued future is polled again, so the small
+    /// commands a worker starts in one pass reach the guest in one call;
+    /// large ones go a few at a time, each poll of a queued future sending
+    /// the next few, so the worker hands back the first ones' completions
+    /// while the guest works on the rest.
     fn dispatch(&self) {
-        let mut reqs = {
+        let (batch, generation) = {
             let mut q = self.queue.borrow_mut();
             if q.is_empty() {
                 return;
             }
-            std::mem::take(&mut *q)
-        };
-        let generation = self.queue_generation.get();
-        let mut sup = self.sup.borrow_mut();
-        let mut start = 0;
-        while start < reqs.len() {
-            let Some(live) = sup.live.as_mut() else { break };
-            // An instance that failed (or was replaced) since these requests
-            // were queued took them with it: they were abandoned already.
-            if live.generation != generation {
-                break;
+            let (mut n, mut bytes) = (0, 0u64);
+            while n < q.len() && n < MAX_BATCH && (n == 0 || bytes < MAX_BATCH_BYTES) {
+                bytes += q[n].1;
+                n += 1;
             }
-            let end = reqs.len().min(start + MAX_BATCH);
-            self.arm_for(live, end - start);
+            let mut batch = std::mem::take(&mut *self.spare_batch.borrow_mut());
+            batch.extend(q.drain(..n).map(|(r, _)| r));
+            (batch, self.queue_generation.get())
+        };
+        let mut sup = self.sup.borrow_mut();
+        // An instance that failed (or was replaced) since these requests
+        // were queued took them with it: they were abandoned already.
+        if let Some(live) = sup.live.as_mut()
+            && live.generation == generation
+        {
+            self.arm_for(live, batch.len());
             let disk = live.driver.wasmtap_backstore_driver().disk();
-            let r = disk.call_queue_batch(&mut live.store, live.disk, &reqs[start..end]);
+            let r = disk.call_queue_batch(&mut live.store, live.disk, &batch);
             if let Err(e) = r {
                 let reason = describe(&e, &live.store, self.spec.limits.call_deadline);
                 self.fail(&mut sup, generation, reason);
-                break;
             }
-            start = end;
         }
         drop(sup);
         // Keep the vector's capacity for the next batch.
-        reqs.clear();
-        let mut q = self.queue.borrow_mut();
-        if q.is_empty() {
-            *q = reqs;
-        }
+        let mut batch = batch;
+        batch.clear();
+        *self.spare_batch.borrow_mut() = batch;
     }
 
     /// Run a guest call that does not involve a request.
@@ -645,7 +656,7 @@ impl WasmBackend {
                 q.clear();
                 self.queue_generation.set(generation);
             }
-            q.push(res);
+            q.push_back((res, length));
             slot
         };
         // The first poll only queues the request and asks to be polled again
@@ -658,6 +669,12 @@ impl WasmBackend {
                 return std::task::Poll::Pending;
             }
             self.dispatch();
+            if !self.queue.borrow().is_empty() {
+                // More than one batch's worth was queued: make sure the
+                // worker comes back for the rest even if no queued future
+                // is polled again in this pass.
+                cx.waker().wake_by_ref();
+            }
             shared.poll(cx)
         });
         let result = match outcome.await {

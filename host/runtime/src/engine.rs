@@ -91,6 +91,7 @@ impl Runtime {
             &mut linker,
             |s| s,
         )?;
+        crate::host::add_direct_paths(&mut linker)?;
         crate::wasi::add_to_linker(&mut linker)?;
         let io = IoExecutor::new(config.io_threads, config.io_queue)?;
         let stop = Arc::new(AtomicBool::new(false));

@@ -120,6 +120,47 @@ impl DeviceState {
     fn request(&self, r: &Resource<RequestRes>) -> wasmtime::Result<&RequestRes> {
         Ok(self.table.get(r)?)
     }
+
+    /// Check a `write-data` of `len` bytes at `at` and return the buffer it
+    /// goes to.
+    fn write_target(
+        &mut self,
+        r: &Resource<RequestRes>,
+        at: u64,
+        len: usize,
+    ) -> wasmtime::Result<Result<DataTarget, ErrorCode>> {
+        let n = len as u64;
+        if let Err(e) = self.data_access(r, Kind::Read, at, n, n)? {
+            return Ok(Err(e));
+        }
+        Ok(Ok(self.request(r)?.data.clone()))
+    }
+}
+
+/// Replace the generated `request.write-data` with one that copies the data
+/// straight from the guest's memory into the command's buffer. The
+/// generated binding first lifts the list into a new host vector, which for
+/// a backstore serving reads from its own memory (the `ram` guest) is a
+/// second copy of every byte read and an allocation per call.
+pub(crate) fn add_direct_paths(
+    linker: &mut wasmtime::component::Linker<DeviceState>,
+) -> wasmtime::Result<()> {
+    use wasmtime::component::WasmList;
+    linker.allow_shadowing(true);
+    let mut requests = linker.instance("wasmtap:backstore/requests@0.1.0")?;
+    requests.func_wrap(
+        "[method]request.write-data",
+        |mut store: wasmtime::StoreContextMut<'_, DeviceState>,
+         (r, at, data): (Resource<RequestRes>, u64, WasmList<u8>)| {
+            let target = match store.data_mut().write_target(&r, at, data.len())? {
+                Ok(t) => t,
+                Err(e) => return Ok((Err(e),)),
+            };
+            Ok((target.write(at, data.as_le_slice(&store)),))
+        },
+    )?;
+    linker.allow_shadowing(false);
+    Ok(())
 }
 
 impl WasiView for DeviceState {
@@ -493,21 +534,21 @@ impl requests::HostRequest for DeviceState {
         if let Err(e) = self.data_access(&r, Kind::Write, at, len64, len64)? {
             return Ok(Err(e));
         }
-        let mut buf = vec![0u8; len as usize];
-        Ok(self.request(&r)?.data.read(at, &mut buf).map(|()| buf))
+        Ok(self.request(&r)?.data.read_vec(at, len64))
     }
 
+    // Not called: [`add_direct_paths`] shadows `write-data` with a version
+    // that copies straight out of the guest's memory. Kept because the
+    // bindings' trait requires it, and equivalent.
     fn write_data(
         &mut self,
         r: Resource<RequestRes>,
         at: u64,
         data: Vec<u8>,
     ) -> wasmtime::Result<Result<(), ErrorCode>> {
-        let n = data.len() as u64;
-        if let Err(e) = self.data_access(&r, Kind::Read, at, n, n)? {
-            return Ok(Err(e));
-        }
-        Ok(self.request(&r)?.data.write(at, &data))
+        Ok(self
+            .write_target(&r, at, data.len())?
+            .and_then(|t| t.write(at, &data)))
     }
 
     fn zero_data(

@@ -116,24 +116,24 @@ impl DataTarget {
         Ok(())
     }
 
-    /// Copy `dst.len()` bytes at `at` out of the request's buffer.
-    pub(crate) fn read(&self, at: u64, dst: &mut [u8]) -> Result<(), ErrorCode> {
+    /// The `len` bytes at `at` of the request's buffer, as a new vector
+    /// (copied once, never zero-filled first).
+    pub(crate) fn read_vec(&self, at: u64, len: u64) -> Result<Vec<u8>, ErrorCode> {
+        let mut out = Vec::with_capacity(len as usize);
         match self {
-            DataTarget::None => Err(ErrorCode::OutOfRange),
+            DataTarget::None => return Err(ErrorCode::OutOfRange),
             DataTarget::Region { region, extents } => {
-                Self::walk(extents, at, dst.len() as u64, |addr, off, n| {
+                Self::walk(extents, at, len, |addr, _, n| {
                     region
-                        .read_bytes(addr, &mut dst[off as usize..(off + n) as usize])
+                        .append_to(addr, n, &mut out)
                         .map_err(|_| ErrorCode::Internal)
-                })
+                })?;
             }
             DataTarget::Bounce(b) => {
-                let b = lock(b);
-                let s = at as usize;
-                dst.copy_from_slice(&b[s..s + dst.len()]);
-                Ok(())
+                out.extend_from_slice(&lock(b)[at as usize..(at + len) as usize]);
             }
         }
+        Ok(out)
     }
 
     /// Copy `src` into the request's buffer at `at`.

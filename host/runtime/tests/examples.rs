@@ -149,3 +149,60 @@ fn compiled_code_is_cached_on_disk_and_reused_by_a_new_runtime() {
         out
     }
 }
+
+/// A waker that counts its wakes.
+struct CountingWaker(std::sync::atomic::AtomicUsize);
+
+impl std::task::Wake for CountingWaker {
+    fn wake(self: Arc<Self>) {
+        self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+#[test]
+fn large_requests_go_to_the_guest_a_few_at_a_time_and_none_is_left_behind() {
+    use std::sync::atomic::Ordering;
+    use std::task::{Context, Poll};
+    let rt = runtime();
+    let b = open(&rt, wasmtap_example_guests::RAM, "size=16M", None, None);
+    // Three writes of 512 KiB: more than one `queue-batch` call's worth of
+    // data, so each dispatch sends one of them.
+    let len = 512 << 10;
+    let data: Vec<Vec<u8>> = (0..3).map(|i| pattern(20 + i, len)).collect();
+    let counter = Arc::new(CountingWaker(0.into()));
+    let waker = std::task::Waker::from(Arc::clone(&counter));
+    let mut cx = Context::from_waker(&waker);
+    let mut futs: Vec<_> = (0..3)
+        .map(|i| Box::pin(b.write(Lba(i as u64 * 1024), BufRef::whole(&data[i]), false)))
+        .collect();
+    // A worker pass: the first poll of each only queues it.
+    for f in &mut futs {
+        assert!(f.as_mut().poll(&mut cx).is_pending());
+    }
+    // The next pass, in the order a worker's swap-remove produces: polling
+    // the first dispatches its own request; polling the third dispatches
+    // the second's, so the third is still queued and must ask to be polled
+    // again, or it would wait for an unrelated wake-up.
+    assert!(matches!(
+        futs[0].as_mut().poll(&mut cx),
+        Poll::Ready(Ok(()))
+    ));
+    let before = counter.0.load(Ordering::SeqCst);
+    assert!(futs[2].as_mut().poll(&mut cx).is_pending());
+    assert!(
+        counter.0.load(Ordering::SeqCst) > before,
+        "a request left in the queue asked to be polled again"
+    );
+    assert!(matches!(
+        futs[1].as_mut().poll(&mut cx),
+        Poll::Ready(Ok(()))
+    ));
+    assert!(matches!(
+        futs[2].as_mut().poll(&mut cx),
+        Poll::Ready(Ok(()))
+    ));
+    drop(futs);
+    for (i, d) in data.iter().enumerate() {
+        assert_serves(&b, i as u64 * 1024, d);
+    }
+}
