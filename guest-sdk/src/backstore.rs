@@ -74,6 +74,15 @@ fn piece_len(len: u64) -> usize {
     note = "implement `wasmtap_guest_sdk::Backstore` for `{Self}` (at least `open` and `info`) before exporting it"
 )]
 pub trait Backstore: Sized + 'static {
+    /// Whether the data of a batch's writes (those of up to 64 KiB) should
+    /// come with the batch (one host call for all of them) instead of one
+    /// `read-data` call per write or piece. Turn it on when writes copy their data into guest memory
+    /// ([`Request::data`], [`Request::read_data`], the default
+    /// [`write`](Backstore::write) over [`write_at`](Backstore::write_at));
+    /// leave it off when they move it with [`Request::submit_write`], which
+    /// never needs the bytes in the guest.
+    const PREFETCH_WRITE_DATA: bool = false;
+
     /// Open the disk described by the device's configuration string
     /// (td_open). Parse it with [`crate::Config`]; fail with
     /// [`ErrorCode::InvalidConfig`] (and a log line saying why) when it is
@@ -127,7 +136,7 @@ pub trait Backstore: Sized + 'static {
     /// [`flush`](Backstore::flush).
     fn write(&mut self, req: &Request) -> Result<()> {
         for piece in req.segments(BOUNCE_LEN as u64) {
-            let data = req.read_data(piece.at, piece_len(piece.len) as u32)?;
+            let data = req.data(piece.at, piece_len(piece.len) as u64)?;
             self.write_at(piece.offset, &data)?;
         }
         if req.fua() {
@@ -396,7 +405,7 @@ impl<T: Backstore> ExportedDisk<T> {
             // Rare enough to filter one by one; the common case hands the
             // host's vector over untouched.
             let mut backstore = self.backstore();
-            for req in Batch::new(reqs, Rc::clone(&self.counters)) {
+            for req in Batch::new(reqs, Rc::clone(&self.counters), false) {
                 match req.kind() {
                     Kind::Read => backstore.queue_read(req),
                     Kind::Flush => backstore.queue_flush(req),
@@ -407,8 +416,11 @@ impl<T: Backstore> ExportedDisk<T> {
             }
             return;
         }
-        self.backstore()
-            .queue_batch(Batch::new(reqs, Rc::clone(&self.counters)));
+        self.backstore().queue_batch(Batch::new(
+            reqs,
+            Rc::clone(&self.counters),
+            T::PREFETCH_WRITE_DATA,
+        ));
     }
 }
 

@@ -14,6 +14,7 @@
 
 use core::cell::{Cell, RefCell};
 use core::fmt;
+use std::borrow::Cow;
 use std::rc::Rc;
 
 use crate::bindings::wasmtap::backstore::requests::RequestInfo;
@@ -126,6 +127,9 @@ pub struct Request {
     length: u64,
     fua: bool,
     counters: Rc<Counters>,
+    /// A write's whole data, when it came with its batch
+    /// ([`crate::Backstore::PREFETCH_WRITE_DATA`]).
+    data: Option<Vec<u8>>,
 }
 
 impl fmt::Debug for Request {
@@ -143,10 +147,19 @@ impl Request {
         // One host call for all four fields (each call crosses the
         // component boundary, which costs more than the call's work).
         let info = raw.describe();
-        Self::with_info(raw, info, counters)
+        Self::with_info(raw, info, counters, None)
     }
 
-    fn with_info(raw: RawRequest, info: RequestInfo, counters: Rc<Counters>) -> Self {
+    fn with_info(
+        raw: RawRequest,
+        info: RequestInfo,
+        counters: Rc<Counters>,
+        data: Option<Vec<u8>>,
+    ) -> Self {
+        // Only a write's complete data is kept: anything else (an empty list
+        // for a write the host could no longer read) leaves `read-data` to
+        // report the reason.
+        let data = data.filter(|d| info.kind == Kind::Write && d.len() as u64 == info.length);
         Self {
             raw: Some(raw),
             kind: info.kind,
@@ -154,6 +167,7 @@ impl Request {
             length: info.length,
             fua: info.fua,
             counters,
+            data,
         }
     }
 
@@ -196,7 +210,35 @@ impl Request {
 
     /// Copy `len` bytes of a write's data, `at` bytes into the request.
     pub fn read_data(&self, at: u64, len: u32) -> Result<Vec<u8>> {
-        self.raw().read_data(at, len)
+        match self.prefetched(at, u64::from(len)) {
+            Some(d) => d.map(<[u8]>::to_vec),
+            None => self.raw().read_data(at, len),
+        }
+    }
+
+    /// `len` bytes of a write's data, `at` bytes into the request: borrowed
+    /// from the data that came with the batch when the backstore asked for
+    /// it ([`crate::Backstore::PREFETCH_WRITE_DATA`]), otherwise fetched
+    /// with `read-data`.
+    pub fn data(&self, at: u64, len: u64) -> Result<Cow<'_, [u8]>> {
+        match self.prefetched(at, len) {
+            Some(d) => d.map(Cow::Borrowed),
+            None => {
+                let len = u32::try_from(len).map_err(|_| ErrorCode::OutOfRange)?;
+                self.raw().read_data(at, len).map(Cow::Owned)
+            }
+        }
+    }
+
+    /// The prefetched bytes `at..at + len`, if this request has its data.
+    fn prefetched(&self, at: u64, len: u64) -> Option<Result<&[u8]>> {
+        let d = self.data.as_deref()?;
+        Some(
+            at.checked_add(len)
+                .filter(|&end| end <= d.len() as u64)
+                .map(|end| &d[at as usize..end as usize])
+                .ok_or(ErrorCode::OutOfRange),
+        )
     }
 
     /// Store `data` into a read's buffer, `at` bytes into the request.
@@ -258,12 +300,22 @@ impl Drop for Request {
     }
 }
 
+/// Longest write whose data comes with its batch when a backstore asks for
+/// it: larger ones are read in pieces, whose copies stay in the CPU's caches
+/// (measured: a 1 MiB write copied whole took 60% more time than in 64 KiB
+/// pieces).
+const PREFETCH_MAX: u64 = 64 * 1024;
+
+/// What the host said about a request of a batch: its description and,
+/// when asked for, a write's data.
+type Described = (RequestInfo, Option<Vec<u8>>);
+
 /// The requests of one `queue-batch` call, in the host's order.
 ///
 /// Requests not taken out of the batch are failed with
 /// [`ErrorCode::Internal`] when the batch is dropped (see [`Request`]).
 pub struct Batch {
-    raws: std::iter::Zip<std::vec::IntoIter<RawRequest>, std::vec::IntoIter<RequestInfo>>,
+    raws: std::iter::Zip<std::vec::IntoIter<RawRequest>, std::vec::IntoIter<Described>>,
     counters: Rc<Counters>,
 }
 
@@ -276,16 +328,29 @@ impl fmt::Debug for Batch {
 }
 
 impl Batch {
-    pub(crate) fn new(raws: Vec<RawRequest>, counters: Rc<Counters>) -> Self {
-        // Every request's kind, offset, length and FUA flag in one host call.
-        let infos = if raws.is_empty() {
+    /// `with_data`: fetch the writes' data in the same call.
+    pub(crate) fn new(raws: Vec<RawRequest>, counters: Rc<Counters>, with_data: bool) -> Self {
+        use crate::bindings::wasmtap::backstore::requests;
+        // Every request's kind, offset, length and FUA flag (and, if asked
+        // for, every write's data) in one host call.
+        let described: Vec<Described> = if raws.is_empty() {
             Vec::new()
         } else {
             let borrowed: Vec<&RawRequest> = raws.iter().collect();
-            crate::bindings::wasmtap::backstore::requests::describe_batch(&borrowed)
+            if with_data {
+                requests::describe_batch_with_data(&borrowed, PREFETCH_MAX)
+                    .into_iter()
+                    .map(|(info, data)| (info, Some(data)))
+                    .collect()
+            } else {
+                requests::describe_batch(&borrowed)
+                    .into_iter()
+                    .map(|info| (info, None))
+                    .collect()
+            }
         };
         Self {
-            raws: raws.into_iter().zip(infos),
+            raws: raws.into_iter().zip(described),
             counters,
         }
     }
@@ -295,8 +360,13 @@ impl Iterator for Batch {
     type Item = Request;
 
     fn next(&mut self) -> Option<Request> {
-        let (raw, info) = self.raws.next()?;
-        Some(Request::with_info(raw, info, Rc::clone(&self.counters)))
+        let (raw, (info, data)) = self.raws.next()?;
+        Some(Request::with_info(
+            raw,
+            info,
+            Rc::clone(&self.counters),
+            data,
+        ))
     }
 
     fn size_hint(&self) -> (usize, Option<usize>) {

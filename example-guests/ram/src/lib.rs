@@ -14,6 +14,8 @@
 //! Configuration: `size=<bytes>` (default `64M`, at most `1T`),
 //! `sector=512|4096` (default 512).
 
+use std::borrow::Cow;
+
 use wasmtap_guest_sdk::{
     Backstore, Config, DiskInfo, ErrorCode, OpenFlags, Request, Result, SectorSize, Segment,
     Segments, disk_info,
@@ -95,7 +97,7 @@ impl ChunkStore {
     /// Store `data` at `segment` (which must not cross a chunk boundary and
     /// has `data.len()` bytes). All-zero data for an unallocated chunk
     /// allocates nothing.
-    pub fn put(&mut self, segment: &Segment, data: Vec<u8>) -> Result<()> {
+    pub fn put(&mut self, segment: &Segment, data: Cow<'_, [u8]>) -> Result<()> {
         let slot = self
             .chunks
             .get_mut(index(segment))
@@ -108,8 +110,10 @@ impl ChunkStore {
             return Ok(());
         }
         let chunk = if segment.covers_unit(CHUNK) {
-            // A whole-chunk write adopts the host's buffer: no copy.
-            Chunk::try_from(data.into_boxed_slice()).map_err(|_| ErrorCode::Internal)?
+            // A whole-chunk write adopts an owned buffer (no copy) or
+            // copies a borrowed one without zero-filling a new chunk first.
+            Chunk::try_from(data.into_owned().into_boxed_slice())
+                .map_err(|_| ErrorCode::Internal)?
         } else {
             let mut chunk = new_chunk()?;
             chunk[span(segment)].copy_from_slice(&data);
@@ -179,6 +183,9 @@ impl Ram {
 }
 
 impl Backstore for Ram {
+    // Writes are copied into guest memory: take their data with the batch.
+    const PREFETCH_WRITE_DATA: bool = true;
+
     fn open(config: &str, flags: OpenFlags) -> Result<Self> {
         Self::from_config(config, flags)
     }
@@ -217,8 +224,7 @@ impl Backstore for Ram {
 
     fn write(&mut self, req: &Request) -> Result<()> {
         for segment in req.segments(CHUNK) {
-            // A segment is at most one chunk (64 KiB), so its length fits.
-            let data = req.read_data(segment.at, segment.len as u32)?;
+            let data = req.data(segment.at, segment.len)?;
             if data.len() as u64 != segment.len {
                 return Err(ErrorCode::Internal);
             }
@@ -273,7 +279,7 @@ mod tests {
     fn partial_write_allocates_one_chunk_and_reads_back() {
         let mut store = ChunkStore::new(1 << 20).unwrap();
         store
-            .put(&segment(CHUNK + 512, 1024), vec![0xab; 1024])
+            .put(&segment(CHUNK + 512, 1024), vec![0xab; 1024].into())
             .unwrap();
         assert_eq!(store.allocated_chunks(), 1);
         assert_eq!(
@@ -287,7 +293,7 @@ mod tests {
     #[test]
     fn zero_writes_to_unallocated_chunks_stay_sparse() {
         let mut store = ChunkStore::new(1 << 20).unwrap();
-        store.put(&segment(0, 4096), vec![0; 4096]).unwrap();
+        store.put(&segment(0, 4096), vec![0; 4096].into()).unwrap();
         assert_eq!(store.allocated_chunks(), 0);
     }
 
@@ -295,7 +301,9 @@ mod tests {
     fn whole_chunk_write_is_adopted() {
         let mut store = ChunkStore::new(1 << 20).unwrap();
         let data: Vec<u8> = (0..CHUNK).map(|i| i as u8).collect();
-        store.put(&segment(2 * CHUNK, CHUNK), data.clone()).unwrap();
+        store
+            .put(&segment(2 * CHUNK, CHUNK), data.clone().into())
+            .unwrap();
         assert_eq!(store.get(&segment(2 * CHUNK, CHUNK)), Some(&data[..]));
     }
 
@@ -304,7 +312,7 @@ mod tests {
         let mut store = ChunkStore::new(4 * CHUNK).unwrap();
         for c in 0..3 {
             store
-                .put(&segment(c * CHUNK, CHUNK), vec![1; CHUNK_BYTES])
+                .put(&segment(c * CHUNK, CHUNK), vec![1; CHUNK_BYTES].into())
                 .unwrap();
         }
         // Covers the second half of chunk 0 and all of chunk 1.

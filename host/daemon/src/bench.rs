@@ -107,6 +107,9 @@ pub struct Figures {
     /// (user and system; 0 where not measured). Unlike IOPS it hardly
     /// depends on how fast the machine wakes sleeping threads.
     pub worker_us: f64,
+    /// Times per command the device worker slept in `poll()` for lack of
+    /// work (each sleep costs a wake-up later).
+    pub sleeps: f64,
 }
 
 /// CPU time the calling thread has run, in nanoseconds
@@ -175,22 +178,27 @@ pub fn run_case(make: MakeHandler, w: Workload, secs: f64) -> Result<Figures, St
     );
     let worker = thread::Builder::new()
         .name("bench-dev".into())
-        .spawn(move || -> Result<(u64, u64), WorkerError> {
+        .spawn(move || -> Result<(u64, u64, u64), WorkerError> {
             let mut h = make(region).map_err(WorkerError::Setup)?;
             let stats = WorkerStats::default();
             let cpu0 = thread_cpu_ns();
             worker::run(ring, &bell, &mut h, &wstop, &stats, 256, None)?;
             let cpu = thread_cpu_ns().saturating_sub(cpu0);
-            Ok((cpu, stats.commands.load(Ordering::Relaxed)))
+            Ok((
+                cpu,
+                stats.commands.load(Ordering::Relaxed),
+                stats.sleeps.load(Ordering::Relaxed),
+            ))
         })
         .map_err(|e| e.to_string())?;
     let result = drive(&mut k, w, secs);
     stop.store(true, Ordering::Relaxed);
     let _ = user.bell.to_user.ring();
     match worker.join() {
-        Ok(Ok((cpu_ns, commands))) => result.map(|mut f| {
+        Ok(Ok((cpu_ns, commands, sleeps))) => result.map(|mut f| {
             if commands > 0 {
                 f.worker_us = cpu_ns as f64 / commands as f64 / 1000.0;
+                f.sleeps = sleeps as f64 / commands as f64;
             }
             f
         }),
@@ -379,6 +387,7 @@ fn drive(k: &mut SimKernel, w: Workload, secs: f64) -> Result<Figures, String> {
         p50_us: percentile(&lat, 0.50),
         p99_us: percentile(&lat, 0.99),
         worker_us: 0.0,
+        sleeps: 0.0,
     })
 }
 
@@ -425,6 +434,7 @@ fn memcpy_over(size: u32, src_len: u64, dst_len: u64, secs: f64) -> Figures {
         p50_us: percentile(&lat, 0.5),
         p99_us: percentile(&lat, 0.99),
         worker_us: 0.0,
+        sleeps: 0.0,
     }
 }
 
@@ -587,12 +597,13 @@ pub fn run(rows: &[Row], secs: f64, json: bool) -> Result<(), String> {
             .iter()
             .map(|(b, w, f, r)| {
                 format!(
-                    "{{\"backend\":\"{b}\",\"workload\":\"{w}\",\"iops\":{:.1},\"mbps\":{:.2},\"p50_us\":{:.2},\"p99_us\":{:.2},\"worker_us\":{:.3},\"ratio\":{}}}",
+                    "{{\"backend\":\"{b}\",\"workload\":\"{w}\",\"iops\":{:.1},\"mbps\":{:.2},\"p50_us\":{:.2},\"p99_us\":{:.2},\"worker_us\":{:.3},\"sleeps_per_op\":{:.3},\"ratio\":{}}}",
                     f.iops,
                     f.mbps,
                     f.p50_us,
                     f.p99_us,
                     f.worker_us,
+                    f.sleeps,
                     r.map_or("null".to_string(), |r| format!("{r:.3}"))
                 )
             })
@@ -600,12 +611,20 @@ pub fn run(rows: &[Row], secs: f64, json: bool) -> Result<(), String> {
         println!("[{}]", items.join(","));
     } else {
         println!(
-            "{:<18} {:<14} {:>10} {:>10} {:>10} {:>10} {:>10} {:>8}",
-            "workload", "backend", "IOPS", "MB/s", "p50 us", "p99 us", "cpu us/op", "ratio"
+            "{:<18} {:<14} {:>10} {:>10} {:>10} {:>10} {:>10} {:>9} {:>8}",
+            "workload",
+            "backend",
+            "IOPS",
+            "MB/s",
+            "p50 us",
+            "p99 us",
+            "cpu us/op",
+            "sleeps/op",
+            "ratio"
         );
         for (b, w, f, r) in &results {
             println!(
-                "{:<18} {:<14} {:>10.0} {:>10.1} {:>10.1} {:>10.1} {:>10.2} {:>8}",
+                "{:<18} {:<14} {:>10.0} {:>10.1} {:>10.1} {:>10.1} {:>10.2} {:>9.3} {:>8}",
                 w,
                 b,
                 f.iops,
@@ -613,6 +632,7 @@ pub fn run(rows: &[Row], secs: f64, json: bool) -> Result<(), String> {
                 f.p50_us,
                 f.p99_us,
                 f.worker_us,
+                f.sleeps,
                 r.map_or("-".to_string(), |r| format!("{r:.2}x"))
             );
         }

@@ -134,6 +134,8 @@ pub struct WorkerStats {
     pub notifies: AtomicU64,
     /// Commands in flight right now.
     pub in_flight: AtomicU64,
+    /// Times the worker found nothing to do and slept in `poll()`.
+    pub sleeps: AtomicU64,
     /// READ commands completed.
     pub reads: AtomicU64,
     /// WRITE (and WRITE AND VERIFY) commands completed.
@@ -476,6 +478,7 @@ pub fn run_until<B: Doorbell, H: Handler>(
                 PollFd::new(ring_fd.as_fd(), PollFlags::POLLIN),
                 PollFd::new(wake_fd.as_fd(), PollFlags::POLLIN),
             ];
+            stats.sleeps.fetch_add(1, Ordering::Relaxed);
             let n = poll_fds(&mut fds, 100)?;
             if n > 0 {
                 let ring_ready = fds[0].revents().is_some_and(|r| !r.is_empty());

@@ -385,6 +385,47 @@ impl requests::Host for DeviceState {
         Ok(infos)
     }
 
+    fn describe_batch_with_data(
+        &mut self,
+        reqs: Vec<Resource<RequestRes>>,
+        max_len: u64,
+    ) -> wasmtime::Result<Vec<(requests::RequestInfo, Vec<u8>)>> {
+        let mut out = Vec::with_capacity(reqs.len());
+        for r in &reqs {
+            let (kind, length) = {
+                let req = self.request(r)?;
+                (req.kind, req.length)
+            };
+            // A non-write, a longer write, or a write that can no longer be
+            // read gets an empty list; `read-data` would say why. Data is
+            // charged as `read-data` charges it.
+            let data = if kind == Kind::Write && length <= max_len {
+                match self.data_access(r, Kind::Write, 0, length, length)? {
+                    Ok(()) => self
+                        .request(r)?
+                        .data
+                        .read_vec(0, length)
+                        .unwrap_or_default(),
+                    Err(_) => Vec::new(),
+                }
+            } else {
+                self.charge(0)?;
+                Vec::new()
+            };
+            let req = self.request(r)?;
+            out.push((
+                requests::RequestInfo {
+                    kind: req.kind,
+                    offset: req.offset,
+                    length: req.length,
+                    fua: req.fua,
+                },
+                data,
+            ));
+        }
+        Ok(out)
+    }
+
     fn complete_batch(
         &mut self,
         done: Vec<(Resource<RequestRes>, Result<(), ErrorCode>)>,
