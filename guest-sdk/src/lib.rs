@@ -138,7 +138,7 @@ pub mod request;
 pub use backstore::{BOUNCE_LEN, Backstore, disk_info};
 pub use config::{Config, ConfigError, parse_size};
 pub use geometry::{SectorSize, Segment, Segments, align_down, align_up};
-pub use request::{Batch, Request};
+pub use request::{Batch, Request, Transfers};
 
 pub use bindings::exports::wasmtap::backstore::driver::Parent;
 pub use bindings::wasmtap::backstore::requests::Kind;

@@ -300,6 +300,73 @@ impl Drop for Request {
     }
 }
 
+/// Zero-copy transfers of several requests, submitted to the host with one
+/// call (`submit-batch`) instead of one [`Request::submit_read`] or
+/// [`Request::submit_write`] call each. Add transfers, then
+/// [`submit`](Transfers::submit) them; each result is what the single call
+/// would have returned. A backstore that serves a batch this way overrides
+/// [`crate::Backstore::queue_batch`] (see `example-guests/raw-file`).
+#[derive(Default)]
+pub struct Transfers<'a> {
+    list: Vec<crate::bindings::wasmtap::backstore::requests::Transfer<'a>>,
+}
+
+impl fmt::Debug for Transfers<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Transfers")
+            .field("len", &self.list.len())
+            .finish()
+    }
+}
+
+impl<'a> Transfers<'a> {
+    /// Room for `n` transfers.
+    pub fn with_capacity(n: usize) -> Self {
+        Self {
+            list: Vec::with_capacity(n),
+        }
+    }
+
+    /// [`Request::submit_read`] of `req`, submitted with the others.
+    pub fn read(&mut self, req: &'a Request, src: &'a File, file_offset: u64, at: u64, len: u64) {
+        self.push(req, src, file_offset, at, len, true);
+    }
+
+    /// [`Request::submit_write`] of `req`, submitted with the others.
+    pub fn write(&mut self, req: &'a Request, dst: &'a File, file_offset: u64, at: u64, len: u64) {
+        self.push(req, dst, file_offset, at, len, false);
+    }
+
+    fn push(
+        &mut self,
+        req: &'a Request,
+        file: &'a File,
+        file_offset: u64,
+        at: u64,
+        len: u64,
+        into_request: bool,
+    ) {
+        self.list
+            .push(crate::bindings::wasmtap::backstore::requests::Transfer {
+                req: req.raw(),
+                file,
+                file_offset,
+                at,
+                len,
+                into_request,
+            });
+    }
+
+    /// Submit every transfer in one host call; one result per transfer, in
+    /// the order they were added.
+    pub fn submit(self) -> Vec<Result<()>> {
+        if self.list.is_empty() {
+            return Vec::new();
+        }
+        crate::bindings::wasmtap::backstore::requests::submit_batch(&self.list)
+    }
+}
+
 /// Longest write whose data comes with its batch when a backstore asks for
 /// it: larger ones are read in pieces, whose copies stay in the CPU's caches
 /// (measured: a 1 MiB write copied whole took 60% more time than in 64 KiB

@@ -16,8 +16,8 @@
 //! refused rather than truncated.
 
 use wasmtap_guest_sdk::{
-    Backstore, Config, DiskInfo, ErrorCode, OpenFlags, Request, Result, SectorSize, Segments,
-    disk_info, storage,
+    Backstore, Batch, Config, DiskInfo, ErrorCode, Kind, OpenFlags, Request, Result, SectorSize,
+    Segments, Transfers, disk_info, storage,
 };
 
 /// The file used when the configuration names none.
@@ -135,6 +135,42 @@ impl Backstore for RawFile {
         // is nothing more to do here.
         req.submit_write(&self.file, req.offset(), 0, req.length())?;
         Ok(())
+    }
+
+    /// A batch's reads and writes go to the host as one `submit-batch` call
+    /// (each is a single zero-copy transfer, as in `read`/`write`); flushes
+    /// and discards are then served one by one. A flush covers writes
+    /// completed before it was issued, never those of its own batch, so
+    /// serving it after them is correct.
+    fn queue_batch(&mut self, batch: Batch) {
+        let mut io = Vec::with_capacity(batch.len());
+        let mut rest = Vec::new();
+        for req in batch {
+            match req.kind() {
+                Kind::Read | Kind::Write => io.push(req),
+                Kind::Flush | Kind::Discard | Kind::WriteZeroes => rest.push(req),
+            }
+        }
+        let results = {
+            let mut t = Transfers::with_capacity(io.len());
+            for req in &io {
+                if req.kind() == Kind::Read {
+                    t.read(req, &self.file, req.offset(), 0, req.length());
+                } else {
+                    t.write(req, &self.file, req.offset(), 0, req.length());
+                }
+            }
+            t.submit()
+        };
+        for (req, status) in io.into_iter().zip(results) {
+            req.complete(status);
+        }
+        for req in rest {
+            match req.kind() {
+                Kind::Flush => self.queue_flush(req),
+                _ => self.queue_discard(req),
+            }
+        }
     }
 
     fn flush(&mut self) -> Result<()> {

@@ -426,6 +426,17 @@ impl requests::Host for DeviceState {
         Ok(out)
     }
 
+    fn submit_batch(
+        &mut self,
+        transfers: Vec<requests::Transfer>,
+    ) -> wasmtime::Result<Vec<Result<(), ErrorCode>>> {
+        let mut out = Vec::with_capacity(transfers.len());
+        for t in transfers {
+            out.push(self.submit(t.req, t.file, t.file_offset, t.at, t.len, t.into_request)?);
+        }
+        Ok(out)
+    }
+
     fn complete_batch(
         &mut self,
         done: Vec<(Resource<RequestRes>, Result<(), ErrorCode>)>,

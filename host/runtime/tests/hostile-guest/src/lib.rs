@@ -8,7 +8,9 @@
 //! completes a handle that does not exist), `escape` (open tries `../` and
 //! absolute paths in storage, then serves as `ram`), `drop` (a read is
 //! dropped without completion), `file` (a well-behaved zero-copy raw file,
-//! `disk.img` in the device directory).
+//! `disk.img` in the device directory), `batch-file` (`file` with a batch's
+//! transfers in one `submit-batch` call; a request at byte 3584 gets a
+//! transfer past its end, so one result in the batch is an error).
 
 #![allow(unsafe_code)] // forging handles is the point
 
@@ -96,7 +98,7 @@ impl GuestDisk for Hostile {
                 v.push(vec![1u8; 1 << 20]);
             }
         }
-        let file = if mode == "file" {
+        let file = if mode == "file" || mode == "batch-file" {
             let f = storage::open("disk.img", true, true)?;
             f.set_size(SIZE as u64)?;
             Some(f)
@@ -168,6 +170,28 @@ impl GuestDisk for Hostile {
     }
 
     fn queue_batch(&self, reqs: Vec<Request>) {
+        if self.mode == "batch-file"
+            && let Some(f) = &self.file
+        {
+            use wasmtap::backstore::requests::{Transfer, submit_batch};
+            let transfers: Vec<Transfer<'_>> = reqs
+                .iter()
+                .map(|r| Transfer {
+                    req: r,
+                    file: f,
+                    file_offset: r.offset(),
+                    at: if r.offset() == 3584 { r.length() } else { 0 },
+                    len: r.length(),
+                    into_request: r.kind() == Kind::Read,
+                })
+                .collect();
+            let results = submit_batch(&transfers);
+            drop(transfers);
+            for (r, status) in reqs.into_iter().zip(results) {
+                Request::complete(r, status);
+            }
+            return;
+        }
         for r in reqs {
             match r.kind() {
                 Kind::Read => self.queue_read(r),
