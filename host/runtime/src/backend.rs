@@ -355,19 +355,21 @@ fn instantiate(
     ))
 }
 
-/// Removes a request from the in-flight set when its future ends, and, if
-/// the future was dropped early, waits for host I/O into the command's
-/// buffer to drain before the buffer goes away.
+/// Removes a request from the in-flight set (if it was entered there) when
+/// its future ends, and, if the future was dropped early, waits for host
+/// I/O into the command's buffer to drain before the buffer goes away.
 struct Slot<'a> {
     inflight: &'a Inflight,
-    index: usize,
+    index: Cell<Option<usize>>,
     shared: Arc<RequestShared>,
 }
 
 impl Drop for Slot<'_> {
     fn drop(&mut self) {
         self.shared.release();
-        self.inflight.remove(self.index);
+        if let Some(i) = self.index.get() {
+            self.inflight.remove(i);
+        }
     }
 }
 
@@ -641,12 +643,13 @@ impl WasmBackend {
                     shared: Arc::clone(&shared),
                 })
                 .map_err(|_| BackendError::new(BackendErrorKind::Internal))?;
+            // Entered in the in-flight set (which the supervisor times out
+            // and a failing instance abandons) only if it is still running
+            // after its dispatch: most requests are answered within it, and
+            // the set costs two lock round trips and a clock read.
             let slot = Slot {
                 inflight: &self.inflight,
-                index: self.inflight.insert(
-                    Instant::now() + self.spec.limits.request_timeout,
-                    Arc::clone(&shared),
-                ),
+                index: Cell::new(None),
                 shared: Arc::clone(&shared),
             };
             let mut q = self.queue.borrow_mut();
@@ -675,7 +678,22 @@ impl WasmBackend {
                 // is polled again in this pass.
                 cx.waker().wake_by_ref();
             }
-            shared.poll(cx)
+            let p = shared.poll(cx);
+            if p.is_pending() && _slot.index.get().is_none() {
+                if !self.is_live(generation) {
+                    // Its instance failed (or was replaced) before the
+                    // request reached it: the queue was dropped, and the
+                    // instance's failure could not abandon a request it
+                    // never had.
+                    shared.abandon(Abandoned::InstanceFailed);
+                    return shared.poll(cx);
+                }
+                let deadline = Instant::now() + self.spec.limits.request_timeout;
+                _slot
+                    .index
+                    .set(Some(self.inflight.insert(deadline, Arc::clone(&shared))));
+            }
+            p
         });
         let result = match outcome.await {
             Outcome::Completed(Ok(())) => Ok(()),
@@ -693,6 +711,15 @@ impl WasmBackend {
         drop(_slot);
         self.recycle(shared);
         result
+    }
+
+    /// Whether the instance of `generation` is the live one.
+    fn is_live(&self, generation: u64) -> bool {
+        self.sup
+            .borrow()
+            .live
+            .as_ref()
+            .is_some_and(|l| l.generation == generation)
     }
 
     /// Keep a finished request's shared state for the next request, if
