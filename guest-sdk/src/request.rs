@@ -128,8 +128,9 @@ pub struct Request {
     fua: bool,
     counters: Rc<Counters>,
     /// A write's whole data, when it came with its batch
-    /// ([`crate::Backstore::PREFETCH_WRITE_DATA`]).
-    data: Option<Vec<u8>>,
+    /// ([`crate::Backstore::PREFETCH_WRITE_DATA`]): the batch's data and
+    /// where this request's `length` bytes start in it.
+    data: Option<(Rc<Vec<u8>>, usize)>,
 }
 
 impl fmt::Debug for Request {
@@ -154,12 +155,8 @@ impl Request {
         raw: RawRequest,
         info: RequestInfo,
         counters: Rc<Counters>,
-        data: Option<Vec<u8>>,
+        data: Option<(Rc<Vec<u8>>, usize)>,
     ) -> Self {
-        // Only a write's complete data is kept: anything else (an empty list
-        // for a write the host could no longer read) leaves `read-data` to
-        // report the reason.
-        let data = data.filter(|d| info.kind == Kind::Write && d.len() as u64 == info.length);
         Self {
             raw: Some(raw),
             kind: info.kind,
@@ -232,7 +229,9 @@ impl Request {
 
     /// The prefetched bytes `at..at + len`, if this request has its data.
     fn prefetched(&self, at: u64, len: u64) -> Option<Result<&[u8]>> {
-        let d = self.data.as_deref()?;
+        let (all, start) = self.data.as_ref()?;
+        // `Batch::new` checked that `start + length` lies within `all`.
+        let d = &all[*start..*start + self.length as usize];
         Some(
             at.checked_add(len)
                 .filter(|&end| end <= d.len() as u64)
@@ -374,8 +373,37 @@ impl<'a> Transfers<'a> {
 const PREFETCH_MAX: u64 = 64 * 1024;
 
 /// What the host said about a request of a batch: its description and,
-/// when asked for, a write's data.
-type Described = (RequestInfo, Option<Vec<u8>>);
+/// when asked for, where a write's data is (the batch's data, and the
+/// offset of this request's part in it).
+type Described = (RequestInfo, Option<(Rc<Vec<u8>>, usize)>);
+
+/// Give each write that has a part of the batch's `data` (`has`) its
+/// offset in it. Should the parts not add up to the data (a host bug), no
+/// request gets prefetched data and each fetches its own with `read-data`.
+fn split_data(infos: Vec<RequestInfo>, has: &[bool], data: Vec<u8>) -> Vec<Described> {
+    let data = Rc::new(data);
+    let mut at = 0usize;
+    let mut starts = Vec::with_capacity(infos.len());
+    for (i, info) in infos.iter().enumerate() {
+        let part = has.get(i).copied().unwrap_or(false) && info.kind == Kind::Write;
+        starts.push(part.then_some(at));
+        if part {
+            at = usize::try_from(info.length)
+                .ok()
+                .and_then(|n| at.checked_add(n))
+                .unwrap_or(usize::MAX);
+        }
+    }
+    let consistent = at == data.len();
+    infos
+        .into_iter()
+        .zip(starts)
+        .map(|(info, start)| {
+            let d = start.filter(|_| consistent).map(|s| (Rc::clone(&data), s));
+            (info, d)
+        })
+        .collect()
+}
 
 /// The requests of one `queue-batch` call, in the host's order.
 ///
@@ -405,10 +433,9 @@ impl Batch {
         } else {
             let borrowed: Vec<&RawRequest> = raws.iter().collect();
             if with_data {
-                requests::describe_batch_with_data(&borrowed, PREFETCH_MAX)
-                    .into_iter()
-                    .map(|(info, data)| (info, Some(data)))
-                    .collect()
+                let (infos, has, data) =
+                    requests::describe_batch_with_data(&borrowed, PREFETCH_MAX);
+                split_data(infos, &has, data)
             } else {
                 requests::describe_batch(&borrowed)
                     .into_iter()

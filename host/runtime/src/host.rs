@@ -389,41 +389,41 @@ impl requests::Host for DeviceState {
         &mut self,
         reqs: Vec<Resource<RequestRes>>,
         max_len: u64,
-    ) -> wasmtime::Result<Vec<(requests::RequestInfo, Vec<u8>)>> {
-        let mut out = Vec::with_capacity(reqs.len());
+    ) -> wasmtime::Result<(Vec<requests::RequestInfo>, Vec<bool>, Vec<u8>)> {
+        let mut infos = Vec::with_capacity(reqs.len());
+        let mut has = Vec::with_capacity(reqs.len());
+        let mut data = Vec::new();
         for r in &reqs {
-            let (kind, length) = {
+            let (info, length) = {
                 let req = self.request(r)?;
-                (req.kind, req.length)
-            };
-            // A non-write, a longer write, or a write that can no longer be
-            // read gets an empty list; `read-data` would say why. Data is
-            // charged as `read-data` charges it.
-            let data = if kind == Kind::Write && length <= max_len {
-                match self.data_access(r, Kind::Write, 0, length, length)? {
-                    Ok(()) => self
-                        .request(r)?
-                        .data
-                        .read_vec(0, length)
-                        .unwrap_or_default(),
-                    Err(_) => Vec::new(),
-                }
-            } else {
-                self.charge(0)?;
-                Vec::new()
-            };
-            let req = self.request(r)?;
-            out.push((
-                requests::RequestInfo {
+                let info = requests::RequestInfo {
                     kind: req.kind,
                     offset: req.offset,
                     length: req.length,
                     fua: req.fua,
-                },
-                data,
-            ));
+                };
+                (info, req.length)
+            };
+            // A non-write, a longer write, or a write that can no longer be
+            // read has no part; `read-data` would say why. Data is charged
+            // as `read-data` charges it.
+            let part = if info.kind == Kind::Write && length <= max_len {
+                match self.data_access(r, Kind::Write, 0, length, length)? {
+                    Ok(()) => self
+                        .request(r)?
+                        .data
+                        .append_to(0, length, &mut data)
+                        .is_ok(),
+                    Err(_) => false,
+                }
+            } else {
+                self.charge(0)?;
+                false
+            };
+            infos.push(info);
+            has.push(part);
         }
-        Ok(out)
+        Ok((infos, has, data))
     }
 
     fn submit_batch(

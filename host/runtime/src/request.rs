@@ -120,20 +120,30 @@ impl DataTarget {
     /// (copied once, never zero-filled first).
     pub(crate) fn read_vec(&self, at: u64, len: u64) -> Result<Vec<u8>, ErrorCode> {
         let mut out = Vec::with_capacity(len as usize);
-        match self {
-            DataTarget::None => return Err(ErrorCode::OutOfRange),
-            DataTarget::Region { region, extents } => {
-                Self::walk(extents, at, len, |addr, _, n| {
-                    region
-                        .append_to(addr, n, &mut out)
-                        .map_err(|_| ErrorCode::Internal)
-                })?;
-            }
+        self.append_to(at, len, &mut out)?;
+        Ok(out)
+    }
+
+    /// Append the `len` bytes at `at` of the request's buffer to `out`; on
+    /// failure `out` is back to its old length.
+    pub(crate) fn append_to(&self, at: u64, len: u64, out: &mut Vec<u8>) -> Result<(), ErrorCode> {
+        let old = out.len();
+        let r = match self {
+            DataTarget::None => Err(ErrorCode::OutOfRange),
+            DataTarget::Region { region, extents } => Self::walk(extents, at, len, |addr, _, n| {
+                region
+                    .append_to(addr, n, out)
+                    .map_err(|_| ErrorCode::Internal)
+            }),
             DataTarget::Bounce(b) => {
                 out.extend_from_slice(&lock(b)[at as usize..(at + len) as usize]);
+                Ok(())
             }
+        };
+        if r.is_err() {
+            out.truncate(old);
         }
-        Ok(out)
+        r
     }
 
     /// Copy `src` into the request's buffer at `at`.
