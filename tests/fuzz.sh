@@ -14,8 +14,8 @@ if ! cargo +nightly fuzz --version >/dev/null 2>&1; then
     cargo install cargo-fuzz --locked
 fi
 
-cargo run -q -p wasmtap-ring --features test-utils --example fuzz_seeds -- fuzz/corpus/ring_entries
-cargo run -q -p wasmtap-scsi --example fuzz_seeds -- fuzz/corpus/scsi_cdb
+cargo run -q -p wasmtap-ring --features test-utils --example ring_fuzz_seeds -- fuzz/corpus/ring_entries
+cargo run -q -p wasmtap-scsi --example scsi_fuzz_seeds -- fuzz/corpus/scsi_cdb
 
 targets=$(cd fuzz && cargo +nightly fuzz list)
 for t in $targets; do

@@ -1,7 +1,7 @@
 //! Arbitrary CDBs and data-out against the SCSI target: parsing and
 //! emulation must never panic, and every completion must be well formed.
 //!
-//! Input layout (see host/scsi/examples/fuzz_seeds.rs, which writes seeds):
+//! Input layout (see host/scsi/examples/scsi_fuzz_seeds.rs, which writes seeds):
 //! byte 0 picks the device (bit 0: discard support, bit 1: read-only,
 //! bit 2: 4096-byte blocks, bit 3: write-through), then up to 16 commands,
 //! each `cdb_len (1 byte, mod 33) | cdb | buf_len (2 bytes BE, mod 16385) |

@@ -2,7 +2,7 @@
 //! CDB per supported command (plus data-out where it takes some), in the
 //! target's input layout (see fuzz/fuzz_targets/scsi_cdb.rs).
 //!
-//! `cargo run -p wasmtap-scsi --example fuzz_seeds -- fuzz/corpus/scsi_cdb`
+//! `cargo run -p wasmtap-scsi --example scsi_fuzz_seeds -- fuzz/corpus/scsi_cdb`
 
 /// One command in the fuzz input layout.
 fn cmd(cdb: &[u8], data: &[u8], buf_len: u16) -> Vec<u8> {
@@ -14,7 +14,7 @@ fn cmd(cdb: &[u8], data: &[u8], buf_len: u16) -> Vec<u8> {
 }
 
 fn main() -> std::io::Result<()> {
-    let dir = std::env::args().nth(1).expect("usage: fuzz_seeds DIR");
+    let dir = std::env::args().nth(1).expect("usage: scsi_fuzz_seeds DIR");
     std::fs::create_dir_all(&dir)?;
     let tur = cmd(&[0; 6], &[], 0);
     let block = vec![0xA5u8; 512];

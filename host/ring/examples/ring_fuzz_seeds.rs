@@ -2,14 +2,14 @@
 //! by the kernel simulator (commands with data, PAD wraps, TMRs), in the
 //! target's input layout (see fuzz/fuzz_targets/ring_entries.rs).
 //!
-//! `cargo run -p wasmtap-ring --features test-utils --example fuzz_seeds -- DIR`
+//! `cargo run -p wasmtap-ring --features test-utils --example ring_fuzz_seeds -- DIR`
 
 use wasmtap_ring::abi::{self, mailbox};
 use wasmtap_ring::sim::{DataDir, KernelSim, SimConfig};
 use wasmtap_ring::{HeapRegion, SharedRegion};
 
 fn main() -> std::io::Result<()> {
-    let dir = std::env::args().nth(1).expect("usage: fuzz_seeds DIR");
+    let dir = std::env::args().nth(1).expect("usage: ring_fuzz_seeds DIR");
     std::fs::create_dir_all(&dir)?;
     let cfg = SimConfig {
         cmdr_size: 2048,
