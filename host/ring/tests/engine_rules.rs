@@ -142,6 +142,24 @@ fn short_read_sets_read_len_when_kernel_offers_it() {
 }
 
 #[test]
+fn a_read_len_of_zero_counts_as_a_full_read() {
+    // tcmu_handle_completion honours READ_LEN only when it is non-zero.
+    let (mut sim, mut ring) = setup(small(abi::CAP_READ_LEN));
+    place(&mut sim, 1, &READ10, DataDir::FromDevice(4096));
+    let c = drain_cmds(&mut ring).pop().unwrap();
+    region::scatter(ring.region(), c.data_iovs(), 0, &[9u8; 4096]).unwrap();
+    let resp = Response {
+        read_len: Some(0),
+        ..Response::GOOD
+    };
+    ring.complete(c, &resp).unwrap();
+    ring.publish().unwrap();
+    let done = sim.reap().unwrap().pop().unwrap();
+    assert_eq!(done.read_len, None);
+    assert_eq!(done.data_in, vec![9u8; 4096]);
+}
+
+#[test]
 fn short_read_is_not_flagged_without_cap_read_len() {
     let done = short_read(0);
     assert_eq!(done.read_len, None);

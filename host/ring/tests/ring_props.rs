@@ -115,6 +115,10 @@ impl Harness {
         let tag = tag_of(&c);
         let (kind, len) = self.submitted[&tag];
         let mut resp = Response::GOOD;
+        // A READ_LEN of 0 is ignored (tcmu_handle_completion honours it only
+        // when non-zero), so a "short" read of a 1-byte buffer, which would
+        // report 0, is completed in full instead.
+        let short = short && len / 2 > 0;
         if kind == 2 {
             let n = if short { len / 2 } else { len };
             region::scatter(
