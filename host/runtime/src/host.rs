@@ -121,19 +121,15 @@ impl DeviceState {
         Ok(self.table.get(r)?)
     }
 
-    /// Check a `write-data` of `len` bytes at `at` and return the buffer it
-    /// goes to.
-    fn write_target(
+    /// Check (and charge) a `write-data` of `len` bytes at `at`.
+    fn write_check(
         &mut self,
         r: &Resource<RequestRes>,
         at: u64,
         len: usize,
-    ) -> wasmtime::Result<Result<DataTarget, ErrorCode>> {
+    ) -> wasmtime::Result<Result<(), ErrorCode>> {
         let n = len as u64;
-        if let Err(e) = self.data_access(r, Kind::Read, at, n, n)? {
-            return Ok(Err(e));
-        }
-        Ok(Ok(self.request(r)?.data.clone()))
+        self.data_access(r, Kind::Read, at, n, n)
     }
 }
 
@@ -152,10 +148,12 @@ pub(crate) fn add_direct_paths(
         "[method]request.write-data",
         |mut store: wasmtime::StoreContextMut<'_, DeviceState>,
          (r, at, data): (Resource<RequestRes>, u64, WasmList<u8>)| {
-            let target = match store.data_mut().write_target(&r, at, data.len())? {
-                Ok(t) => t,
-                Err(e) => return Ok((Err(e),)),
-            };
+            if let Err(e) = store.data_mut().write_check(&r, at, data.len())? {
+                return Ok((Err(e),));
+            }
+            // Both borrows of the store are shared: the request's buffer
+            // from the table, the bytes from the guest's memory.
+            let target = &store.data().request(&r)?.data;
             Ok((target.write(at, data.as_le_slice(&store)),))
         },
     )?;
@@ -374,13 +372,7 @@ impl requests::Host for DeviceState {
         let mut infos = Vec::with_capacity(reqs.len());
         for r in &reqs {
             self.charge(0)?;
-            let req = self.request(r)?;
-            infos.push(requests::RequestInfo {
-                kind: req.kind,
-                offset: req.offset,
-                length: req.length,
-                fua: req.fua,
-            });
+            infos.push(self.request(r)?.info());
         }
         Ok(infos)
     }
@@ -394,16 +386,8 @@ impl requests::Host for DeviceState {
         let mut has = Vec::with_capacity(reqs.len());
         let mut data = Vec::new();
         for r in &reqs {
-            let (info, length) = {
-                let req = self.request(r)?;
-                let info = requests::RequestInfo {
-                    kind: req.kind,
-                    offset: req.offset,
-                    length: req.length,
-                    fua: req.fua,
-                };
-                (info, req.length)
-            };
+            let info = self.request(r)?.info();
+            let length = info.length;
             // A non-write, a longer write, or a write that can no longer be
             // read has no part; `read-data` would say why. Data is charged
             // as `read-data` charges it.
@@ -567,13 +551,7 @@ impl requests::HostRequest for DeviceState {
 
     fn describe(&mut self, r: Resource<RequestRes>) -> wasmtime::Result<requests::RequestInfo> {
         self.charge(0)?;
-        let req = self.request(&r)?;
-        Ok(requests::RequestInfo {
-            kind: req.kind,
-            offset: req.offset,
-            length: req.length,
-            fua: req.fua,
-        })
+        Ok(self.request(&r)?.info())
     }
 
     fn read_data(
@@ -598,9 +576,10 @@ impl requests::HostRequest for DeviceState {
         at: u64,
         data: Vec<u8>,
     ) -> wasmtime::Result<Result<(), ErrorCode>> {
-        Ok(self
-            .write_target(&r, at, data.len())?
-            .and_then(|t| t.write(at, &data)))
+        if let Err(e) = self.write_check(&r, at, data.len())? {
+            return Ok(Err(e));
+        }
+        Ok(self.request(&r)?.data.write(at, &data))
     }
 
     fn zero_data(

@@ -312,6 +312,16 @@ pub struct RequestRes {
 }
 
 impl RequestRes {
+    /// What `describe` reports.
+    pub(crate) fn info(&self) -> crate::bindings::requests::RequestInfo {
+        crate::bindings::requests::RequestInfo {
+            kind: self.kind,
+            offset: self.offset,
+            length: self.length,
+            fua: self.fua,
+        }
+    }
+
     /// Check `at..at+len` against the request's length.
     pub(crate) fn range(&self, at: u64, len: u64) -> Result<(), ErrorCode> {
         match at.checked_add(len) {
