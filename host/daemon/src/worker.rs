@@ -248,6 +248,20 @@ const STOP_GRACE: Duration = Duration::from_secs(10);
 /// next.
 const PUBLISH_BYTES: u64 = 256 * 1024;
 
+/// Store `cmd_tail` past the completed entries and, if it moved, ring the
+/// kernel.
+fn publish<B: Doorbell>(
+    ring: &mut Ring<Arc<MappedRegion>>,
+    bell: &B,
+    stats: &WorkerStats,
+) -> Result<(), WorkerError> {
+    if ring.publish()? {
+        bell.notify()?;
+        stats.notifies.fetch_add(1, Ordering::Relaxed);
+    }
+    Ok(())
+}
+
 /// Wakes the worker: marks that a future can make progress and, if the
 /// worker may be asleep, writes the worker's eventfd (from any thread).
 ///
@@ -432,19 +446,13 @@ pub fn run_until<B: Doorbell, H: Handler>(
                 unpublished += bytes;
                 if unpublished >= PUBLISH_BYTES {
                     unpublished = 0;
-                    if ring.publish()? {
-                        bell.notify()?;
-                        stats.notifies.fetch_add(1, Ordering::Relaxed);
-                    }
+                    publish(&mut ring, bell, stats)?;
                 }
             } else {
                 i += 1;
             }
         }
-        if ring.publish()? {
-            bell.notify()?;
-            stats.notifies.fetch_add(1, Ordering::Relaxed);
-        }
+        publish(&mut ring, bell, stats)?;
         stats.commands.fetch_add(completed, Ordering::Relaxed);
         stats.check_conditions.fetch_add(checks, Ordering::Relaxed);
         stats

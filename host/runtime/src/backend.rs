@@ -544,8 +544,9 @@ impl WasmBackend {
             (batch, self.queue_generation.get())
         };
         let mut sup = self.sup.borrow_mut();
-        // An instance that failed (or was replaced) since these requests
-        // were queued took them with it: they were abandoned already.
+        // Requests of an instance that failed (or was replaced) since they
+        // were queued are not sent: each is abandoned when its future is
+        // next polled (see `submit`).
         if let Some(live) = sup.live.as_mut()
             && live.generation == generation
         {
@@ -626,7 +627,7 @@ impl WasmBackend {
             .ok_or(BackendError::new(BackendErrorKind::OutOfRange))?;
         let shared = self.spare.borrow_mut().pop().unwrap_or_default();
         let generation;
-        let _slot = {
+        let slot = {
             let mut sup = self.sup.borrow_mut();
             let live = self.live(&mut sup)?;
             generation = live.generation;
@@ -654,8 +655,8 @@ impl WasmBackend {
             };
             let mut q = self.queue.borrow_mut();
             if self.queue_generation.get() != generation {
-                // Left over from an instance that is gone (its requests
-                // were abandoned with it).
+                // Left over from an instance that is gone (their futures
+                // abandon them when next polled).
                 q.clear();
                 self.queue_generation.set(generation);
             }
@@ -679,7 +680,7 @@ impl WasmBackend {
                 cx.waker().wake_by_ref();
             }
             let p = shared.poll(cx);
-            if p.is_pending() && _slot.index.get().is_none() {
+            if p.is_pending() && slot.index.get().is_none() {
                 if !self.is_live(generation) {
                     // Its instance failed (or was replaced) before the
                     // request reached it: the queue was dropped, and the
@@ -689,8 +690,7 @@ impl WasmBackend {
                     return shared.poll(cx);
                 }
                 let deadline = Instant::now() + self.spec.limits.request_timeout;
-                _slot
-                    .index
+                slot.index
                     .set(Some(self.inflight.insert(deadline, Arc::clone(&shared))));
             }
             p
@@ -708,7 +708,7 @@ impl WasmBackend {
                 Err(unavailable())
             }
         };
-        drop(_slot);
+        drop(slot);
         self.recycle(shared);
         result
     }
