@@ -235,6 +235,16 @@ fn clear_unit_attention(k: &mut SimKernel) -> Result<(), String> {
     Err("device not ready".into())
 }
 
+/// Sleep until the worker rings the kernel (at most 100 ms).
+fn wait_for_completions(k: &mut SimKernel) -> Result<(), String> {
+    let fd = k.to_kernel.fd();
+    let mut fds = [nix::poll::PollFd::new(fd, nix::poll::PollFlags::POLLIN)];
+    if crate::worker::poll_fds(&mut fds, 100).map_err(|e| e.to_string())? > 0 {
+        k.to_kernel.wait().map_err(|e| e.to_string())?;
+    }
+    Ok(())
+}
+
 /// Write the whole device once (1 MiB commands, 8 in flight), so reads
 /// return stored data: a fresh device would answer them from holes (a
 /// memset, or the file system's zero page), which no real disk under test
@@ -275,11 +285,7 @@ fn prefill(k: &mut SimKernel) -> Result<(), String> {
             if Instant::now() > deadline {
                 return Err("prefill did not finish within 60 s".into());
             }
-            let fd = k.to_kernel.fd();
-            let mut fds = [nix::poll::PollFd::new(fd, nix::poll::PollFlags::POLLIN)];
-            if crate::worker::poll_fds(&mut fds, 100).map_err(|e| e.to_string())? > 0 {
-                k.to_kernel.wait().map_err(|e| e.to_string())?;
-            }
+            wait_for_completions(k)?;
         }
     }
     Ok(())
@@ -371,11 +377,7 @@ fn drive(k: &mut SimKernel, w: Workload, secs: f64) -> Result<Figures, String> {
         in_flight -= n;
         done += n as u64;
         if n == 0 {
-            let fd = k.to_kernel.fd();
-            let mut fds = [nix::poll::PollFd::new(fd, nix::poll::PollFlags::POLLIN)];
-            if crate::worker::poll_fds(&mut fds, 100).map_err(|e| e.to_string())? > 0 {
-                k.to_kernel.wait().map_err(|e| e.to_string())?;
-            }
+            wait_for_completions(k)?;
         }
     }
     let elapsed = t0.map(|t| t.elapsed().as_secs_f64()).unwrap_or(secs);

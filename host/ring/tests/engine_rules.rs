@@ -120,18 +120,24 @@ fn read_data_in_reaches_the_kernel() {
     assert_eq!(done[0].read_len, None);
 }
 
-fn short_read(caps: u16) -> Completion {
+/// A 4096-byte read answered with `data` at the start of its buffer and
+/// `read_len`.
+fn read_answered(caps: u16, data: &[u8], read_len: u32) -> Completion {
     let (mut sim, mut ring) = setup(small(caps));
     place(&mut sim, 1, &READ10, DataDir::FromDevice(4096));
     let c = drain_cmds(&mut ring).pop().unwrap();
-    region::scatter(ring.region(), c.data_iovs(), 0, &[7u8; 512]).unwrap();
+    region::scatter(ring.region(), c.data_iovs(), 0, data).unwrap();
     let resp = Response {
-        read_len: Some(512),
+        read_len: Some(read_len),
         ..Response::GOOD
     };
     ring.complete(c, &resp).unwrap();
     ring.publish().unwrap();
     sim.reap().unwrap().pop().unwrap()
+}
+
+fn short_read(caps: u16) -> Completion {
+    read_answered(caps, &[7u8; 512], 512)
 }
 
 #[test]
@@ -144,17 +150,7 @@ fn short_read_sets_read_len_when_kernel_offers_it() {
 #[test]
 fn a_read_len_of_zero_counts_as_a_full_read() {
     // tcmu_handle_completion honours READ_LEN only when it is non-zero.
-    let (mut sim, mut ring) = setup(small(abi::CAP_READ_LEN));
-    place(&mut sim, 1, &READ10, DataDir::FromDevice(4096));
-    let c = drain_cmds(&mut ring).pop().unwrap();
-    region::scatter(ring.region(), c.data_iovs(), 0, &[9u8; 4096]).unwrap();
-    let resp = Response {
-        read_len: Some(0),
-        ..Response::GOOD
-    };
-    ring.complete(c, &resp).unwrap();
-    ring.publish().unwrap();
-    let done = sim.reap().unwrap().pop().unwrap();
+    let done = read_answered(abi::CAP_READ_LEN, &[9u8; 4096], 0);
     assert_eq!(done.read_len, None);
     assert_eq!(done.data_in, vec![9u8; 4096]);
 }
