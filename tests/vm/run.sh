@@ -2,7 +2,7 @@
 # Boot the Debian kernel under qemu (TCG) with a test initramfs and judge the result.
 #
 #   tests/vm/run.sh --check SCRIPT [--add SRC:DEST]... [--bin PROG]... [--modules "m1 m2"]
-#                   [--timeout SECS] [--log FILE] [--append "KEY=VALUE ..."] [--verbose]
+#                   [--timeout SECS] [--log FILE] [--append "KEY=VALUE ..."] [--mem MIB] [--verbose]
 #
 #   --check SCRIPT   the test script run inside the VM (see checks/kernel-smoke.sh). Required.
 #   --add, --bin, --modules   passed to build-initramfs.sh (extra files, programs, modules).
@@ -12,6 +12,7 @@
 #                    defaulting to target/vm-logs; target/vm-logs/latest.log points at the last one)
 #   --append STR     extra kernel command-line words; KEY=VALUE words without a dot become
 #                    environment variables of /init and the test script.
+#   --mem MIB        guest memory (default $WASMTAP_VM_MEM or 1024)
 #   --verbose        echo the whole console, including the kernel log dumped after the test
 #                    (by default that part is only in the log file).
 #
@@ -33,6 +34,7 @@ TIMEOUT=${WASMTAP_VM_TIMEOUT:-600}
 LOG=""
 APPEND_EXTRA=""
 VERBOSE=0
+MEM=${WASMTAP_VM_MEM:-1024}
 BUILD_ARGS=()
 while (($#)); do
   case $1 in
@@ -41,6 +43,7 @@ while (($#)); do
     --timeout) TIMEOUT=${2:?--timeout needs seconds}; shift 2 ;;
     --log) LOG=${2:?--log needs a file}; shift 2 ;;
     --append) APPEND_EXTRA+=" ${2:?--append needs a string}"; shift 2 ;;
+    --mem) MEM=${2:?--mem needs MiB}; shift 2 ;;
     --verbose|-v) VERBOSE=1; shift ;;
     -h|--help) sed -n '2,24p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) die "unknown argument: $1 (see --help)" ;;
@@ -95,7 +98,7 @@ filter() {
 }
 
 set +e
-timeout --kill-after=10 "$TIMEOUT" "$QEMU" -accel tcg -cpu max -m 1024 -smp 2 -nographic -no-reboot \
+timeout --kill-after=10 "$TIMEOUT" "$QEMU" -accel tcg -cpu max -m "$MEM" -smp 2 -nographic -no-reboot \
   -kernel "$VMLINUZ" -initrd "$INITRD" -append "$APPEND" </dev/null 2>&1 \
   | sed -u -e 's/\r$//' -e 's/\x1b\[[0-9;?]*[A-Za-z]//g' -e 's/\x1bc//g' | tee "$LOG" | filter
 rc=${PIPESTATUS[0]}

@@ -442,15 +442,16 @@ fn memcpy_over(size: u32, src_len: u64, dst_len: u64, secs: f64) -> Figures {
 
 /// For the 1 MiB workloads: each backend's throughput over the two memcpy
 /// baselines (the target is 0.5x the hot one).
-fn print_versus_memcpy(results: &[(String, &'static str, Figures, Option<f64>)]) {
+fn print_versus_memcpy(series: &[Series]) {
     let mbps = |backend: &str, workload: &str| {
-        results
+        series
             .iter()
-            .find(|(b, w, _, _)| b == backend && *w == workload)
-            .map(|(_, _, f, _)| f.mbps)
+            .find(|s| s.backend == backend && s.workload == workload)
+            .map(|s| median(&s.col(|f| f.mbps)))
     };
     let mut header = false;
-    for (b, w, f, _) in results {
+    for s in series {
+        let (b, w) = (s.backend.as_str(), s.workload);
         if !w.starts_with("1m") || b.starts_with("memcpy") {
             continue;
         }
@@ -465,13 +466,8 @@ fn print_versus_memcpy(results: &[(String, &'static str, Figures, Option<f64>)])
             );
             header = true;
         }
-        println!(
-            "{:<18} {:<14} {:>13.2}x {:>15.2}x",
-            w,
-            b,
-            f.mbps / hot,
-            f.mbps / span
-        );
+        let m = median(&s.col(|f| f.mbps));
+        println!("{:<18} {:<14} {:>13.2}x {:>15.2}x", w, b, m / hot, m / span);
     }
 }
 
@@ -546,9 +542,59 @@ pub fn native_rows(file_dir: PathBuf) -> Vec<Row> {
     ]
 }
 
-/// Run every row on every workload and print the table (or JSON).
-pub fn run(rows: &[Row], secs: f64, json: bool) -> Result<(), String> {
-    let mut results: Vec<(String, &'static str, Figures, Option<f64>)> = Vec::new();
+/// Median of `v` (0 when empty).
+fn median(v: &[f64]) -> f64 {
+    if v.is_empty() {
+        return 0.0;
+    }
+    let mut v = v.to_vec();
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
+}
+
+/// Max minus min over the median, in percent (0 for fewer than two values).
+fn spread_pct(v: &[f64]) -> f64 {
+    let m = median(v);
+    if v.len() < 2 || m == 0.0 {
+        return 0.0;
+    }
+    let (lo, hi) = v
+        .iter()
+        .fold((f64::MAX, f64::MIN), |(lo, hi), &x| (lo.min(x), hi.max(x)));
+    100.0 * (hi - lo) / m
+}
+
+/// One backend on one workload over the repetitions.
+#[derive(Debug, Clone, Default)]
+struct Series {
+    backend: String,
+    workload: &'static str,
+    runs: Vec<Figures>,
+    /// Per repetition: this row's IOPS over its yardstick's, and the
+    /// yardstick's CPU per command over this row's (both > 1 = better).
+    iops_ratios: Vec<f64>,
+    cpu_ratios: Vec<f64>,
+}
+
+impl Series {
+    fn col(&self, f: impl Fn(&Figures) -> f64) -> Vec<f64> {
+        self.runs.iter().map(f).collect()
+    }
+}
+
+/// Run every row on every workload `reps` times, interleaved (each
+/// repetition goes through every workload and row before the next starts,
+/// so a slow spell of the machine hits every row alike), and print medians
+/// with their spread (or JSON). CPU time of the device worker per command
+/// is the primary figure: it depends far less than IOPS on how quickly the
+/// machine wakes sleeping threads.
+pub fn run(rows: &[Row], secs: f64, reps: usize, json: bool) -> Result<(), String> {
+    let reps = reps.max(1);
     // `WASMTAP_BENCH_ONLY=guest-ram,randwrite-qd32` (for profiling): only the
     // rows and workloads whose names contain one of the words.
     let only: Vec<String> = std::env::var("WASMTAP_BENCH_ONLY")
@@ -565,80 +611,158 @@ pub fn run(rows: &[Row], secs: f64, json: bool) -> Result<(), String> {
         .iter()
         .filter(|o| WORKLOADS.iter().any(|w| w.name.contains(o.as_str())))
         .collect();
-    for w in WORKLOADS {
-        if !picked(w.name, &load_words) {
-            continue;
-        }
-        let mut by_name: Vec<(String, Figures)> = Vec::new();
-        for row in rows {
-            if !picked(&row.name, &row_words) {
+    let memcpy = only.is_empty() || only.iter().any(|o| o == "memcpy");
+    let mut series: Vec<Series> = Vec::new();
+    for rep in 0..reps {
+        for w in WORKLOADS {
+            if !picked(w.name, &load_words) {
                 continue;
             }
-            let f = run_case((row.make)(), w, secs)
-                .map_err(|e| format!("{} {}: {e}", row.name, w.name))?;
-            let ratio = row
-                .versus
-                .as_ref()
-                .and_then(|v| by_name.iter().find(|(n, _)| n == v))
-                .map(|(_, base)| f.iops / base.iops);
-            by_name.push((row.name.clone(), f));
-            results.push((row.name.clone(), w.name, f, ratio));
-            if !json {
-                eprintln!("  {:<14} {:<18} done", row.name, w.name);
+            let mut this_rep: Vec<(String, Figures)> = Vec::new();
+            for row in rows {
+                if !picked(&row.name, &row_words) {
+                    continue;
+                }
+                let f = run_case((row.make)(), w, secs)
+                    .map_err(|e| format!("{} {}: {e}", row.name, w.name))?;
+                let base = row
+                    .versus
+                    .as_ref()
+                    .and_then(|v| this_rep.iter().find(|(n, _)| n == v))
+                    .map(|(_, b)| *b);
+                this_rep.push((row.name.clone(), f));
+                let i = match series
+                    .iter()
+                    .position(|s| s.backend == row.name && s.workload == w.name)
+                {
+                    Some(i) => i,
+                    None => {
+                        series.push(Series {
+                            backend: row.name.clone(),
+                            workload: w.name,
+                            ..Series::default()
+                        });
+                        series.len() - 1
+                    }
+                };
+                let s = &mut series[i];
+                s.runs.push(f);
+                if let Some(b) = base {
+                    if b.iops > 0.0 {
+                        s.iops_ratios.push(f.iops / b.iops);
+                    }
+                    if f.worker_us > 0.0 {
+                        s.cpu_ratios.push(b.worker_us / f.worker_us);
+                    }
+                }
+                if !json {
+                    eprintln!(
+                        "  rep {}/{reps} {:<14} {:<18} done",
+                        rep + 1,
+                        row.name,
+                        w.name
+                    );
+                }
             }
-        }
-        if only.is_empty() || only.iter().any(|o| o == "memcpy") {
-            let base = memcpy_baseline(w.size, secs.min(1.0));
-            results.push(("memcpy".into(), w.name, base, None));
-            let span = memcpy_span_baseline(w.size, secs.min(1.0));
-            results.push(("memcpy-span".into(), w.name, span, None));
+            if memcpy && rep == 0 {
+                for (name, f) in [
+                    ("memcpy", memcpy_baseline(w.size, secs.min(1.0))),
+                    ("memcpy-span", memcpy_span_baseline(w.size, secs.min(1.0))),
+                ] {
+                    series.push(Series {
+                        backend: name.into(),
+                        workload: w.name,
+                        runs: vec![f],
+                        ..Series::default()
+                    });
+                }
+            }
         }
     }
     if json {
-        let items: Vec<String> = results
+        let items: Vec<String> = series
             .iter()
-            .map(|(b, w, f, r)| {
+            .map(|s| {
+                let m = |f: fn(&Figures) -> f64| median(&s.col(f));
+                let ratio = |v: &[f64]| {
+                    if v.is_empty() {
+                        "null".to_string()
+                    } else {
+                        format!("{:.3}", median(v))
+                    }
+                };
                 format!(
-                    "{{\"backend\":\"{b}\",\"workload\":\"{w}\",\"iops\":{:.1},\"mbps\":{:.2},\"p50_us\":{:.2},\"p99_us\":{:.2},\"worker_us\":{:.3},\"sleeps_per_op\":{:.3},\"ratio\":{}}}",
-                    f.iops,
-                    f.mbps,
-                    f.p50_us,
-                    f.p99_us,
-                    f.worker_us,
-                    f.sleeps,
-                    r.map_or("null".to_string(), |r| format!("{r:.3}"))
+                    "{{\"backend\":\"{}\",\"workload\":\"{}\",\"reps\":{},\"iops\":{:.1},\"iops_spread_pct\":{:.1},\"mbps\":{:.2},\"p50_us\":{:.2},\"p99_us\":{:.2},\"worker_us\":{:.3},\"worker_us_spread_pct\":{:.1},\"sleeps_per_op\":{:.3},\"ratio\":{},\"ratio_spread_pct\":{:.1},\"cpu_ratio\":{},\"cpu_ratio_spread_pct\":{:.1}}}",
+                    s.backend,
+                    s.workload,
+                    s.runs.len(),
+                    m(|f| f.iops),
+                    spread_pct(&s.col(|f| f.iops)),
+                    m(|f| f.mbps),
+                    m(|f| f.p50_us),
+                    m(|f| f.p99_us),
+                    m(|f| f.worker_us),
+                    spread_pct(&s.col(|f| f.worker_us)),
+                    m(|f| f.sleeps),
+                    ratio(&s.iops_ratios),
+                    spread_pct(&s.iops_ratios),
+                    ratio(&s.cpu_ratios),
+                    spread_pct(&s.cpu_ratios),
                 )
             })
             .collect();
         println!("[{}]", items.join(","));
-    } else {
-        println!(
-            "{:<18} {:<14} {:>10} {:>10} {:>10} {:>10} {:>10} {:>9} {:>8}",
-            "workload",
-            "backend",
-            "IOPS",
-            "MB/s",
-            "p50 us",
-            "p99 us",
-            "cpu us/op",
-            "sleeps/op",
-            "ratio"
-        );
-        for (b, w, f, r) in &results {
-            println!(
-                "{:<18} {:<14} {:>10.0} {:>10.1} {:>10.1} {:>10.1} {:>10.2} {:>9.3} {:>8}",
-                w,
-                b,
-                f.iops,
-                f.mbps,
-                f.p50_us,
-                f.p99_us,
-                f.worker_us,
-                f.sleeps,
-                r.map_or("-".to_string(), |r| format!("{r:.2}x"))
-            );
-        }
-        print_versus_memcpy(&results);
+        return Ok(());
     }
+    println!("{reps} interleaved repetitions of {secs} s; medians, [spread = (max-min)/median]");
+    println!(
+        "{:<18} {:<14} {:>15} {:>16} {:>10} {:>9} {:>9} {:>15} {:>15}",
+        "workload",
+        "backend",
+        "cpu us/op",
+        "IOPS",
+        "MB/s",
+        "p50 us",
+        "sleeps/op",
+        "cpu ratio",
+        "IOPS ratio"
+    );
+    let with_spread = |v: &[f64], prec: usize| {
+        if v.is_empty() {
+            "-".to_string()
+        } else {
+            format!("{:.prec$} [{:>2.0}%]", median(v), spread_pct(v))
+        }
+    };
+    for s in &series {
+        let ratio = |v: &[f64]| {
+            if v.is_empty() {
+                "-".to_string()
+            } else {
+                format!("{:.2}x [{:>2.0}%]", median(v), spread_pct(v))
+            }
+        };
+        let cpu = s.col(|f| f.worker_us);
+        println!(
+            "{:<18} {:<14} {:>15} {:>16} {:>10.1} {:>9.1} {:>9.3} {:>15} {:>15}",
+            s.workload,
+            s.backend,
+            if cpu.iter().all(|&c| c == 0.0) {
+                "-".to_string()
+            } else {
+                with_spread(&cpu, 2)
+            },
+            with_spread(&s.col(|f| f.iops), 0),
+            median(&s.col(|f| f.mbps)),
+            median(&s.col(|f| f.p50_us)),
+            median(&s.col(|f| f.sleeps)),
+            ratio(&s.cpu_ratios),
+            ratio(&s.iops_ratios),
+        );
+    }
+    println!(
+        "cpu ratio: the yardstick's worker CPU per command over this row's; IOPS ratio: this row's IOPS over the yardstick's (per repetition, then the median)"
+    );
+    print_versus_memcpy(&series);
     Ok(())
 }

@@ -45,7 +45,7 @@ use crate::config::ServeConfig;
 use crate::demo::{self, Load};
 use crate::glue::ScsiHandler;
 use crate::managed::{ManagedBackend, Observed};
-use crate::worker::{self, Control, LATENCY_BOUNDS_US, WorkerError, WorkerStats};
+use crate::worker::{self, Control, ControlTx, LATENCY_BOUNDS_US, WorkerError, WorkerStats};
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
@@ -58,7 +58,7 @@ const WORKER_ANSWER: Duration = Duration::from_secs(30);
 struct Run {
     handle: JoinHandle<()>,
     stats: Arc<WorkerStats>,
-    control: Sender<Control>,
+    control: ControlTx,
     stop: Arc<AtomicBool>,
 }
 
@@ -273,7 +273,8 @@ impl DaemonHost {
         let blocks = spec.size / u64::from(spec.block_size);
         let stats = Arc::new(WorkerStats::default());
         let stop = Arc::new(AtomicBool::new(false));
-        let (control, control_rx) = mpsc::channel();
+        let (control, control_rx) =
+            worker::channel().map_err(|e| format!("worker channel: {e}"))?;
         if let Err(e) = &guest {
             tracing::error!(device = %spec.name, tenant = %spec.tenant, "backstore unavailable, device answers NOT READY: {e}");
         }

@@ -61,9 +61,12 @@ enum Cmd {
     },
     /// Benchmark backends on a simulated device (prints a table, or JSON).
     Bench {
-        /// Seconds per case.
+        /// Seconds per case and repetition.
         #[arg(long, default_value_t = 2.0)]
         secs: f64,
+        /// Interleaved repetitions (medians and spread are printed).
+        #[arg(long, default_value_t = 5)]
+        reps: usize,
         /// Machine-readable output.
         #[arg(long)]
         json: bool,
@@ -195,9 +198,12 @@ fn main() -> ExitCode {
         Cmd::Module { opts, cmd } => wasmtap_web::cli::run_module(&opts, cmd),
         Cmd::Device { opts, cmd } => wasmtap_web::cli::run_device(&opts, cmd),
         Cmd::Tenant { opts, cmd } => wasmtap_web::cli::run_tenant(&opts, cmd),
-        Cmd::Bench { secs, json, dir } => {
-            wasmtap::bench::run(&wasmtap::bench::all_rows(dir), secs, json)
-        }
+        Cmd::Bench {
+            secs,
+            reps,
+            json,
+            dir,
+        } => wasmtap::bench::run(&wasmtap::bench::all_rows(dir), secs, reps, json),
         Cmd::Lun { cmd } => match cmd {
             LunCmd::Create {
                 name,

@@ -1,10 +1,12 @@
 //! `wasmtap serve`: discover devices, run one worker per device, stop cleanly.
 
 use std::collections::HashMap;
+use std::io::Write;
+use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{self, Receiver, Sender};
+use std::sync::mpsc::{self, Receiver};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
@@ -24,43 +26,62 @@ use crate::control::{self, DaemonHost};
 use crate::glue::ScsiHandler;
 use crate::offline::OfflineDisk;
 use crate::ramdisk::RamDisk;
-use crate::worker::{self, Control, Handler, WorkerError, WorkerStats};
+use crate::worker::{self, Control, ControlTx, Handler, WorkerError, WorkerStats};
+
+/// How often the device loop looks at the stop flag while it waits for
+/// netlink events between rescans (SIGTERM only sets a flag).
+const STOP_POLL: Duration = Duration::from_millis(500);
 
 /// A device being served.
 struct Running {
     handle: JoinHandle<()>,
     stats: Arc<WorkerStats>,
-    control: Sender<Control>,
+    control: ControlTx,
 }
 
 /// `wasmtap demo`: one simulated device under the built-in initiator until
 /// SIGTERM/SIGINT (or `duration`).
 pub fn run_demo(cfg: &ServeConfig, duration: Option<Duration>) -> Result<(), String> {
-    let stop = stop_flag(duration)?;
-    crate::demo::run(cfg, &stop)
+    let stop = stop_signal(duration)?;
+    crate::demo::run(cfg, &stop.flag)
 }
 
-/// The daemon's stop flag: set by SIGTERM/SIGINT, or after `duration`.
-fn stop_flag(duration: Option<Duration>) -> Result<Arc<AtomicBool>, String> {
-    let stop = Arc::new(AtomicBool::new(false));
+/// The daemon's stop request: `flag` for loops that look at it between
+/// steps, `wake` (the read end of a socket pair that receives a byte at the
+/// same moment) for waits that should end at once without polling.
+struct StopSignal {
+    flag: Arc<AtomicBool>,
+    wake: UnixStream,
+}
+
+/// Set by SIGTERM/SIGINT, or after `duration`.
+fn stop_signal(duration: Option<Duration>) -> Result<StopSignal, String> {
+    let flag = Arc::new(AtomicBool::new(false));
+    let (wake, ring) = UnixStream::pair().map_err(|e| format!("stop socket: {e}"))?;
     for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
-        signal_hook::flag::register(sig, Arc::clone(&stop))
+        // Registered in this order, the flag is set before the byte is sent.
+        signal_hook::flag::register(sig, Arc::clone(&flag))
+            .map_err(|e| format!("signal handler: {e}"))?;
+        let ring = ring.try_clone().map_err(|e| format!("stop socket: {e}"))?;
+        signal_hook::low_level::pipe::register(sig, ring)
             .map_err(|e| format!("signal handler: {e}"))?;
     }
     if let Some(d) = duration {
-        let stop = Arc::clone(&stop);
+        let flag = Arc::clone(&flag);
         thread::spawn(move || {
             thread::sleep(d);
-            stop.store(true, Ordering::Relaxed);
+            flag.store(true, Ordering::SeqCst);
+            let _ = (&ring).write_all(&[1]);
         });
     }
-    Ok(stop)
+    Ok(StopSignal { flag, wake })
 }
 
 /// Run until SIGTERM/SIGINT (or `duration`): the devices, on the tcmu or
 /// sim frontend, and the control plane (API, UI, `/metrics`).
 pub fn run(cfg: &ServeConfig, duration: Option<Duration>) -> Result<(), String> {
-    let stop = stop_flag(duration)?;
+    let signal = stop_signal(duration)?;
+    let stop = Arc::clone(&signal.flag);
     let cfg = &with_usable_data_dir(cfg)?;
     let kind = match cfg.resolved_frontend() {
         Frontend::Sim => FrontendKind::Sim,
@@ -72,7 +93,11 @@ pub fn run(cfg: &ServeConfig, duration: Option<Duration>) -> Result<(), String> 
     // devices that are not the control plane's are served meanwhile, and
     // the control plane's own are attached once it has restored them.
     let web = if cfg.web {
-        Some(start_web(cfg, Arc::clone(&host), &stop)?)
+        let wake = signal
+            .wake
+            .try_clone()
+            .map_err(|e| format!("stop socket: {e}"))?;
+        Some(start_web(cfg, Arc::clone(&host), &stop, wake)?)
     } else {
         host.set_ready();
         None
@@ -136,6 +161,7 @@ fn start_web(
     cfg: &ServeConfig,
     host: Arc<DaemonHost>,
     stop: &Arc<AtomicBool>,
+    wake: UnixStream,
 ) -> Result<JoinHandle<Result<(), String>>, String> {
     let mut wc = WebConfig::new(&cfg.data_dir);
     wc.admin_token = cfg.admin_token.clone();
@@ -199,10 +225,14 @@ fn start_web(
             rt.block_on(async move {
                 let listener = tokio::net::TcpListener::from_std(listener)
                     .map_err(|e| format!("web listener: {e}"))?;
+                // Ends when the stop socket becomes readable (SIGTERM,
+                // SIGINT, the duration): nothing wakes the runtime meanwhile.
+                wake.set_nonblocking(true)
+                    .map_err(|e| format!("stop socket: {e}"))?;
+                let wake = tokio::net::UnixStream::from_std(wake)
+                    .map_err(|e| format!("stop socket: {e}"))?;
                 let shutdown = async move {
-                    while !stop.load(Ordering::Relaxed) {
-                        tokio::time::sleep(Duration::from_millis(100)).await;
-                    }
+                    let _ = wake.readable().await;
                 };
                 cp.serve(listener, shutdown)
                     .await
@@ -223,14 +253,20 @@ fn serve_tcmu(cfg: &ServeConfig, stop: &Arc<AtomicBool>, host: &DaemonHost) -> R
     let mut workers: HashMap<String, Running> = HashMap::new();
     while !stop.load(Ordering::Relaxed) {
         rescan(cfg, stop, &mut guests, &mut workers, host);
-        // Wait for the next rescan, a netlink event, or a stop request.
+        // Wait for the next rescan, a netlink event, or a stop request
+        // (seen within STOP_POLL).
         let deadline = Instant::now() + Duration::from_millis(cfg.rescan_ms);
-        while !stop.load(Ordering::Relaxed) && Instant::now() < deadline {
+        while !stop.load(Ordering::Relaxed) {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            let wait = left.min(STOP_POLL);
             let Some(rx) = &events else {
-                thread::sleep(Duration::from_millis(50));
+                thread::sleep(wait);
                 continue;
             };
-            match rx.recv_timeout(Duration::from_millis(50)) {
+            match rx.recv_timeout(wait) {
                 Ok(ev) => handle_event(
                     cfg,
                     stop,
@@ -241,13 +277,14 @@ fn serve_tcmu(cfg: &ServeConfig, stop: &Arc<AtomicBool>, host: &DaemonHost) -> R
                     &ev,
                 ),
                 Err(mpsc::RecvTimeoutError::Timeout) => {}
-                Err(mpsc::RecvTimeoutError::Disconnected) => {
-                    thread::sleep(Duration::from_millis(50))
-                }
+                Err(mpsc::RecvTimeoutError::Disconnected) => thread::sleep(wait),
             }
         }
     }
     tracing::info!(devices = workers.len(), "shutting down");
+    for r in workers.values() {
+        let _ = r.control.send(Control::Stop);
+    }
     for (uio, r) in workers {
         if r.handle.join().is_err() {
             tracing::error!(%uio, "worker panicked");
@@ -489,7 +526,7 @@ fn start_worker(
         tracing::error!(device = %dev.name, uio = %dev.uio, "backstore unavailable, LUN answers NOT READY: {e}");
     }
     let stats = Arc::new(WorkerStats::default());
-    let (control, control_rx) = mpsc::channel();
+    let (control, control_rx) = worker::channel().map_err(|e| format!("worker channel: {e}"))?;
     let (stop, stats2, name, batch) = (
         Arc::clone(stop),
         Arc::clone(&stats),

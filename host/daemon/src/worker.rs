@@ -9,8 +9,11 @@
 //! entries and start a future for each; poll every pending future (a single
 //! waker per worker marks "something finished" and writes an eventfd);
 //! complete the ones that are done; store cmd_tail and ring the doorbell once.
-//! It sleeps in `poll()` on the device's doorbell and the wake eventfd, with
-//! a short timeout so a stop request is seen promptly.
+//! It sleeps in `poll()` on the device's doorbell and the wake eventfd. A
+//! worker with a control channel ([`channel`]) sleeps without a timeout:
+//! every control message rings the same eventfd, so an idle device costs
+//! no wake-ups at all. Without one (the simulator's bench and demo) it
+//! wakes every 100 ms to look at its stop flag.
 //!
 //! A command is completed on the ring only when its future has resolved:
 //! never while host I/O may still be writing into its data pages, which the
@@ -113,6 +116,43 @@ pub enum Control {
         /// Where to send it.
         done: std::sync::mpsc::Sender<Result<String, String>>,
     },
+}
+
+/// The daemon's end of a worker's control channel: sending also rings the
+/// worker's wake-up eventfd, so the worker needs no poll timeout.
+#[derive(Debug, Clone)]
+pub struct ControlTx {
+    tx: std::sync::mpsc::Sender<Control>,
+    bell: EventBell,
+}
+
+/// The worker's end of its control channel (see [`channel`]).
+#[derive(Debug)]
+pub struct ControlRx {
+    rx: std::sync::mpsc::Receiver<Control>,
+    bell: EventBell,
+}
+
+/// A control channel for one worker.
+pub fn channel() -> io::Result<(ControlTx, ControlRx)> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let bell = EventBell::new()?;
+    Ok((
+        ControlTx {
+            tx,
+            bell: bell.clone(),
+        },
+        ControlRx { rx, bell },
+    ))
+}
+
+impl ControlTx {
+    /// Queue `c` for the worker and wake it. Fails when the worker is gone.
+    pub fn send(&self, c: Control) -> Result<(), std::sync::mpsc::SendError<Control>> {
+        self.tx.send(c)?;
+        let _ = self.bell.ring();
+        Ok(())
+    }
 }
 
 /// Upper bounds of the latency histogram's buckets, in microseconds (the
@@ -226,10 +266,12 @@ pub enum WorkerError {
     Setup(String),
 }
 
-/// `poll(2)` with a timeout in milliseconds; a signal (EINTR: SIGTERM
-/// arriving, for one) counts as a wake-up with nothing ready, not an error.
-pub fn poll_fds(fds: &mut [PollFd<'_>], timeout_ms: u16) -> io::Result<i32> {
-    match poll(fds, PollTimeout::from(timeout_ms)) {
+/// `poll(2)` with a timeout in milliseconds (negative: none); a signal
+/// (EINTR: SIGTERM arriving, for one) counts as a wake-up with nothing
+/// ready, not an error.
+pub fn poll_fds(fds: &mut [PollFd<'_>], timeout_ms: i32) -> io::Result<i32> {
+    let timeout = PollTimeout::try_from(timeout_ms).unwrap_or(PollTimeout::NONE);
+    match poll(fds, timeout) {
         Ok(n) => Ok(n),
         Err(nix::errno::Errno::EINTR) => Ok(0),
         Err(e) => Err(e.into()),
@@ -304,7 +346,7 @@ pub fn run<B: Doorbell, H: Handler>(
     stop: &AtomicBool,
     stats: &WorkerStats,
     batch: usize,
-    control: Option<&std::sync::mpsc::Receiver<Control>>,
+    control: Option<&ControlRx>,
 ) -> Result<(), WorkerError> {
     run_until(
         ring,
@@ -325,14 +367,20 @@ pub fn run_until<B: Doorbell, H: Handler>(
     stop: &dyn Fn() -> bool,
     stats: &WorkerStats,
     batch: usize,
-    control: Option<&std::sync::mpsc::Receiver<Control>>,
+    control: Option<&ControlRx>,
 ) -> Result<(), WorkerError> {
     let region = Arc::clone(ring.region());
     let waker_state = Arc::new(WorkerWaker {
         woken: AtomicBool::new(false),
         busy: AtomicBool::new(true),
-        bell: EventBell::new()?,
+        bell: match control {
+            Some(c) => c.bell.clone(),
+            None => EventBell::new()?,
+        },
     });
+    // With a control channel every request rings the wake eventfd: sleep
+    // until something happens. Without one, look at `stop` now and then.
+    let sleep_ms: i32 = if control.is_some() { -1 } else { 100 };
     let waker = Waker::from(Arc::clone(&waker_state));
     let mut cx = Context::from_waker(&waker);
     let mut entries: Vec<Entry> = Vec::with_capacity(batch);
@@ -345,7 +393,7 @@ pub fn run_until<B: Doorbell, H: Handler>(
     let mut swapping: Option<SwapIn> = None;
     loop {
         if let Some(rx) = control {
-            while let Ok(c) = rx.try_recv() {
+            while let Ok(c) = rx.rx.try_recv() {
                 match c {
                     Control::Reconfigure {
                         size,
@@ -487,7 +535,7 @@ pub fn run_until<B: Doorbell, H: Handler>(
                 PollFd::new(wake_fd.as_fd(), PollFlags::POLLIN),
             ];
             stats.sleeps.fetch_add(1, Ordering::Relaxed);
-            let n = poll_fds(&mut fds, 100)?;
+            let n = poll_fds(&mut fds, sleep_ms)?;
             if n > 0 {
                 let ring_ready = fds[0].revents().is_some_and(|r| !r.is_empty());
                 let wake_ready = fds[1].revents().is_some_and(|r| !r.is_empty());

@@ -30,7 +30,7 @@ use crate::bindings::Backstore;
 use crate::bindings::requests::Kind;
 use crate::bindings::types::{self, ErrorCode, OpenFlags};
 use crate::config::InstanceSpec;
-use crate::engine::Runtime;
+use crate::engine::{Awake, Runtime};
 use crate::host::{DeviceState, ProtocolViolation};
 use crate::limits::StoreLimiter;
 use crate::log::GuestLog;
@@ -152,7 +152,9 @@ fn ticks(rt: &Runtime, d: Duration) -> u64 {
             .epoch_tick
             .max(Duration::from_millis(1))
             .as_nanos();
-    (d.as_nanos().div_ceil(tick)).clamp(1, u128::from(u64::MAX)) as u64
+    // At least two: with one, a tick landing just after the call began
+    // would end it at once.
+    (d.as_nanos().div_ceil(tick)).clamp(2, u128::from(u64::MAX)) as u64
 }
 
 /// A failure reason for the operator, from a guest call's error.
@@ -296,6 +298,7 @@ fn instantiate(
     log: &GuestLog,
     generation: u64,
 ) -> Result<(Live, DiskInfo), OpenError> {
+    let _awake = rt.awake();
     let dir = match &spec.dir {
         Some(p) => Some(
             Dir::open_ambient_dir(p, ambient_authority())
@@ -502,15 +505,19 @@ impl WasmBackend {
         sup.live.as_mut().ok_or_else(unavailable)
     }
 
-    /// Arm the deadline and the host-call budget for one guest call.
-    fn arm(&self, live: &mut Live) {
-        self.arm_for(live, 1);
+    /// Arm the deadline and the host-call budget for one guest call; the
+    /// epoch ticks while the returned guard lives.
+    #[must_use]
+    fn arm(&self, live: &mut Live) -> Awake<'_> {
+        self.arm_for(live, 1)
     }
 
     /// Arm one guest call that carries `requests` requests: the deadline is
     /// the same as for any call (a whole batch must finish within it), the
     /// host-call budget is what that many separate calls would have had.
-    fn arm_for(&self, live: &mut Live, requests: usize) {
+    #[must_use]
+    fn arm_for(&self, live: &mut Live, requests: usize) -> Awake<'_> {
+        let awake = self.rt.awake();
         live.store
             .set_epoch_deadline(ticks(&self.rt, self.spec.limits.call_deadline));
         live.store.data_mut().work_left = self
@@ -518,6 +525,7 @@ impl WasmBackend {
             .limits
             .host_work_per_call
             .saturating_mul(requests.max(1) as u64);
+        awake
     }
 
     /// Hand the oldest queued requests to the guest in one `queue-batch`
@@ -550,7 +558,7 @@ impl WasmBackend {
         if let Some(live) = sup.live.as_mut()
             && live.generation == generation
         {
-            self.arm_for(live, batch.len());
+            let _awake = self.arm_for(live, batch.len());
             let disk = live.driver.wasmtap_backstore_driver().disk();
             let r = disk.call_queue_batch(&mut live.store, live.disk, &batch);
             if let Err(e) = r {
@@ -569,7 +577,7 @@ impl WasmBackend {
     fn call<R>(&self, f: impl FnOnce(&mut Live) -> wasmtime::Result<R>) -> Result<R, BackendError> {
         let mut sup = self.sup.borrow_mut();
         let live = self.live(&mut sup)?;
-        self.arm(live);
+        let _awake = self.arm(live);
         let generation = live.generation;
         match f(live) {
             Ok(r) => Ok(r),
@@ -692,6 +700,9 @@ impl WasmBackend {
                 let deadline = Instant::now() + self.spec.limits.request_timeout;
                 slot.index
                     .set(Some(self.inflight.insert(deadline, Arc::clone(&shared))));
+                // Wake the supervisor (if it parked) to watch this request's
+                // deadline: it stays awake while anything is in flight.
+                drop(self.rt.awake());
             }
             p
         });

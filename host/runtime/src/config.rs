@@ -20,7 +20,10 @@ pub struct RuntimeConfig {
     pub max_instances: u32,
     /// Hard ceiling for one linear memory, whatever an instance's own limit.
     pub max_memory_per_instance: u64,
-    /// Period of the epoch ticker; deadlines are counted in these ticks.
+    /// Period of the epoch ticker; deadlines are counted in these ticks
+    /// (a call is interrupted between one tick before its deadline and its
+    /// deadline). It ticks only while a guest call runs or a request is in
+    /// flight, so the period is what a busy runtime pays in wake-ups.
     pub epoch_tick: Duration,
     /// Threads of the I/O executor (submit-read / submit-write).
     pub io_threads: usize,
@@ -32,9 +35,13 @@ impl Default for RuntimeConfig {
     fn default() -> Self {
         Self {
             cache_dir: None,
-            max_instances: 128,
+            // 256 devices, with room for the second instance a hot swap
+            // opens before it closes the first.
+            max_instances: 512,
             max_memory_per_instance: 1 << 30,
-            epoch_tick: Duration::from_millis(5),
+            // 20 wake-ups a second while busy; a 1 s call deadline is kept
+            // to within 5 %.
+            epoch_tick: Duration::from_millis(50),
             io_threads: 4,
             io_queue: 1024,
         }

@@ -1,9 +1,15 @@
 //! [`Runtime`]: the engine, the linker, the module cache, the I/O executor
 //! and the supervisor thread (epoch ticks and request timeouts).
+//!
+//! The supervisor ticks only while there is something to watch: a guest
+//! call running or a request in flight. After [`PARK_AFTER_TICKS`] quiet
+//! ticks it parks on a condition variable, and the next guest call wakes it
+//! (see [`Ticker`]); an idle daemon's runtime therefore never wakes up,
+//! however many devices it holds.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex, Weak};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -31,7 +37,59 @@ pub(crate) struct RuntimeInner {
     /// Backends' in-flight sets, scanned by the supervisor for timeouts.
     pub(crate) watched: Arc<Mutex<Vec<Weak<Inflight>>>>,
     stop: Arc<AtomicBool>,
+    pub(crate) ticker: Arc<Ticker>,
     supervisor: Mutex<Option<JoinHandle<()>>>,
+}
+
+/// Quiet ticks (no guest call running, nothing in flight) after which the
+/// supervisor parks until the next guest call.
+pub(crate) const PARK_AFTER_TICKS: u32 = 4;
+
+/// How often overdue requests are looked for while ticking.
+const EXPIRE_EVERY: Duration = Duration::from_millis(50);
+
+/// Whether the supervisor must tick: how many guest calls are running, and
+/// whether it is parked.
+///
+/// The handshake is sequentially consistent on both sides: a caller
+/// increments `active`, then looks at `parked`; the supervisor sets
+/// `parked` (holding `lock`), then looks at `active` and the in-flight
+/// sets before it waits. Either the supervisor sees the call, or the caller
+/// sees `parked` and notifies under the same lock, after the wait began.
+#[derive(Debug, Default)]
+pub(crate) struct Ticker {
+    active: AtomicUsize,
+    parked: AtomicBool,
+    lock: Mutex<()>,
+    wake: Condvar,
+}
+
+/// Held across a guest call (or while a request enters the in-flight set):
+/// the supervisor keeps ticking meanwhile.
+#[derive(Debug)]
+pub(crate) struct Awake<'a>(&'a Ticker);
+
+impl Ticker {
+    /// Mark a guest call running, waking the supervisor if it is parked.
+    pub(crate) fn enter(&self) -> Awake<'_> {
+        self.active.fetch_add(1, Ordering::SeqCst);
+        if self.parked.load(Ordering::SeqCst) {
+            let _g = self.lock.lock().unwrap_or_else(|p| p.into_inner());
+            self.wake.notify_all();
+        }
+        Awake(self)
+    }
+
+    fn stop(&self) {
+        let _g = self.lock.lock().unwrap_or_else(|p| p.into_inner());
+        self.wake.notify_all();
+    }
+}
+
+impl Drop for Awake<'_> {
+    fn drop(&mut self) {
+        self.0.active.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 impl std::fmt::Debug for Runtime {
@@ -96,12 +154,18 @@ impl Runtime {
         let io = IoExecutor::new(config.io_threads, config.io_queue)?;
         let stop = Arc::new(AtomicBool::new(false));
         let watched: Arc<Mutex<Vec<Weak<Inflight>>>> = Arc::default();
+        let ticker = Arc::new(Ticker::default());
         let supervisor = {
-            let (engine, stop, watched) = (engine.clone(), stop.clone(), watched.clone());
+            let (engine, stop, watched, ticker) = (
+                engine.clone(),
+                stop.clone(),
+                watched.clone(),
+                ticker.clone(),
+            );
             let tick = config.epoch_tick.max(Duration::from_millis(1));
             std::thread::Builder::new()
                 .name("wasmtap-epoch".into())
-                .spawn(move || supervise(&engine, &stop, &watched, tick))?
+                .spawn(move || supervise(&engine, &stop, &watched, &ticker, tick))?
         };
         Ok(Self(Arc::new(RuntimeInner {
             engine,
@@ -111,6 +175,7 @@ impl Runtime {
             modules: Mutex::default(),
             watched,
             stop,
+            ticker,
             supervisor: Mutex::new(Some(supervisor)),
         })))
     }
@@ -142,6 +207,12 @@ impl Runtime {
             .map_err(|e| LoadError::Invalid(format!("{e:#}")))
     }
 
+    /// Keep the supervisor ticking while the returned guard lives (a guest
+    /// call, or a request entering the in-flight set).
+    pub(crate) fn awake(&self) -> Awake<'_> {
+        self.0.ticker.enter()
+    }
+
     pub(crate) fn watch(&self, inflight: &Arc<Inflight>) {
         let mut w = self.0.watched.lock().unwrap_or_else(|p| p.into_inner());
         w.retain(|x| x.strong_count() > 0);
@@ -151,7 +222,8 @@ impl Runtime {
 
 impl Drop for RuntimeInner {
     fn drop(&mut self) {
-        self.stop.store(true, Ordering::Release);
+        self.stop.store(true, Ordering::SeqCst);
+        self.ticker.stop();
         if let Some(h) = self
             .supervisor
             .lock()
@@ -164,29 +236,54 @@ impl Drop for RuntimeInner {
     }
 }
 
-/// Tick the epoch every `tick`; every 10 ticks, time out overdue requests.
+/// Tick the epoch every `tick` and time out overdue requests (at most every
+/// [`EXPIRE_EVERY`]). Park when nothing has needed the ticks for [`PARK_AFTER_TICKS`].
 fn supervise(
     engine: &Engine,
     stop: &AtomicBool,
     watched: &Mutex<Vec<Weak<Inflight>>>,
+    ticker: &Ticker,
     tick: Duration,
 ) {
-    let mut n = 0u32;
-    while !stop.load(Ordering::Acquire) {
+    let live = || -> Vec<Arc<Inflight>> {
+        watched
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .filter_map(Weak::upgrade)
+            .collect()
+    };
+    let (mut n, mut quiet) = (0u32, 0u32);
+    let expire_every = u32::try_from(EXPIRE_EVERY.as_nanos() / tick.as_nanos().max(1))
+        .unwrap_or(u32::MAX)
+        .max(1);
+    while !stop.load(Ordering::SeqCst) {
         std::thread::sleep(tick);
         engine.increment_epoch();
         n = n.wrapping_add(1);
-        if n.is_multiple_of(10) {
+        if n.is_multiple_of(expire_every) {
             let now = Instant::now();
-            let list: Vec<_> = watched
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .iter()
-                .filter_map(Weak::upgrade)
-                .collect();
-            for inflight in list {
+            for inflight in live() {
                 inflight.expire(now);
             }
         }
+        if ticker.active.load(Ordering::SeqCst) > 0 {
+            quiet = 0;
+            continue;
+        }
+        quiet += 1;
+        if quiet < PARK_AFTER_TICKS || live().iter().any(|i| i.len() > 0) {
+            continue;
+        }
+        let mut g = ticker.lock.lock().unwrap_or_else(|p| p.into_inner());
+        ticker.parked.store(true, Ordering::SeqCst);
+        while ticker.active.load(Ordering::SeqCst) == 0
+            && !stop.load(Ordering::SeqCst)
+            && live().iter().all(|i| i.len() == 0)
+        {
+            g = ticker.wake.wait(g).unwrap_or_else(|p| p.into_inner());
+        }
+        ticker.parked.store(false, Ordering::SeqCst);
+        quiet = 0;
     }
 }

@@ -206,3 +206,26 @@ fn large_requests_go_to_the_guest_a_few_at_a_time_and_none_is_left_behind() {
         assert_serves(&b, i as u64 * 1024, d);
     }
 }
+
+/// The default runtime holds 256 devices at once (each with its own
+/// instance; hot swaps need a second one per device for a moment), and each
+/// still serves I/O.
+#[test]
+fn default_runtime_holds_256_devices() {
+    let rt = Runtime::new(wasmtap_runtime::RuntimeConfig::default()).unwrap();
+    let m = rt
+        .load(&std::fs::read(wasmtap_example_guests::RAM).unwrap())
+        .unwrap();
+    let tenant = Tenant::new("t", 64 << 30);
+    let backends: Vec<WasmBackend> = (0..256)
+        .map(|i| {
+            rt.open("size=1M", spec(&m, "size=1M", &tenant))
+                .unwrap_or_else(|e| panic!("device {i}: {e}"))
+        })
+        .collect();
+    for (i, b) in backends.iter().enumerate() {
+        let data = pattern(i as u8, 512);
+        write_vec(b, 1, &data).unwrap();
+        assert_serves(b, 1, &data);
+    }
+}

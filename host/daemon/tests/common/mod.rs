@@ -5,12 +5,11 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{Sender, channel};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 pub use wasmtap::demo::rw16;
-use wasmtap::worker::{self, Control, Handler, WorkerError, WorkerStats};
+use wasmtap::worker::{self, ControlTx, Handler, WorkerError, WorkerStats};
 use wasmtap_kernel::sim::{self, SimKernel};
 use wasmtap_kernel::{EventBell, MappedRegion};
 use wasmtap_ring::Ring;
@@ -23,7 +22,7 @@ pub type Make = Box<dyn FnOnce(Arc<MappedRegion>) -> Result<Box<dyn Handler>, St
 /// One device: the kernel model on the test thread, the worker on its own.
 pub struct Dev {
     pub k: SimKernel,
-    pub control: Sender<Control>,
+    pub control: ControlTx,
     pub wake: EventBell,
     block_size: u32,
     stop: Arc<AtomicBool>,
@@ -45,7 +44,7 @@ impl Dev {
         let stop = Arc::new(AtomicBool::new(false));
         let wstop = Arc::clone(&stop);
         let wake = user.bell.to_user.clone();
-        let (control, ctl_rx) = channel();
+        let (control, ctl_rx) = worker::channel().unwrap();
         let factory = make(Arc::clone(&user.region));
         let worker = thread::spawn(move || {
             let mut h = factory(Arc::clone(&user.region)).map_err(WorkerError::Setup)?;
