@@ -6,6 +6,7 @@
 #   tests/vm/bench.sh [--secs N] [--rounds N] [--size-mb N] [--backends "..."] [--workloads "..."]
 #                     [--many "1 8 32"] [--profile "native:r4k1 ram:r4k32"] [--log FILE]
 #                     [--wasmtap BINARY]   (default: cargo build --release -p wasmtap)
+#                     [--append "KEY=VALUE ..."]  (environment of the VM's init, the daemon's too)
 #
 # --profile runs, after the rounds, each backstore:workload once more under `perf record -a -g`
 # and `strace -c` (apt-get install linux-perf strace on the host) and prints per-thread CPU.
@@ -17,6 +18,7 @@ HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO=$(cd "$HERE/../.." && pwd)
 CACHE="${WASMTAP_VM_CACHE:-$HOME/.cache/wasmtap-vm}"
 
+EXTRA_APPEND=""
 SECS=4 ROUNDS=2 SIZE_MB=128 BACKENDS="" WORKLOADS="" MANY="" PROFILE="" LOG="" WASMTAP=""
 while (($#)); do
   case $1 in
@@ -29,6 +31,7 @@ while (($#)); do
     --profile) PROFILE=$2; shift 2 ;;
     --log) LOG=$2; shift 2 ;;
     --wasmtap) WASMTAP=$2; shift 2 ;;
+    --append) EXTRA_APPEND+=" $2"; shift 2 ;;
     -h|--help) sed -n '2,10p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "bench: unknown argument $1" >&2; exit 2 ;;
   esac
@@ -66,7 +69,7 @@ HANDLERS=$(mktemp -d)
 trap 'rm -rf "$HANDLERS"' EXIT
 cp /usr/lib/x86_64-linux-gnu/tcmu-runner/handler_qcow.so "$HANDLERS/"
 
-APPEND="B_SECS=$SECS B_ROUNDS=$ROUNDS B_SIZE_MB=$SIZE_MB"
+APPEND="B_SECS=$SECS B_ROUNDS=$ROUNDS B_SIZE_MB=$SIZE_MB$EXTRA_APPEND"
 [[ -n $BACKENDS ]] && APPEND+=" B_BACKENDS=${BACKENDS// /,}"
 [[ -n $WORKLOADS ]] && APPEND+=" B_WORKLOADS=${WORKLOADS// /,}"
 [[ -n $MANY ]] && APPEND+=" B_MANY=${MANY// /,}"

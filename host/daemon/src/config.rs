@@ -34,6 +34,11 @@ pub struct ServeConfig {
     pub rescan_ms: u64,
     /// Largest number of ring entries handled per drain (batch size).
     pub batch: usize,
+    /// After a pass that completed commands, watch the ring this many
+    /// microseconds before sleeping (0: sleep at once). Spinning trades CPU
+    /// for latency: a command that arrives meanwhile is taken without a
+    /// wake-up. See docs/performance.md for the measured trade.
+    pub poll_us: u64,
     /// Where device directories, uploaded modules and caches live.
     pub data_dir: PathBuf,
     /// Simulator frontend: backstore (`native`, or a module name with an
@@ -54,6 +59,16 @@ pub struct ServeConfig {
     pub max_module_mib: u64,
 }
 
+impl ServeConfig {
+    /// How workers take commands off their rings.
+    pub fn tuning(&self) -> crate::worker::Tuning {
+        crate::worker::Tuning {
+            batch: self.batch,
+            poll: std::time::Duration::from_micros(self.poll_us),
+        }
+    }
+}
+
 impl Default for ServeConfig {
     fn default() -> Self {
         Self {
@@ -63,6 +78,7 @@ impl Default for ServeConfig {
             configfs: wasmtap_kernel::configfs::DEFAULT_ROOT.into(),
             rescan_ms: 1000,
             batch: 256,
+            poll_us: 0,
             data_dir: "/var/lib/wasmtap".into(),
             sim_backstore: "native".into(),
             sim_size_mib: 128,

@@ -119,7 +119,7 @@ pub struct DaemonHost {
     tenants: Mutex<HashMap<String, Tenant>>,
     devices: Mutex<HashMap<i64, Arc<Managed>>>,
     stop: Arc<AtomicBool>,
-    batch: usize,
+    tuning: worker::Tuning,
     /// The control plane has restored its devices (see [`Self::ready`]).
     ready: AtomicBool,
 }
@@ -187,7 +187,7 @@ impl DaemonHost {
             tenants: Mutex::new(HashMap::new()),
             devices: Mutex::new(HashMap::new()),
             stop,
-            batch: cfg.batch,
+            tuning: cfg.tuning(),
             ready: AtomicBool::new(false),
         })
     }
@@ -292,11 +292,11 @@ impl DaemonHost {
             },
         };
         let observed = Arc::clone(&m.observed);
-        let (wstats, wstop, global, batch) = (
+        let (wstats, wstop, global, tuning) = (
             Arc::clone(&stats),
             Arc::clone(&stop),
             Arc::clone(&self.stop),
-            self.batch,
+            self.tuning,
         );
         let seed = format!("wasmtap/{}/{}", spec.tenant, spec.name);
         let name = format!("{}/{}", spec.tenant, spec.name);
@@ -319,7 +319,7 @@ impl DaemonHost {
                     &mut handler,
                     &|| stop.is_set(),
                     &wstats,
-                    batch,
+                    tuning,
                     Some(&control_rx),
                 );
                 match r {

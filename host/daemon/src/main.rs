@@ -111,6 +111,10 @@ struct ServeArgs {
     /// Do not serve the web UI and API.
     #[arg(long)]
     no_web: bool,
+    /// Watch each busy device's ring this many microseconds before its
+    /// worker sleeps (default 0: off; trades CPU for latency).
+    #[arg(long)]
+    poll_us: Option<u64>,
 }
 
 impl ServeArgs {
@@ -139,6 +143,9 @@ impl ServeArgs {
         }
         if self.no_web {
             cfg.web = false;
+        }
+        if let Some(p) = self.poll_us {
+            cfg.poll_us = p;
         }
         Ok((cfg, self.duration_secs))
     }

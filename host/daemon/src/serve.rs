@@ -527,11 +527,11 @@ fn start_worker(
     }
     let stats = Arc::new(WorkerStats::default());
     let (control, control_rx) = worker::channel().map_err(|e| format!("worker channel: {e}"))?;
-    let (stop, stats2, name, batch) = (
+    let (stop, stats2, name, tuning) = (
         Arc::clone(stop),
         Arc::clone(&stats),
         dev.name.clone(),
-        cfg.batch,
+        cfg.tuning(),
     );
     let uio_name = dev.uio.clone();
     let wwn_seed = format!("{}/{}", dev.hba, dev.name);
@@ -569,7 +569,7 @@ fn start_worker(
                 &mut handler,
                 &stop,
                 &stats2,
-                batch,
+                tuning,
                 Some(&control_rx),
             ) {
                 Ok(()) => tracing::info!(device = %name, uio = %uio_name, "worker stopped"),

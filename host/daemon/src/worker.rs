@@ -337,6 +337,26 @@ struct Pending {
     class: Class,
 }
 
+/// How a worker takes commands off its ring.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Tuning {
+    /// Largest number of ring entries handled per drain.
+    pub batch: usize,
+    /// After a pass that completed commands, watch the ring (and the
+    /// waker) this long before sleeping; zero sleeps at once.
+    pub poll: Duration,
+}
+
+impl From<usize> for Tuning {
+    /// `batch` entries per drain, no polling before sleeping.
+    fn from(batch: usize) -> Self {
+        Self {
+            batch,
+            poll: Duration::ZERO,
+        }
+    }
+}
+
 /// Serve `ring` until `stop` is set, a `Control::Stop` arrives, or the
 /// device fails.
 pub fn run<B: Doorbell, H: Handler>(
@@ -345,7 +365,7 @@ pub fn run<B: Doorbell, H: Handler>(
     handler: &mut H,
     stop: &AtomicBool,
     stats: &WorkerStats,
-    batch: usize,
+    tuning: impl Into<Tuning>,
     control: Option<&ControlRx>,
 ) -> Result<(), WorkerError> {
     run_until(
@@ -354,7 +374,7 @@ pub fn run<B: Doorbell, H: Handler>(
         handler,
         &|| stop.load(Ordering::Relaxed),
         stats,
-        batch,
+        tuning,
         control,
     )
 }
@@ -366,9 +386,10 @@ pub fn run_until<B: Doorbell, H: Handler>(
     handler: &mut H,
     stop: &dyn Fn() -> bool,
     stats: &WorkerStats,
-    batch: usize,
+    tuning: impl Into<Tuning>,
     control: Option<&ControlRx>,
 ) -> Result<(), WorkerError> {
+    let Tuning { batch, poll } = tuning.into();
     let region = Arc::clone(ring.region());
     let waker_state = Arc::new(WorkerWaker {
         woken: AtomicBool::new(false),
@@ -381,6 +402,9 @@ pub fn run_until<B: Doorbell, H: Handler>(
     // With a control channel every request rings the wake eventfd: sleep
     // until something happens. Without one, look at `stop` now and then.
     let sleep_ms: i32 = if control.is_some() { -1 } else { 100 };
+    // Whether a pass since the last sleep completed something: only then
+    // is the ring watched before sleeping (an idle device never spins).
+    let mut worked = false;
     let waker = Waker::from(Arc::clone(&waker_state));
     let mut cx = Context::from_waker(&waker);
     let mut entries: Vec<Entry> = Vec::with_capacity(batch);
@@ -521,6 +545,20 @@ pub fn run_until<B: Doorbell, H: Handler>(
         }
         if drained.more {
             continue;
+        }
+        worked |= completed > 0;
+        if drained.entries == 0 && !poll.is_zero() && std::mem::take(&mut worked) {
+            let until = Instant::now() + poll;
+            let mut found = false;
+            while !found && Instant::now() < until {
+                for _ in 0..64 {
+                    std::hint::spin_loop();
+                }
+                found = ring.has_new() || waker_state.woken.load(Ordering::SeqCst);
+            }
+            if found {
+                continue;
+            }
         }
         if drained.entries == 0 {
             waker_state.busy.store(false, Ordering::SeqCst);

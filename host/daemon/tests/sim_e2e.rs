@@ -24,6 +24,10 @@ use common::{Dev, rw16 as rw, triple as sense_triple};
 /// A device on the native RAM disk, with a small ring and one-page data
 /// blocks so commands span many iovecs.
 fn rig(caps: u16) -> Dev {
+    rig_tuned(caps, 64.into())
+}
+
+fn rig_tuned(caps: u16, tuning: wasmtap::worker::Tuning) -> Dev {
     let cfg = SimConfig {
         cmdr_size: 64 * 1024,
         data_blocks: 256,
@@ -31,7 +35,7 @@ fn rig(caps: u16) -> Dev {
         page_size: 4096,
         caps,
     };
-    Dev::new(cfg, BS, |_| {
+    Dev::with_tuning(cfg, BS, tuning, |_| {
         Box::new(|_| {
             let disk = RamDisk::new(BS, BLOCKS, 256, false);
             Ok(Box::new(ScsiHandler::new("test/e2e", disk)?) as Box<dyn Handler>)
@@ -88,7 +92,32 @@ fn written_data_reads_back_across_many_iovecs() {
 
 #[test]
 fn many_commands_in_flight_complete_once_with_their_data() {
-    let mut rig = rig(abi::CAP_OOOC | abi::CAP_READ_LEN | abi::CAP_TMR);
+    many_in_flight(rig(abi::CAP_OOOC | abi::CAP_READ_LEN | abi::CAP_TMR));
+}
+
+/// The same with a worker that watches its ring before sleeping: commands
+/// found while it spins are served like those it is woken for.
+#[test]
+fn a_polling_worker_serves_commands_it_finds_while_spinning() {
+    let tuning = wasmtap::worker::Tuning {
+        batch: 8,
+        poll: std::time::Duration::from_millis(2),
+    };
+    let caps = abi::CAP_OOOC | abi::CAP_READ_LEN | abi::CAP_TMR;
+    let mut rig = rig_tuned(caps, tuning);
+    // One at a time: each arrives while the worker still polls after the
+    // previous one.
+    for t in 0..64u64 {
+        let data = vec![t as u8; 4096];
+        let c = rig.exec(&rw(0x8a, t * 8, 8), DataRef::ToDevice(&data));
+        assert_eq!(c.status, abi::SAM_STAT_GOOD);
+        let c = rig.exec(&rw(0x88, t * 8, 8), DataRef::FromDevice(4096));
+        assert_eq!(c.data_in, data);
+    }
+    many_in_flight(rig);
+}
+
+fn many_in_flight(mut rig: Dev) {
     for t in 0..32u64 {
         let data = vec![t as u8 + 1; 4096];
         rig.submit(t, &rw(0x8a, t * 8, 8), DataRef::ToDevice(&data));

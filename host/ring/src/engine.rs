@@ -386,6 +386,14 @@ impl<R: SharedRegion> Ring<R> {
         }
     }
 
+    /// Whether the kernel has published entries not drained yet (one
+    /// Acquire load of cmd_head; a ring that cannot be read says no).
+    pub fn has_new(&self) -> bool {
+        self.region
+            .load_u32_acquire(mailbox::CMD_HEAD as u64)
+            .is_ok_and(|head| head != self.parse_pos)
+    }
+
     /// Walk new entries (at most `max_entries` commands/TMRs), appending them
     /// to `out`. Loads cmd_head with Acquire so every entry byte the kernel
     /// wrote before publishing it is visible.

@@ -598,6 +598,19 @@ fn drain_limit_leaves_the_rest_for_the_next_call() {
 }
 
 #[test]
+fn has_new_sees_published_entries_until_they_are_drained() {
+    let (mut sim, mut ring) = setup(small(0));
+    assert!(!ring.has_new());
+    place(&mut sim, 1, &[0; 6], DataDir::None);
+    assert!(ring.has_new());
+    let mut out = Vec::new();
+    ring.drain(&mut out, 1).unwrap();
+    assert!(!ring.has_new(), "drained entries are not new");
+    place(&mut sim, 2, &[0; 6], DataDir::None);
+    assert!(ring.has_new());
+}
+
+#[test]
 fn user_space_that_corrupts_a_header_breaks_the_simulated_ring() {
     let (mut sim, mut ring) = setup(small(0));
     place(&mut sim, 1, &[0; 6], DataDir::None);

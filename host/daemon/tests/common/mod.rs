@@ -39,6 +39,16 @@ impl Dev {
         block_size: u32,
         make: impl FnOnce(Arc<MappedRegion>) -> Make,
     ) -> Self {
+        Self::with_tuning(cfg, block_size, 64.into(), make)
+    }
+
+    /// [`Dev::new`] with the worker's batch size and ring polling given.
+    pub fn with_tuning(
+        cfg: SimConfig,
+        block_size: u32,
+        tuning: worker::Tuning,
+        make: impl FnOnce(Arc<MappedRegion>) -> Make,
+    ) -> Self {
         let (k, user) = sim::device(cfg).unwrap();
         let ring = Ring::attach(Arc::clone(&user.region)).unwrap();
         let stop = Arc::new(AtomicBool::new(false));
@@ -54,7 +64,7 @@ impl Dev {
                 &mut h,
                 &wstop,
                 &WorkerStats::default(),
-                64,
+                tuning,
                 Some(&ctl_rx),
             )
         });
