@@ -727,21 +727,15 @@ pub fn run(rows: &[Row], secs: f64, reps: usize, json: bool) -> Result<(), Strin
         "cpu ratio",
         "IOPS ratio"
     );
-    let with_spread = |v: &[f64], prec: usize| {
+    // "median [spread%]", with `suffix` after the median; "-" when empty.
+    let with_spread = |v: &[f64], prec: usize, suffix: &str| {
         if v.is_empty() {
             "-".to_string()
         } else {
-            format!("{:.prec$} [{:>2.0}%]", median(v), spread_pct(v))
+            format!("{:.prec$}{suffix} [{:>2.0}%]", median(v), spread_pct(v))
         }
     };
     for s in &series {
-        let ratio = |v: &[f64]| {
-            if v.is_empty() {
-                "-".to_string()
-            } else {
-                format!("{:.2}x [{:>2.0}%]", median(v), spread_pct(v))
-            }
-        };
         let cpu = s.col(|f| f.worker_us);
         println!(
             "{:<18} {:<14} {:>15} {:>16} {:>10.1} {:>9.1} {:>9.3} {:>15} {:>15}",
@@ -750,14 +744,14 @@ pub fn run(rows: &[Row], secs: f64, reps: usize, json: bool) -> Result<(), Strin
             if cpu.iter().all(|&c| c == 0.0) {
                 "-".to_string()
             } else {
-                with_spread(&cpu, 2)
+                with_spread(&cpu, 2, "")
             },
-            with_spread(&s.col(|f| f.iops), 0),
+            with_spread(&s.col(|f| f.iops), 0, ""),
             median(&s.col(|f| f.mbps)),
             median(&s.col(|f| f.p50_us)),
             median(&s.col(|f| f.sleeps)),
-            ratio(&s.cpu_ratios),
-            ratio(&s.iops_ratios),
+            with_spread(&s.cpu_ratios, 2, "x"),
+            with_spread(&s.iops_ratios, 2, "x"),
         );
     }
     println!(

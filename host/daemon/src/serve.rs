@@ -93,11 +93,7 @@ pub fn run(cfg: &ServeConfig, duration: Option<Duration>) -> Result<(), String> 
     // devices that are not the control plane's are served meanwhile, and
     // the control plane's own are attached once it has restored them.
     let web = if cfg.web {
-        let wake = signal
-            .wake
-            .try_clone()
-            .map_err(|e| format!("stop socket: {e}"))?;
-        Some(start_web(cfg, Arc::clone(&host), &stop, wake)?)
+        Some(start_web(cfg, Arc::clone(&host), &stop, signal.wake)?)
     } else {
         host.set_ready();
         None
