@@ -36,6 +36,7 @@ const GUESTS: &[(&str, &str, &str)] = &[
     ),
     ("HOSTILE_ESCAPE", "hostile-escape", "hostile-escape"),
     ("HOSTILE_SOCKETS", "hostile-sockets", "hostile-sockets"),
+    ("HOSTILE_HOG", "hostile-hog", "hostile-hog"),
 ];
 
 const WASM_TARGET: &str = "wasm32-wasip2";

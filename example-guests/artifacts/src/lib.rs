@@ -29,6 +29,7 @@
 //! | [`HOSTILE_FORGED_COMPLETE`] | `hostile-forged-complete` | completes a forged handle (`forge=unknown\|file`) |
 //! | [`HOSTILE_ESCAPE`] | `hostile-escape` | opens `../x`, `/etc/passwd`, ... on every read; fails the read with the error |
 //! | [`HOSTILE_SOCKETS`] | `hostile-sockets` | imports `wasi:sockets/*` (must be refused at load) |
+//! | [`HOSTILE_HOG`] | `hostile-hog` | exhausts a shared resource, chosen by `attack=` (files, read-at, submits, disk, many-files, log); default size 1M |
 //!
 //! All hostile guests open like `null` (`size=`, default 1G) and complete
 //! writes normally; only reads misbehave.

@@ -14,6 +14,7 @@
 
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -31,9 +32,11 @@ use crate::bindings::requests::Kind;
 use crate::bindings::types::{self, ErrorCode, OpenFlags};
 use crate::config::InstanceSpec;
 use crate::engine::{Awake, Runtime};
-use crate::host::{DeviceState, ProtocolViolation};
-use crate::limits::StoreLimiter;
+use crate::host::{DeviceState, ProtocolViolation, Resources};
+use crate::io::{IoExecutor, IoOwner};
+use crate::limits::{Budget, StoreLimiter};
 use crate::log::GuestLog;
+use crate::quota::DirAccount;
 use crate::request::{
     Abandoned, DataTarget, Extents, Inflight, Outcome, RequestRes, RequestShared,
 };
@@ -57,6 +60,69 @@ pub enum OpenError {
     /// The guest reported geometry the SCSI target cannot use.
     #[error("unusable geometry: {0}")]
     Geometry(String),
+    /// A limit of the tenant or daemon leaves no room for the instance.
+    #[error("{0}")]
+    Limit(String),
+}
+
+/// Reads what a device's backend holds, from any thread (the backend
+/// itself stays on its worker). Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct ResourceMeter(Arc<MeterInner>);
+
+#[derive(Debug)]
+struct MeterInner {
+    /// Files the device's live instance holds open (its limit is the
+    /// instance's).
+    open_files: Budget,
+    /// Linear memory of the live instance.
+    memory: Arc<AtomicU64>,
+    /// The device directory's storage account, once an instance opened.
+    account: Mutex<Option<Arc<DirAccount>>>,
+    io: Arc<IoExecutor>,
+    io_owner: IoOwner,
+}
+
+impl ResourceMeter {
+    /// What the device holds now.
+    pub fn read(&self) -> DeviceResources {
+        let m = &self.0;
+        let mut r = DeviceResources {
+            memory: m.memory.load(Ordering::Acquire),
+            open_files: m.open_files.used(),
+            open_files_limit: m.open_files.limit(),
+            io_pending: m.io.pending(m.io_owner) as u64,
+            ..DeviceResources::default()
+        };
+        if let Some(a) = m.account.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
+            let (b, f, bl, fl) = a.usage();
+            (r.storage_bytes, r.storage_files) = (b, f);
+            (r.storage_bytes_limit, r.storage_files_limit) = (bl, fl);
+        }
+        r
+    }
+}
+
+/// What one device's backend holds of the shared resources (see
+/// docs/limits.md), at one moment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct DeviceResources {
+    /// Linear memory of the live instance, bytes.
+    pub memory: u64,
+    /// Files the live instance holds open, and its limit.
+    pub open_files: u64,
+    /// See `open_files`.
+    pub open_files_limit: u64,
+    /// Bytes stored in the device's directory, and its limit.
+    pub storage_bytes: u64,
+    /// See `storage_bytes`.
+    pub storage_bytes_limit: u64,
+    /// Files stored in the device's directory, and its limit.
+    pub storage_files: u64,
+    /// See `storage_files`.
+    pub storage_files_limit: u64,
+    /// I/O jobs queued or running on the executor.
+    pub io_pending: u64,
 }
 
 /// Where a backend stands.
@@ -116,6 +182,9 @@ pub struct WasmBackend {
     /// `queue-batch` call (see [`WasmBackend::dispatch`]).
     /// Each with its data length.
     queue: RefCell<VecDeque<(Resource<RequestRes>, u64)>>,
+    /// What the device holds; its I/O queue and open-files count are kept
+    /// across instances.
+    meter: ResourceMeter,
     /// The vector the last `queue-batch` call was made from, kept for its
     /// capacity.
     spare_batch: RefCell<Vec<Resource<RequestRes>>>,
@@ -262,7 +331,14 @@ impl Runtime {
     /// `device` names the device in logs.
     pub fn open(&self, device: &str, spec: InstanceSpec) -> Result<WasmBackend, OpenError> {
         let log = GuestLog::new(device, spec.limits.log_lines_per_sec);
-        let (live, info) = instantiate(self, &spec, &log, 0)?;
+        let meter = ResourceMeter(Arc::new(MeterInner {
+            open_files: Budget::new(spec.limits.open_files),
+            memory: Arc::default(),
+            account: Mutex::new(None),
+            io: Arc::clone(&self.0.io),
+            io_owner: self.0.io.queue(spec.tenant.id()),
+        }));
+        let (live, info) = instantiate(self, &spec, &log, 0, &meter)?;
         let inflight = Arc::new(Inflight::default());
         self.watch(&inflight);
         Ok(WasmBackend {
@@ -284,6 +360,7 @@ impl Runtime {
                 failures: 0,
             })),
             queue: RefCell::new(VecDeque::new()),
+            meter,
             spare_batch: RefCell::new(Vec::new()),
             queue_generation: Cell::new(0),
             spare: RefCell::new(Vec::new()),
@@ -297,8 +374,31 @@ fn instantiate(
     spec: &InstanceSpec,
     log: &GuestLog,
     generation: u64,
+    meter: &ResourceMeter,
 ) -> Result<(Live, DiskInfo), OpenError> {
     let _awake = rt.awake();
+    let tenant = &spec.tenant;
+    let instance = Budget::take_all(&[tenant.instances()], 1).map_err(|_| {
+        OpenError::Limit(format!(
+            "tenant {:?} has its limit of {} instances",
+            tenant.id(),
+            tenant.instances().limit()
+        ))
+    })?;
+    let account = spec
+        .dir
+        .as_deref()
+        .map(|d| rt.account(d, spec.storage, tenant));
+    *meter.0.account.lock().unwrap_or_else(|p| p.into_inner()) = account.clone();
+    let res = Resources {
+        tenant: tenant.clone(),
+        open_files: meter.0.open_files.clone(),
+        daemon_files: rt.0.open_files.clone(),
+        account,
+        io_owner: meter.0.io_owner,
+        max_host_buffer: spec.limits.max_host_buffer,
+        _instance: instance,
+    };
     let dir = match &spec.dir {
         Some(p) => Some(
             Dir::open_ambient_dir(p, ambient_authority())
@@ -306,10 +406,11 @@ fn instantiate(
         ),
         None => None,
     };
-    let limiter = StoreLimiter::new(
+    let limiter = StoreLimiter::shown_in(
         spec.tenant.clone(),
         spec.limits.memory,
         spec.limits.table_elements,
+        Arc::clone(&meter.0.memory),
     );
     let state = DeviceState::new(
         crate::wasi::context(log),
@@ -317,6 +418,7 @@ fn instantiate(
         dir,
         Arc::clone(&rt.0.io),
         log.clone(),
+        res,
     );
     let mut store = Store::new(&rt.0.engine, state);
     store.limiter(|s| &mut s.limiter);
@@ -400,6 +502,16 @@ impl WasmBackend {
         self.inflight.len()
     }
 
+    /// What the device holds of the shared resources.
+    pub fn resources(&self) -> DeviceResources {
+        self.meter.read()
+    }
+
+    /// A handle reading [`resources`](Self::resources) from other threads.
+    pub fn meter(&self) -> ResourceMeter {
+        self.meter.clone()
+    }
+
     /// Linear memory the current instance holds, in bytes.
     pub fn memory(&self) -> u64 {
         self.sup
@@ -481,7 +593,7 @@ impl WasmBackend {
                 return Err(unavailable());
             }
             sup.generation += 1;
-            match instantiate(&self.rt, &self.spec, &self.log, sup.generation) {
+            match instantiate(&self.rt, &self.spec, &self.log, sup.generation, &self.meter) {
                 Ok((live, info)) => {
                     if info != self.info.get() {
                         tracing::warn!(
@@ -509,14 +621,17 @@ impl WasmBackend {
     /// epoch ticks while the returned guard lives.
     #[must_use]
     fn arm(&self, live: &mut Live) -> Awake<'_> {
-        self.arm_for(live, 1)
+        self.arm_for(live, 0)
     }
 
-    /// Arm one guest call that carries `requests` requests: the deadline is
-    /// the same as for any call (a whole batch must finish within it), the
-    /// host-call budget is what that many separate calls would have had.
+    /// Arm one guest call that carries requests of `bytes` bytes: the
+    /// deadline is the same as for any call (a whole batch must finish
+    /// within it); the host-call budget is one call's plus twice the
+    /// requests' data (each byte may be moved once in and once out), so it
+    /// grows with the work the batch brings, not with how many requests
+    /// carry it.
     #[must_use]
-    fn arm_for(&self, live: &mut Live, requests: usize) -> Awake<'_> {
+    fn arm_for(&self, live: &mut Live, bytes: u64) -> Awake<'_> {
         let awake = self.rt.awake();
         live.store
             .set_epoch_deadline(ticks(&self.rt, self.spec.limits.call_deadline));
@@ -524,7 +639,7 @@ impl WasmBackend {
             .spec
             .limits
             .host_work_per_call
-            .saturating_mul(requests.max(1) as u64);
+            .saturating_add(bytes.saturating_mul(2));
         awake
     }
 
@@ -537,7 +652,7 @@ impl WasmBackend {
     /// the next few, so the worker hands back the first ones' completions
     /// while the guest works on the rest.
     fn dispatch(&self) {
-        let (batch, generation) = {
+        let (batch, bytes, generation) = {
             let mut q = self.queue.borrow_mut();
             if q.is_empty() {
                 return;
@@ -549,7 +664,7 @@ impl WasmBackend {
             }
             let mut batch = std::mem::take(&mut *self.spare_batch.borrow_mut());
             batch.extend(q.drain(..n).map(|(r, _)| r));
-            (batch, self.queue_generation.get())
+            (batch, bytes, self.queue_generation.get())
         };
         let mut sup = self.sup.borrow_mut();
         // Requests of an instance that failed (or was replaced) since they
@@ -558,7 +673,7 @@ impl WasmBackend {
         if let Some(live) = sup.live.as_mut()
             && live.generation == generation
         {
-            let _awake = self.arm_for(live, batch.len());
+            let _awake = self.arm_for(live, bytes);
             let disk = live.driver.wasmtap_backstore_driver().disk();
             let r = disk.call_queue_batch(&mut live.store, live.disk, &batch);
             if let Err(e) = r {

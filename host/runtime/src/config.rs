@@ -27,8 +27,15 @@ pub struct RuntimeConfig {
     pub epoch_tick: Duration,
     /// Threads of the I/O executor (submit-read / submit-write).
     pub io_threads: usize,
-    /// I/O jobs that may wait for a thread; past this, submits get `busy`.
-    pub io_queue: usize,
+    /// I/O jobs one device may have queued or running on the executor;
+    /// past this, its submits get `busy`. The threads serve devices round
+    /// robin, so this bounds what a flooding device costs the others.
+    pub io_per_device: usize,
+    /// Files all guests together may hold open through `storage`. Further
+    /// capped at start to the process's descriptor limit less
+    /// [`RESERVED_FDS`](crate::RESERVED_FDS), so guests can never take the
+    /// descriptors the daemon needs for its own files, sockets and devices.
+    pub max_open_files: u64,
 }
 
 impl Default for RuntimeConfig {
@@ -43,7 +50,8 @@ impl Default for RuntimeConfig {
             // to within 5 %.
             epoch_tick: Duration::from_millis(50),
             io_threads: 4,
-            io_queue: 1024,
+            io_per_device: 256,
+            max_open_files: 16_384,
         }
     }
 }
@@ -69,6 +77,14 @@ pub struct InstanceLimits {
     /// Log lines a device may emit per second; the rest are counted and
     /// dropped.
     pub log_lines_per_sec: u32,
+    /// Files the instance may hold open through `storage` at once; past
+    /// it `open` answers `busy` (close one first).
+    pub open_files: u64,
+    /// Largest buffer the host allocates for one guest call's result
+    /// (`read-at`, `read-data`); larger asks fail with `out-of-range`. Also
+    /// never more than the instance could hold in its own memory, nor than
+    /// its tenant's memory budget has left.
+    pub max_host_buffer: u64,
 }
 
 impl Default for InstanceLimits {
@@ -81,6 +97,8 @@ impl Default for InstanceLimits {
             request_timeout: Duration::from_secs(30),
             host_work_per_call: 1 << 30,
             log_lines_per_sec: 50,
+            open_files: 64,
+            max_host_buffer: 16 << 20,
         }
     }
 }
@@ -130,6 +148,40 @@ pub struct InstanceSpec {
     pub restart: RestartPolicy,
     /// Open the disk read-only.
     pub read_only: bool,
+    /// What the device's directory may hold.
+    pub storage: StorageLimits,
+}
+
+/// What one device's directory may hold: bytes (logical file sizes) and
+/// files. Past either, the `storage` call that would grow it fails with
+/// `no-space`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StorageLimits {
+    /// Bytes, all files' lengths together.
+    pub bytes: u64,
+    /// Regular files.
+    pub files: u64,
+}
+
+impl StorageLimits {
+    /// The default for a device of `size` bytes: its size, an eighth more
+    /// and 16 MiB for an image format's metadata, and 256 files.
+    pub fn for_device(size: u64) -> Self {
+        Self {
+            bytes: size.saturating_add(size / 8).saturating_add(16 << 20),
+            files: 256,
+        }
+    }
+}
+
+impl Default for StorageLimits {
+    /// No limit of the device's own (its tenant's still applies).
+    fn default() -> Self {
+        Self {
+            bytes: u64::MAX,
+            files: u64::MAX,
+        }
+    }
 }
 
 impl InstanceSpec {
@@ -144,6 +196,7 @@ impl InstanceSpec {
             limits: InstanceLimits::default(),
             restart: RestartPolicy::default(),
             read_only: false,
+            storage: StorageLimits::default(),
         }
     }
 }

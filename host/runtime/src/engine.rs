@@ -8,6 +8,7 @@
 //! however many devices it holds.
 
 use std::collections::HashMap;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, Weak};
 use std::thread::JoinHandle;
@@ -21,8 +22,15 @@ use crate::bindings::Backstore;
 use crate::config::RuntimeConfig;
 use crate::host::DeviceState;
 use crate::io::IoExecutor;
+use crate::limits::{Budget, Tenant};
 use crate::load::{self, LoadError, Module};
+use crate::quota::DirAccount;
 use crate::request::Inflight;
+
+/// Descriptors kept for the daemon itself (its database, listener,
+/// connections, devices, logs): guests together may hold at most the
+/// process's descriptor limit less this many.
+pub const RESERVED_FDS: u64 = 512;
 
 /// The daemon's one WebAssembly runtime. Cheap to clone.
 #[derive(Clone)]
@@ -33,6 +41,11 @@ pub(crate) struct RuntimeInner {
     linker: Linker<DeviceState>,
     pub(crate) config: RuntimeConfig,
     pub(crate) io: Arc<IoExecutor>,
+    /// Files all guests hold open (see [`RuntimeConfig::max_open_files`]).
+    pub(crate) open_files: Budget,
+    /// Storage accounts of the device directories in use, shared by the
+    /// instances of one device (a hot swap has two for a moment).
+    accounts: Mutex<HashMap<PathBuf, Weak<DirAccount>>>,
     modules: Mutex<HashMap<[u8; 32], Module>>,
     /// Backends' in-flight sets, scanned by the supervisor for timeouts.
     pub(crate) watched: Arc<Mutex<Vec<Weak<Inflight>>>>,
@@ -151,7 +164,8 @@ impl Runtime {
         )?;
         crate::host::add_direct_paths(&mut linker)?;
         crate::wasi::add_to_linker(&mut linker)?;
-        let io = IoExecutor::new(config.io_threads, config.io_queue)?;
+        let io = IoExecutor::new(config.io_threads, config.io_per_device)?;
+        let open_files = Budget::new(config.max_open_files.min(guest_fd_cap()));
         let stop = Arc::new(AtomicBool::new(false));
         let watched: Arc<Mutex<Vec<Weak<Inflight>>>> = Arc::default();
         let ticker = Arc::new(Ticker::default());
@@ -172,6 +186,8 @@ impl Runtime {
             linker,
             config,
             io,
+            open_files,
+            accounts: Mutex::default(),
             modules: Mutex::default(),
             watched,
             stop,
@@ -213,6 +229,31 @@ impl Runtime {
         self.0.ticker.enter()
     }
 
+    /// Files all guests hold open, and how many they may.
+    pub fn open_files(&self) -> (u64, u64) {
+        (self.0.open_files.used(), self.0.open_files.limit())
+    }
+
+    /// The storage account of device directory `dir`: the live one if an
+    /// instance of the device has it, else a new one from a scan of the
+    /// directory. Its per-device limits are set to `limits` either way.
+    pub(crate) fn account(
+        &self,
+        dir: &Path,
+        limits: crate::StorageLimits,
+        tenant: &Tenant,
+    ) -> Arc<DirAccount> {
+        let mut all = self.0.accounts.lock().unwrap_or_else(|p| p.into_inner());
+        all.retain(|_, a| a.strong_count() > 0);
+        if let Some(a) = all.get(dir).and_then(Weak::upgrade) {
+            a.set_limits(limits.bytes, limits.files);
+            return a;
+        }
+        let a = Arc::new(DirAccount::scan(dir, limits.bytes, limits.files, tenant));
+        all.insert(dir.to_path_buf(), Arc::downgrade(&a));
+        a
+    }
+
     pub(crate) fn watch(&self, inflight: &Arc<Inflight>) {
         let mut w = self.0.watched.lock().unwrap_or_else(|p| p.into_inner());
         w.retain(|x| x.strong_count() > 0);
@@ -233,6 +274,16 @@ impl Drop for RuntimeInner {
             let _ = h.join();
         }
         self.io.shutdown();
+    }
+}
+
+/// How many files guests may hold open: the process's soft descriptor
+/// limit less [`RESERVED_FDS`] (at least a quarter of the limit).
+fn guest_fd_cap() -> u64 {
+    use nix::sys::resource::{Resource, getrlimit};
+    match getrlimit(Resource::RLIMIT_NOFILE) {
+        Ok((soft, _)) => soft.saturating_sub(RESERVED_FDS).max(soft / 4),
+        Err(_) => 256,
     }
 }
 

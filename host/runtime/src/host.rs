@@ -17,9 +17,10 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use crate::bindings::requests::{self, Kind};
 use crate::bindings::types::ErrorCode;
 use crate::bindings::{log, storage, types};
-use crate::io::IoExecutor;
-use crate::limits::StoreLimiter;
+use crate::io::{IoExecutor, IoOwner};
+use crate::limits::{Budget, Held, StoreLimiter, Tenant};
 use crate::log::GuestLog;
+use crate::quota::{DirAccount, FileAcct};
 use crate::request::{DataTarget, RequestRes};
 
 /// Charged per host call on top of the bytes it moves.
@@ -30,6 +31,10 @@ const CALL_COST: u64 = 256;
 pub struct FileRes {
     file: Arc<File>,
     writable: bool,
+    /// Its charge to the device's storage account (`None` without one).
+    acct: Option<Arc<FileAcct>>,
+    /// Its place among the open files of the instance, tenant and daemon.
+    _open: Held,
     /// On tmpfs: reads and writes are memory copies that never wait for a
     /// device, and `RWF_NOWAIT` is refused (EOPNOTSUPP), so small transfers
     /// run inline rather than on an I/O thread.
@@ -54,6 +59,25 @@ fn in_memory(f: &File) -> bool {
 #[error("protocol violation: {0}")]
 pub(crate) struct ProtocolViolation(pub(crate) String);
 
+/// What an instance holds of the shared resources, and where to charge
+/// more (see docs/limits.md).
+#[derive(Debug)]
+pub(crate) struct Resources {
+    pub(crate) tenant: Tenant,
+    /// Files this instance holds open.
+    pub(crate) open_files: Budget,
+    /// Files all guests of the daemon hold open.
+    pub(crate) daemon_files: Budget,
+    /// The device directory's storage account.
+    pub(crate) account: Option<Arc<DirAccount>>,
+    /// The device's queue on the I/O executor.
+    pub(crate) io_owner: IoOwner,
+    /// Largest host buffer for one call's result.
+    pub(crate) max_host_buffer: u64,
+    /// The instance's slot in its tenant's instance quota.
+    pub(crate) _instance: Held,
+}
+
 /// One device instance's store data.
 pub(crate) struct DeviceState {
     pub(crate) table: ResourceTable,
@@ -62,6 +86,7 @@ pub(crate) struct DeviceState {
     dir: Option<Dir>,
     io: Arc<IoExecutor>,
     log: GuestLog,
+    res: Resources,
     /// Host work left in the current guest call.
     pub(crate) work_left: u64,
 }
@@ -82,6 +107,7 @@ impl DeviceState {
         dir: Option<Dir>,
         io: Arc<IoExecutor>,
         log: GuestLog,
+        res: Resources,
     ) -> Self {
         Self {
             table: ResourceTable::new(),
@@ -90,8 +116,47 @@ impl DeviceState {
             dir,
             io,
             log,
+            res,
             work_left: 0,
         }
+    }
+
+    /// A host buffer of `n` bytes for a guest call, if the limits allow
+    /// it: at most [`InstanceLimits::max_host_buffer`], at most what the
+    /// instance could still grow its own memory by, and at most what its
+    /// tenant's memory budget has left. Refusals are noted in the device's
+    /// log, since the guest sees only `out-of-range`.
+    ///
+    /// [`InstanceLimits::max_host_buffer`]: crate::InstanceLimits::max_host_buffer
+    fn host_buffer_ok(&self, what: &str, n: u64) -> Result<(), ErrorCode> {
+        let instance_room = self.limiter.room();
+        let tenant_room = self.res.tenant.memory().available();
+        let limit = self.res.max_host_buffer.min(instance_room).min(tenant_room);
+        if n <= limit {
+            return Ok(());
+        }
+        self.log.host(format!(
+            "{what} of {n} bytes refused: the host hands a guest at most {limit} bytes per call \
+             (max {} per call, {instance_room} left in the instance's memory, \
+             {tenant_room} in the tenant's budget)",
+            self.res.max_host_buffer
+        ));
+        Err(ErrorCode::OutOfRange)
+    }
+
+    /// Charge growing `file` to `end` bytes to the storage account.
+    fn grow_file(&self, file: &FileRes, end: u64) -> Result<(), ErrorCode> {
+        let (Some(acct), Some(f)) = (&self.res.account, &file.acct) else {
+            return Ok(());
+        };
+        acct.grow(f, end).map_err(|who| {
+            let (_, _, bytes, _) = acct.usage();
+            self.log.host(format!(
+                "growing a file to {end} bytes refused: {who} storage quota is spent \
+                 (device limit {bytes} bytes)"
+            ));
+            ErrorCode::NoSpace
+        })
     }
 
     /// Charge `bytes` of host work (plus the per-call cost) to the current
@@ -111,6 +176,22 @@ impl DeviceState {
 
     fn dir(&self) -> Result<&Dir, ErrorCode> {
         self.dir.as_ref().ok_or(ErrorCode::AccessDenied)
+    }
+
+    /// A place for one more open file in the instance's, the tenant's and
+    /// the daemon's limits, or `busy` (the guest should close a file) with
+    /// a note in the device's log saying whose limit it hit.
+    fn take_open_file(&self, path: &str) -> Result<Held, ErrorCode> {
+        let r = &self.res;
+        let all = [&r.open_files, r.tenant.open_files(), &r.daemon_files];
+        Budget::take_all(&all, 1).map_err(|i| {
+            let whose = ["the instance's", "the tenant's", "the daemon's"][i];
+            self.log.host(format!(
+                "open {path:?} refused: {whose} limit of {} open files is reached",
+                all[i].limit()
+            ));
+            ErrorCode::Busy
+        })
     }
 
     fn file(&self, f: &Resource<FileRes>) -> wasmtime::Result<&FileRes> {
@@ -224,25 +305,50 @@ impl storage::Host for DeviceState {
     ) -> wasmtime::Result<Result<Resource<FileRes>, ErrorCode>> {
         self.charge(path.len() as u64)?;
         let opened = (|| {
+            use std::os::unix::fs::MetadataExt;
             let p = check_path(&path)?;
             let dir = self.dir()?;
+            let open = self.take_open_file(&path)?;
+            let mut created = None;
             if create {
-                // `create` needs write access; make sure it exists first.
+                // A new file is charged to the storage quota before it
+                // exists; `create` needs write access.
+                let reservation = match &self.res.account {
+                    Some(a) => Some(a.reserve_file().map_err(|who| {
+                        self.log.host(format!(
+                            "creating {path:?} refused: {who} quota of stored files is spent"
+                        ));
+                        ErrorCode::NoSpace
+                    })?),
+                    None => None,
+                };
                 let mut o = OpenOptions::new();
-                o.write(true).create(true);
-                dir.open_with(p, &o).map_err(|e| io_code(&e))?;
+                o.write(true).create_new(true);
+                match dir.open_with(p, &o) {
+                    Ok(_) => created = reservation,
+                    Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+                    Err(e) => return Err(io_code(&e)),
+                }
             }
             let mut o = OpenOptions::new();
             o.read(true).write(writable);
-            let f = dir.open_with(p, &o).map_err(|e| io_code(&e))?;
-            if !f.metadata().map_err(|e| io_code(&e))?.is_file() {
+            let f = dir.open_with(p, &o).map_err(|e| io_code(&e))?.into_std();
+            let meta = f.metadata().map_err(|e| io_code(&e))?;
+            if !meta.is_file() {
                 return Err(ErrorCode::AccessDenied);
             }
-            let f = f.into_std();
+            let key = (meta.dev(), meta.ino());
+            let acct = match (created, &self.res.account) {
+                (Some(r), _) => Some(r.created(key)),
+                (None, Some(a)) => Some(a.track(key, meta.len())),
+                (None, None) => None,
+            };
             Ok(FileRes {
                 in_memory: in_memory(&f),
                 file: Arc::new(f),
                 writable,
+                acct,
+                _open: open,
             })
         })();
         match opened {
@@ -254,8 +360,24 @@ impl storage::Host for DeviceState {
     fn remove(&mut self, path: String) -> wasmtime::Result<Result<(), ErrorCode>> {
         self.charge(path.len() as u64)?;
         Ok((|| {
+            use std::os::unix::fs::MetadataExt;
             let p = check_path(&path)?;
-            self.dir()?.remove_file(p).map_err(|e| io_code(&e))
+            let dir = self.dir()?;
+            // Which file goes (to give its charge back): opened without
+            // following a symlink, never written.
+            let mut o = OpenOptions::new();
+            o.read(true);
+            let key = dir
+                .open_with(p, &o)
+                .ok()
+                .and_then(|f| f.into_std().metadata().ok())
+                .filter(|m| m.is_file())
+                .map(|m| (m.dev(), m.ino()));
+            dir.remove_file(p).map_err(|e| io_code(&e))?;
+            if let (Some(a), Some(k)) = (&self.res.account, key) {
+                a.removed(k);
+            }
+            Ok(())
         })())
     }
 }
@@ -277,6 +399,14 @@ impl storage::HostFile for DeviceState {
         if !f.writable {
             return Ok(Err(ErrorCode::ReadOnly));
         }
+        if let (Some(a), Some(acct)) = (&self.res.account, &f.acct)
+            && let Err(who) = a.set_size(acct, size)
+        {
+            self.log.host(format!(
+                "set-size to {size} bytes refused: {who} storage quota is spent"
+            ));
+            return Ok(Err(ErrorCode::NoSpace));
+        }
         Ok(f.file.set_len(size).map_err(|e| io_code(&e)))
     }
 
@@ -292,8 +422,13 @@ impl storage::HostFile for DeviceState {
             Ok(m) => m.len(),
             Err(e) => return Ok(Err(io_code(&e))),
         };
-        // Never allocate more than the file can give.
+        // Never allocate more than the file can give, nor than the limits
+        // allow the host to hold for this guest.
         let n = u64::from(len).min(size.saturating_sub(offset));
+        if let Err(e) = self.host_buffer_ok("read-at", n) {
+            self.charge(0)?;
+            return Ok(Err(e));
+        }
         self.charge(n)?;
         let mut buf = vec![0u8; n as usize];
         let mut got = 0usize;
@@ -321,8 +456,11 @@ impl storage::HostFile for DeviceState {
         if !f.writable {
             return Ok(Err(ErrorCode::ReadOnly));
         }
-        if offset.checked_add(data.len() as u64).is_none() {
+        let Some(end) = offset.checked_add(data.len() as u64) else {
             return Ok(Err(ErrorCode::OutOfRange));
+        };
+        if let Err(e) = self.grow_file(f, end) {
+            return Ok(Err(e));
         }
         Ok(f.file.write_all_at(&data, offset).map_err(|e| io_code(&e)))
     }
@@ -468,15 +606,19 @@ impl DeviceState {
         } else {
             Kind::Write
         };
-        if let Err(e) = self.data_access(&r, want, at, len, 0)? {
+        // Charged by the bytes it moves, like the copying functions.
+        if let Err(e) = self.data_access(&r, want, at, len, len)? {
             return Ok(Err(e));
         }
-        if file_offset.checked_add(len).is_none() {
+        let Some(end) = file_offset.checked_add(len) else {
             return Ok(Err(ErrorCode::OutOfRange));
-        }
+        };
         let file = self.file(&f)?;
         if !into_request && !file.writable {
             return Ok(Err(ErrorCode::ReadOnly));
+        }
+        if !into_request && let Err(e) = self.grow_file(file, end) {
+            return Ok(Err(e));
         }
         let in_memory = file.in_memory;
         let file = Arc::clone(&file.file);
@@ -518,7 +660,7 @@ impl DeviceState {
             };
             job_shared.end_io(r.map_err(|e| io_code(&e)));
         });
-        match self.io.submit(job) {
+        match self.io.submit(self.res.io_owner, job) {
             Ok(()) => Ok(Ok(())),
             Err(_) => {
                 shared.end_io(Ok(()));
@@ -561,6 +703,10 @@ impl requests::HostRequest for DeviceState {
         len: u32,
     ) -> wasmtime::Result<Result<Vec<u8>, ErrorCode>> {
         let len64 = u64::from(len);
+        if let Err(e) = self.host_buffer_ok("read-data", len64) {
+            self.charge(0)?;
+            return Ok(Err(e));
+        }
         if let Err(e) = self.data_access(&r, Kind::Write, at, len64, len64)? {
             return Ok(Err(e));
         }

@@ -30,12 +30,16 @@ mod io;
 mod limits;
 mod load;
 mod log;
+mod quota;
 mod request;
 mod wasi;
 
-pub use backend::{BackendState, BackendStatus, OpenError, WasmBackend};
-pub use config::{InstanceLimits, InstanceSpec, RestartPolicy, RuntimeConfig};
+pub use backend::{
+    BackendState, BackendStatus, DeviceResources, OpenError, ResourceMeter, WasmBackend,
+};
+pub use config::{InstanceLimits, InstanceSpec, RestartPolicy, RuntimeConfig, StorageLimits};
+pub use engine::RESERVED_FDS;
 pub use engine::Runtime;
-pub use limits::Tenant;
+pub use limits::{Budget, Tenant, TenantLimits, TenantUsage};
 pub use load::{LoadError, Module};
 pub use log::{GuestLog, LogLine};

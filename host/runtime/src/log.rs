@@ -41,6 +41,8 @@ struct LogInner {
     tokens: f64,
     refilled: Instant,
     dropped: u64,
+    /// Dropped since the last kept line (reported before the next one).
+    dropped_unreported: u64,
     /// Partial stdout/stderr line, until its newline arrives.
     partial: String,
 }
@@ -65,6 +67,7 @@ impl GuestLog {
             tokens: f64::from(per_sec),
             refilled: Instant::now(),
             dropped: 0,
+            dropped_unreported: 0,
             partial: String::new(),
         })))
     }
@@ -84,6 +87,12 @@ impl GuestLog {
             Level::Debug => "debug",
         };
         self.lock().push(level, message);
+    }
+
+    /// Record a note of the host about this device's guest (a refused
+    /// call and why): the author's view of a limit.
+    pub(crate) fn host(&self, message: String) {
+        self.lock().push("host", message);
     }
 
     /// Record output on stdout/stderr; complete lines become log lines.
@@ -122,10 +131,22 @@ impl LogInner {
         self.tokens = (self.tokens + elapsed * cap).min(cap);
         if self.tokens < 1.0 {
             self.dropped += 1;
+            self.dropped_unreported += 1;
             return;
         }
         self.tokens -= 1.0;
+        if self.dropped_unreported > 0 {
+            let n = std::mem::take(&mut self.dropped_unreported);
+            self.keep(
+                "host",
+                format!("{n} log line(s) dropped: over {} a second", self.per_sec),
+            );
+        }
         truncate(&mut message);
+        self.keep(level, escape(&message));
+    }
+
+    fn keep(&mut self, level: &'static str, message: String) {
         tracing::info!(target: "wasmtap::guest", device = %self.device, level, "{message}");
         if self.lines.len() == KEPT_LINES {
             self.lines.pop_front();
@@ -136,6 +157,25 @@ impl LogInner {
             message,
         });
     }
+}
+
+/// A guest's message as one line of printable text: control characters
+/// (newlines, carriage returns, terminal escapes) are written as Rust
+/// escapes, so a guest can neither forge lines of the daemon's log nor
+/// drive the terminal that shows it.
+fn escape(s: &str) -> String {
+    if !s.chars().any(char::is_control) {
+        return s.to_string();
+    }
+    let mut out = String::with_capacity(s.len() + 8);
+    for c in s.chars() {
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 #[cfg(test)]
@@ -159,6 +199,35 @@ mod tests {
         }
         assert_eq!(log.lines().len(), 5);
         assert_eq!(log.dropped(), 15);
+    }
+
+    #[test]
+    fn control_characters_cannot_forge_lines_or_drive_a_terminal() {
+        let log = GuestLog::new("d", 100);
+        log.log(Level::Info, "ok\nadmin token: forged\r\x1b[2J".into());
+        let l = &log.lines()[0];
+        assert_eq!(l.message, "ok\\nadmin token: forged\\r\\u{1b}[2J");
+        assert!(!l.message.chars().any(char::is_control));
+    }
+
+    #[test]
+    fn drops_are_reported_in_the_log_when_lines_flow_again() {
+        let log = GuestLog::new("d", 1000);
+        for i in 0..1500 {
+            log.log(Level::Warn, format!("m{i}"));
+        }
+        assert!(log.dropped() >= 400, "{}", log.dropped());
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        log.log(Level::Warn, "again".into());
+        let lines = log.lines();
+        let n = lines.len();
+        assert_eq!(lines[n - 1].message, "again");
+        assert_eq!(lines[n - 2].level, "host");
+        assert!(
+            lines[n - 2].message.contains("dropped"),
+            "{}",
+            lines[n - 2].message
+        );
     }
 
     #[test]

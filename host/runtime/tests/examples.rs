@@ -216,7 +216,14 @@ fn default_runtime_holds_256_devices() {
     let m = rt
         .load(&std::fs::read(wasmtap_example_guests::RAM).unwrap())
         .unwrap();
-    let tenant = Tenant::new("t", 64 << 30);
+    let tenant = Tenant::with_limits(
+        "t",
+        wasmtap_runtime::TenantLimits {
+            memory: 64 << 30,
+            instances: 512,
+            ..wasmtap_runtime::TenantLimits::default()
+        },
+    );
     let backends: Vec<WasmBackend> = (0..256)
         .map(|i| {
             rt.open("size=1M", spec(&m, "size=1M", &tenant))
