@@ -52,8 +52,9 @@ if [[ $mock == 1 ]]; then
   node "$here/mock-server.mjs" --port "$port" --admin-token "$token" >"$log" 2>&1 &
 else
   echo "browser test: $WASMTAP_BIN serve --frontend sim --data-dir $data_dir --listen 127.0.0.1:$port"
-  NO_COLOR=1 "$WASMTAP_BIN" serve --frontend sim --data-dir "$data_dir" \
-    --listen "127.0.0.1:$port" --admin-token "$token" >"$log" 2>&1 &
+  # The token goes in the environment, not on the command line (ps).
+  WASMTAP_ADMIN_TOKEN="$token" NO_COLOR=1 "$WASMTAP_BIN" serve --frontend sim --data-dir "$data_dir" \
+    --listen "127.0.0.1:$port" >"$log" 2>&1 &
 fi
 pid=$!
 

@@ -46,6 +46,9 @@ let shotNo = 0;
 let step = '(start)';
 const pageErrors = [];
 const consoleLines = [];
+// The daemon serves a strict Content-Security-Policy: anything the UI does
+// that the policy blocks fails the step.
+const cspViolations = [];
 
 async function shot(name) {
   shotNo += 1;
@@ -63,6 +66,7 @@ async function run(name, f) {
   console.log(`- ${name}`);
   await f();
   if (pageErrors.length) throw new Error(`uncaught exception in the page: ${pageErrors.join(' | ')}`);
+  if (cspViolations.length) throw new Error(`blocked by the Content-Security-Policy: ${cspViolations.join(' | ')}`);
   console.log(`  ok (${((Date.now() - t0) / 1000).toFixed(1)} s)`);
 }
 
@@ -150,7 +154,15 @@ async function main() {
   const context = await browser.newContext({ viewport: { width: 1280, height: 900 }, colorScheme: 'light' });
   page = await context.newPage();
   page.on('pageerror', (e) => pageErrors.push(e.message));
-  page.on('console', (m) => consoleLines.push(`[${m.type()}] ${m.text()}`));
+  page.on('console', (m) => {
+    consoleLines.push(`[${m.type()}] ${m.text()}`);
+    if (m.text().startsWith('csp-violation ') || /Content Security Policy/i.test(m.text())) cspViolations.push(m.text());
+  });
+  await page.addInitScript(() => {
+    document.addEventListener('securitypolicyviolation', (e) => {
+      console.error(`csp-violation ${e.effectiveDirective} blocked ${e.blockedURI || '(inline)'} at ${e.sourceFile}:${e.lineNumber}`);
+    });
+  });
 
   await run('admin signs in', async () => {
     await page.goto(BASE_URL);

@@ -275,14 +275,22 @@ fn module_json(cp: &ControlPlane, m: &ModuleRow, scope: Scope) -> Result<Value, 
 
 fn device_json(cp: &ControlPlane, d: &DeviceRow) -> Value {
     let live = cp.host.live(d.id);
-    let (state, reason, restarts, exercising, counters) = match live {
-        Some(l) => (l.state, l.reason, l.restarts, l.exercising, l.counters),
+    let (state, reason, restarts, exercising, counters, resources) = match live {
+        Some(l) => (
+            l.state,
+            l.reason,
+            l.restarts,
+            l.exercising,
+            l.counters,
+            l.resources,
+        ),
         None => (
             DeviceState::Stopped,
             None,
             0,
             false,
             DeviceCounters::default(),
+            None,
         ),
     };
     json!({
@@ -304,6 +312,7 @@ fn device_json(cp: &ControlPlane, d: &DeviceRow) -> Value {
         "restarts": restarts,
         "exercising": exercising,
         "counters": counters,
+        "resources": resources,
         "lun": d.lun,
     })
 }
@@ -369,58 +378,88 @@ pub(crate) async fn fallback() -> ApiError {
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub(crate) struct CreateTenant {
-    name: String,
+/// A tenant's name (on create) and the quota fields a request may set;
+/// unset ones keep their value (or the default, for a new tenant).
+pub(crate) struct TenantBody {
+    name: Option<String>,
     max_devices: Option<u64>,
     max_total_bytes: Option<u64>,
     max_guest_memory: Option<u64>,
+    max_open_files: Option<u64>,
+    max_instances: Option<u64>,
+    max_stored_files: Option<u64>,
+    max_modules: Option<u64>,
+    max_module_total_bytes: Option<u64>,
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct PatchTenant {
-    max_devices: Option<u64>,
-    max_total_bytes: Option<u64>,
-    max_guest_memory: Option<u64>,
+impl TenantBody {
+    /// `base` with the fields this request sets.
+    fn apply(&self, base: crate::app::Quota) -> Result<crate::app::Quota, ApiError> {
+        let f = |name: &str, v: Option<u64>, old: u64| -> Result<u64, ApiError> {
+            Ok(check_limit(name, v)?.unwrap_or(old))
+        };
+        Ok(crate::app::Quota {
+            max_devices: f("max_devices", self.max_devices, base.max_devices)?,
+            max_total_bytes: f(
+                "max_total_bytes",
+                self.max_total_bytes,
+                base.max_total_bytes,
+            )?,
+            max_guest_memory: f(
+                "max_guest_memory",
+                self.max_guest_memory,
+                base.max_guest_memory,
+            )?,
+            max_open_files: f("max_open_files", self.max_open_files, base.max_open_files)?,
+            max_instances: f("max_instances", self.max_instances, base.max_instances)?,
+            max_stored_files: f(
+                "max_stored_files",
+                self.max_stored_files,
+                base.max_stored_files,
+            )?,
+            max_modules: f("max_modules", self.max_modules, base.max_modules)?,
+            max_module_total_bytes: f(
+                "max_module_total_bytes",
+                self.max_module_total_bytes,
+                base.max_module_total_bytes,
+            )?,
+        })
+    }
 }
 
 pub(crate) async fn list_tenants(_: Admin, State(cp): Cp) -> ApiResult {
-    ok(cp.store.tenants()?)
+    let mut all = cp.store.tenants()?;
+    for t in &mut all {
+        t.resources = cp.host.tenant_resources(&t.name);
+    }
+    ok(all)
 }
 
-pub(crate) async fn create_tenant(
-    _: Admin,
-    State(cp): Cp,
-    Body(b): Body<CreateTenant>,
-) -> ApiResult {
-    check_name("name", &b.name)?;
-    let q = cp.default_quota;
-    let t = cp.store.create_tenant(
-        &b.name,
-        check_limit("max_devices", b.max_devices)?.unwrap_or(q.max_devices),
-        check_limit("max_total_bytes", b.max_total_bytes)?.unwrap_or(q.max_total_bytes),
-        check_limit("max_guest_memory", b.max_guest_memory)?.unwrap_or(q.max_guest_memory),
-    )?;
+pub(crate) async fn create_tenant(_: Admin, State(cp): Cp, Body(b): Body<TenantBody>) -> ApiResult {
+    let name = b.name.as_deref().unwrap_or_default();
+    check_name("name", name)?;
+    let q = b.apply(cp.default_quota)?;
+    let t = cp.store.create_tenant(name, &q)?;
     created(t)
 }
 
 pub(crate) async fn get_tenant(_: Admin, State(cp): Cp, Path(name): Path<String>) -> ApiResult {
-    ok(tenant_by_name(&cp, &name)?)
+    let mut t = tenant_by_name(&cp, &name)?;
+    t.resources = cp.host.tenant_resources(&t.name);
+    ok(t)
 }
 
 pub(crate) async fn patch_tenant(
     _: Admin,
     State(cp): Cp,
     Path(name): Path<String>,
-    Body(b): Body<PatchTenant>,
+    Body(b): Body<TenantBody>,
 ) -> ApiResult {
+    if b.name.is_some() {
+        return Err(ApiError::invalid("name", "a tenant cannot be renamed"));
+    }
     let t = tenant_by_name(&cp, &name)?;
-    cp.store.update_quota(
-        t.id,
-        check_limit("max_devices", b.max_devices)?,
-        check_limit("max_total_bytes", b.max_total_bytes)?,
-        check_limit("max_guest_memory", b.max_guest_memory)?,
-    )?;
+    cp.store.update_quota(t.id, &b.apply(t.quota)?)?;
     ok(tenant_by_name(&cp, &name)?)
 }
 
@@ -514,9 +553,14 @@ pub(crate) async fn delete_module(
         )));
     }
     // Lock order: pending binds, then the database (as in bind).
-    cp.store
+    let gone = cp
+        .store
         .delete_module(id, caller.scope(), &cp.modules_dir())?;
     drop(pending);
+    if let Some(sha) = gone {
+        // No module row has these bytes any more: free the compiled code.
+        cp.host.forget_module(&sha);
+    }
     no_content()
 }
 
@@ -624,12 +668,24 @@ pub(crate) async fn upload_module(
             "module {name:?} version {version:?} already exists"
         )));
     }
+    // Refused before any compilation; checked again when it is stored.
+    if let Some(t) = cp.store.tenant_by_id(owner)? {
+        crate::store::Store::module_quota(&t, bytes.len() as u64)?;
+    }
     let bytes = Arc::new(bytes);
     let report = {
         let (host, bytes) = (cp.host.clone(), bytes.clone());
         blocking(move || host.validate(&bytes)).await?
     }
-    .map_err(|r| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, r.code, r.message))?;
+    .map_err(|r| {
+        // A busy compiler is the daemon's state, not the module's fault.
+        let status = if r.code == "compiler_busy" {
+            StatusCode::SERVICE_UNAVAILABLE
+        } else {
+            StatusCode::UNPROCESSABLE_ENTITY
+        };
+        ApiError::new(status, r.code, r.message)
+    })?;
     let new = NewModule {
         name,
         version,
@@ -926,6 +982,7 @@ pub(crate) async fn stats(caller: Caller, State(cp): Cp, Path(id): Path<String>)
             "reason": l.reason,
             "restarts": l.restarts,
             "counters": l.counters,
+            "resources": l.resources,
         }),
         None => json!({
             "at_ms": at_ms,
@@ -933,6 +990,7 @@ pub(crate) async fn stats(caller: Caller, State(cp): Cp, Path(id): Path<String>)
             "reason": null,
             "restarts": 0,
             "counters": DeviceCounters::default(),
+            "resources": null,
         }),
     };
     ok(v)

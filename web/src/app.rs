@@ -13,6 +13,7 @@ use sha2::{Digest, Sha256};
 use crate::api;
 use crate::error::Error;
 use crate::host::{DeviceSpec, Host};
+use crate::server::{self, HttpLimits, HttpStats};
 use crate::store::{DeviceRow, NewModule, Report, Scope, Store};
 
 /// Per-tenant limits.
@@ -24,15 +25,51 @@ pub struct Quota {
     pub max_total_bytes: u64,
     /// Guest memory budget shared by its devices' instances, in bytes.
     pub max_guest_memory: u64,
+    /// Files its guests may hold open at once, all devices together.
+    pub max_open_files: u64,
+    /// Guest instances at once (each running device has one; a hot swap
+    /// holds a second for a moment).
+    pub max_instances: u64,
+    /// Files its devices' directories may hold, all together.
+    pub max_stored_files: u64,
+    /// Modules it may own.
+    pub max_modules: u64,
+    /// Bytes of all its modules together.
+    pub max_module_total_bytes: u64,
 }
 
 impl Default for Quota {
-    /// 16 devices, 64 GiB of devices, 1 GiB of guest memory.
+    /// 16 devices, 64 GiB of devices, 1 GiB of guest memory, 256 open
+    /// files, 64 instances, 10,000 stored files, 32 modules of 256 MiB
+    /// together.
     fn default() -> Self {
         Self {
             max_devices: 16,
             max_total_bytes: 64 << 30,
             max_guest_memory: 1 << 30,
+            max_open_files: 256,
+            max_instances: 64,
+            max_stored_files: 10_000,
+            max_modules: 32,
+            max_module_total_bytes: 256 << 20,
+        }
+    }
+}
+
+impl Quota {
+    /// The limits the data plane enforces for a tenant with this quota.
+    /// Stored bytes are the devices' sizes plus the same allowance each
+    /// device gets for an image format's metadata (an eighth and 16 MiB).
+    pub fn data_plane(&self) -> crate::host::TenantLimits {
+        let t = self.max_total_bytes;
+        crate::host::TenantLimits {
+            memory: self.max_guest_memory,
+            open_files: self.max_open_files,
+            instances: self.max_instances,
+            storage_bytes: t
+                .saturating_add(t / 8)
+                .saturating_add(self.max_devices.saturating_mul(16 << 20)),
+            storage_files: self.max_stored_files,
         }
     }
 }
@@ -52,6 +89,9 @@ pub struct WebConfig {
     pub builtin_modules: Vec<(String, Vec<u8>)>,
     /// Quota of a tenant created without explicit limits.
     pub default_quota: Quota,
+    /// Timeouts and connection limits of [`ControlPlane::serve`]
+    /// (defaults: see [`HttpLimits::default`] and `docs/limits.md`).
+    pub http: HttpLimits,
 }
 
 impl WebConfig {
@@ -63,6 +103,7 @@ impl WebConfig {
             max_module_bytes: 32 << 20,
             builtin_modules: Vec::new(),
             default_quota: Quota::default(),
+            http: HttpLimits::default(),
         }
     }
 }
@@ -92,6 +133,7 @@ impl std::fmt::Debug for WebConfig {
                     .collect::<Vec<_>>(),
             )
             .field("default_quota", &self.default_quota)
+            .field("http", &self.http)
             .finish()
     }
 }
@@ -112,6 +154,10 @@ pub struct ControlPlane {
     /// while the host is switching a device to it.
     pub(crate) pending_binds: Mutex<HashMap<i64, usize>>,
     pub(crate) started: SystemTime,
+    /// Limits of [`ControlPlane::serve`].
+    http_limits: HttpLimits,
+    /// Counters of [`ControlPlane::serve`], for `/metrics`.
+    pub(crate) http_stats: Arc<HttpStats>,
 }
 
 impl std::fmt::Debug for ControlPlane {
@@ -140,13 +186,111 @@ fn io_err(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> Error {
     move |source| Error::Io { what, source }
 }
 
-/// Creates `dir` with mode 0700 (and its parents as needed).
+/// Creates `dir` with mode 0700 (and its parents as needed); the mode is
+/// set explicitly, whatever the umask, and an existing `dir` is tightened.
 pub(crate) fn create_private_dir(dir: &Path) -> std::io::Result<()> {
     use std::os::unix::fs::DirBuilderExt;
     std::fs::DirBuilder::new()
         .recursive(true)
         .mode(0o700)
-        .create(dir)
+        .create(dir)?;
+    set_mode(dir, 0o700)
+}
+
+/// Sets the permission bits of `path` to `mode` unless they are already.
+fn set_mode(path: &Path, mode: u32) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let now = std::fs::metadata(path)?.permissions().mode() & 0o7777;
+    if now != mode {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))?;
+    }
+    Ok(())
+}
+
+/// [`set_mode`] on `path` if it exists; a failure is logged.
+fn tighten(path: &Path, mode: u32) {
+    match set_mode(path, mode) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => tracing::warn!(
+            "could not set the mode of {} to {mode:o}: {e}",
+            path.display()
+        ),
+    }
+}
+
+/// Creates the data directory 0700 (missing parents with the usual mode)
+/// or tightens an existing one to 0700, unless it is a shared directory
+/// (sticky bit, like `/tmp`): what wasmtap keeps in it is private anyway.
+fn prepare_data_dir(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent)?;
+    }
+    match std::fs::DirBuilder::new().mode(0o700).create(dir) {
+        Ok(()) => return set_mode(dir, 0o700),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(e) => return Err(e),
+    }
+    let mode = std::fs::metadata(dir)?.permissions().mode();
+    if mode & 0o1000 != 0 {
+        tracing::warn!(
+            "data directory {} is shared (sticky bit): leaving its mode {:o}; use a directory of its own",
+            dir.display(),
+            mode & 0o7777
+        );
+    } else if mode & 0o077 != 0 {
+        tracing::info!(
+            "data directory {}: mode {:o} tightened to 700",
+            dir.display(),
+            mode & 0o7777
+        );
+        tighten(dir, 0o700);
+    }
+    Ok(())
+}
+
+/// Creates the database file 0600 if it is missing (SQLite takes an empty
+/// file as a new database, and gives its journal files the database's
+/// mode), and tightens it and its journal files to 0600.
+fn prepare_db_file(db: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(db)?;
+    if f.metadata()?.permissions().mode() & 0o7777 != 0o600 {
+        f.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+    }
+    tighten_db_journals(db);
+    Ok(())
+}
+
+/// Tightens `<db>-wal`, `<db>-shm` and `<db>-journal` to 0600 if present.
+fn tighten_db_journals(db: &Path) {
+    for suffix in ["-wal", "-shm", "-journal"] {
+        let mut p = db.as_os_str().to_owned();
+        p.push(suffix);
+        tighten(Path::new(&p), 0o600);
+    }
+}
+
+/// Tightens every file in the modules directory to 0600.
+fn tighten_module_files(dir: &Path) {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) => {
+            tracing::warn!("listing {}: {e}", dir.display());
+            return;
+        }
+    };
+    for entry in entries.flatten() {
+        if entry.file_type().is_ok_and(|t| t.is_file()) {
+            tighten(&entry.path(), 0o600);
+        }
+    }
 }
 
 /// Writes `bytes` to `path` through a temporary file and a rename, unless a
@@ -161,7 +305,14 @@ pub(crate) fn write_content_addressed(path: &Path, bytes: &[u8]) -> std::io::Res
     getrandom::fill(&mut rnd).map_err(|e| std::io::Error::other(e.to_string()))?;
     let tmp = dir.join(format!(".tmp-{}", hex::encode(rnd)));
     let result = (|| {
-        let mut f = std::fs::File::create(&tmp)?;
+        use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&tmp)?;
+        // 0600 whatever the umask.
+        f.set_permissions(std::fs::Permissions::from_mode(0o600))?;
         f.write_all(bytes)?;
         f.sync_all()?;
         std::fs::rename(&tmp, path)
@@ -179,15 +330,20 @@ impl ControlPlane {
     /// skipped). Returns the admin token if one was generated now (first
     /// start without `cfg.admin_token`): print it, it is never shown again.
     pub fn open(cfg: WebConfig, host: Arc<dyn Host>) -> Result<(Self, Option<String>), Error> {
+        // The database, the module files and the device directories are
+        // private to the daemon: directories 0700, files 0600, set
+        // explicitly (whatever the umask) and tightened if they exist.
         let data_dir = cfg.data_dir;
-        std::fs::create_dir_all(&data_dir)
-            .map_err(io_err(format!("creating {}", data_dir.display())))?;
+        prepare_data_dir(&data_dir).map_err(io_err(format!("creating {}", data_dir.display())))?;
         let modules = data_dir.join("modules");
-        std::fs::create_dir_all(&modules)
-            .map_err(io_err(format!("creating {}", modules.display())))?;
+        create_private_dir(&modules).map_err(io_err(format!("creating {}", modules.display())))?;
+        tighten_module_files(&modules);
         let devices = data_dir.join("devices");
         create_private_dir(&devices).map_err(io_err(format!("creating {}", devices.display())))?;
-        let store = Store::open(&data_dir.join("wasmtap.db"))?;
+        let db = data_dir.join("wasmtap.db");
+        prepare_db_file(&db).map_err(io_err(format!("creating {}", db.display())))?;
+        let store = Store::open(&db)?;
+        tighten_db_journals(&db);
         // Bearer tokens are trimmed when read, so the configured one is too;
         // an empty one would lock the admin out and counts as unset.
         let configured = cfg.admin_token.as_deref().map(str::trim);
@@ -215,6 +371,8 @@ impl ControlPlane {
             device_locks: Mutex::new(HashMap::new()),
             pending_binds: Mutex::new(HashMap::new()),
             started: SystemTime::now(),
+            http_limits: cfg.http,
+            http_stats: Arc::default(),
         };
         for (name, bytes) in &cfg.builtin_modules {
             cp.register_builtin(name, bytes)?;
@@ -314,24 +472,36 @@ impl ControlPlane {
         }
     }
 
-    /// The router: `/api/v1/*`, `/metrics`, `/` and `/ui/*`.
+    /// The router: `/api/v1/*`, `/metrics`, `/` and `/ui/*`. Every
+    /// response carries the security headers (CSP, `X-Frame-Options`,
+    /// `X-Content-Type-Options`, `Referrer-Policy`).
     pub fn router(self: Arc<Self>) -> Router {
         let upload_limit = usize::try_from(self.max_module_bytes)
             .unwrap_or(usize::MAX)
             .saturating_add(1 << 20);
-        build_routes(upload_limit).router.with_state(self)
+        build_routes(upload_limit)
+            .router
+            .with_state(self)
+            .layer(axum::middleware::map_response(
+                |mut r: axum::response::Response| async move {
+                    server::add_security_headers(r.headers_mut());
+                    r
+                },
+            ))
     }
 
     /// Serves [`ControlPlane::router`] on `listener` until `shutdown`
-    /// resolves.
+    /// resolves, under the timeouts and connection limits of
+    /// [`WebConfig::http`] (HTTP/1.1). After `shutdown` it stops accepting,
+    /// closes idle connections and lets requests in progress finish.
     pub async fn serve(
         self: Arc<Self>,
         listener: tokio::net::TcpListener,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
-        axum::serve(listener, self.router())
-            .with_graceful_shutdown(shutdown)
-            .await
+        let limits = self.http_limits;
+        let stats = Arc::clone(&self.http_stats);
+        server::serve(self.router(), limits, stats, listener, shutdown).await
     }
 
     /// The content-addressed file of a module.
@@ -360,7 +530,7 @@ impl ControlPlane {
             module_path: self.module_path(&d.module_sha256),
             config: d.config.clone(),
             dir: d.dir.clone(),
-            tenant_memory: d.tenant_memory,
+            tenant_limits: d.tenant_quota.data_plane(),
         }
     }
 

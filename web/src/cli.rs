@@ -212,6 +212,21 @@ pub struct QuotaArgs {
     /// Guest memory budget shared by the tenant's devices, e.g. 1G.
     #[arg(long, value_parser = parse_size)]
     pub max_guest_memory: Option<u64>,
+    /// Files the tenant's guests may hold open at once.
+    #[arg(long)]
+    pub max_open_files: Option<u64>,
+    /// Guest instances at once (a hot swap holds two for a moment).
+    #[arg(long)]
+    pub max_instances: Option<u64>,
+    /// Files the tenant's device directories may hold.
+    #[arg(long)]
+    pub max_stored_files: Option<u64>,
+    /// Modules the tenant may own.
+    #[arg(long)]
+    pub max_modules: Option<u64>,
+    /// Total size of the tenant's modules, e.g. 256M.
+    #[arg(long, value_parser = parse_size)]
+    pub max_module_total_size: Option<u64>,
 }
 
 /// `wasmtap tenant token ...`.
@@ -954,6 +969,18 @@ fn quota_body(q: &QuotaArgs, body: &mut Map<String, Value>) {
     if let Some(n) = q.max_guest_memory {
         body.insert("max_guest_memory".into(), n.into());
     }
+    let more = [
+        ("max_open_files", q.max_open_files),
+        ("max_instances", q.max_instances),
+        ("max_stored_files", q.max_stored_files),
+        ("max_modules", q.max_modules),
+        ("max_module_total_bytes", q.max_module_total_size),
+    ];
+    for (key, v) in more {
+        if let Some(n) = v {
+            body.insert(key.into(), n.into());
+        }
+    }
 }
 
 fn tenant(c: &Client, cmd: TenantCmd, out: &mut String) -> Res<()> {
@@ -1542,10 +1569,49 @@ fn tenant_block(out: &mut String, t: &Value) {
                 "total size",
                 usage_text(pick(t, USED_BYTES), pick(t, MAX_BYTES), true),
             ),
-            ("guest memory", size_text(pick(t, MAX_MEMORY))),
+            (
+                "guest memory",
+                usage_text(pick(t, &["resources.memory"]), pick(t, MAX_MEMORY), true),
+            ),
+            (
+                "open files",
+                usage_text(
+                    pick(t, &["resources.open_files"]),
+                    pick(t, &["max_open_files"]),
+                    false,
+                ),
+            ),
+            (
+                "instances",
+                usage_text(
+                    pick(t, &["resources.instances"]),
+                    pick(t, &["max_instances"]),
+                    false,
+                ),
+            ),
+            (
+                "stored files",
+                usage_text(
+                    pick(t, &["resources.storage_files"]),
+                    pick(t, &["max_stored_files"]),
+                    false,
+                ),
+            ),
             (
                 "modules",
-                pick(t, &["usage.modules"]).map(text).unwrap_or_default(),
+                usage_text(
+                    pick(t, &["usage.modules"]),
+                    pick(t, &["max_modules"]),
+                    false,
+                ),
+            ),
+            (
+                "module bytes",
+                usage_text(
+                    pick(t, &["usage.module_bytes"]),
+                    pick(t, &["max_module_total_bytes"]),
+                    true,
+                ),
             ),
             ("created", time_text(&t["created_at"])),
         ],

@@ -74,8 +74,63 @@ pub struct DeviceSpec {
     /// The device's own storage directory (created by the web crate; the
     /// guest's `storage` is rooted here and can reach nothing else).
     pub dir: PathBuf,
-    /// The tenant's guest-memory budget in bytes, shared by all its devices.
-    pub tenant_memory: u64,
+    /// The tenant's limits the data plane enforces, shared by all its
+    /// devices.
+    pub tenant_limits: TenantLimits,
+}
+
+/// A tenant's limits as the data plane enforces them (from its quota; see
+/// docs/limits.md).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
+pub struct TenantLimits {
+    /// Guest linear memory of all its instances, bytes.
+    pub memory: u64,
+    /// Files its guests hold open at once.
+    pub open_files: u64,
+    /// Guest instances at once (a hot swap holds two for a moment).
+    pub instances: u64,
+    /// Bytes its devices' directories may hold.
+    pub storage_bytes: u64,
+    /// Files its devices' directories may hold.
+    pub storage_files: u64,
+}
+
+/// What a device holds of the shared resources, with its own limits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
+pub struct DeviceResources {
+    /// Guest linear memory, bytes.
+    pub memory: u64,
+    /// Files the guest holds open.
+    pub open_files: u64,
+    /// The instance's limit of open files.
+    pub open_files_limit: u64,
+    /// Bytes stored in the device's directory.
+    pub storage_bytes: u64,
+    /// The device's storage quota, bytes.
+    pub storage_bytes_limit: u64,
+    /// Files stored in the device's directory.
+    pub storage_files: u64,
+    /// The device's quota of files.
+    pub storage_files_limit: u64,
+    /// I/O jobs queued or running on the shared I/O threads.
+    pub io_pending: u64,
+}
+
+/// What a tenant holds in this daemon, and its limits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
+pub struct TenantResources {
+    /// Guest linear memory, bytes.
+    pub memory: u64,
+    /// Files open.
+    pub open_files: u64,
+    /// Live instances.
+    pub instances: u64,
+    /// Bytes stored by its running devices.
+    pub storage_bytes: u64,
+    /// Files stored by its running devices.
+    pub storage_files: u64,
+    /// The limits.
+    pub limits: TenantLimits,
 }
 
 /// A device's state as the host sees it.
@@ -143,6 +198,8 @@ pub struct DeviceLive {
     pub log: Vec<String>,
     /// The simulator's built-in initiator is running on this device.
     pub exercising: bool,
+    /// What it holds of the shared resources (`None` when no guest runs).
+    pub resources: Option<DeviceResources>,
 }
 
 /// A kernel LUN a device is exported as.
@@ -189,4 +246,15 @@ pub trait Host: Send + Sync + 'static {
     /// `queue_depth`, in the background. tcmu answers an error (real
     /// initiators send the I/O there).
     fn exercise(&self, id: i64, secs: u32, queue_depth: u32) -> Result<(), String>;
+    /// No module has the component with this content hash any more: drop
+    /// its compiled code (instances still running keep their own).
+    fn forget_module(&self, sha256: &str) {
+        let _ = sha256;
+    }
+    /// What a tenant's instances hold now; `None` if none of its devices
+    /// ever ran in this daemon.
+    fn tenant_resources(&self, tenant: &str) -> Option<TenantResources> {
+        let _ = tenant;
+        None
+    }
 }

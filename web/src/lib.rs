@@ -26,8 +26,10 @@ pub mod cli;
 mod error;
 pub mod host;
 pub mod metrics;
+mod server;
 mod store;
 pub mod ui;
 
 pub use app::{ControlPlane, Quota, WebConfig, route_table};
 pub use error::{ApiError, Error};
+pub use server::{CONTENT_SECURITY_POLICY, HttpLimits, add_security_headers};

@@ -3,6 +3,7 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use axum::extract::State;
 use axum::http::header;
@@ -12,6 +13,7 @@ use crate::api::Admin;
 use crate::app::ControlPlane;
 use crate::error::ApiError;
 use crate::host::{DeviceLive, DeviceState};
+use crate::server::HttpStats;
 use crate::store::{DeviceRow, Scope};
 
 /// Names of the SCSI sense keys, by value (SPC-4 table 48).
@@ -240,6 +242,59 @@ pub(crate) fn render(cp: &ControlPlane) -> Result<String, ApiError> {
         t.sample("wasmtap_device_up", &device_labels(d), u8::from(up));
     }
 
+    // What each device holds of the shared resources (docs/limits.md).
+    type RGet = fn(&crate::host::DeviceResources) -> u64;
+    let held: [(&str, &str, RGet); 8] = [
+        (
+            "wasmtap_device_guest_memory_bytes",
+            "Guest linear memory in bytes.",
+            |r| r.memory,
+        ),
+        (
+            "wasmtap_device_open_files",
+            "Files the guest holds open.",
+            |r| r.open_files,
+        ),
+        (
+            "wasmtap_device_open_files_limit",
+            "The instance's limit of open files.",
+            |r| r.open_files_limit,
+        ),
+        (
+            "wasmtap_device_stored_bytes",
+            "Bytes in the device's directory (logical file sizes).",
+            |r| r.storage_bytes,
+        ),
+        (
+            "wasmtap_device_stored_bytes_limit",
+            "The device's storage quota in bytes.",
+            |r| r.storage_bytes_limit,
+        ),
+        (
+            "wasmtap_device_stored_files",
+            "Files in the device's directory.",
+            |r| r.storage_files,
+        ),
+        (
+            "wasmtap_device_stored_files_limit",
+            "The device's quota of files.",
+            |r| r.storage_files_limit,
+        ),
+        (
+            "wasmtap_device_io_pending",
+            "I/O jobs queued or running on the shared I/O threads.",
+            |r| r.io_pending,
+        ),
+    ];
+    for (name, help, get) in held {
+        t.family(name, "gauge", help);
+        for (d, live) in &devices {
+            if let Some(r) = live.as_ref().and_then(|l| l.resources.as_ref()) {
+                t.sample(name, &device_labels(d), get(r));
+            }
+        }
+    }
+
     // Per tenant.
     #[derive(Default)]
     struct Sum {
@@ -307,6 +362,75 @@ pub(crate) fn render(cp: &ControlPlane) -> Result<String, ApiError> {
         }
     }
 
+    type TGetR = fn(&crate::host::TenantResources) -> u64;
+    let tenant_held: [(&str, &str, TGetR); 10] = [
+        (
+            "wasmtap_tenant_guest_memory_bytes",
+            "Guest linear memory of the tenant's instances.",
+            |r| r.memory,
+        ),
+        (
+            "wasmtap_tenant_guest_memory_limit_bytes",
+            "The tenant's guest memory budget.",
+            |r| r.limits.memory,
+        ),
+        (
+            "wasmtap_tenant_open_files",
+            "Files the tenant's guests hold open.",
+            |r| r.open_files,
+        ),
+        (
+            "wasmtap_tenant_open_files_limit",
+            "The tenant's limit of open files.",
+            |r| r.limits.open_files,
+        ),
+        (
+            "wasmtap_tenant_instances",
+            "Live guest instances of the tenant.",
+            |r| r.instances,
+        ),
+        (
+            "wasmtap_tenant_instances_limit",
+            "The tenant's limit of instances.",
+            |r| r.limits.instances,
+        ),
+        (
+            "wasmtap_tenant_stored_bytes",
+            "Bytes stored by the tenant's running devices.",
+            |r| r.storage_bytes,
+        ),
+        (
+            "wasmtap_tenant_stored_bytes_limit",
+            "The tenant's storage quota in bytes.",
+            |r| r.limits.storage_bytes,
+        ),
+        (
+            "wasmtap_tenant_stored_files",
+            "Files stored by the tenant's running devices.",
+            |r| r.storage_files,
+        ),
+        (
+            "wasmtap_tenant_stored_files_limit",
+            "The tenant's quota of stored files.",
+            |r| r.limits.storage_files,
+        ),
+    ];
+    let held_by: Vec<_> = tenants
+        .iter()
+        .map(|tn| cp.host.tenant_resources(&tn.name))
+        .collect();
+    for (name, help, get) in tenant_held {
+        t.family(name, "gauge", help);
+        for (tn, r) in tenants.iter().zip(&held_by) {
+            if let Some(r) = r {
+                t.sample(name, &[("tenant", &tn.name)], get(r));
+            }
+        }
+    }
+
+    // The HTTP server.
+    render_http(&mut t, &cp.http_stats);
+
     // Process.
     let start = cp
         .started
@@ -337,6 +461,59 @@ pub(crate) fn render(cp: &ControlPlane) -> Result<String, ApiError> {
     t.family("wasmtap_up", "gauge", "1: the control plane answers.");
     t.sample("wasmtap_up", &[], 1);
     Ok(t.finish())
+}
+
+/// The HTTP server's connection families (`docs/limits.md`).
+fn render_http(t: &mut Text, s: &HttpStats) {
+    let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+    t.family(
+        "wasmtap_http_connections_open",
+        "gauge",
+        "HTTP connections open now.",
+    );
+    t.sample("wasmtap_http_connections_open", &[], get(&s.open));
+    t.family(
+        "wasmtap_http_connections_accepted_total",
+        "counter",
+        "HTTP connections accepted within the connection limits.",
+    );
+    t.sample(
+        "wasmtap_http_connections_accepted_total",
+        &[],
+        get(&s.accepted),
+    );
+    t.family(
+        "wasmtap_http_connections_refused_total",
+        "counter",
+        "HTTP connections answered 503 and closed at once, by the limit they hit (total: max_connections, per_peer: max_connections_per_peer).",
+    );
+    for (limit, c) in [
+        ("total", &s.refused_total),
+        ("per_peer", &s.refused_per_peer),
+    ] {
+        t.sample(
+            "wasmtap_http_connections_refused_total",
+            &[("limit", limit)],
+            get(c),
+        );
+    }
+    t.family(
+        "wasmtap_http_connections_timed_out_total",
+        "counter",
+        "HTTP connections closed by a timeout: header (request head not received in time), idle (no request on a kept-alive connection), send (response not read by the client), body (request body not received in time; answered 408).",
+    );
+    for (timeout, c) in [
+        ("header", &s.timeout_header),
+        ("idle", &s.timeout_idle),
+        ("send", &s.timeout_send),
+        ("body", &s.timeout_body),
+    ] {
+        t.sample(
+            "wasmtap_http_connections_timed_out_total",
+            &[("timeout", timeout)],
+            get(c),
+        );
+    }
 }
 
 /// The page size, from the auxiliary vector (`AT_PAGESZ`), else 4096.
@@ -580,6 +757,12 @@ mod tests {
                 },
                 log: Vec::new(),
                 exercising: false,
+                resources: Some(crate::host::DeviceResources {
+                    memory: 1 << 20,
+                    open_files: 3,
+                    open_files_limit: 64,
+                    ..Default::default()
+                }),
             })
         }
         fn debug(&self, _: i64) -> Result<String, String> {
@@ -606,8 +789,13 @@ mod tests {
         let mut cfg = crate::WebConfig::new(dir.path());
         cfg.builtin_modules = vec![("ram".into(), b"\0asm".to_vec())];
         let (cp, _) = ControlPlane::open(cfg, std::sync::Arc::new(FixedHost)).unwrap();
-        let t = cp.store.create_tenant("t1", 9, 1 << 40, 1 << 30).unwrap();
-        cp.store.create_tenant("t2", 9, 1 << 40, 1 << 30).unwrap();
+        let q = crate::Quota {
+            max_devices: 9,
+            max_total_bytes: 1 << 40,
+            ..crate::Quota::default()
+        };
+        let t = cp.store.create_tenant("t1", &q).unwrap();
+        cp.store.create_tenant("t2", &q).unwrap();
         let m = cp.store.modules(Scope::All).unwrap()[0].id;
         for (name, size) in [("d1", 4096), ("d2", 8192)] {
             cp.store
@@ -648,6 +836,9 @@ mod tests {
         assert_eq!(get("wasmtap_device_write_bytes_total", &d1), 524_288.0);
         assert_eq!(get("wasmtap_device_guest_restarts_total", &d1), 4.0);
         assert_eq!(get("wasmtap_device_in_flight", &d1), 5.0);
+        assert_eq!(get("wasmtap_device_guest_memory_bytes", &d1), 1048576.0);
+        assert_eq!(get("wasmtap_device_open_files", &d1), 3.0);
+        assert_eq!(get("wasmtap_device_open_files_limit", &d1), 64.0);
         assert_eq!(get("wasmtap_device_up", &d1), 0.0, "degraded is not up");
         let nr = [d1[0], d1[1], d1[2], ("sense_key", "NOT_READY")];
         assert_eq!(get("wasmtap_device_errors_total", &nr), 9.0);
@@ -702,6 +893,21 @@ mod tests {
             0.0
         );
         assert_eq!(get("wasmtap_up", &[]), 1.0);
+        assert_eq!(get("wasmtap_http_connections_open", &[]), 0.0);
+        assert_eq!(
+            get(
+                "wasmtap_http_connections_refused_total",
+                &[("limit", "per_peer")]
+            ),
+            0.0
+        );
+        assert_eq!(
+            get(
+                "wasmtap_http_connections_timed_out_total",
+                &[("timeout", "header")]
+            ),
+            0.0
+        );
         assert!(get("wasmtap_process_resident_memory_bytes", &[]) > 1e5);
         assert!(get("wasmtap_process_threads", &[]) >= 1.0);
         assert!(get("wasmtap_process_start_time_seconds", &[]) > 1.6e9);

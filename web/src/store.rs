@@ -11,6 +11,7 @@ use std::sync::{Mutex, MutexGuard};
 
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 
+use crate::app::Quota;
 use crate::error::{ApiError, Error};
 use crate::host::LunInfo;
 
@@ -65,6 +66,13 @@ const MIGRATIONS: &[&str] = &[
         wwn TEXT NOT NULL,
         lun INTEGER NOT NULL
     );",
+    // 3: quotas of the resources a tenant's guests and uploads share with
+    // everyone (docs/limits.md); existing tenants get the defaults.
+    "ALTER TABLE tenants ADD COLUMN max_open_files INTEGER NOT NULL DEFAULT 256;
+    ALTER TABLE tenants ADD COLUMN max_instances INTEGER NOT NULL DEFAULT 64;
+    ALTER TABLE tenants ADD COLUMN max_stored_files INTEGER NOT NULL DEFAULT 10000;
+    ALTER TABLE tenants ADD COLUMN max_modules INTEGER NOT NULL DEFAULT 32;
+    ALTER TABLE tenants ADD COLUMN max_module_total_bytes INTEGER NOT NULL DEFAULT 268435456;",
 ];
 
 /// The schema version this build migrates to.
@@ -103,12 +111,15 @@ pub(crate) struct TenantRow {
     #[serde(skip)]
     pub id: i64,
     pub name: String,
-    pub max_devices: u64,
-    pub max_total_bytes: u64,
-    pub max_guest_memory: u64,
+    #[serde(flatten)]
+    pub quota: Quota,
     #[serde(serialize_with = "ser_time")]
     pub created_at: i64,
     pub usage: Usage,
+    /// What its running devices hold in the data plane (filled in by the
+    /// API handlers; absent when none of its devices ran in this daemon).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub resources: Option<crate::host::TenantResources>,
 }
 
 /// What a tenant uses.
@@ -117,6 +128,7 @@ pub(crate) struct Usage {
     pub devices: u64,
     pub total_bytes: u64,
     pub modules: u64,
+    pub module_bytes: u64,
 }
 
 /// A token as listed (never its secret or hash).
@@ -187,7 +199,7 @@ pub(crate) struct DeviceRow {
     pub config: String,
     pub dir: PathBuf,
     pub created_at: i64,
-    pub tenant_memory: u64,
+    pub tenant_quota: Quota,
     pub lun: Option<LunInfo>,
 }
 
@@ -286,7 +298,9 @@ pub(crate) fn connect(path: &Path) -> Result<Connection, Error> {
 
 const DEVICE_SELECT: &str = "SELECT d.id, d.tenant_id, t.name, d.name, d.size, d.block_size,
         d.module_id, m.name, m.version, m.sha256, d.config, d.dir, d.created_at,
-        t.max_guest_memory, l.backstore, l.wwn, l.lun
+        t.max_guest_memory, l.backstore, l.wwn, l.lun, t.max_devices, t.max_total_bytes,
+        t.max_open_files, t.max_instances, t.max_stored_files, t.max_modules,
+        t.max_module_total_bytes
     FROM devices d
     JOIN tenants t ON t.id = d.tenant_id
     JOIN modules m ON m.id = d.module_id
@@ -316,7 +330,16 @@ fn device_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<DeviceRow> {
         config: r.get(10)?,
         dir: PathBuf::from(r.get::<_, String>(11)?),
         created_at: r.get(12)?,
-        tenant_memory: to_u64(r.get(13)?),
+        tenant_quota: Quota {
+            max_guest_memory: to_u64(r.get(13)?),
+            max_devices: to_u64(r.get(17)?),
+            max_total_bytes: to_u64(r.get(18)?),
+            max_open_files: to_u64(r.get(19)?),
+            max_instances: to_u64(r.get(20)?),
+            max_stored_files: to_u64(r.get(21)?),
+            max_modules: to_u64(r.get(22)?),
+            max_module_total_bytes: to_u64(r.get(23)?),
+        },
         lun,
     })
 }
@@ -345,22 +368,34 @@ const TENANT_SELECT: &str = "SELECT t.id, t.name, t.max_devices, t.max_total_byt
         t.max_guest_memory, t.created_at,
         (SELECT COUNT(*) FROM devices d WHERE d.tenant_id = t.id),
         (SELECT COALESCE(SUM(d.size), 0) FROM devices d WHERE d.tenant_id = t.id),
-        (SELECT COUNT(*) FROM modules m WHERE m.owner_id = t.id)
+        (SELECT COUNT(*) FROM modules m WHERE m.owner_id = t.id),
+        (SELECT COALESCE(SUM(m.size), 0) FROM modules m WHERE m.owner_id = t.id),
+        t.max_open_files, t.max_instances, t.max_stored_files, t.max_modules,
+        t.max_module_total_bytes
     FROM tenants t";
 
 fn tenant_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<TenantRow> {
     Ok(TenantRow {
         id: r.get(0)?,
         name: r.get(1)?,
-        max_devices: to_u64(r.get(2)?),
-        max_total_bytes: to_u64(r.get(3)?),
-        max_guest_memory: to_u64(r.get(4)?),
+        quota: Quota {
+            max_devices: to_u64(r.get(2)?),
+            max_total_bytes: to_u64(r.get(3)?),
+            max_guest_memory: to_u64(r.get(4)?),
+            max_open_files: to_u64(r.get(10)?),
+            max_instances: to_u64(r.get(11)?),
+            max_stored_files: to_u64(r.get(12)?),
+            max_modules: to_u64(r.get(13)?),
+            max_module_total_bytes: to_u64(r.get(14)?),
+        },
         created_at: r.get(5)?,
         usage: Usage {
             devices: to_u64(r.get(6)?),
             total_bytes: to_u64(r.get(7)?),
             modules: to_u64(r.get(8)?),
+            module_bytes: to_u64(r.get(9)?),
         },
+        resources: None,
     })
 }
 
@@ -480,24 +515,25 @@ impl Store {
     // ---- tenants ----
 
     /// Creates a tenant; 409 if the name is taken.
-    pub(crate) fn create_tenant(
-        &self,
-        name: &str,
-        max_devices: u64,
-        max_total_bytes: u64,
-        max_guest_memory: u64,
-    ) -> Result<TenantRow, ApiError> {
+    pub(crate) fn create_tenant(&self, name: &str, q: &Quota) -> Result<TenantRow, ApiError> {
         {
             let conn = self.lock();
             let n = conn.execute(
-                "INSERT INTO tenants (name, max_devices, max_total_bytes, max_guest_memory, created_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (name) DO NOTHING",
+                "INSERT INTO tenants (name, max_devices, max_total_bytes, max_guest_memory,
+                    created_at, max_open_files, max_instances, max_stored_files, max_modules,
+                    max_module_total_bytes)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10) ON CONFLICT (name) DO NOTHING",
                 params![
                     name,
-                    to_i64(max_devices),
-                    to_i64(max_total_bytes),
-                    to_i64(max_guest_memory),
-                    now_secs()
+                    to_i64(q.max_devices),
+                    to_i64(q.max_total_bytes),
+                    to_i64(q.max_guest_memory),
+                    now_secs(),
+                    to_i64(q.max_open_files),
+                    to_i64(q.max_instances),
+                    to_i64(q.max_stored_files),
+                    to_i64(q.max_modules),
+                    to_i64(q.max_module_total_bytes),
                 ],
             )?;
             if n == 0 {
@@ -508,6 +544,17 @@ impl Store {
         }
         self.tenant(name)?
             .ok_or_else(|| ApiError::internal("tenant vanished after insert"))
+    }
+
+    /// One tenant by id.
+    pub(crate) fn tenant_by_id(&self, id: i64) -> Result<Option<TenantRow>, rusqlite::Error> {
+        self.lock()
+            .query_row(
+                &format!("{TENANT_SELECT} WHERE t.id = ?1"),
+                [id],
+                tenant_from_row,
+            )
+            .optional()
     }
 
     /// One tenant by name.
@@ -528,23 +575,22 @@ impl Store {
         st.query_map([], tenant_from_row)?.collect()
     }
 
-    /// Changes a tenant's quotas (`None` keeps a value).
-    pub(crate) fn update_quota(
-        &self,
-        id: i64,
-        max_devices: Option<u64>,
-        max_total_bytes: Option<u64>,
-        max_guest_memory: Option<u64>,
-    ) -> Result<(), rusqlite::Error> {
+    /// Sets a tenant's quotas.
+    pub(crate) fn update_quota(&self, id: i64, q: &Quota) -> Result<(), rusqlite::Error> {
         self.lock().execute(
-            "UPDATE tenants SET max_devices = COALESCE(?2, max_devices),
-                max_total_bytes = COALESCE(?3, max_total_bytes),
-                max_guest_memory = COALESCE(?4, max_guest_memory) WHERE id = ?1",
+            "UPDATE tenants SET max_devices = ?2, max_total_bytes = ?3, max_guest_memory = ?4,
+                max_open_files = ?5, max_instances = ?6, max_stored_files = ?7,
+                max_modules = ?8, max_module_total_bytes = ?9 WHERE id = ?1",
             params![
                 id,
-                max_devices.map(to_i64),
-                max_total_bytes.map(to_i64),
-                max_guest_memory.map(to_i64)
+                to_i64(q.max_devices),
+                to_i64(q.max_total_bytes),
+                to_i64(q.max_guest_memory),
+                to_i64(q.max_open_files),
+                to_i64(q.max_instances),
+                to_i64(q.max_stored_files),
+                to_i64(q.max_modules),
+                to_i64(q.max_module_total_bytes),
             ],
         )?;
         Ok(())
@@ -619,6 +665,27 @@ impl Store {
     /// Inserts a module. `put_file` puts its bytes in place (under the lock,
     /// so a concurrent delete of the last module with the same content
     /// cannot remove the file between the write and the insert).
+    /// Whether tenant `t` may add a module of `size` bytes: its count and
+    /// total size of modules stay within its quota.
+    pub(crate) fn module_quota(t: &TenantRow, size: u64) -> Result<(), ApiError> {
+        let q = &t.quota;
+        if t.usage.modules + 1 > q.max_modules {
+            return Err(ApiError::quota(format!(
+                "max_modules: tenant {:?} has {} of {} modules; delete one first",
+                t.name, t.usage.modules, q.max_modules
+            )));
+        }
+        let total = t.usage.module_bytes.saturating_add(size);
+        if total > q.max_module_total_bytes {
+            return Err(ApiError::quota(format!(
+                "max_module_total_bytes: tenant {:?} has {} bytes of modules; {size} more \
+                 would make {total}, over {}",
+                t.name, t.usage.module_bytes, q.max_module_total_bytes
+            )));
+        }
+        Ok(())
+    }
+
     pub(crate) fn insert_module(
         &self,
         m: &NewModule,
@@ -631,6 +698,14 @@ impl Store {
                     "module {:?} version {:?} already exists",
                     m.name, m.version
                 )));
+            }
+            if let Some(owner) = m.owner_id {
+                let t = conn.query_row(
+                    &format!("{TENANT_SELECT} WHERE t.id = ?1"),
+                    [owner],
+                    tenant_from_row,
+                )?;
+                Self::module_quota(&t, m.size)?;
             }
             put_file().map_err(|e| ApiError::internal(format!("storing module file: {e}")))?;
             let report = serde_json::to_string(&m.report).unwrap_or_else(|_| "{}".into());
@@ -705,13 +780,14 @@ impl Store {
 
     /// Deletes a module: 404 if `scope` cannot see it, 409 for a built-in or
     /// while a device is bound to it. Removes the file when no other module
-    /// has the same content. The caller makes sure no bind to it is pending.
+    /// has the same content, and then returns its hash. The caller makes
+    /// sure no bind to it is pending.
     pub(crate) fn delete_module(
         &self,
         id: i64,
         scope: Scope,
         modules_dir: &Path,
-    ) -> Result<(), ApiError> {
+    ) -> Result<Option<String>, ApiError> {
         let mut conn = self.lock();
         let tx = conn.transaction()?;
         let m = tx
@@ -756,8 +832,9 @@ impl Store {
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
                 Err(e) => tracing::warn!("removing {}: {e}", path.display()),
             }
+            return Ok(Some(m.sha256));
         }
-        Ok(())
+        Ok(None)
     }
 
     // ---- devices ----
@@ -817,17 +894,17 @@ impl Store {
                 t.name, d.name
             )));
         }
-        if t.usage.devices + 1 > t.max_devices {
+        if t.usage.devices + 1 > t.quota.max_devices {
             return Err(ApiError::quota(format!(
                 "max_devices: tenant {:?} has {} of {} devices",
-                t.name, t.usage.devices, t.max_devices
+                t.name, t.usage.devices, t.quota.max_devices
             )));
         }
         let total = t.usage.total_bytes.saturating_add(d.size);
-        if total > t.max_total_bytes {
+        if total > t.quota.max_total_bytes {
             return Err(ApiError::quota(format!(
                 "max_total_bytes: tenant {:?} uses {} bytes; {} more would make {} of {} bytes",
-                t.name, t.usage.total_bytes, d.size, total, t.max_total_bytes
+                t.name, t.usage.total_bytes, d.size, total, t.quota.max_total_bytes
             )));
         }
         tx.execute(
@@ -959,9 +1036,20 @@ mod tests {
         let store = Store::open(&path).unwrap();
         assert_eq!(store.schema_version(), SCHEMA_VERSION);
         let t = store.tenant("old").unwrap().unwrap();
+        let q = t.quota;
         assert_eq!(
-            (t.max_devices, t.max_total_bytes, t.max_guest_memory),
+            (q.max_devices, q.max_total_bytes, q.max_guest_memory),
             (3, 1000, 2000)
+        );
+        // Quotas added later arrive with their defaults.
+        let d = Quota::default();
+        assert_eq!(
+            (q.max_open_files, q.max_instances, q.max_stored_files),
+            (d.max_open_files, d.max_instances, d.max_stored_files)
+        );
+        assert_eq!(
+            (q.max_modules, q.max_module_total_bytes),
+            (d.max_modules, d.max_module_total_bytes)
         );
         assert_eq!(store.lock().execute("DELETE FROM luns", []).unwrap(), 0);
     }
@@ -987,7 +1075,13 @@ mod tests {
     fn quota_checks_are_exact() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(&dir.path().join("db")).unwrap();
-        let t = store.create_tenant("a", 2, 1000, 1).unwrap();
+        let q = Quota {
+            max_devices: 2,
+            max_total_bytes: 1000,
+            max_guest_memory: 1,
+            ..Quota::default()
+        };
+        let t = store.create_tenant("a", &q).unwrap();
         let m = store
             .insert_module(
                 &NewModule {

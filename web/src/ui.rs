@@ -75,6 +75,67 @@ mod tests {
         }
     }
 
+    /// The UI works under `crate::CONTENT_SECURITY_POLICY` (no
+    /// `'unsafe-inline'`, no `'unsafe-eval'`, this origin only): the page
+    /// has no inline script, style or event handler, and the scripts build
+    /// no code from strings, set no `style` attribute (CSSOM properties are
+    /// fine) and load nothing from elsewhere.
+    #[test]
+    fn nothing_the_ui_needs_is_inline() {
+        let (_, page) = asset("index.html").unwrap();
+        let page = std::str::from_utf8(page).unwrap().to_ascii_lowercase();
+        for tag in page.split('<').skip(1) {
+            let tag = tag.split('>').next().unwrap();
+            if tag.starts_with("script") {
+                assert!(tag.contains(" src="), "inline script: <{tag}>");
+            }
+            assert!(!tag.starts_with("style"), "inline style element");
+            for attr in tag.split_whitespace().skip(1) {
+                assert!(!attr.starts_with("style="), "style attribute: <{tag}>");
+                assert!(
+                    !(attr.starts_with("on") && attr.contains('=')),
+                    "inline event handler: <{tag}>"
+                );
+                for url in ["src=", "href="] {
+                    if let Some(v) = attr.strip_prefix(url) {
+                        let v = v.trim_matches('"');
+                        assert!(
+                            v.starts_with('/') || v.starts_with('#'),
+                            "{v} is not on this origin"
+                        );
+                    }
+                }
+            }
+        }
+        for p in paths().filter(|p| p.ends_with(".js")) {
+            let text = std::str::from_utf8(asset(p).unwrap().1).unwrap();
+            for bad in [
+                "eval(",
+                "new Function",
+                "setAttribute('style'",
+                "setAttribute(\"style\"",
+                "style: ",
+                "javascript:",
+                "http://",
+                "https://",
+                "<style",
+                "<script",
+                "style=",
+                " onclick=",
+                "import(",
+            ] {
+                // The SVG namespace is a name, not a URL that is loaded.
+                let text = text.replace("http://www.w3.org/2000/svg", "");
+                assert!(!text.contains(bad), "{p} uses {bad:?}");
+            }
+        }
+        let css = std::str::from_utf8(asset("app.css").unwrap().1).unwrap();
+        assert!(
+            !css.contains("@import") && !css.contains("url("),
+            "app.css loads nothing"
+        );
+    }
+
     /// Every relative module import in the JS files names an embedded asset,
     /// so adding a file to ui/ without listing it here fails this test.
     #[test]

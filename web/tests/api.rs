@@ -44,6 +44,8 @@ struct MockHost {
     fail_debug: Mutex<Option<String>>,
     tcmu: AtomicBool,
     counters: Mutex<HashMap<i64, DeviceCounters>>,
+    /// Content hashes the control plane said no module uses any more.
+    forgotten: Mutex<Vec<String>>,
     /// What the host serves: device id → the spec it runs.
     serving: Mutex<HashMap<i64, DeviceSpec>>,
     rebinding: Mutex<HashSet<i64>>,
@@ -78,6 +80,9 @@ impl MockHost {
 }
 
 impl Host for MockHost {
+    fn forget_module(&self, sha256: &str) {
+        self.forgotten.lock().unwrap().push(sha256.to_string());
+    }
     fn frontend(&self) -> FrontendInfo {
         if self.tcmu.load(Ordering::SeqCst) {
             FrontendInfo {
@@ -159,6 +164,7 @@ impl Host for MockHost {
                 .unwrap_or_default(),
             log: vec![format!("[info] opened {}", spec.module_name)],
             exercising: false,
+            resources: None,
         })
     }
     fn debug(&self, id: i64) -> Result<String, String> {
@@ -702,8 +708,13 @@ async fn tenants_crud_and_quotas() {
     assert_eq!(v["max_guest_memory"], q.max_guest_memory);
     assert_eq!(
         v["usage"],
-        json!({"devices": 0, "total_bytes": 0, "modules": 0})
+        json!({"devices": 0, "total_bytes": 0, "modules": 0, "module_bytes": 0})
     );
+    assert_eq!(v["max_open_files"], q.max_open_files);
+    assert_eq!(v["max_instances"], q.max_instances);
+    assert_eq!(v["max_stored_files"], q.max_stored_files);
+    assert_eq!(v["max_modules"], q.max_modules);
+    assert_eq!(v["max_module_total_bytes"], q.max_module_total_bytes);
     assert!(v["created_at"].as_str().unwrap().ends_with('Z'));
 
     let (s, v) = env
@@ -1260,7 +1271,7 @@ async fn device_create_get_list_delete() {
                 .join(format!("{}.wasm", v["module"]["sha256"].as_str().unwrap())),
             config: "fill=0".into(),
             dir: dir.clone(),
-            tenant_memory: Quota::default().max_guest_memory,
+            tenant_limits: Quota::default().data_plane(),
         }
     );
     assert!(spec.module_path.is_file());
@@ -1958,7 +1969,7 @@ async fn restart_keeps_everything_and_restores_devices() {
         .map(|&id| env.host.serving(id).unwrap())
         .collect();
     assert_eq!(specs_before[0].module_name, "mine");
-    assert_eq!(specs_before[1].tenant_memory, 12345);
+    assert_eq!(specs_before[1].tenant_limits.memory, 12345);
 
     let dir = env.dir;
     drop(env.app);
@@ -2085,4 +2096,70 @@ async fn served_over_tcp() {
 
     stop_tx.send(()).unwrap();
     server.await.unwrap().unwrap();
+}
+
+// ------------------------------------------------------------ module quota
+
+/// Issue 11, row 7: a tenant's modules are bounded in count and total size,
+/// refused before anything is compiled; deleting the last module with some
+/// content tells the data plane to drop its compiled code.
+#[tokio::test]
+async fn module_quota_is_checked_before_compiling_and_deleted_code_is_forgotten() {
+    let env = setup();
+    let tok = env.tenant("acme").await;
+    let (s, v) = env
+        .admin(
+            "PATCH",
+            "/api/v1/tenants/acme",
+            Some(json!({"max_modules": 2, "max_module_total_bytes": 100})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(
+        (
+            v["max_modules"].as_u64(),
+            v["max_module_total_bytes"].as_u64()
+        ),
+        (Some(2), Some(100))
+    );
+    let a = env.module(&tok, "a", "1", b"first").await;
+    // Too big for what is left (100 - 13 bytes): refused, never validated.
+    let before = env.host.validations();
+    let big = wasm(&[7u8; 90]);
+    let (s, v) = env
+        .upload(&tok, "", &[("name", b"big".as_slice()), ("file", &big)])
+        .await;
+    assert_eq!(
+        (s, err_code(&v)),
+        (StatusCode::CONFLICT, "quota_exceeded"),
+        "{v}"
+    );
+    assert!(err_msg(&v).contains("max_module_total_bytes"), "{v}");
+    assert_eq!(env.host.validations(), before, "nothing was compiled");
+    env.module(&tok, "b", "1", b"second").await;
+    let (s, v) = env
+        .upload(
+            &tok,
+            "",
+            &[("name", b"c".as_slice()), ("file", &wasm(b"third"))],
+        )
+        .await;
+    assert_eq!(
+        (s, err_code(&v)),
+        (StatusCode::CONFLICT, "quota_exceeded"),
+        "{v}"
+    );
+    assert!(err_msg(&v).contains("max_modules"), "{v}");
+    assert_eq!(env.host.validations(), before + 1);
+    let (_, t) = env.admin("GET", "/api/v1/tenants/acme", None).await;
+    assert_eq!(t["usage"]["modules"], 2);
+    assert_eq!(t["usage"]["module_bytes"], 2 * 8 + 5 + 6);
+    // Deleting one makes room, and the data plane forgets its code.
+    let (s, _) = env
+        .call("DELETE", &format!("/api/v1/modules/{a}"), Some(&tok), None)
+        .await;
+    assert_eq!(s, StatusCode::NO_CONTENT);
+    let forgotten = env.host.forgotten.lock().unwrap().clone();
+    assert_eq!(forgotten.len(), 1);
+    env.module(&tok, "c", "1", b"third").await;
 }

@@ -13,6 +13,7 @@
 //! | `disk` | `open` | writes 1 MiB chunks to `fill` until `write-at` fails (at most `max=`, default 1G) |
 //! | `many-files` | `open` | creates empty files `e0`, `e1`, ... until `open` fails (at most 100000) |
 //! | `log` | each read | logs 1000 lines with embedded newlines and escapes |
+//! | `debug` | `debug` | spins `spin=` iterations (default 300,000,000: a fraction of a second) and returns 32 MiB of text |
 
 use wasmtap_guest_sdk::storage::{self, File};
 use wasmtap_guest_sdk::{
@@ -28,6 +29,7 @@ enum Attack {
     Disk,
     ManyFiles,
     Log,
+    Debug,
 }
 
 /// A disk that attacks the host.
@@ -43,6 +45,9 @@ pub struct Hog {
     stopped_by: Option<ErrorCode>,
     /// Submits refused so far (`submits`).
     refused: u64,
+    /// `debug` calls so far, and how long each spins (`debug`).
+    debug_calls: core::cell::Cell<u64>,
+    debug_spin: u64,
 }
 
 impl Hog {
@@ -117,10 +122,15 @@ impl Backstore for Hog {
             Some("disk") => Attack::Disk,
             Some("many-files") => Attack::ManyFiles,
             Some("log") => Attack::Log,
+            Some("debug") => Attack::Debug,
             _ => return Err(ErrorCode::InvalidConfig),
         };
         let count = c.u64("count").map_err(|e| e.report())?.unwrap_or(4000);
         let max = c.size("max").map_err(|e| e.report())?.unwrap_or(1 << 30);
+        let debug_spin = c
+            .u64("spin")
+            .map_err(|e| e.report())?
+            .unwrap_or(300_000_000);
         let mut hog = Self {
             size: SectorSize::B512.align_down(size),
             attack,
@@ -129,6 +139,8 @@ impl Backstore for Hog {
             done: 0,
             stopped_by: None,
             refused: 0,
+            debug_calls: core::cell::Cell::new(0),
+            debug_spin,
         };
         match attack {
             Attack::Files => hog.open_files(),
@@ -145,7 +157,7 @@ impl Backstore for Hog {
                 f.set_size(hog.size)?;
                 hog.files.push(f);
             }
-            Attack::Log => {}
+            Attack::Log | Attack::Debug => {}
         }
         Ok(hog)
     }
@@ -181,6 +193,16 @@ impl Backstore for Hog {
     }
 
     fn debug(&self) -> String {
+        self.debug_calls.set(self.debug_calls.get() + 1);
+        if self.attack == Attack::Debug {
+            // No clocks in the sandbox: spin a number of iterations.
+            for i in 0..self.debug_spin {
+                core::hint::black_box(i);
+            }
+            let mut text = format!("debug calls={} ", self.debug_calls.get());
+            text.push_str(&"x".repeat(32 << 20));
+            return text;
+        }
         format!(
             "attack={:?} done={} refused={} stopped_by={:?}",
             self.attack, self.done, self.refused, self.stopped_by

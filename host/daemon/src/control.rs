@@ -23,7 +23,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Sender};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::{self, JoinHandle};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use wasmtap_kernel::MappedRegion;
 use wasmtap_kernel::configfs::{self, LunSpec};
@@ -33,15 +33,16 @@ use wasmtap_ring::Ring;
 use wasmtap_ring::abi;
 use wasmtap_ring::sim::SimConfig;
 use wasmtap_runtime::{
-    BackendState, InstanceSpec, LoadError, Module, Runtime, RuntimeConfig, Tenant, WasmBackend,
+    BackendState, InstanceSpec, LoadError, Module, Runtime, RuntimeConfig, Tenant, TenantLimits,
+    WasmBackend,
 };
 use wasmtap_web::host::{
     DeviceCounters, DeviceLive, DeviceSpec, DeviceState, FrontendInfo, FrontendKind, Histogram,
-    Host, LunInfo, ModuleRefusal, ModuleReport,
+    Host, LunInfo, ModuleRefusal, ModuleReport, TenantResources,
 };
 
 use crate::backstore::with_geometry;
-use crate::config::ServeConfig;
+use crate::config::{GuestLimits, ServeConfig};
 use crate::demo::{self, Load};
 use crate::glue::ScsiHandler;
 use crate::managed::{ManagedBackend, Observed};
@@ -82,7 +83,20 @@ struct Managed {
     events: Arc<Mutex<VecDeque<String>>>,
     /// The last exercise's outcome: `Ok(summary)` or `Err(why)`.
     last_exercise: Arc<Mutex<Option<Result<String, String>>>>,
+    /// The guest's `debug` text, asked of the worker at most once a second
+    /// and never twice at once (see [`DaemonHost::debug`]).
+    debug: Mutex<DebugCache>,
 }
+
+/// The last `debug` answer and whether one is being asked for.
+#[derive(Debug, Default)]
+struct DebugCache {
+    last: Option<(Instant, Result<String, String>)>,
+    asking: bool,
+}
+
+/// How long a `debug` answer is served from the cache.
+const DEBUG_FRESH: Duration = Duration::from_secs(1);
 
 /// Host events kept per device.
 const KEPT_EVENTS: usize = 32;
@@ -106,6 +120,7 @@ impl Managed {
             exercising: Arc::new(AtomicBool::new(false)),
             events: Arc::new(Mutex::new(VecDeque::new())),
             last_exercise: Arc::new(Mutex::new(None)),
+            debug: Mutex::default(),
         }
     }
 }
@@ -120,6 +135,8 @@ pub struct DaemonHost {
     devices: Mutex<HashMap<i64, Arc<Managed>>>,
     stop: Arc<AtomicBool>,
     tuning: worker::Tuning,
+    /// Per-instance and per-device guest limits from the configuration.
+    guests: GuestLimits,
     /// The control plane has restored its devices (see [`Self::ready`]).
     ready: AtomicBool,
 }
@@ -158,11 +175,27 @@ fn refusal(e: &LoadError) -> ModuleRefusal {
         LoadError::Import {
             forbidden: true, ..
         } => "forbidden_import",
-        _ => "unknown_import",
+        LoadError::Import { .. } | LoadError::ImportMismatch { .. } => "unknown_import",
+        LoadError::TooComplex(_) => "too_complex",
+        LoadError::CompilerBusy(_) => "compiler_busy",
     };
     ModuleRefusal {
         code,
         message: e.to_string(),
+    }
+}
+
+/// Raise the soft limit of open descriptors to the hard one, as servers
+/// do: guests' files are bounded by their own limits (docs/limits.md), and
+/// the runtime keeps [`wasmtap_runtime::RESERVED_FDS`] of this for the
+/// daemon itself.
+fn raise_fd_limit() {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    if let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE)
+        && soft < hard
+        && let Err(e) = setrlimit(Resource::RLIMIT_NOFILE, hard, hard)
+    {
+        tracing::warn!("cannot raise the descriptor limit from {soft} to {hard}: {e}");
     }
 }
 
@@ -174,10 +207,11 @@ impl DaemonHost {
         kind: FrontendKind,
         stop: Arc<AtomicBool>,
     ) -> Result<Self, String> {
-        let runtime = Runtime::new(RuntimeConfig {
+        raise_fd_limit();
+        let runtime = Runtime::new(cfg.guests.runtime(RuntimeConfig {
             cache_dir: Some(cfg.data_dir.join("cache")),
             ..RuntimeConfig::default()
-        })
+        }))
         .map_err(|e| format!("WebAssembly runtime: {e}"))?;
         Ok(Self {
             kind,
@@ -188,6 +222,7 @@ impl DaemonHost {
             devices: Mutex::new(HashMap::new()),
             stop,
             tuning: cfg.tuning(),
+            guests: cfg.guests.clone(),
             ready: AtomicBool::new(false),
         })
     }
@@ -223,15 +258,23 @@ impl DaemonHost {
         Ok(m)
     }
 
-    /// The tenant's shared memory budget, kept per tenant name so all its
-    /// instances charge one account; a changed quota updates it.
+    /// The tenant's shared budgets, kept per tenant name so all its
+    /// instances charge one account; a changed quota updates them.
     fn tenant(&self, spec: &DeviceSpec) -> Tenant {
+        let l = spec.tenant_limits;
+        let limits = TenantLimits {
+            memory: l.memory,
+            open_files: l.open_files,
+            instances: l.instances,
+            storage_bytes: l.storage_bytes,
+            storage_files: l.storage_files,
+        };
         let t = lock(&self.tenants)
             .entry(spec.tenant.clone())
-            .or_insert_with(|| Tenant::new(spec.tenant.clone(), spec.tenant_memory))
+            .or_insert_with(|| Tenant::with_limits(spec.tenant.clone(), limits))
             .clone();
-        if t.budget() != spec.tenant_memory {
-            t.set_budget(spec.tenant_memory);
+        if t.limits() != limits {
+            t.set_limits(limits);
         }
         t
     }
@@ -249,6 +292,8 @@ impl DaemonHost {
         let mut inst = InstanceSpec::new(module, config, self.tenant(spec));
         inst.dir = Some(spec.dir.clone());
         inst.region = region;
+        inst.storage = self.guests.storage(spec.size);
+        inst.limits = self.guests.instance();
         self.runtime
             .open(&format!("{}/{}", spec.tenant, spec.name), inst)
             .map_err(|e| e.to_string())
@@ -284,6 +329,7 @@ impl DaemonHost {
             Ok(b) => Observed {
                 status: Some(b.status_handle()),
                 log: Some(b.log().clone()),
+                meter: Some(b.meter()),
                 offline: None,
             },
             Err(reason) => Observed {
@@ -381,7 +427,7 @@ impl DaemonHost {
                     module_path: PathBuf::new(),
                     config: String::new(),
                     dir: PathBuf::new(),
-                    tenant_memory: 0,
+                    tenant_limits: Default::default(),
                 },
                 None,
                 None,
@@ -630,6 +676,19 @@ impl Host for DaemonHost {
             })
             .unwrap_or_default();
         log.extend(lock(&m.events).iter().map(|e| format!("[host] {e}")));
+        let resources = obs.meter.as_ref().map(|meter| {
+            let r = meter.read();
+            wasmtap_web::host::DeviceResources {
+                memory: r.memory,
+                open_files: r.open_files,
+                open_files_limit: r.open_files_limit,
+                storage_bytes: r.storage_bytes,
+                storage_bytes_limit: r.storage_bytes_limit,
+                storage_files: r.storage_files,
+                storage_files_limit: r.storage_files_limit,
+                io_pending: r.io_pending,
+            }
+        });
         Some(DeviceLive {
             state,
             reason,
@@ -637,11 +696,60 @@ impl Host for DaemonHost {
             counters,
             log,
             exercising: m.exercising.load(Ordering::Relaxed),
+            resources,
         })
     }
 
+    fn forget_module(&self, sha256: &str) {
+        lock(&self.modules).remove(sha256);
+        let mut hash = [0u8; 32];
+        if hex::decode_to_slice(sha256, &mut hash).is_ok() && self.runtime.forget(&hash) {
+            tracing::info!("compiled code of module {sha256} dropped: no module uses it");
+        }
+    }
+
+    fn tenant_resources(&self, tenant: &str) -> Option<TenantResources> {
+        let t = lock(&self.tenants).get(tenant).cloned()?;
+        let (u, l) = (t.usage(), t.limits());
+        Some(TenantResources {
+            memory: u.memory,
+            open_files: u.open_files,
+            instances: u.instances,
+            storage_bytes: u.storage_bytes,
+            storage_files: u.storage_files,
+            limits: wasmtap_web::host::TenantLimits {
+                memory: l.memory,
+                open_files: l.open_files,
+                instances: l.instances,
+                storage_bytes: l.storage_bytes,
+                storage_files: l.storage_files,
+            },
+        })
+    }
+
+    /// The guest's `debug` text. However many clients ask, the worker is
+    /// asked at most once a second and never twice at once: the others get
+    /// the last answer (or are told it is being produced), so a slow or
+    /// huge `debug` cannot pile up requests, threads or memory.
     fn debug(&self, id: i64) -> Result<String, String> {
-        self.ask(id, |done| Control::Debug { done })
+        let m = self.get(id)?;
+        {
+            let mut c = lock(&m.debug);
+            match &c.last {
+                Some((at, r)) if at.elapsed() < DEBUG_FRESH => return r.clone(),
+                Some((_, r)) if c.asking => return r.clone(),
+                None if c.asking => {
+                    return Err("the guest's debug text is being produced; ask again".into());
+                }
+                _ => {}
+            }
+            c.asking = true;
+        }
+        let r = self.ask(id, |done| Control::Debug { done });
+        let mut c = lock(&m.debug);
+        c.asking = false;
+        c.last = Some((Instant::now(), r.clone()));
+        r
     }
 
     fn export(&self, dev: &DeviceSpec) -> Result<LunInfo, String> {

@@ -81,6 +81,9 @@ enum Cmd {
     },
 }
 
+/// The environment variable that may hold the admin token.
+const ADMIN_TOKEN_ENV: &str = "WASMTAP_ADMIN_TOKEN";
+
 #[derive(Debug, clap::Args)]
 struct ServeArgs {
     /// TOML configuration file (keys as in `ServeConfig`; flags override it).
@@ -105,9 +108,14 @@ struct ServeArgs {
     /// Address of the web UI and JSON API (default 127.0.0.1:8470).
     #[arg(long)]
     listen: Option<String>,
-    /// Admin token (default: generated at the first start and printed once).
-    #[arg(long, env = "WASMTAP_ADMIN_TOKEN", hide_env_values = true)]
+    /// Admin token. Every user sees it in `ps`: prefer $WASMTAP_ADMIN_TOKEN
+    /// or --admin-token-file (default: `admin_token` or `admin_token_file`
+    /// in the config, else generated at the first start and printed once).
+    #[arg(long, value_name = "TOKEN", conflicts_with = "admin_token_file")]
     admin_token: Option<String>,
+    /// File whose first line is the admin token (keep it mode 0600).
+    #[arg(long, value_name = "PATH")]
+    admin_token_file: Option<PathBuf>,
     /// Do not serve the web UI and API.
     #[arg(long)]
     no_web: bool,
@@ -138,8 +146,22 @@ impl ServeArgs {
         if let Some(l) = self.listen {
             cfg.listen = l;
         }
-        if self.admin_token.is_some() {
-            cfg.admin_token = self.admin_token;
+        // The admin token: --admin-token, --admin-token-file,
+        // $WASMTAP_ADMIN_TOKEN, then the config file's.
+        let from_env = std::env::var(ADMIN_TOKEN_ENV)
+            .ok()
+            .filter(|t| !t.trim().is_empty());
+        if let Some(t) = self.admin_token {
+            tracing::warn!(
+                "--admin-token puts the admin token on the command line, where every user of \
+                 this host sees it (ps, /proc/<pid>/cmdline): use ${ADMIN_TOKEN_ENV} or \
+                 --admin-token-file instead"
+            );
+            (cfg.admin_token, cfg.admin_token_file) = (Some(t), None);
+        } else if let Some(f) = self.admin_token_file {
+            (cfg.admin_token, cfg.admin_token_file) = (None, Some(f));
+        } else if let Some(t) = from_env {
+            (cfg.admin_token, cfg.admin_token_file) = (Some(t), None);
         }
         if self.no_web {
             cfg.web = false;
@@ -236,5 +258,36 @@ fn main() -> ExitCode {
             eprintln!("wasmtap: {e}");
             ExitCode::FAILURE
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn serve_args(args: &[&str]) -> Result<ServeArgs, clap::Error> {
+        let mut all = vec!["wasmtap", "serve"];
+        all.extend_from_slice(args);
+        match Cli::try_parse_from(all)?.cmd {
+            Cmd::Serve(a) => Ok(a),
+            _ => unreachable!(),
+        }
+    }
+
+    #[test]
+    fn admin_token_flags() {
+        let (cfg, _) = serve_args(&["--admin-token-file", "/run/secrets/t"])
+            .unwrap()
+            .config()
+            .unwrap();
+        assert_eq!(cfg.admin_token_file, Some(PathBuf::from("/run/secrets/t")));
+        assert_eq!(cfg.admin_token, None);
+        let (cfg, _) = serve_args(&["--admin-token", "wt_x"])
+            .unwrap()
+            .config()
+            .unwrap();
+        assert_eq!(cfg.admin_token.as_deref(), Some("wt_x"));
+        assert_eq!(cfg.admin_token_file, None);
+        assert!(serve_args(&["--admin-token", "wt_x", "--admin-token-file", "/t"]).is_err());
     }
 }

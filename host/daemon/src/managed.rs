@@ -10,7 +10,7 @@ use std::cell::RefCell;
 use std::rc::Rc;
 use std::sync::{Arc, Mutex};
 
-use wasmtap_runtime::{BackendStatus, GuestLog, WasmBackend};
+use wasmtap_runtime::{BackendStatus, GuestLog, ResourceMeter, WasmBackend};
 use wasmtap_scsi::{BackendResult, BlockBackend, Blocks, BufMut, BufRef, DiskInfo, Lba};
 
 use crate::offline::OfflineDisk;
@@ -27,6 +27,8 @@ pub struct Observed {
     pub status: Option<Arc<Mutex<BackendStatus>>>,
     /// The current guest's log.
     pub log: Option<GuestLog>,
+    /// What the current guest holds of the shared resources.
+    pub meter: Option<ResourceMeter>,
     /// Why the device is offline, if it is.
     pub offline: Option<String>,
 }
@@ -54,11 +56,13 @@ fn observe(inner: &Inner) -> Observed {
         Inner::Guest(b) => Observed {
             status: Some(b.status_handle()),
             log: Some(b.log().clone()),
+            meter: Some(b.meter()),
             offline: None,
         },
         Inner::Offline(d) => Observed {
             status: None,
             log: None,
+            meter: None,
             offline: Some(d.reason.clone()),
         },
     }

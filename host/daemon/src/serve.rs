@@ -119,11 +119,24 @@ pub fn run(cfg: &ServeConfig, duration: Option<Duration>) -> Result<(), String> 
     result.and(web_result)
 }
 
+/// Creates `dir` (mode 0700 if new; the control plane sets it exactly)
+/// and its missing parents.
+fn create_data_dir(dir: &std::path::Path) -> std::io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent)?;
+    }
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+}
+
 /// The configured data directory, or, when it is the default and cannot be
 /// created (not root), `$XDG_DATA_HOME/wasmtap` (`~/.local/share/wasmtap`).
 fn with_usable_data_dir(cfg: &ServeConfig) -> Result<ServeConfig, String> {
     let mut cfg = cfg.clone();
-    if std::fs::create_dir_all(&cfg.data_dir).is_ok() {
+    if create_data_dir(&cfg.data_dir).is_ok() {
         return Ok(cfg);
     }
     let default = ServeConfig::default().data_dir;
@@ -133,8 +146,7 @@ fn with_usable_data_dir(cfg: &ServeConfig) -> Result<ServeConfig, String> {
         .map(|d| d.join("wasmtap"));
     match fallback {
         Some(f) if cfg.data_dir == default => {
-            std::fs::create_dir_all(&f)
-                .map_err(|e| format!("data directory {}: {e}", f.display()))?;
+            create_data_dir(&f).map_err(|e| format!("data directory {}: {e}", f.display()))?;
             tracing::warn!(
                 "cannot create {}; using {} as the data directory",
                 default.display(),
@@ -160,8 +172,9 @@ fn start_web(
     wake: UnixStream,
 ) -> Result<JoinHandle<Result<(), String>>, String> {
     let mut wc = WebConfig::new(&cfg.data_dir);
-    wc.admin_token = cfg.admin_token.clone();
+    wc.admin_token = cfg.admin_token()?;
     wc.max_module_bytes = cfg.max_module_mib << 20;
+    wc.http = cfg.http_limits();
     wc.builtin_modules = backstore::BUILTIN
         .iter()
         .map(|(n, b)| (n.to_string(), b.to_vec()))
@@ -177,7 +190,7 @@ fn start_web(
         .map_err(|e| format!("listen on {}: {e}", cfg.listen))?;
     let (stop, configured_token, db) = (
         Arc::clone(stop),
-        cfg.admin_token.is_some(),
+        wc.admin_token.is_some(),
         cfg.data_dir.join("wasmtap.db"),
     );
     let data_dir = cfg.data_dir.clone();

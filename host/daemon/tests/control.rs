@@ -75,7 +75,7 @@ fn spec(data: &Path, id: i64, module: &str, bytes: &[u8], config: &str, bs: u32)
         module_path: path,
         config: config.into(),
         dir: data.join("devices").join(id.to_string()),
-        tenant_memory: 1 << 30,
+        tenant_limits: wasmtap_web::Quota::default().data_plane(),
     }
 }
 
@@ -211,5 +211,101 @@ fn exercise_is_refused_while_one_runs_and_for_unknown_devices() {
     wait_exercise(&h, 4).unwrap();
     h.stop(4).unwrap();
     assert!(h.live(4).is_none());
+    h.shutdown();
+}
+
+/// Issue 11: what a device holds of the shared resources shows on its live
+/// state (the device page, /metrics), what its tenant holds on the
+/// tenant's; a hot swap that would pass the tenant's instance quota is
+/// refused with that reason while the old instance keeps serving.
+#[test]
+fn resources_held_are_visible_and_the_instance_quota_holds_across_a_swap() {
+    let data = tmp("resources");
+    let h = host(&data);
+    let v1 = raw_file();
+    let mut s1 = spec(&data, 1, "raw-file", &v1, "", 512);
+    s1.tenant_limits.instances = 1;
+    h.start(&s1).unwrap();
+    let r = h.live(1).unwrap().resources.expect("a guest runs");
+    assert_eq!((r.open_files, r.open_files_limit), (1, 64));
+    assert_eq!((r.storage_bytes, r.storage_files), (32 << 20, 1));
+    assert_eq!(r.storage_bytes_limit, (32 << 20) + (4 << 20) + (16 << 20));
+    assert!(r.memory > 0);
+    let t = h.tenant_resources(&s1.tenant).expect("the tenant is known");
+    assert_eq!(
+        (t.instances, t.open_files, t.storage_bytes),
+        (1, 1, 32 << 20)
+    );
+    assert_eq!(t.limits.instances, 1);
+    let v2 = new_version(&v1, "2");
+    let s2 = DeviceSpec {
+        module_name: "raw-file-v2".into(),
+        tenant_limits: s1.tenant_limits,
+        ..spec(&data, 1, "raw-file-v2", &v2, "", 512)
+    };
+    let e = h.rebind(&s2).expect_err("a swap needs a second instance");
+    assert!(e.contains("limit of 1 instances"), "{e}");
+    assert_eq!(h.live(1).unwrap().state, DeviceState::Running);
+    h.exercise(1, 1, 4).unwrap();
+    wait_exercise(&h, 1).expect("the old instance still serves");
+    h.forget_module(&s2.module_sha256);
+    h.shutdown();
+}
+
+/// Issue 11, row 8: many clients asking for the `debug` text of a guest
+/// whose `debug` is slow and returns 32 MiB ask its worker at most once a
+/// second, never twice at once, get at most 64 KiB each, and another
+/// device keeps serving verified I/O meanwhile.
+#[test]
+fn a_slow_huge_debug_is_asked_once_at_a_time_and_cut() {
+    let data = tmp("debug");
+    let h = Arc::new(host(&data));
+    let hog = std::fs::read(wasmtap_example_guests::HOSTILE_HOG).unwrap();
+    let mut s1 = spec(&data, 1, "hostile-hog", &hog, "attack=debug", 512);
+    s1.tenant = "hostile".into();
+    h.start(&s1).unwrap();
+    let s2 = spec(&data, 2, "raw-file", &raw_file(), "", 512);
+    h.start(&s2).unwrap();
+    h.exercise(2, 3, 8).unwrap();
+    let start = Instant::now();
+    let askers: Vec<_> = (0..64)
+        .map(|_| {
+            let h = Arc::clone(&h);
+            thread::spawn(move || {
+                let t = Instant::now();
+                let r = h.debug(1);
+                (t.elapsed(), r)
+            })
+        })
+        .collect();
+    let mut answered = 0;
+    for a in askers {
+        let (took, r) = a.join().unwrap();
+        if let Ok(text) = r {
+            assert!(
+                text.len() <= wasmtap_runtime::MAX_DEBUG + 100,
+                "{}",
+                text.len()
+            );
+            assert!(text.contains("[cut: the guest returned"), "{}", &text[..80]);
+            answered += 1;
+        }
+        assert!(took < Duration::from_secs(10), "an asker waited {took:?}");
+    }
+    assert!(answered >= 1);
+    let elapsed = start.elapsed().as_secs() + 1;
+    // Ask again after the cache went stale: the guest counts its calls.
+    thread::sleep(Duration::from_millis(1100));
+    let text = h.debug(1).unwrap();
+    let calls: u64 = text
+        .strip_prefix("debug calls=")
+        .and_then(|t| t.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("{}", &text[..40]));
+    assert!(
+        calls <= elapsed + 2,
+        "{calls} debug calls in about {elapsed} s"
+    );
+    wait_exercise(&h, 2).expect("the other device served without an error");
     h.shutdown();
 }

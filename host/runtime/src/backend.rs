@@ -65,6 +65,10 @@ pub enum OpenError {
     Limit(String),
 }
 
+/// Longest `debug` text kept (the device page shows it; a guest may
+/// return far more).
+pub const MAX_DEBUG: usize = 64 << 10;
+
 /// Reads what a device's backend holds, from any thread (the backend
 /// itself stays on its worker). Cheap to clone.
 #[derive(Debug, Clone)]
@@ -705,11 +709,26 @@ impl WasmBackend {
     }
 
     /// The guest's `debug` text.
+    ///
+    /// At most [`MAX_DEBUG`] bytes: longer text is cut on a character
+    /// boundary and says so.
     pub fn debug(&self) -> Result<String, BackendError> {
-        self.call(|l| {
+        let mut text = self.call(|l| {
             let d = l.driver.wasmtap_backstore_driver().disk();
             d.call_debug(&mut l.store, l.disk)
-        })
+        })?;
+        if text.len() > MAX_DEBUG {
+            let total = text.len();
+            let mut cut = MAX_DEBUG;
+            while !text.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            text.truncate(cut);
+            text.push_str(&format!(
+                "\n[cut: the guest returned {total} bytes, {MAX_DEBUG} are kept]"
+            ));
+        }
+        Ok(text)
     }
 
     /// The guest's counters.

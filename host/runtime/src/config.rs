@@ -7,6 +7,7 @@ use std::time::Duration;
 use wasmtap_kernel::MappedRegion;
 
 use crate::limits::Tenant;
+use crate::load::LoadLimits;
 use crate::load::Module;
 
 /// Engine-wide settings, fixed when the [`Runtime`](crate::Runtime) is built.
@@ -36,6 +37,17 @@ pub struct RuntimeConfig {
     /// [`RESERVED_FDS`](crate::RESERVED_FDS), so guests can never take the
     /// descriptors the daemon needs for its own files, sockets and devices.
     pub max_open_files: u64,
+    /// What an upload may contain, checked before it is compiled.
+    pub load_limits: LoadLimits,
+    /// Components compiled at once; further loads wait for a slot (up to
+    /// `compile_timeout`). wasmtime is built without parallel compilation,
+    /// so each compile uses one core.
+    pub compile_slots: usize,
+    /// Longest a load may wait for a slot plus compile. Past it the load
+    /// fails; a compile already running finishes in the background (it
+    /// cannot be interrupted) and keeps its slot meanwhile, so at most
+    /// `compile_slots` compiles ever run.
+    pub compile_timeout: Duration,
 }
 
 impl Default for RuntimeConfig {
@@ -52,6 +64,9 @@ impl Default for RuntimeConfig {
             io_threads: 4,
             io_per_device: 256,
             max_open_files: 16_384,
+            load_limits: LoadLimits::default(),
+            compile_slots: 1,
+            compile_timeout: Duration::from_secs(60),
         }
     }
 }

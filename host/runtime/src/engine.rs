@@ -43,6 +43,8 @@ pub(crate) struct RuntimeInner {
     pub(crate) io: Arc<IoExecutor>,
     /// Files all guests hold open (see [`RuntimeConfig::max_open_files`]).
     pub(crate) open_files: Budget,
+    /// Compile slots (see [`RuntimeConfig::compile_slots`]).
+    compiles: Arc<Slots>,
     /// Storage accounts of the device directories in use, shared by the
     /// instances of one device (a hot swap has two for a moment).
     accounts: Mutex<HashMap<PathBuf, Weak<DirAccount>>>,
@@ -166,6 +168,7 @@ impl Runtime {
         crate::wasi::add_to_linker(&mut linker)?;
         let io = IoExecutor::new(config.io_threads, config.io_per_device)?;
         let open_files = Budget::new(config.max_open_files.min(guest_fd_cap()));
+        let compiles = Arc::new(Slots::new(config.compile_slots));
         let stop = Arc::new(AtomicBool::new(false));
         let watched: Arc<Mutex<Vec<Weak<Inflight>>>> = Arc::default();
         let ticker = Arc::new(Ticker::default());
@@ -187,6 +190,7 @@ impl Runtime {
             config,
             io,
             open_files,
+            compiles,
             accounts: Mutex::default(),
             modules: Mutex::default(),
             watched,
@@ -202,25 +206,70 @@ impl Runtime {
     }
 
     /// Validate, compile (or take from the cache) and pre-link `bytes`.
+    ///
+    /// Before compiling, the bytes are read for what would be refused
+    /// anyway (imports, the driver export) and for the static
+    /// [`LoadLimits`](crate::LoadLimits); compiles are bounded by
+    /// [`RuntimeConfig::compile_slots`] and
+    /// [`RuntimeConfig::compile_timeout`].
     pub fn load(&self, bytes: &[u8]) -> Result<Module, LoadError> {
         load::sniff(bytes)?;
         let hash: [u8; 32] = Sha256::digest(bytes).into();
         if let Some(m) = self.lock_modules().get(&hash) {
             return Ok(m.clone());
         }
+        load::precheck(bytes, &self.0.config.load_limits)?;
         let component = self.compile(bytes)?;
         let module = load::check_and_link(&self.0.engine, &self.0.linker, &component, hash)?;
         self.lock_modules().insert(hash, module.clone());
         Ok(module)
     }
 
+    /// Drop the compiled code of the component whose SHA-256 is `hash`
+    /// from the cache (memory; the on-disk cache keeps it for a re-upload).
+    /// Backends still using it keep it alive until they close.
+    pub fn forget(&self, hash: &[u8; 32]) -> bool {
+        self.lock_modules().remove(hash).is_some()
+    }
+
+    /// Compiled components held in the in-memory cache.
+    pub fn cached_modules(&self) -> usize {
+        self.lock_modules().len()
+    }
+
     fn lock_modules(&self) -> std::sync::MutexGuard<'_, HashMap<[u8; 32], Module>> {
         self.0.modules.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// Compile on a thread of its own holding one of the compile slots,
+    /// and wait for it at most until the load's deadline.
     fn compile(&self, bytes: &[u8]) -> Result<Component, LoadError> {
-        Component::from_binary(&self.0.engine, bytes)
-            .map_err(|e| LoadError::Invalid(format!("{e:#}")))
+        let cfg = &self.0.config;
+        let deadline = Instant::now() + cfg.compile_timeout;
+        let Some(slot) = self.0.compiles.acquire(deadline) else {
+            return Err(LoadError::CompilerBusy(format!(
+                "the compiler is busy: {} upload(s) compiling for longer than {:?}; try again later",
+                cfg.compile_slots, cfg.compile_timeout
+            )));
+        };
+        let (tx, rx) = std::sync::mpsc::channel();
+        let (engine, bytes) = (self.0.engine.clone(), bytes.to_vec());
+        std::thread::Builder::new()
+            .name("wasmtap-compile".into())
+            .spawn(move || {
+                let r = Component::from_binary(&engine, &bytes);
+                drop(slot);
+                let _ = tx.send(r);
+            })
+            .map_err(|e| LoadError::CompilerBusy(format!("cannot start a compile: {e}")))?;
+        let left = deadline.saturating_duration_since(Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(r) => r.map_err(|e| LoadError::Invalid(format!("{e:#}"))),
+            Err(_) => Err(LoadError::CompilerBusy(format!(
+                "compiling took longer than {:?}: refused",
+                cfg.compile_timeout
+            ))),
+        }
     }
 
     /// Keep the supervisor ticking while the returned guard lives (a guest
@@ -274,6 +323,48 @@ impl Drop for RuntimeInner {
             let _ = h.join();
         }
         self.io.shutdown();
+    }
+}
+
+/// A counting semaphore whose permits are owned (they may leave the
+/// thread that took them).
+#[derive(Debug)]
+struct Slots {
+    free: Mutex<usize>,
+    freed: Condvar,
+}
+
+/// One permit of [`Slots`], given back on drop.
+#[derive(Debug)]
+struct Slot(Arc<Slots>);
+
+impl Slots {
+    fn new(n: usize) -> Self {
+        Self {
+            free: Mutex::new(n.max(1)),
+            freed: Condvar::new(),
+        }
+    }
+
+    fn acquire(self: &Arc<Self>, deadline: Instant) -> Option<Slot> {
+        let mut free = self.free.lock().unwrap_or_else(|p| p.into_inner());
+        while *free == 0 {
+            let left = deadline.checked_duration_since(Instant::now())?;
+            free = self
+                .freed
+                .wait_timeout(free, left)
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
+        }
+        *free -= 1;
+        Some(Slot(Arc::clone(self)))
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        *self.0.free.lock().unwrap_or_else(|p| p.into_inner()) += 1;
+        self.0.freed.notify_one();
     }
 }
 

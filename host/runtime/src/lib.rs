@@ -35,11 +35,11 @@ mod request;
 mod wasi;
 
 pub use backend::{
-    BackendState, BackendStatus, DeviceResources, OpenError, ResourceMeter, WasmBackend,
+    BackendState, BackendStatus, DeviceResources, MAX_DEBUG, OpenError, ResourceMeter, WasmBackend,
 };
 pub use config::{InstanceLimits, InstanceSpec, RestartPolicy, RuntimeConfig, StorageLimits};
 pub use engine::RESERVED_FDS;
 pub use engine::Runtime;
 pub use limits::{Budget, Tenant, TenantLimits, TenantUsage};
-pub use load::{LoadError, Module};
+pub use load::{LoadError, LoadLimits, Module};
 pub use log::{GuestLog, LogLine};

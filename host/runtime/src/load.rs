@@ -51,6 +51,13 @@ pub enum LoadError {
         /// It belongs to a WASI package the host never offers.
         forbidden: bool,
     },
+    /// Past a static limit checked before compiling (see [`LoadLimits`]).
+    #[error("refused before compiling: {0}")]
+    TooComplex(String),
+    /// The compiler is busy with other uploads, or compiling took longer
+    /// than the runtime allows.
+    #[error("{0}")]
+    CompilerBusy(String),
     /// An import has the right name but not the shape the host offers.
     #[error("the component's import `{name}` does not match what the host offers: {reason}")]
     ImportMismatch {
@@ -111,6 +118,141 @@ pub(crate) fn sniff(bytes: &[u8]) -> Result<(), LoadError> {
         return Err(LoadError::Invalid(
             "unknown WebAssembly binary version or layer".into(),
         ));
+    }
+    Ok(())
+}
+
+/// What an upload may contain, checked by reading it before anything is
+/// compiled: compile time and memory grow with these, and a component past
+/// them costs every tenant's I/O while it compiles. The defaults are far
+/// above what a storage backstore needs (the example guests have about a
+/// thousand functions each; see docs/limits.md).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LoadLimits {
+    /// Functions with a body, all core modules together.
+    pub functions: u64,
+    /// Bytes of one function body.
+    pub function_body: u64,
+    /// Locals of one function.
+    pub locals: u64,
+    /// Core modules in the component (nested ones included).
+    pub modules: u64,
+    /// Data segments, all core modules together.
+    pub data_segments: u64,
+    /// Memories defined, all core modules together.
+    pub memories: u64,
+    /// Tables defined, all core modules together.
+    pub tables: u64,
+}
+
+impl Default for LoadLimits {
+    fn default() -> Self {
+        Self {
+            functions: 50_000,
+            function_body: 512 << 10,
+            locals: 10_000,
+            modules: 32,
+            data_segments: 10_000,
+            memories: 8,
+            tables: 32,
+        }
+    }
+}
+
+/// Read the component without compiling it: its top-level imports must all
+/// be offered, the driver must be exported, and its core modules must stay
+/// within `limits`. The cheap refusals come first, as they would from
+/// [`check_and_link`] after compiling.
+pub(crate) fn precheck(bytes: &[u8], limits: &LoadLimits) -> Result<(), LoadError> {
+    use wasmtime::wasmparser::{Encoding, Parser, Payload};
+    let invalid = |e: wasmtime::wasmparser::BinaryReaderError| LoadError::Invalid(e.to_string());
+    let over = |what: &str, n: u64, max: u64| {
+        LoadError::TooComplex(format!("{what}: {n}, the limit is {max}"))
+    };
+    let mut depth = 0usize;
+    let (mut functions, mut modules, mut data, mut memories, mut tables) = (0, 0, 0, 0, 0);
+    let mut imports: Vec<String> = Vec::new();
+    let mut driver = false;
+    for payload in Parser::new(0).parse_all(bytes) {
+        match payload.map_err(invalid)? {
+            Payload::Version { encoding, .. } => {
+                depth += 1;
+                if encoding == Encoding::Module {
+                    modules += 1;
+                    if modules > limits.modules {
+                        return Err(over("core modules", modules, limits.modules));
+                    }
+                }
+            }
+            Payload::End(_) => depth = depth.saturating_sub(1),
+            Payload::ComponentImportSection(r) if depth == 1 => {
+                for i in r {
+                    imports.push(i.map_err(invalid)?.name.name.to_string());
+                }
+            }
+            Payload::ComponentExportSection(r) if depth == 1 => {
+                for e in r {
+                    driver |= e.map_err(invalid)?.name.name == DRIVER_EXPORT;
+                }
+            }
+            Payload::CodeSectionEntry(body) => {
+                functions += 1;
+                if functions > limits.functions {
+                    return Err(over("functions", functions, limits.functions));
+                }
+                let size = body.range().len() as u64;
+                if size > limits.function_body {
+                    return Err(over(
+                        &format!("bytes in function body {functions}"),
+                        size,
+                        limits.function_body,
+                    ));
+                }
+                let mut locals = 0u64;
+                for l in body.get_locals_reader().map_err(invalid)? {
+                    locals += u64::from(l.map_err(invalid)?.0);
+                    if locals > limits.locals {
+                        return Err(over(
+                            &format!("locals in function {functions}"),
+                            locals,
+                            limits.locals,
+                        ));
+                    }
+                }
+            }
+            Payload::DataSection(r) => {
+                data += u64::from(r.count());
+                if data > limits.data_segments {
+                    return Err(over("data segments", data, limits.data_segments));
+                }
+            }
+            Payload::MemorySection(r) => {
+                memories += u64::from(r.count());
+                if memories > limits.memories {
+                    return Err(over("memories", memories, limits.memories));
+                }
+            }
+            Payload::TableSection(r) => {
+                tables += u64::from(r.count());
+                if tables > limits.tables {
+                    return Err(over("tables", tables, limits.tables));
+                }
+            }
+            _ => {}
+        }
+    }
+    if let Some(name) = imports
+        .iter()
+        .find(|n| wasi::forbidden(n))
+        .or_else(|| imports.iter().find(|n| !import_offered(n)))
+    {
+        return Err(LoadError::Import {
+            name: name.clone(),
+            forbidden: wasi::forbidden(name),
+        });
+    }
+    if !driver {
+        return Err(LoadError::MissingDriver);
     }
     Ok(())
 }

@@ -2,7 +2,9 @@
 
 mod common;
 
-use wasmtap_runtime::LoadError;
+use std::time::Duration;
+
+use wasmtap_runtime::{LoadError, LoadLimits, Runtime, RuntimeConfig};
 
 #[test]
 fn random_bytes_are_not_wasm() {
@@ -88,8 +90,13 @@ fn filesystem_and_unknown_imports_are_refused_by_name() {
 fn an_offered_name_with_the_wrong_shape_is_a_mismatch() {
     let rt = common::runtime();
     // `log` exists, but not with a function called `shout`.
+    // (It exports a driver by name, so it passes the reading before
+    // compiling; the linker finds the mismatch.)
     let c = wat::parse_str(
-        r#"(component (import "wasmtap:backstore/log@0.1.0" (instance (export "shout" (func)))))"#,
+        r#"(component
+            (import "wasmtap:backstore/log@0.1.0" (instance (export "shout" (func))))
+            (instance $d)
+            (export "wasmtap:backstore/driver@0.1.0" (instance $d)))"#,
     )
     .unwrap();
     assert!(matches!(
@@ -117,4 +124,78 @@ fn a_real_guest_loads_and_its_imports_are_listed() {
         m.imports()
     );
     assert_eq!(m.hash_hex().len(), 64);
+}
+
+/// A component whose core module has `funcs` functions of `locals` locals
+/// each (and nothing else), in the binary format.
+fn component_with(funcs: usize, locals: usize) -> Vec<u8> {
+    let body = if locals > 0 {
+        format!("(local {})", "i64 ".repeat(locals))
+    } else {
+        String::new()
+    };
+    let mut text = String::from("(component (core module ");
+    for _ in 0..funcs {
+        text.push_str(&format!("(func {body})"));
+    }
+    text.push_str("))");
+    wat::parse_str(&text).unwrap()
+}
+
+/// Issue 11, row 5: what makes a compile slow or large is refused by
+/// reading the upload, before anything is compiled.
+#[test]
+fn static_limits_refuse_a_component_before_it_is_compiled() {
+    let rt = common::runtime();
+    let limits = LoadLimits::default();
+    let many = component_with(limits.functions as usize + 1, 0);
+    match rt.load(&many).unwrap_err() {
+        LoadError::TooComplex(why) => assert!(why.starts_with("functions: 50001"), "{why}"),
+        e => panic!("{e}"),
+    }
+    let wide = component_with(1, limits.locals as usize + 1);
+    match rt.load(&wide).unwrap_err() {
+        LoadError::TooComplex(why) => assert!(why.contains("locals in function 1"), "{why}"),
+        e => panic!("{e}"),
+    }
+    // Within the limits it is read further: this one has no driver, which
+    // is also refused before compiling.
+    assert_eq!(
+        rt.load(&component_with(10, 10)).unwrap_err(),
+        LoadError::MissingDriver
+    );
+    // Every example guest is far inside the limits.
+    for g in [
+        wasmtap_example_guests::RAM,
+        wasmtap_example_guests::RAW_FILE,
+        wasmtap_example_guests::NULL,
+    ] {
+        rt.load(&std::fs::read(g).unwrap()).unwrap();
+    }
+}
+
+/// Issue 11, row 5: compiles are bounded in number and time; a load that
+/// cannot get a slot, or whose compile outlives the limit, is refused
+/// with that reason.
+#[test]
+fn compiles_are_bounded_in_number_and_time() {
+    let rt = Runtime::new(RuntimeConfig {
+        max_instances: 4,
+        compile_slots: 1,
+        compile_timeout: Duration::from_millis(1),
+        ..RuntimeConfig::default()
+    })
+    .unwrap();
+    let ram = std::fs::read(wasmtap_example_guests::RAM).unwrap();
+    match rt.load(&ram).unwrap_err() {
+        LoadError::CompilerBusy(why) => assert!(why.contains("took longer"), "{why}"),
+        e => panic!("{e}"),
+    }
+    // The first compile still holds the only slot.
+    let null = std::fs::read(wasmtap_example_guests::NULL).unwrap();
+    match rt.load(&null).unwrap_err() {
+        LoadError::CompilerBusy(why) => assert!(why.contains("the compiler is busy"), "{why}"),
+        e => panic!("{e}"),
+    }
+    assert_eq!(rt.cached_modules(), 0);
 }

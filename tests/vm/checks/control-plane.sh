@@ -3,7 +3,7 @@
 # /usr/bin/wasmtap and /test/raw-file.wasm in the image (tests/vm/ci.sh adds them).
 #
 # Everything goes through the JSON API with the `wasmtap` CLI, as an operator would:
-#  1. `wasmtap serve` (tcmu frontend, web API on 127.0.0.1:8470, admin token from the flag);
+#  1. `wasmtap serve` (tcmu frontend, web API on 127.0.0.1:8470, admin token from a 0600 file);
 #  2. admin creates tenant acme and a token; acme creates a 64 MiB device on the built-in raw-file
 #     module; admin exports it as a LUN (configfs backstore with dev_config wasmtap/@<id>);
 #  3. the LUN appears as /dev/sdX; a pattern written over the whole disk reads back identical; the
@@ -21,7 +21,8 @@ DAEMON_LOG=/run/wasmtap-serve.log
 CFG=/sys/kernel/config/target
 DATA_DIR=/tmp/wasmtap
 ADMIN=wt_vmadmin0000000000000000000000000000000000
-SERVE_ARGS="--data-dir $DATA_DIR --admin-token $ADMIN"
+ADMIN_FILE=/tmp/wasmtap-admin.token
+SERVE_ARGS="--data-dir $DATA_DIR --admin-token-file $ADMIN_FILE"
 PAT=/tmp/pattern
 T_START=$(uptime_ms)
 . /test/daemon-lib.sh
@@ -36,6 +37,7 @@ field() { echo "$1" | tr ',{}' '\n\n\n' | grep "\"$2\"" | head -n 1 | sed 's/.*:
 section "daemon start"
 ip link set lo up 2>/dev/null || ifconfig lo 127.0.0.1 up
 mkdir -p "$DATA_DIR"
+(umask 077 && echo "$ADMIN" >"$ADMIN_FILE")
 head -c $((SIZE_MB * 1024 * 1024)) /dev/urandom >"$PAT"
 if start_daemon && wait_until 60 api_up; then
     pass "wasmtap serve $SERVE_ARGS: API answers on $WASMTAP_URL"

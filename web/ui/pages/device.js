@@ -76,6 +76,11 @@ export async function devicePage(main, id, { session, navigate }) {
   const tInFlight = tile('In flight', 'stat-in-flight');
   const tData = tile('Data read / written', 'stat-bytes');
   const tErrors = tile('Check conditions', 'stat-errors');
+  // What the guest holds of what the host shares (docs/limits.md).
+  const tMemory = tile('Guest memory', 'stat-guest-memory');
+  const tFiles = tile('Open files', 'stat-open-files');
+  const tStored = tile('Stored', 'stat-stored');
+  const tIoQueued = tile('I/O queued', 'stat-io-pending');
 
   const swapErr = h('div', { class: 'slot' });
   const swapSlot = h('div', { class: 'slot' });
@@ -153,6 +158,7 @@ export async function devicePage(main, id, { session, navigate }) {
     pageErr,
     reasonSlot,
     h('div', { class: 'tiles' }, [tState, tRestarts, tModule, tLun, tCommands, tInFlight, tData, tErrors].map((t) => t.el)),
+    h('div', { class: 'tiles', testid: 'device-resources', 'aria-label': 'Resources held' }, [tMemory, tFiles, tStored, tIoQueued].map((t) => t.el)),
     h('div', { class: 'grid-2' },
       h('section', { class: 'card', 'aria-labelledby': 'swap-h' },
         h('h2', { id: 'swap-h' }, icon('swap'), ' Module'),
@@ -189,6 +195,22 @@ export async function devicePage(main, id, { session, navigate }) {
         icon(bad ? 'alert' : 'info'), h('div', null, h('strong', null, bad ? `${dev.state}: ` : 'Last guest failure: '), dev.reason)));
     }
     if (dev.counters) renderCounters(dev.counters);
+    renderResources(dev.resources);
+  }
+
+  function renderResources(r) {
+    if (!r) {
+      for (const t of [tMemory, tFiles, tStored, tIoQueued]) { t.value.textContent = '—'; t.sub.textContent = 'no guest running'; }
+      return;
+    }
+    tMemory.value.textContent = fmtBytes(r.memory ?? 0);
+    tMemory.sub.textContent = 'linear memory of the instance';
+    tFiles.value.textContent = fmtNum(r.open_files ?? 0);
+    tFiles.sub.textContent = `of ${fmtNum(r.open_files_limit ?? 0)} allowed`;
+    tStored.value.textContent = fmtBytes(r.storage_bytes ?? 0);
+    tStored.sub.textContent = `of ${fmtBytes(r.storage_bytes_limit ?? 0)} · ${fmtNum(r.storage_files ?? 0)} of ${fmtNum(r.storage_files_limit ?? 0)} files`;
+    tIoQueued.value.textContent = fmtNum(r.io_pending ?? 0);
+    tIoQueued.sub.textContent = 'jobs on the shared I/O threads';
   }
 
   function renderCounters(c) {
@@ -231,6 +253,7 @@ export async function devicePage(main, id, { session, navigate }) {
       clear(pageErr);
       if (s.state && s.state !== dev.state) { dev.state = s.state; fill(badgeSlot, stateBadge(dev.state, 'device-state-badge')); tState.value.textContent = dev.state; tState.value.dataset.state = dev.state; }
       if (s.counters) renderCounters(s.counters);
+      renderResources(s.resources);
       const at = Number(s.at_ms) || Date.now();
       const cur = { at_ms: at, counters: s.counters || {} };
       const d = prev ? deltas(prev, cur) : null;
