@@ -18,7 +18,7 @@ use crate::app::{
     ControlPlane, create_private_dir, hash_token, new_token, write_content_addressed,
 };
 use crate::error::ApiError;
-use crate::host::{DeviceCounters, DeviceState, FrontendKind};
+use crate::host::{DeviceCounters, DeviceLive, DeviceState, FrontendKind};
 use crate::store::{DeviceRow, ModuleRow, NewDevice, NewModule, Report, Scope, rfc3339};
 
 type Cp = State<Arc<ControlPlane>>;
@@ -273,8 +273,30 @@ fn module_json(cp: &ControlPlane, m: &ModuleRow, scope: Scope) -> Result<Value, 
     }))
 }
 
+/// A device's live state, or `restoring` while the control plane has not
+/// brought it back since the daemon started.
+fn live_of(cp: &ControlPlane, id: i64) -> Option<DeviceLive> {
+    let live = cp.host.live(id);
+    if !cp.is_restoring(id)
+        || live
+            .as_ref()
+            .is_some_and(|l| l.state != DeviceState::Stopped)
+    {
+        return live;
+    }
+    Some(DeviceLive {
+        state: DeviceState::Restoring,
+        reason: Some("being restored since the daemon started".into()),
+        restarts: 0,
+        counters: DeviceCounters::default(),
+        log: Vec::new(),
+        exercising: false,
+        resources: None,
+    })
+}
+
 fn device_json(cp: &ControlPlane, d: &DeviceRow) -> Value {
-    let live = cp.host.live(d.id);
+    let live = live_of(cp, d.id);
     let (state, reason, restarts, exercising, counters, resources) = match live {
         Some(l) => (
             l.state,
@@ -975,7 +997,7 @@ fn now_ms() -> u64 {
 pub(crate) async fn stats(caller: Caller, State(cp): Cp, Path(id): Path<String>) -> ApiResult {
     let d = visible_device(&cp, &caller, &id)?;
     let at_ms = now_ms();
-    let v = match cp.host.live(d.id) {
+    let v = match live_of(&cp, d.id) {
         Some(l) => json!({
             "at_ms": at_ms,
             "state": l.state,

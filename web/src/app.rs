@@ -74,6 +74,13 @@ impl Quota {
     }
 }
 
+/// Devices [`ControlPlane::restore`] brings back at once.
+pub const RESTORE_PARALLEL: usize = 4;
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// How the control plane is set up.
 #[derive(Clone)]
 pub struct WebConfig {
@@ -150,6 +157,8 @@ pub struct ControlPlane {
     /// One async lock per device: changes to a device (bind, export,
     /// unexport, delete) run one at a time.
     device_locks: Mutex<HashMap<i64, Arc<tokio::sync::Mutex<()>>>>,
+    /// Devices [`ControlPlane::restore`] has not brought back yet.
+    restoring: Mutex<std::collections::HashSet<i64>>,
     /// Binds in progress per target module id, so a module cannot be deleted
     /// while the host is switching a device to it.
     pub(crate) pending_binds: Mutex<HashMap<i64, usize>>,
@@ -369,6 +378,7 @@ impl ControlPlane {
             host,
             store,
             device_locks: Mutex::new(HashMap::new()),
+            restoring: Mutex::default(),
             pending_binds: Mutex::new(HashMap::new()),
             started: SystemTime::now(),
             http_limits: cfg.http,
@@ -425,8 +435,13 @@ impl ControlPlane {
     /// logged and the next device is tried), then, for every device with a
     /// LUN row, calls `host.export` again so the host knows (or, after a
     /// reboot, recreates) the LUN; the row is updated with what the host
-    /// answers, or removed if it fails. Blocking: call it before serving or
-    /// from `spawn_blocking`.
+    /// answers, or removed if it fails.
+    ///
+    /// Up to [`RESTORE_PARALLEL`] devices are restored at once (a guest's
+    /// `open` may take seconds), each under its device lock, so API calls
+    /// on a device wait until it is back while everything else is served;
+    /// until then the device shows as `restoring`. Blocking: call it from a
+    /// thread of its own (or `spawn_blocking`) while the server serves.
     pub fn restore(&self) {
         let devices = match self.store.devices(Scope::All) {
             Ok(d) => d,
@@ -435,38 +450,60 @@ impl ControlPlane {
                 return;
             }
         };
-        for d in &devices {
-            let spec = self.spec(d);
-            if let Err(e) = create_private_dir(&spec.dir) {
-                tracing::error!("restore: device {} dir {}: {e}", d.id, spec.dir.display());
+        lock(&self.restoring).extend(devices.iter().map(|d| d.id));
+        let queue = Mutex::new(devices.into_iter());
+        std::thread::scope(|s| {
+            for _ in 0..RESTORE_PARALLEL {
+                s.spawn(|| {
+                    loop {
+                        let next = lock(&queue).next();
+                        let Some(d) = next else { return };
+                        let held = self.device_lock(d.id).blocking_lock_owned();
+                        self.restore_one(&d);
+                        lock(&self.restoring).remove(&d.id);
+                        drop(held);
+                    }
+                });
             }
-            if let Err(e) = self.host.start(&spec) {
+        });
+    }
+
+    /// Whether device `id` is still being restored.
+    pub(crate) fn is_restoring(&self, id: i64) -> bool {
+        lock(&self.restoring).contains(&id)
+    }
+
+    fn restore_one(&self, d: &DeviceRow) {
+        let spec = self.spec(d);
+        if let Err(e) = create_private_dir(&spec.dir) {
+            tracing::error!("restore: device {} dir {}: {e}", d.id, spec.dir.display());
+        }
+        if let Err(e) = self.host.start(&spec) {
+            tracing::error!(
+                "restore: starting device {} ({}/{}): {e}",
+                d.id,
+                d.tenant,
+                d.name
+            );
+            return;
+        }
+        let Some(lun) = &d.lun else { return };
+        match self.host.export(&spec) {
+            Ok(now) if &now == lun => {}
+            Ok(now) => {
+                if let Err(e) = self.store.set_lun(d.id, &now) {
+                    tracing::error!("restore: recording LUN of device {}: {e}", d.id);
+                }
+            }
+            Err(e) => {
                 tracing::error!(
-                    "restore: starting device {} ({}/{}): {e}",
+                    "restore: re-exporting device {} ({}/{}): {e}; it is no longer exported",
                     d.id,
                     d.tenant,
                     d.name
                 );
-                continue;
-            }
-            let Some(lun) = &d.lun else { continue };
-            match self.host.export(&spec) {
-                Ok(now) if &now == lun => {}
-                Ok(now) => {
-                    if let Err(e) = self.store.set_lun(d.id, &now) {
-                        tracing::error!("restore: recording LUN of device {}: {e}", d.id);
-                    }
-                }
-                Err(e) => {
-                    tracing::error!(
-                        "restore: re-exporting device {} ({}/{}): {e}; it is no longer exported",
-                        d.id,
-                        d.tenant,
-                        d.name
-                    );
-                    if let Err(e) = self.store.clear_lun(d.id) {
-                        tracing::error!("restore: forgetting LUN of device {}: {e}", d.id);
-                    }
+                if let Err(e) = self.store.clear_lun(d.id) {
+                    tracing::error!("restore: forgetting LUN of device {}: {e}", d.id);
                 }
             }
         }
@@ -536,14 +573,16 @@ impl ControlPlane {
 
     /// Waits for, then holds, device `id`'s lock.
     pub(crate) async fn lock_device(&self, id: i64) -> tokio::sync::OwnedMutexGuard<()> {
-        let m = self
-            .device_locks
+        self.device_lock(id).lock_owned().await
+    }
+
+    fn device_lock(&self, id: i64) -> Arc<tokio::sync::Mutex<()>> {
+        self.device_locks
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .entry(id)
             .or_default()
-            .clone();
-        m.lock_owned().await
+            .clone()
     }
 
     /// Forgets a deleted device's lock.

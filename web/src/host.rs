@@ -146,6 +146,8 @@ pub enum DeviceState {
     Offline,
     /// Not being served (not started, or stopped).
     Stopped,
+    /// Being started again after the daemon started (its guest opens).
+    Restoring,
 }
 
 /// A latency histogram: `counts[i]` commands took at most `bounds_us[i]`

@@ -30,6 +30,6 @@ mod server;
 mod store;
 pub mod ui;
 
-pub use app::{ControlPlane, Quota, WebConfig, route_table};
+pub use app::{ControlPlane, Quota, RESTORE_PARALLEL, WebConfig, route_table};
 pub use error::{ApiError, Error};
 pub use server::{CONTENT_SECURITY_POLICY, HttpLimits, add_security_headers};

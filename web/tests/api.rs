@@ -46,6 +46,11 @@ struct MockHost {
     counters: Mutex<HashMap<i64, DeviceCounters>>,
     /// Content hashes the control plane said no module uses any more.
     forgotten: Mutex<Vec<String>>,
+    /// While set, every `start` waits (and counts itself in `starting`
+    /// meanwhile).
+    start_gate: AtomicBool,
+    starting: std::sync::atomic::AtomicUsize,
+    max_starting: std::sync::atomic::AtomicUsize,
     /// What the host serves: device id → the spec it runs.
     serving: Mutex<HashMap<i64, DeviceSpec>>,
     rebinding: Mutex<HashSet<i64>>,
@@ -114,6 +119,14 @@ impl Host for MockHost {
     }
     fn start(&self, dev: &DeviceSpec) -> Result<(), String> {
         self.push(Call::Start(dev.clone()));
+        if self.start_gate.load(Ordering::SeqCst) {
+            let now = self.starting.fetch_add(1, Ordering::SeqCst) + 1;
+            self.max_starting.fetch_max(now, Ordering::SeqCst);
+            while self.start_gate.load(Ordering::SeqCst) {
+                std::thread::sleep(std::time::Duration::from_millis(2));
+            }
+            self.starting.fetch_sub(1, Ordering::SeqCst);
+        }
         if let Some(e) = self.fail_start.lock().unwrap().clone() {
             return Err(e);
         }
@@ -1984,7 +1997,7 @@ async fn restart_keeps_everything_and_restores_devices() {
         host2.calls()
     );
     cp2.restore();
-    let starts: Vec<DeviceSpec> = host2
+    let mut starts: Vec<DeviceSpec> = host2
         .calls()
         .into_iter()
         .filter_map(|c| match c {
@@ -1992,6 +2005,8 @@ async fn restart_keeps_everything_and_restores_devices() {
             _ => None,
         })
         .collect();
+    // Restored in parallel: in any order.
+    starts.sort_by_key(|s| s.id);
     assert_eq!(starts, specs_before);
     assert!(
         host2
@@ -2027,7 +2042,7 @@ async fn restore_logs_failures_and_goes_on() {
     *host2.fail_start.lock().unwrap() = Some("no".into());
     let (cp2, _) = ControlPlane::open(config(env.dir.path()), host2.clone()).unwrap();
     cp2.restore();
-    let started: Vec<i64> = host2
+    let mut started: Vec<i64> = host2
         .calls()
         .into_iter()
         .filter_map(|c| match c {
@@ -2035,7 +2050,57 @@ async fn restore_logs_failures_and_goes_on() {
             _ => None,
         })
         .collect();
+    started.sort();
     assert_eq!(started, vec![d1, d2]);
+}
+
+/// Issue 11, row 11: the API answers while devices are restored, a few
+/// at a time; each shows `restoring` until it is up, and a call on one
+/// waits for it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn devices_are_restored_in_parallel_while_the_api_serves() {
+    let env = setup();
+    let a = env.tenant("a").await;
+    let ram = env.builtin("ram").await;
+    let mut ids = Vec::new();
+    for i in 0..8 {
+        ids.push(id_of(&env.device(&a, &format!("d{i}"), ram).await));
+    }
+    let host2 = Arc::new(MockHost::default());
+    host2.start_gate.store(true, Ordering::SeqCst);
+    let (cp2, _) = ControlPlane::open(config(env.dir.path()), host2.clone()).unwrap();
+    let cp2 = Arc::new(cp2);
+    let app2 = cp2.clone().router();
+    let restorer = {
+        let cp2 = cp2.clone();
+        std::thread::spawn(move || cp2.restore())
+    };
+    // Every start blocks on the gate: the first wave is in `start`.
+    while host2.starting.load(Ordering::SeqCst) < wasmtap_web::RESTORE_PARALLEL {
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    let (s, v) = send(&app2, request("GET", "/api/v1/devices", Some(&a), None)).await;
+    assert_eq!(s, StatusCode::OK, "the API answers during the restore");
+    let states: Vec<&str> = v
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["state"].as_str().unwrap())
+        .collect();
+    assert_eq!(states, vec!["restoring"; 8]);
+    host2.start_gate.store(false, Ordering::SeqCst);
+    tokio::task::spawn_blocking(move || restorer.join().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(
+        host2.max_starting.load(Ordering::SeqCst),
+        wasmtap_web::RESTORE_PARALLEL,
+        "a few at a time, never more"
+    );
+    let (_, v) = send(&app2, request("GET", "/api/v1/devices", Some(&a), None)).await;
+    for d in v.as_array().unwrap() {
+        assert_eq!(d["state"], "running", "{d}");
+    }
 }
 
 // ------------------------------------------------------------------ over TCP

@@ -164,6 +164,7 @@ const STATE_HELP = {
   degraded: 'The guest failed and is being restarted',
   offline: 'The backstore cannot run; I/O answers NOT READY',
   stopped: 'Not being served',
+  restoring: 'Being started again after the daemon started',
 };
 export function stateBadge(state, testid = 'state-badge') {
   const s = state || 'unknown';

@@ -143,10 +143,56 @@ pub struct Load {
     pub print: bool,
 }
 
+/// Error lines the initiator logs per second per device; a tenant can
+/// exercise an offline device, and every command of it fails.
+const ERROR_LINES_PER_SEC: u32 = 10;
+
+/// At most `per_sec` lines a second; past that, lines are counted and one
+/// line a second says how many were left out.
+#[derive(Debug)]
+pub(crate) struct Throttle {
+    per_sec: u32,
+    window: Instant,
+    logged: u32,
+    dropped: u64,
+}
+
+impl Throttle {
+    pub(crate) fn new(per_sec: u32) -> Self {
+        Self {
+            per_sec,
+            window: Instant::now(),
+            logged: 0,
+            dropped: 0,
+        }
+    }
+
+    /// Whether to log the next line (`who` names the source in the
+    /// summary of what was left out).
+    pub(crate) fn allow(&mut self, who: &str) -> bool {
+        if self.window.elapsed() >= Duration::from_secs(1) {
+            if self.dropped > 0 {
+                tracing::error!(device = %who, "{} more error line(s) not logged in the last second", self.dropped);
+            }
+            self.window = Instant::now();
+            self.logged = 0;
+            self.dropped = 0;
+        }
+        if self.logged < self.per_sec {
+            self.logged += 1;
+            true
+        } else {
+            self.dropped += 1;
+            false
+        }
+    }
+}
+
 /// Run the verifying initiator against the simulated kernel `k` until
 /// `stop`, then wait for everything queued. Errors if any command failed or
 /// any block read back wrong.
 pub fn initiator(k: &mut SimKernel, load: &Load, stop: &AtomicBool) -> Result<String, String> {
+    let mut throttle = Throttle::new(ERROR_LINES_PER_SEC);
     let (dev_blocks, qd, bs) = (load.blocks, load.queue_depth, load.block_size);
     // The largest transfer is 128 blocks of 512 (64 KiB) or 16 of 4096.
     let unit = 8 * 512 / bs.min(4096);
@@ -285,7 +331,9 @@ pub fn initiator(k: &mut SimKernel, load: &Load, stop: &AtomicBool) -> Result<St
             bytes += u64::from(p.blocks * bs);
             if c.status != abi::SAM_STAT_GOOD {
                 errors += 1;
-                tracing::error!(lba = p.lba, status = c.status, sense = ?&c.sense[..18.min(c.sense.len())], "I/O failed");
+                if throttle.allow(&load.label) {
+                    tracing::error!(device = %load.label, lba = p.lba, status = c.status, sense = ?&c.sense[..18.min(c.sense.len())], "I/O failed");
+                }
                 continue;
             }
             if p.write {
@@ -304,7 +352,9 @@ pub fn initiator(k: &mut SimKernel, load: &Load, stop: &AtomicBool) -> Result<St
                     }
                     if got != expect.as_slice() {
                         errors += 1;
-                        tracing::error!(lba = p.lba + b, "data mismatch on read-back");
+                        if throttle.allow(&load.label) {
+                            tracing::error!(device = %load.label, lba = p.lba + b, "data mismatch on read-back");
+                        }
                     }
                 }
             }
@@ -377,5 +427,20 @@ fn one(k: &mut SimKernel, cdb: &[u8], dir: DataRef<'_>) -> Result<Completion, St
         if crate::worker::poll_fds(&mut fds, 100).map_err(|e| e.to_string())? > 0 {
             k.to_kernel.wait().map_err(|e| e.to_string())?;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_throttle_lets_a_few_lines_a_second_through() {
+        let mut t = Throttle::new(3);
+        let allowed = (0..1000).filter(|_| t.allow("d")).count();
+        assert_eq!((allowed, t.dropped), (3, 997));
+        t.window -= Duration::from_secs(1);
+        assert!(t.allow("d"), "a new second starts over");
+        assert_eq!(t.dropped, 0);
     }
 }

@@ -207,8 +207,20 @@ fn start_web(
                 }
             };
             let cp = Arc::new(cp);
-            cp.restore();
-            host.set_ready();
+            // The API serves at once; devices come back meanwhile, a few at
+            // a time, each `restoring` until it is up.
+            {
+                let (cp, host) = (Arc::clone(&cp), Arc::clone(&host));
+                thread::Builder::new()
+                    .name("restore".into())
+                    .spawn(move || {
+                        let started = std::time::Instant::now();
+                        cp.restore();
+                        host.set_ready();
+                        tracing::info!("devices restored in {:.1?}", started.elapsed());
+                    })
+                    .map_err(|e| format!("spawn restore thread: {e}"))?;
+            }
             println!(
                 "wasmtap: web UI and API at http://{addr}/  (data in {})",
                 data_dir.display()

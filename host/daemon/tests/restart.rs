@@ -71,6 +71,17 @@ impl Daemon {
     }
 }
 
+impl Drop for Daemon {
+    /// A failed test must not leave its daemon running (it would also
+    /// hold the test's output pipe open).
+    fn drop(&mut self) {
+        if self.child.try_wait().ok().flatten().is_none() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
 fn call(method: &str, url: &str, token: &str, body: Option<Value>) -> (u16, Value) {
     let req = ureq::request(method, url).set("Authorization", &format!("Bearer {token}"));
     let r = match body {
@@ -220,8 +231,18 @@ fn a_restarted_daemon_brings_everything_back() {
     // Same tokens, same tenant, same device bound to the same module version.
     let (s, list) = call("GET", &format!("{u}/api/v1/devices"), &tok, None);
     assert_eq!(s, 200, "{list}");
-    let (s, now) = call("GET", &format!("{u}/api/v1/devices/{id}"), &tok, None);
-    assert_eq!(s, 200, "{now}");
+    // The API answers at once; the device is `restoring` until its guest
+    // has opened, then running.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let now = loop {
+        let (s, now) = call("GET", &format!("{u}/api/v1/devices/{id}"), &tok, None);
+        assert_eq!(s, 200, "{now}");
+        if now["state"] != json!("restoring") {
+            break now;
+        }
+        assert!(Instant::now() < deadline, "still restoring: {now}");
+        thread::sleep(Duration::from_millis(50));
+    };
     assert_eq!(now["module"]["sha256"], m["sha256"], "{now}");
     assert_eq!(now["state"], json!("running"), "{now}");
     let (s, _) = call("GET", &format!("{u}/api/v1/tenants/acme"), &admin, None);
