@@ -13,6 +13,7 @@
 //! | `disk` | `open` | writes 1 MiB chunks to `fill` until `write-at` fails (at most `max=`, default 1G) |
 //! | `many-files` | `open` | creates empty files `e0`, `e1`, ... until `open` fails (at most 100000) |
 //! | `log` | each read | logs 1000 lines with embedded newlines and escapes |
+//! | `slow-open` | `open` | spins `spin=` iterations (default 30,000,000,000: past any open deadline) |
 //! | `debug` | `debug` | spins `spin=` iterations (default 300,000,000: a fraction of a second) and returns 32 MiB of text |
 
 use wasmtap_guest_sdk::storage::{self, File};
@@ -30,6 +31,7 @@ enum Attack {
     ManyFiles,
     Log,
     Debug,
+    SlowOpen,
 }
 
 /// A disk that attacks the host.
@@ -123,6 +125,7 @@ impl Backstore for Hog {
             Some("many-files") => Attack::ManyFiles,
             Some("log") => Attack::Log,
             Some("debug") => Attack::Debug,
+            Some("slow-open") => Attack::SlowOpen,
             _ => return Err(ErrorCode::InvalidConfig),
         };
         let count = c.u64("count").map_err(|e| e.report())?.unwrap_or(4000);
@@ -156,6 +159,15 @@ impl Backstore for Hog {
                 let f = storage::open("data", true, true)?;
                 f.set_size(hog.size)?;
                 hog.files.push(f);
+            }
+            Attack::SlowOpen => {
+                let spin = c
+                    .u64("spin")
+                    .map_err(|e| e.report())?
+                    .unwrap_or(30_000_000_000);
+                for i in 0..spin {
+                    core::hint::black_box(i);
+                }
             }
             Attack::Log | Attack::Debug => {}
         }
