@@ -8,7 +8,7 @@
 //! | `attack=` | when | what |
 //! |---|---|---|
 //! | `files` | `open` | opens `f0`, `f1`, ... (created) and keeps them all open until `open` fails |
-//! | `read-at` | `open`, each read | sizes a sparse file to 4 GiB, then asks `read-at` for 4 GiB - 1 |
+//! | `read-at` | each read | asks `read-at` for 4 GiB - 1 of a sparse file it sized to 4 GiB in `open` (inside `queue-batch`, whose host-work budget grows with the batch) |
 //! | `submits` | each read | submits the request's whole range from a file `count=` times (default 4000) |
 //! | `disk` | `open` | writes 1 MiB chunks to `fill` until `write-at` fails (at most `max=`, default 1G) |
 //! | `many-files` | `open` | creates empty files `e0`, `e1`, ... until `open` fails (at most 100000) |
@@ -153,7 +153,6 @@ impl Backstore for Hog {
                 let f = storage::open("sparse", true, true)?;
                 f.set_size(4 << 30)?;
                 hog.files.push(f);
-                hog.huge_read();
             }
             Attack::Submits => {
                 let f = storage::open("data", true, true)?;

@@ -33,11 +33,23 @@ struct Env {
 }
 
 fn start(tag: &str) -> Env {
+    start_with(tag, "")
+}
+
+/// A daemon with `config` (TOML) as its configuration file.
+fn start_with(tag: &str, config: &str) -> Env {
     let data = std::env::temp_dir().join(format!("wasmtap-abuse-{tag}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&data);
     std::fs::create_dir_all(&data).unwrap();
     let stderr = data.with_extension("stderr");
-    let d = Daemon::start_with(&data, &["--admin-token", ADMIN], Some(&stderr));
+    let conf = data.with_extension("toml");
+    std::fs::write(&conf, config).unwrap();
+    let conf = conf.to_string_lossy().into_owned();
+    let d = Daemon::start_with(
+        &data,
+        &["--admin-token", ADMIN, "--config", &conf],
+        Some(&stderr),
+    );
     Env { d, data, stderr }
 }
 
@@ -115,6 +127,7 @@ impl Drop for Env {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.data);
         let _ = std::fs::remove_file(&self.stderr);
+        let _ = std::fs::remove_file(self.data.with_extension("toml"));
     }
 }
 
@@ -316,13 +329,22 @@ fn row2_huge_read_at() {
     let env = start("readat");
     let bad = env.tenant("hostile");
     let hog = env.hog(&bad);
-    let (s, d) = env.device(&bad, "h", hog, "attack=read-at", "1M");
+    // 8 GiB: its storage quota lets it size a 4 GiB sparse file.
+    let (s, d) = env.device(&bad, "h", hog, "attack=read-at", "8G");
     assert_eq!(s, 201, "{d}");
     let hid = d["id"].as_i64().unwrap();
     let v = victim(&env, 4);
-    env.exercise(&bad, hid, 3, 4);
+    // Queue depth 32: the guest gets its reads in batches, so the host-work
+    // budget of a batch call is what lets a 4 GiB read-at through, or not.
+    env.exercise(&bad, hid, 3, 32);
     let seen = finish(&env, v);
     report(2, "huge read-at", &seen, "");
+    let (_, dbg) = call("GET", &env.url(&format!("/devices/{hid}/log")), &bad, None);
+    assert!(
+        dbg["debug"].as_str().unwrap_or("").contains("out-of-range"),
+        "the guest's read-at was refused: {}",
+        dbg["debug"]
+    );
 }
 
 /// Row 5: uploads built to be slow and large to compile.
@@ -396,7 +418,10 @@ fn row6_disk_fill() {
 /// Row 8: many clients asking for a slow, huge `debug`.
 #[test]
 fn row8_debug_storm() {
-    let env = start("debug");
+    // Storm and victim share 127.0.0.1 here, and the storm's connections
+    // would meet the per-peer connection limit (which protects a victim on
+    // another address; web/tests/http_limits.rs): off for this test.
+    let env = start_with("debug", "http_max_connections_per_peer = 0\n");
     let bad = env.tenant("hostile");
     let hog = env.hog(&bad);
     let (s, d) = env.device(&bad, "h", hog, "attack=debug", "1M");

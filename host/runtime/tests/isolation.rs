@@ -103,10 +103,6 @@ fn finish(stop: &AtomicBool, h: JoinHandle<Verified>) -> Verified {
     v
 }
 
-fn open_fds() -> usize {
-    std::fs::read_dir("/proc/self/fd").unwrap().count()
-}
-
 fn rss() -> u64 {
     let s = std::fs::read_to_string("/proc/self/status").unwrap();
     let kb: u64 = s
@@ -143,7 +139,6 @@ fn a_guest_hoarding_descriptors_stops_at_its_limits() {
     );
     let stop = Arc::new(AtomicBool::new(false));
     let v = victim(&rt, subdir(root.path(), "victim"), Arc::clone(&stop), 20);
-    let before = open_fds();
     let hogs: Vec<WasmBackend> = (0..3)
         .map(|i| {
             let d = subdir(root.path(), &format!("hog{i}"));
@@ -160,13 +155,8 @@ fn a_guest_hoarding_descriptors_stops_at_its_limits() {
     assert!(done[2].contains("done=0 "), "{}", done[2]);
     assert_eq!(tenant.usage().open_files, 100);
     assert_eq!(hogs[0].resources().open_files, 64);
-    // The fds of the victim's instance come and go; the hogs' are bounded.
-    assert!(
-        open_fds() <= before + 100 + 8,
-        "{} -> {}",
-        before,
-        open_fds()
-    );
+    // (The daemon process's descriptor count under this attack is checked
+    // in host/daemon/tests/abuse.rs: here other tests share the process.)
     assert!(log_text(&hogs[0]).contains("the instance's limit of 64 open files"));
     assert!(log_text(&hogs[1]).contains("the tenant's limit of 100 open files"));
     finish(&stop, v);
