@@ -15,6 +15,8 @@ use std::sync::Arc;
 use wasmtap_kernel::MappedRegion;
 use wasmtap_runtime::{InstanceSpec, Module, Runtime, RuntimeConfig, Tenant, WasmBackend};
 
+use crate::config::GuestLimits;
+
 include!(concat!(env!("OUT_DIR"), "/builtin_guests.rs"));
 
 /// What a device's dev_config asks for.
@@ -79,16 +81,22 @@ pub struct Guests {
     modules_dir: PathBuf,
     loaded: HashMap<String, Module>,
     tenant: Tenant,
+    limits: GuestLimits,
 }
 
 impl Guests {
     /// A runtime with its cache in `data_dir/cache`, modules from
     /// `data_dir/modules`.
     pub fn new(data_dir: &Path) -> Result<Self, String> {
-        let cfg = RuntimeConfig {
+        Self::with_limits(data_dir, &GuestLimits::default())
+    }
+
+    /// [`new`](Self::new) with the configuration's `[guests]` limits.
+    pub fn with_limits(data_dir: &Path, limits: &GuestLimits) -> Result<Self, String> {
+        let cfg = limits.runtime(RuntimeConfig {
             cache_dir: Some(data_dir.join("cache")),
             ..RuntimeConfig::default()
-        };
+        });
         let runtime = Runtime::new(cfg).map_err(|e| format!("WebAssembly runtime: {e}"))?;
         Ok(Self {
             runtime,
@@ -97,6 +105,7 @@ impl Guests {
             // Tenants arrive with the control plane; until then every
             // device is charged to one budget.
             tenant: Tenant::new("default", 4 << 30),
+            limits: limits.clone(),
         })
     }
 
@@ -132,6 +141,7 @@ impl Guests {
         let m = self.module(module)?;
         std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
         let mut spec = InstanceSpec::new(m, config, self.tenant.clone());
+        spec.limits = self.limits.instance();
         spec.dir = Some(dir.to_path_buf());
         spec.region = region;
         self.runtime

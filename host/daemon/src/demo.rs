@@ -47,7 +47,7 @@ pub fn run(cfg: &ServeConfig, stop: &Arc<AtomicBool>) -> Result<(), String> {
         BackstoreSpec::Native => None,
         BackstoreSpec::Guest { module, config } => {
             let config = backstore::with_geometry(&config, blocks * u64::from(BLOCK), BLOCK);
-            let mut guests = Guests::new(&cfg.data_dir)?;
+            let mut guests = Guests::with_limits(&cfg.data_dir, &cfg.guests)?;
             let dir = cfg.data_dir.join("devices").join("sim-sim0");
             tracing::info!(%module, %config, "simulated device backed by a WebAssembly backstore");
             Some(guests.open(

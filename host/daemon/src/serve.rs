@@ -270,7 +270,7 @@ fn serve_tcmu(cfg: &ServeConfig, stop: &Arc<AtomicBool>, host: &DaemonHost) -> R
         "serving TCMU devices of handler subtype {SUBTYPE:?}"
     );
     let (events, replier) = start_netlink();
-    let mut guests = Guests::new(&cfg.data_dir)?;
+    let mut guests = Guests::with_limits(&cfg.data_dir, &cfg.guests)?;
     let mut workers: HashMap<String, Running> = HashMap::new();
     while !stop.load(Ordering::Relaxed) {
         rescan(cfg, stop, &mut guests, &mut workers, host);
