@@ -24,18 +24,32 @@ pub fn max_compare_and_write(info: &DiskInfo) -> u64 {
 /// block device (SPC-4 6.4.2).
 const PERIPHERAL: u8 = 0x00;
 
-/// Standard INQUIRY data (SPC-4 6.4.2, table 139), 36 bytes.
+/// The standards the device claims, as VERSION DESCRIPTORs of the standard
+/// INQUIRY data (SPC-4 table 141, "no version claimed" codes): SAM-5,
+/// SPC-4, SBC-3. Strict initiators read them before trusting the Block
+/// Limits VPD page.
+pub const VERSION_DESCRIPTORS: [u16; 3] = [0x00A0, 0x0460, 0x04C0];
+
+/// Length of the standard INQUIRY data: through the last of the eight
+/// VERSION DESCRIPTOR fields (bytes 58..74).
+pub const STANDARD_INQUIRY_LEN: usize = 74;
+
+/// Standard INQUIRY data (SPC-4 6.4.2, table 139), 74 bytes: the fixed
+/// fields, then the version descriptors at bytes 58..74.
 pub fn standard_inquiry(id: &DeviceIdentity) -> Vec<u8> {
-    let mut d = vec![0u8; 36];
+    let mut d = vec![0u8; STANDARD_INQUIRY_LEN];
     d[0] = PERIPHERAL;
     d[1] = 0x00; // RMB = 0: not removable
     d[2] = 0x06; // VERSION: SPC-4
     d[3] = 0x12; // HISUP = 1, RESPONSE DATA FORMAT = 2
-    d[4] = 36 - 5; // ADDITIONAL LENGTH
+    d[4] = (STANDARD_INQUIRY_LEN - 5) as u8; // ADDITIONAL LENGTH
     d[7] = 0x02; // CMDQUE: full task management model
     d[8..16].copy_from_slice(id.vendor());
     d[16..32].copy_from_slice(id.product());
     d[32..36].copy_from_slice(id.revision());
+    for (i, v) in VERSION_DESCRIPTORS.iter().enumerate() {
+        be::put(&mut d[58 + 2 * i..60 + 2 * i], u64::from(*v));
+    }
     d
 }
 

@@ -129,6 +129,10 @@ if out=$(sg_inq "/dev/$SD" 2>&1); then
 else
     fail_with_log "sg_inq /dev/$SD failed: $out"
 fi
+# version descriptors (strict initiators read them before trusting VPD page B0)
+vd=$(sg_inq -d "/dev/$SD" 2>&1 | sed -n '/Version descriptors/,$p')
+check "sg_inq -d: version descriptors SAM-5, SPC-4, SBC-3 $(echo "$vd" | tr -s ' \n' ' ')" \
+    sh -c "echo '$vd' | grep -q 'SAM-5' && echo '$vd' | grep -q 'SPC-4' && echo '$vd' | grep -q 'SBC-3'"
 
 # VPD 0x00: Supported VPD pages
 if vpd_raw 0x00; then

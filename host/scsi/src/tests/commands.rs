@@ -210,12 +210,17 @@ fn standard_inquiry_layout() {
     let mut buf = vec![0; 96];
     let c = run(&t, &[0x12, 0, 0, 0, 96, 0], &mut buf);
     good(&c);
-    assert_eq!(c.data_in_len, 36);
-    let mut want = vec![0x00, 0x00, 0x06, 0x12, 31, 0x00, 0x00, 0x02];
+    assert_eq!(c.data_in_len, 74);
+    let mut want = vec![0x00, 0x00, 0x06, 0x12, 69, 0x00, 0x00, 0x02];
     want.extend_from_slice(b"WASMTAP ");
     want.extend_from_slice(b"unit test disk  ");
     want.extend_from_slice(b"0.1 ");
-    assert_eq!(&buf[..36], &want[..]);
+    // Vendor specific, CLOCKING/QAS/IUS and a reserved byte: zero.
+    want.extend_from_slice(&[0; 22]);
+    // VERSION DESCRIPTORs: SAM-5, SPC-4, SBC-3, then five unused.
+    want.extend_from_slice(&[0x00, 0xA0, 0x04, 0x60, 0x04, 0xC0]);
+    want.extend_from_slice(&[0; 10]);
+    assert_eq!(&buf[..74], &want[..]);
 }
 
 #[test]
