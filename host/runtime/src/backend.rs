@@ -99,9 +99,9 @@ impl ResourceMeter {
             ..DeviceResources::default()
         };
         if let Some(a) = m.account.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
-            let (b, f, bl, fl) = a.usage();
-            (r.storage_bytes, r.storage_files) = (b, f);
-            (r.storage_bytes_limit, r.storage_files_limit) = (bl, fl);
+            let u = a.usage();
+            (r.storage_bytes, r.storage_files) = (u.bytes, u.files);
+            (r.storage_bytes_limit, r.storage_files_limit) = (u.bytes_limit, u.files_limit);
         }
         r
     }
@@ -410,7 +410,7 @@ fn instantiate(
         ),
         None => None,
     };
-    let limiter = StoreLimiter::shown_in(
+    let limiter = StoreLimiter::new(
         spec.tenant.clone(),
         spec.limits.memory,
         spec.limits.table_elements,

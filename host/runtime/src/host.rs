@@ -150,7 +150,7 @@ impl DeviceState {
             return Ok(());
         };
         acct.grow(f, end).map_err(|who| {
-            let (_, _, bytes, _) = acct.usage();
+            let bytes = acct.usage().bytes_limit;
             self.log.host(format!(
                 "growing a file to {end} bytes refused: {who} storage quota is spent \
                  (device limit {bytes} bytes)"

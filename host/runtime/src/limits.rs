@@ -252,14 +252,6 @@ impl Tenant {
     pub(crate) fn storage_files(&self) -> &Budget {
         &self.0.storage_files
     }
-
-    fn try_charge(&self, bytes: u64) -> bool {
-        self.0.memory.try_take(bytes)
-    }
-
-    fn refund(&self, bytes: u64) {
-        self.0.memory.give(bytes);
-    }
 }
 
 /// Why the limiter refused a growth (kept for the failure reason).
@@ -289,13 +281,9 @@ pub(crate) struct StoreLimiter {
 }
 
 impl StoreLimiter {
-    #[cfg(test)]
-    pub(crate) fn new(tenant: Tenant, memory_limit: u64, table_limit: u64) -> Self {
-        Self::shown_in(tenant, memory_limit, table_limit, Arc::default())
-    }
-
-    /// A limiter that keeps its memory figure in `shown` too.
-    pub(crate) fn shown_in(
+    /// A limiter charging `tenant`, keeping its memory figure in `shown`
+    /// too (for readers on other threads).
+    pub(crate) fn new(
         tenant: Tenant,
         memory_limit: u64,
         table_limit: u64,
@@ -344,7 +332,7 @@ impl wasmtime::ResourceLimiter for StoreLimiter {
             });
             return Ok(false);
         }
-        if !self.tenant.try_charge(delta) {
+        if !self.tenant.memory().try_take(delta) {
             self.denied = Some(Denied::Tenant {
                 budget: self.tenant.budget(),
             });
@@ -359,7 +347,7 @@ impl wasmtime::ResourceLimiter for StoreLimiter {
     fn memory_grow_failed(&mut self, _error: wasmtime::Error) -> wasmtime::Result<()> {
         self.memory = self.memory.saturating_sub(self.last_charge);
         self.shown.store(self.memory, Ordering::Release);
-        self.tenant.refund(self.last_charge);
+        self.tenant.memory().give(self.last_charge);
         self.last_charge = 0;
         Ok(())
     }
@@ -388,7 +376,7 @@ impl wasmtime::ResourceLimiter for StoreLimiter {
 
 impl Drop for StoreLimiter {
     fn drop(&mut self) {
-        self.tenant.refund(self.memory);
+        self.tenant.memory().give(self.memory);
         self.shown.store(0, Ordering::Release);
     }
 }
@@ -421,7 +409,7 @@ mod tests {
     #[test]
     fn instance_limit_is_obeyed_and_enforced() {
         let t = Tenant::new("t", 1 << 30);
-        let mut l = StoreLimiter::new(t.clone(), 1 << 20, 10);
+        let mut l = StoreLimiter::new(t.clone(), 1 << 20, 10, Arc::default());
         assert!(l.memory_growing(0, 1 << 20, None).unwrap());
         assert!(!l.memory_growing(1 << 20, (1 << 20) + 65536, None).unwrap());
         assert!(matches!(l.denied, Some(Denied::Instance { .. })));
@@ -433,8 +421,8 @@ mod tests {
     #[test]
     fn tenant_budget_is_shared_between_instances() {
         let t = Tenant::new("t", 3 << 20);
-        let mut a = StoreLimiter::new(t.clone(), 2 << 20, 10);
-        let mut b = StoreLimiter::new(t.clone(), 2 << 20, 10);
+        let mut a = StoreLimiter::new(t.clone(), 2 << 20, 10, Arc::default());
+        let mut b = StoreLimiter::new(t.clone(), 2 << 20, 10, Arc::default());
         assert!(a.memory_growing(0, 2 << 20, None).unwrap());
         assert!(b.memory_growing(0, 1 << 20, None).unwrap());
         assert!(!b.memory_growing(1 << 20, 2 << 20, None).unwrap());
@@ -447,7 +435,7 @@ mod tests {
     #[test]
     fn a_changed_budget_applies_to_further_growth() {
         let t = Tenant::new("t", 4 << 20);
-        let mut a = StoreLimiter::new(t.clone(), 4 << 20, 10);
+        let mut a = StoreLimiter::new(t.clone(), 4 << 20, 10, Arc::default());
         assert!(a.memory_growing(0, 2 << 20, None).unwrap());
         t.set_budget(2 << 20);
         assert_eq!(t.budget(), 2 << 20);
@@ -460,7 +448,7 @@ mod tests {
     #[test]
     fn failed_growth_is_refunded() {
         let t = Tenant::new("t", 1 << 30);
-        let mut l = StoreLimiter::new(t.clone(), 1 << 30, 10);
+        let mut l = StoreLimiter::new(t.clone(), 1 << 30, 10, Arc::default());
         assert!(l.memory_growing(0, 4096, None).unwrap());
         l.memory_grow_failed(wasmtime::Error::msg("os said no"))
             .unwrap();

@@ -241,20 +241,28 @@ pub(crate) fn precheck(bytes: &[u8], limits: &LoadLimits) -> Result<(), LoadErro
             _ => {}
         }
     }
-    if let Some(name) = imports
-        .iter()
-        .find(|n| wasi::forbidden(n))
-        .or_else(|| imports.iter().find(|n| !import_offered(n)))
-    {
-        return Err(LoadError::Import {
-            name: name.clone(),
-            forbidden: wasi::forbidden(name),
-        });
-    }
+    check_imports(&imports)?;
     if !driver {
         return Err(LoadError::MissingDriver);
     }
     Ok(())
+}
+
+/// Refuse the first import the host does not offer. A forbidden one is
+/// named first: it is the one the author must remove (a sockets guest also
+/// imports clocks, which is merely not offered).
+fn check_imports(imports: &[String]) -> Result<(), LoadError> {
+    let refused = imports
+        .iter()
+        .find(|n| wasi::forbidden(n))
+        .or_else(|| imports.iter().find(|n| !import_offered(n)));
+    match refused {
+        Some(name) => Err(LoadError::Import {
+            name: name.clone(),
+            forbidden: wasi::forbidden(name),
+        }),
+        None => Ok(()),
+    }
 }
 
 /// Whether the host offers an import of this name.
@@ -276,18 +284,7 @@ pub(crate) fn check_and_link(
 ) -> Result<Module, LoadError> {
     let ty = component.component_type();
     let imports: Vec<String> = ty.imports(engine).map(|(n, _)| n.to_string()).collect();
-    // Name a forbidden import first: it is the one the author must remove
-    // (a sockets guest also imports clocks, which is merely not offered).
-    let refused = imports
-        .iter()
-        .find(|n| wasi::forbidden(n))
-        .or_else(|| imports.iter().find(|n| !import_offered(n)));
-    if let Some(name) = refused {
-        return Err(LoadError::Import {
-            name: name.clone(),
-            forbidden: wasi::forbidden(name),
-        });
-    }
+    check_imports(&imports)?;
     let pre: InstancePre<DeviceState> =
         linker
             .instantiate_pre(component)

@@ -23,6 +23,15 @@ use crate::limits::{Budget, Tenant};
 /// (st_dev, st_ino) of a file.
 pub(crate) type FileKey = (u64, u64);
 
+/// Bytes and files a device directory stores, and its limits of both.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct StorageUsage {
+    pub(crate) bytes: u64,
+    pub(crate) files: u64,
+    pub(crate) bytes_limit: u64,
+    pub(crate) files_limit: u64,
+}
+
 /// One device directory's account.
 #[derive(Debug)]
 pub(crate) struct DirAccount {
@@ -101,14 +110,14 @@ impl DirAccount {
         self.files.set_limit(files);
     }
 
-    /// (bytes, files) stored, and the device's limits of both.
-    pub(crate) fn usage(&self) -> (u64, u64, u64, u64) {
-        (
-            self.bytes.used(),
-            self.files.used(),
-            self.bytes.limit(),
-            self.files.limit(),
-        )
+    /// What the directory stores, and the device's limits.
+    pub(crate) fn usage(&self) -> StorageUsage {
+        StorageUsage {
+            bytes: self.bytes.used(),
+            files: self.files.used(),
+            bytes_limit: self.bytes.limit(),
+            files_limit: self.files.limit(),
+        }
     }
 
     fn new_acct(&self, size: u64) -> FileAcct {
@@ -263,7 +272,12 @@ mod tests {
         let a = DirAccount::scan(d.path(), 10, 1, &t);
         assert_eq!(
             a.usage(),
-            (1000 + (1 << 20), 2, 10, 1),
+            StorageUsage {
+                bytes: 1000 + (1 << 20),
+                files: 2,
+                bytes_limit: 10,
+                files_limit: 1
+            },
             "found data counts past the limits"
         );
         assert_eq!(t.usage().storage_bytes, 1000 + (1 << 20));
@@ -279,13 +293,13 @@ mod tests {
         let f = a.reserve_file().unwrap().created((1, 1));
         a.grow(&f, 1500).unwrap();
         a.grow(&f, 1000).unwrap();
-        assert_eq!(a.usage().0, 1500, "writes inside the file cost nothing");
+        assert_eq!(a.usage().bytes, 1500, "writes inside the file cost nothing");
         assert_eq!(a.grow(&f, 2001), Err(Refused::Device));
         let g = a.reserve_file().unwrap().created((1, 2));
         assert_eq!(a.reserve_file().err(), Some(Refused::Device));
         a.set_size(&g, 500).unwrap();
         a.set_size(&f, 100).unwrap();
-        assert_eq!(a.usage().0, 600);
+        assert_eq!(a.usage().bytes, 600);
         let b = DirAccount::scan(d.path(), 10_000, 10, &t);
         let h = b.reserve_file().unwrap().created((2, 1));
         assert_eq!(b.grow(&h, 2500), Err(Refused::Tenant), "600 + 2500 > 3000");
@@ -300,10 +314,10 @@ mod tests {
         let f = a.reserve_file().unwrap().created((1, 1));
         a.grow(&f, 4096).unwrap();
         a.removed((1, 1));
-        assert_eq!(a.usage().0, 4096);
+        assert_eq!(a.usage().bytes, 4096);
         drop(f);
-        assert_eq!((a.usage().0, a.usage().1), (0, 0));
+        assert_eq!((a.usage().bytes, a.usage().files), (0, 0));
         drop(a.reserve_file().unwrap());
-        assert_eq!(a.usage().1, 0, "an unused reservation is given back");
+        assert_eq!(a.usage().files, 0, "an unused reservation is given back");
     }
 }
