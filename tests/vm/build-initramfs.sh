@@ -63,7 +63,7 @@ ONDEMAND_MODS=(crct10dif_generic crct10dif_pclmul crc64_rocksoft_generic crc32c_
 
 # Client programs: command name -> where it goes in the image.
 CLIENTS=(mkfs.ext4 mke2fs e2fsck sg_inq sg_readcap sg_vpd sg_sync sg_unmap sg_write_same sg_turs
-  sg_requests cmp)
+  sg_requests sg_raw sg_compare_and_write sg_verify sg_get_lba_status sg_sanitize sg_xcopy cmp)
 
 STAGE=$(mktemp -d "${TMPDIR:-/tmp}/wasmtap-initramfs.XXXXXX")
 trap 'rm -rf "$STAGE"' EXIT

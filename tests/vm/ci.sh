@@ -46,11 +46,13 @@ if (cd "$REPO" && cargo build --release -p wasmtap); then
   run daemon-e2e --check "$HERE/checks/daemon-e2e.sh" --add "$TARGET_DIR/release/wasmtap:/usr/bin/wasmtap"
   # WebAssembly backstores (ram, raw-file), netlink events and resize, targetcli-style devices.
   run daemon-guests --check "$HERE/checks/daemon-guests.sh" --add "$TARGET_DIR/release/wasmtap:/usr/bin/wasmtap"
+  # What strict initiators check, on targetcli-style LUNs (default hw_max_sectors) of every backstore.
+  run scsi-strict --check "$HERE/checks/scsi-strict.sh" --add "$TARGET_DIR/release/wasmtap:/usr/bin/wasmtap"
   # The control plane (API through the CLI): tenant, device, export as a LUN, hot swap, restart.
   run control-plane --check "$HERE/checks/control-plane.sh" --add "$TARGET_DIR/release/wasmtap:/usr/bin/wasmtap" \
     --add "$TARGET_DIR/wasm-guests/wasm32-wasip2/release/wasmtap_guest_raw_file.wasm:/test/raw-file.wasm"
 else
-  echo "vm-ci: daemon-e2e, daemon-guests and control-plane FAILED: cargo build --release -p wasmtap failed"
+  echo "vm-ci: daemon-e2e, daemon-guests, scsi-strict and control-plane FAILED: cargo build --release -p wasmtap failed"
   status=1
 fi
 

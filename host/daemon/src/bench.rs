@@ -129,7 +129,7 @@ pub type MakeHandler =
 pub fn native_ram() -> MakeHandler {
     Box::new(|_| {
         let disk = RamDisk::new(BLOCK, DEVICE_BYTES / u64::from(BLOCK), 1024, false);
-        Ok(Box::new(ScsiHandler::new("bench/ram", disk)?) as Box<dyn Handler>)
+        Ok(Box::new(ScsiHandler::new("bench/ram", disk, None)?) as Box<dyn Handler>)
     })
 }
 
@@ -146,7 +146,7 @@ pub fn native_file(dir: &Path) -> MakeHandler {
             .map_err(|e| format!("{}: {e}", path.display()))?;
         f.set_len(DEVICE_BYTES).map_err(|e| e.to_string())?;
         let disk = FileDisk::new(f, region, BLOCK, 1024).map_err(|e| e.to_string())?;
-        Ok(Box::new(ScsiHandler::new("bench/file", disk)?) as Box<dyn Handler>)
+        Ok(Box::new(ScsiHandler::new("bench/file", disk, None)?) as Box<dyn Handler>)
     })
 }
 
@@ -503,7 +503,7 @@ pub fn guest(data_dir: &Path, device: &str, module: &str, config: &str) -> MakeH
         let mut g = crate::backstore::Guests::new(&data_dir)?;
         let dir = data_dir.join("devices").join(&device);
         let b = g.open(&device, &module, &config, &dir, Some(region))?;
-        Ok(Box::new(ScsiHandler::new(&format!("bench/{device}"), b)?) as Box<dyn Handler>)
+        Ok(Box::new(ScsiHandler::new(&format!("bench/{device}"), b, None)?) as Box<dyn Handler>)
     })
 }
 

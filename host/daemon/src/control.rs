@@ -313,6 +313,7 @@ impl DaemonHost {
         ring: Ring<Arc<MappedRegion>>,
         bell: B,
         guest: Result<WasmBackend, String>,
+        transport_max: Option<u32>,
     ) -> Result<Run, String> {
         let spec = lock(&m.spec).clone();
         let blocks = spec.size / u64::from(spec.block_size);
@@ -350,7 +351,7 @@ impl DaemonHost {
             .name(format!("dev-{}", spec.id))
             .spawn(move || {
                 let backend = ManagedBackend::new(guest, (spec.block_size, blocks), observed);
-                let mut handler = match ScsiHandler::new(&seed, backend) {
+                let mut handler = match ScsiHandler::new(&seed, backend, transport_max) {
                     Ok(h) => h,
                     Err(e) => {
                         tracing::error!(device = %name, "cannot serve: {e}");
@@ -403,7 +404,7 @@ impl DaemonHost {
                 exercise: Mutex::new(None),
             }),
         ));
-        let run = self.spawn_worker(&m, ring, user.bell, guest)?;
+        let run = self.spawn_worker(&m, ring, user.bell, guest, None)?;
         *lock(&m.run) = Some(run);
         lock(&self.devices).insert(spec.id, m);
         Ok(())
@@ -459,7 +460,7 @@ impl DaemonHost {
         };
         tracing::info!(device = %dev.name, uio = %dev.uio, id, "attached managed device");
         *lock(&m.region) = Some(Arc::clone(&handle.region));
-        let run = self.spawn_worker(&m, ring, handle.bell, guest)?;
+        let run = self.spawn_worker(&m, ring, handle.bell, guest, Some(attrs.max_sectors))?;
         *lock(&m.run) = Some(run);
         Ok(())
     }

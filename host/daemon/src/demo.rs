@@ -64,12 +64,12 @@ pub fn run(cfg: &ServeConfig, stop: &Arc<AtomicBool>) -> Result<(), String> {
         .spawn(move || {
             let mut handler: Box<dyn Handler> = match guest {
                 None => Box::new(
-                    ScsiHandler::new("sim/sim0", RamDisk::new(BLOCK, blocks, 2048, false))
+                    ScsiHandler::new("sim/sim0", RamDisk::new(BLOCK, blocks, 2048, false), None)
                         .map_err(worker::WorkerError::Setup)?,
                 ),
-                Some(b) => {
-                    Box::new(ScsiHandler::new("sim/sim0", b).map_err(worker::WorkerError::Setup)?)
-                }
+                Some(b) => Box::new(
+                    ScsiHandler::new("sim/sim0", b, None).map_err(worker::WorkerError::Setup)?,
+                ),
             };
             worker::run(ring, &bell, &mut handler, &wstop, &wstats, batch, None)
         })

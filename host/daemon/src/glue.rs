@@ -8,7 +8,7 @@ use std::sync::Arc;
 use wasmtap_kernel::MappedRegion;
 use wasmtap_ring::{Command, SharedRegion};
 use wasmtap_scsi::{
-    BlockBackend, BufferError, DeviceIdentity, Extent, Memory, Nexus, SgBuffer, Target,
+    BlockBackend, Blocks, BufferError, DeviceIdentity, Extent, Memory, Nexus, SgBuffer, Target,
 };
 
 use crate::worker::{CommandFuture, Handler, Outcome};
@@ -64,9 +64,17 @@ pub struct ScsiHandler<B> {
 
 impl<B: BlockBackend> ScsiHandler<B> {
     /// A handler for the device identified by `seed` (e.g. `hba/name`).
-    pub fn new(seed: &str, backend: B) -> Result<Self, String> {
+    /// `transport_max` is the kernel's limit on one command in blocks
+    /// (`hw_max_sectors`), when there is a kernel: the LUN advertises and
+    /// enforces the smaller of it and the backend's own limit, so every
+    /// backstore behind the same attributes answers alike.
+    pub fn new(seed: &str, backend: B, transport_max: Option<u32>) -> Result<Self, String> {
         let identity = DeviceIdentity::new(&serial_for(seed)).map_err(|e| e.to_string())?;
-        let target = Target::new(backend, identity).map_err(|e| format!("device geometry: {e}"))?;
+        let mut target =
+            Target::new(backend, identity).map_err(|e| format!("device geometry: {e}"))?;
+        if let Some(max) = transport_max {
+            target = target.limit_transfer(Blocks(u64::from(max)));
+        }
         Ok(Self {
             target: Rc::new(target),
         })

@@ -562,7 +562,8 @@ fn start_worker(
             let handler: Result<Box<dyn Handler>, String> = match guest {
                 Err(reason) => {
                     let disk = OfflineDisk::new(attrs.block_size, blocks, reason);
-                    ScsiHandler::new(&wwn_seed, disk).map(|h| Box::new(h) as Box<dyn Handler>)
+                    ScsiHandler::new(&wwn_seed, disk, Some(attrs.max_sectors))
+                        .map(|h| Box::new(h) as Box<dyn Handler>)
                 }
                 Ok(None) => {
                     let disk = RamDisk::new(
@@ -571,11 +572,11 @@ fn start_worker(
                         u64::from(attrs.max_sectors),
                         attrs.write_cache,
                     );
-                    ScsiHandler::new(&wwn_seed, disk).map(|h| Box::new(h) as Box<dyn Handler>)
+                    ScsiHandler::new(&wwn_seed, disk, Some(attrs.max_sectors))
+                        .map(|h| Box::new(h) as Box<dyn Handler>)
                 }
-                Ok(Some(backend)) => {
-                    ScsiHandler::new(&wwn_seed, backend).map(|h| Box::new(h) as Box<dyn Handler>)
-                }
+                Ok(Some(backend)) => ScsiHandler::new(&wwn_seed, backend, Some(attrs.max_sectors))
+                    .map(|h| Box::new(h) as Box<dyn Handler>),
             };
             let mut handler = match handler {
                 Ok(h) => h,

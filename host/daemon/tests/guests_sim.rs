@@ -67,6 +67,7 @@ fn native() -> impl FnOnce(Arc<MappedRegion>) -> Make {
             Ok(Box::new(ScsiHandler::new(
                 "t/native",
                 RamDisk::new(BS, BLOCKS, 256, false),
+                None,
             )?) as Box<dyn Handler>)
         })
     }
@@ -94,7 +95,7 @@ fn guest(
             )
             .unwrap();
         let seed = format!("t/{device}");
-        Box::new(move |_| Ok(Box::new(ScsiHandler::new(&seed, b)?) as Box<dyn Handler>))
+        Box::new(move |_| Ok(Box::new(ScsiHandler::new(&seed, b, None)?) as Box<dyn Handler>))
     }
 }
 
@@ -323,7 +324,7 @@ fn a_device_whose_backstore_cannot_run_answers_not_ready_instead_of_hanging() {
                 BLOCKS,
                 "module \"nosuch\" not found".into(),
             );
-            Ok(Box::new(ScsiHandler::new("t/offline", disk)?) as Box<dyn Handler>)
+            Ok(Box::new(ScsiHandler::new("t/offline", disk, None)?) as Box<dyn Handler>)
         })
     });
     // The LUN can still be scanned ...

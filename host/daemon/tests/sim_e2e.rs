@@ -38,7 +38,7 @@ fn rig_tuned(caps: u16, tuning: wasmtap::worker::Tuning) -> Dev {
     Dev::with_tuning(cfg, BS, tuning, |_| {
         Box::new(|_| {
             let disk = RamDisk::new(BS, BLOCKS, 256, false);
-            Ok(Box::new(ScsiHandler::new("test/e2e", disk)?) as Box<dyn Handler>)
+            Ok(Box::new(ScsiHandler::new("test/e2e", disk, None)?) as Box<dyn Handler>)
         })
     })
 }

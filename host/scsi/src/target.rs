@@ -57,6 +57,9 @@ impl Completion {
 #[derive(Debug)]
 struct State {
     info: DiskInfo,
+    /// The transport's own limit on one command, in blocks (the kernel's
+    /// `hw_max_sectors`); `info.max_transfer` never exceeds it.
+    transport_max: Option<Blocks>,
     /// WCE of the caching mode page, changeable by MODE SELECT.
     wce: bool,
     /// Pending unit attentions of every nexus seen so far, oldest first.
@@ -169,6 +172,14 @@ fn chunk_blocks(info: &DiskInfo) -> u64 {
         .max(1)
 }
 
+/// `info` with MAXIMUM TRANSFER LENGTH bounded by the transport's limit.
+fn capped(mut info: DiskInfo, transport_max: Option<Blocks>) -> DiskInfo {
+    if let Some(m) = transport_max {
+        info.max_transfer = Blocks(info.max_transfer.0.min(m.0));
+    }
+    info
+}
+
 fn first_difference(a: &[u8], b: &[u8]) -> Option<usize> {
     a.iter().zip(b).position(|(x, y)| x != y)
 }
@@ -184,11 +195,27 @@ impl<B: BlockBackend> Target<B> {
             identity,
             state: Mutex::new(State {
                 info,
+                transport_max: None,
                 wce: info.write_cache == WriteCache::WriteBack,
                 nexuses: HashMap::new(),
             }),
             locks: RangeLocks::default(),
         })
+    }
+
+    /// Bound MAXIMUM TRANSFER LENGTH by the transport's own limit on one
+    /// command (for TCMU the backstore's `hw_max_sectors`, which the
+    /// kernel's own backstores enforce). The LUN then advertises and
+    /// enforces `min(backend, transport)`, the same for every backend, and
+    /// keeps doing so across [`Target::refresh_info`]. COMPARE AND WRITE's
+    /// maximum follows it.
+    pub fn limit_transfer(self, transport_max: Blocks) -> Self {
+        {
+            let mut s = self.state();
+            s.transport_max = Some(Blocks(transport_max.0.max(1)));
+            s.info = capped(s.info, s.transport_max);
+        }
+        self
     }
 
     /// The backend.
@@ -224,7 +251,7 @@ impl<B: BlockBackend> Target<B> {
         let mut s = self.state();
         let changed =
             info.block_count != s.info.block_count || info.block_size != s.info.block_size;
-        s.info = info;
+        s.info = capped(info, s.transport_max);
         if changed {
             s.raise(UnitAttention::CapacityDataChanged, None);
         }

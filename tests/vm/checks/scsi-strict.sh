@@ -1,0 +1,202 @@
+#!/bin/sh
+# What a strict SCSI initiator checks, against the real kernel, run inside the VM as /test/run
+# (busybox sh). Needs /usr/bin/wasmtap in the image:
+#   cargo build --release -p wasmtap
+#   tests/vm/run.sh --check tests/vm/checks/scsi-strict.sh --add target/release/wasmtap:/usr/bin/wasmtap
+#
+# Every LUN here is made as targetcli would make it: raw configfs writes, `hw_max_sectors` left at
+# the kernel's default (128), a tcm_loop target, nexus and LUN symlink. The same checks run for the
+# native RAM backstore and the `ram` and `raw-file` guests, since whatever a LUN advertises must be
+# what it enforces, identically for every backstore:
+#  - standard INQUIRY version descriptors (sg_inq -d);
+#  - Block Limits (sg_vpd -p bl): MAXIMUM TRANSFER LENGTH = hw_max_sectors, MAXIMUM COMPARE AND
+#    WRITE LENGTH = min(that, 255);
+#  - READ(10)/WRITE(10)/VERIFY(10, BYTCHK=1)/WRITE AND VERIFY(10) of exactly that many blocks
+#    succeed, one block more is INVALID FIELD IN CDB (sg_raw);
+#  - COMPARE AND WRITE of the maximum succeeds, one block more is INVALID FIELD IN CDB
+#    (sg_compare_and_write);
+#  - the daemon logged no ERROR; everything is torn down by hand and configfs is left empty.
+. /test/lib.sh
+
+CMP=/usr/bin/cmp
+DAEMON_LOG=/run/wasmtap-serve.log
+CFG=/sys/kernel/config/target
+SERVE_ARGS="--data-dir /tmp/wasmtap"
+SIZE_MB=64
+T_START=$(uptime_ms)
+
+. /test/daemon-lib.sh
+
+# raw OUT_LEN IN_FILE CDB...: sg_raw on SD; sets RAW_OUT (its output) and returns its exit status.
+# OUT_LEN 0 = no data-in; IN_FILE - = no data-out.
+raw() {
+    _rl=$1; _in=$2; shift 2
+    set -- "/dev/$SD" "$@"
+    [ "$_rl" -gt 0 ] && set -- -r "$_rl" -o /tmp/raw.out "$@"
+    [ "$_in" != - ] && set -- -s "$(filesize "$_in")" -i "$_in" "$@"
+    RAW_OUT=$(sg_raw "$@" 2>&1)
+}
+# invalid_field: RAW_OUT is CHECK CONDITION, ILLEGAL REQUEST, INVALID FIELD IN CDB
+invalid_field() { echo "$RAW_OUT" | grep -qi 'illegal request' && echo "$RAW_OUT" | grep -qi 'invalid field in cdb'; }
+short() { echo "$RAW_OUT" | grep -iE 'status|sense|illegal|invalid|error' | head -n 4 | tr '\n' ' '; }
+# cdb10 OP B1 LBA LEN: a 10-byte CDB as hex words for sg_raw
+cdb10() {
+    printf '%02x %02x %02x %02x %02x %02x 00 %02x %02x 00' "$1" "$2" \
+        $(( ($3 >> 24) & 255 )) $(( ($3 >> 16) & 255 )) $(( ($3 >> 8) & 255 )) $(( $3 & 255 )) \
+        $(( ($4 >> 8) & 255 )) $(( $4 & 255 ))
+}
+
+# mk_lun NAME DEV_CONFIG N: backstore core/user_0/NAME and tcm_loop target naa.5001405c0ffee1N0
+mk_lun() {
+    _b=$CFG/core/user_0/$1
+    _tpg=$CFG/loopback/naa.5001405c0ffee1${3}0/tpgt_1
+    mkdir -p "$CFG/core/user_0" && mkdir "$_b" &&
+    write_attr "$_b/control" "dev_config=$2" &&
+    write_attr "$_b/control" "dev_size=$((SIZE_MB * 1048576))" &&
+    write_attr "$_b/enable" 1 &&
+    mkdir -p "$_tpg" && write_attr "$_tpg/nexus" "naa.5001405c0ffee1${3}1" &&
+    mkdir "$_tpg/lun/lun_0" && ln -s "$_b" "$_tpg/lun/lun_0/strict$3"
+}
+rm_lun() {
+    _tgt=$CFG/loopback/naa.5001405c0ffee1${2}0
+    rm "$_tgt/tpgt_1/lun/lun_0/strict$2" && rmdir "$_tgt/tpgt_1/lun/lun_0" &&
+    write_attr "$_tgt/tpgt_1/nexus" NULL && rmdir "$_tgt/tpgt_1" && rmdir "$_tgt" &&
+    rmdir "$CFG/core/user_0/$1"
+}
+
+# ---- checks on one LUN (SD set) --------------------------------------------------------
+lun_checks() {
+    _l=$1; _name=$2
+    MAX_SECT=$(cat "$CFG/core/user_0/$_name/attrib/hw_max_sectors")
+    note "$_l: hw_max_sectors=$MAX_SECT (kernel default), block size $(cat "$CFG/core/user_0/$_name/attrib/hw_block_size")"
+
+    vd=$(sg_inq -d "/dev/$SD" 2>&1 | sed -n '/Version descriptors/,$p')
+    check "$_l: sg_inq -d: version descriptors SAM-5, SPC-4, SBC-3 $(echo "$vd" | tr -s ' \n' ' ')" \
+        all_of "echo \"\$vd\" | grep -q SAM-5" "echo \"\$vd\" | grep -q SPC-4" "echo \"\$vd\" | grep -q SBC-3"
+
+    bl=$(sg_vpd -p bl "/dev/$SD" 2>&1)
+    mt=$(echo "$bl" | sed -n 's/.*Maximum transfer length: *\([0-9]*\).*/\1/p')
+    mcaw=$(echo "$bl" | sed -n 's/.*Maximum compare and write length: *\([0-9]*\).*/\1/p')
+    want_caw=$MAX_SECT; [ "$want_caw" -gt 255 ] && want_caw=255
+    if [ "$mt" = "$MAX_SECT" ] && [ "$mcaw" = "$want_caw" ]; then
+        pass "$_l: sg_vpd -p bl: maximum transfer length $mt blocks = hw_max_sectors, maximum compare and write length $mcaw"
+    else
+        fail "$_l: sg_vpd -p bl: maximum transfer '$mt' (want $MAX_SECT), compare and write '$mcaw' (want $want_caw): $(echo "$bl" | head -n 12 | tr '\n' ';')"
+    fi
+
+    m=$MAX_SECT; m1=$((MAX_SECT + 1))
+    dd if=/dev/urandom of=/tmp/w_m bs=512 count="$m" 2>/dev/null
+    dd if=/dev/urandom of=/tmp/w_m1 bs=512 count="$m1" 2>/dev/null
+    # At the limit: accepted, and the data is there.
+    if raw 0 /tmp/w_m $(cdb10 0x2A 0 1024 "$m") && raw $((m * 512)) - $(cdb10 0x28 0 1024 "$m") &&
+       $CMP -s /tmp/raw.out /tmp/w_m; then
+        pass "$_l: WRITE(10) + READ(10) of $m blocks (the maximum): good, data read back equal"
+    else
+        fail "$_l: WRITE(10)/READ(10) of $m blocks: $(short)"
+    fi
+    if raw 0 /tmp/w_m $(cdb10 0x2F 0x02 1024 "$m") && raw 0 /tmp/w_m $(cdb10 0x2E 0x02 2048 "$m"); then
+        pass "$_l: VERIFY(10) BYTCHK=1 and WRITE AND VERIFY(10) of $m blocks: good"
+    else
+        fail "$_l: VERIFY(10)/WRITE AND VERIFY(10) of $m blocks: $(short)"
+    fi
+    # One block more: INVALID FIELD IN CDB, nothing written.
+    for op in "READ(10) 0x28 0 - $((m1 * 512))" "WRITE(10) 0x2A 0 /tmp/w_m1 0" \
+              "VERIFY(10)_BYTCHK=1 0x2F 0x02 /tmp/w_m1 0" "WRITE_AND_VERIFY(10) 0x2E 0 /tmp/w_m1 0"; do
+        set -- $op
+        if raw "$5" "$4" $(cdb10 "$2" "$3" 4096 "$m1"); then
+            fail "$_l: $1 of $m1 blocks (one above the advertised maximum) succeeded"
+        elif invalid_field; then
+            pass "$_l: $1 of $m1 blocks: INVALID FIELD IN CDB"
+        else
+            fail "$_l: $1 of $m1 blocks: wrong error: $(short)"
+        fi
+    done
+    if range_zero 4096 "$m1" 512; then
+        pass "$_l: the refused writes left LBA 4096.. untouched (zeros)"
+    else
+        fail "$_l: a refused write changed LBA 4096.."
+    fi
+
+    # COMPARE AND WRITE: compare with what is there (the blocks written above), write new data.
+    c=$want_caw; c1=$((want_caw + 1))
+    dd if=/tmp/w_m of=/tmp/caw bs=512 count="$c" 2>/dev/null
+    dd if=/dev/urandom bs=512 count="$c" 2>/dev/null >>/tmp/caw
+    if out=$(sg_compare_and_write --in=/tmp/caw --lba=1024 --num="$c" "/dev/$SD" 2>&1) &&
+       range_eq 1024 "$c" 512 /tmp/caw "$c"; then
+        pass "$_l: COMPARE AND WRITE of $c blocks (the maximum): good, new data in place"
+    else
+        fail "$_l: COMPARE AND WRITE of $c blocks: $(echo "$out" | head -n 3 | tr '\n' ' ')"
+    fi
+    if [ "$c1" -le 255 ]; then
+        dd if=/dev/zero of=/tmp/caw1 bs=512 count=$((2 * c1)) 2>/dev/null
+        # sg_raw, to see the additional sense: 89h, LBA 4096, NUMBER OF LOGICAL BLOCKS c1.
+        if raw 0 /tmp/caw1 89 00 00 00 00 00 00 00 10 00 00 00 00 $(printf %02x "$c1") 00 00; then
+            fail "$_l: COMPARE AND WRITE of $c1 blocks (above the maximum) succeeded"
+        elif invalid_field; then
+            pass "$_l: COMPARE AND WRITE of $c1 blocks: INVALID FIELD IN CDB"
+        else
+            fail "$_l: COMPARE AND WRITE of $c1 blocks: wrong error: $(short)"
+        fi
+    fi
+    rm -f /tmp/w_m /tmp/w_m1 /tmp/caw /tmp/caw1 /tmp/raw.out
+}
+
+# ======================================================================================
+section "daemon start"
+mkdir -p /tmp/wasmtap
+if start_daemon; then
+    pass "wasmtap serve running (pid $DPID)"
+else
+    fail_with_log "wasmtap serve did not start"
+    summary
+    exit 1
+fi
+
+N=0
+for spec in "native:wasmtap" "ram:wasmtap/ram" "raw-file:wasmtap/raw-file"; do
+    N=$((N + 1))
+    label=${spec%%:*}; config=${spec#*:}; name="strict$N"
+    section "$label backstore ($config), targetcli-style LUN"
+    DISKS_BEFORE=$(our_disks | tr '\n' ' ')
+    check "$label: backstore core/user_0/$name (dev_config=$config, ${SIZE_MB} MiB), tcm_loop target, nexus, LUN symlink" \
+        mk_lun "$name" "$config" "$N"
+    if wait_until 30 one_new_disk && SD=$(new_disks) && wait_until 10 test -b "/dev/$SD"; then
+        pass "$label: /dev/$SD: $(show_disks | grep "^$SD:")"
+        lun_checks "$label" "$name"
+    else
+        fail_with_log "$label: no new wasmtap /dev/sdX within 30 s (disks: $(show_disks | tr '\n' ';'))"
+    fi
+    _sd=${SD:-none}
+    check "$label: torn down by hand" rm_lun "$name" "$N"
+    check "$label: sd device and backstore gone" all_of "wait_until 10 test ! -e /sys/block/$_sd" \
+        "configfs_clean $name $CFG/loopback/naa.5001405c0ffee1${N}0"
+    SD=""
+done
+
+# ======================================================================================
+section "shutdown"
+check "daemon still running" daemon_alive
+errs=$(dlog | grep ' ERROR ')
+if [ -z "$errs" ]; then
+    pass "the daemon logged no ERROR"
+else
+    fail "ERROR lines in the daemon log: $(echo "$errs" | sed 's/^[^ ]* *//' | head -n 5 | tr '\n' '|')"
+fi
+if stop_daemon 10; then
+    pass "SIGTERM: daemon exited 0 in $STOP_MS ms"
+else
+    fail_with_log "SIGTERM: exit '$STOP_RC' after $STOP_MS ms"
+fi
+check "configfs: loopback fabric and user_0 HBA are empty and removable" \
+    all_of "rmdir $CFG/loopback" "rmdir $CFG/core/user_0"
+errs=$(dmesg | grep -iE 'critical (target|medium)|tcmu.*(fail|broken|error)' | head -n 10)
+if [ -z "$errs" ]; then
+    pass "kernel log: no TCMU failures"
+else
+    fail "kernel log has errors: $(echo "$errs" | tr '\n' '|')"
+fi
+n=$(wc -l <"$DAEMON_LOG")
+echo "note: daemon log ($n lines, last 40):"
+dlog | tail -n 40 | indent
+note "total test time $(secs "$(ms_since "$T_START")") s guest"
+summary
