@@ -54,6 +54,8 @@ pub mod op {
     pub const MAINTENANCE_IN: u8 = 0xA3;
     pub const READ_12: u8 = 0xA8;
     pub const WRITE_12: u8 = 0xAA;
+    pub const WRITE_AND_VERIFY_12: u8 = 0xAE;
+    pub const VERIFY_12: u8 = 0xAF;
 
     /// SERVICE ACTION IN (16) service action READ CAPACITY (16).
     pub const SA_READ_CAPACITY_16: u8 = 0x10;
@@ -139,7 +141,7 @@ const fn index() -> [u8; 256] {
     t
 }
 
-const TABLE: [OpInfo; 32] = [
+const TABLE: [OpInfo; 34] = [
     info(op::TEST_UNIT_READY, "TEST UNIT READY", &[F, 0, 0, 0, 0, CT]),
     exempt(info(
         op::REQUEST_SENSE,
@@ -281,6 +283,16 @@ const TABLE: [OpInfo; 32] = [
         op::WRITE_12,
         "WRITE (12)",
         &[F, 0xFA, F, F, F, F, F, F, F, F, 0x1F, CT],
+    ),
+    info(
+        op::WRITE_AND_VERIFY_12,
+        "WRITE AND VERIFY (12)",
+        &[F, 0xF2, F, F, F, F, F, F, F, F, 0x1F, CT],
+    ),
+    info(
+        op::VERIFY_12,
+        "VERIFY (12)",
+        &[F, 0xF6, F, F, F, F, F, F, F, F, 0x1F, CT],
     ),
 ];
 
@@ -455,14 +467,16 @@ pub enum Command {
         /// FUA.
         fua: bool,
     },
-    /// VERIFY (10/16) (SBC-3 5.29, 5.30).
+    /// VERIFY (10/12/16) (SBC-3 5.29, 5.30; the 12-byte form has the same
+    /// fields with a 32-bit length).
     Verify {
         /// Blocks to verify.
         range: BlockRange,
         /// BYTCHK.
         bytchk: ByteCheck,
     },
-    /// WRITE AND VERIFY (10/16) (SBC-3 5.36, 5.37).
+    /// WRITE AND VERIFY (10/12/16) (SBC-3 5.36, 5.37; the 12-byte form has
+    /// the same fields with a 32-bit length).
     WriteAndVerify {
         /// Blocks to write.
         range: BlockRange,
@@ -659,7 +673,7 @@ pub fn parse_with(info: &OpInfo, cdb: &[u8]) -> Result<Command, CommandError> {
                 fua: bit(cdb, 1, 3),
             }
         }
-        op::VERIFY_10 | op::VERIFY_16 => {
+        op::VERIFY_10 | op::VERIFY_12 | op::VERIFY_16 => {
             protect(cdb)?;
             let bytchk = match (cdb[1] >> 1) & 0x03 {
                 0 => ByteCheck::None,
@@ -672,7 +686,7 @@ pub fn parse_with(info: &OpInfo, cdb: &[u8]) -> Result<Command, CommandError> {
                 bytchk,
             }
         }
-        op::WRITE_AND_VERIFY_10 | op::WRITE_AND_VERIFY_16 => {
+        op::WRITE_AND_VERIFY_10 | op::WRITE_AND_VERIFY_12 | op::WRITE_AND_VERIFY_16 => {
             protect(cdb)?;
             Command::WriteAndVerify {
                 range: rw_range(info.opcode, cdb),

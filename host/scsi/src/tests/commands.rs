@@ -71,6 +71,15 @@ fn cdb16(op: u8, b1: u8, lba: u64, len: u32) -> [u8; 16] {
     c
 }
 
+fn cdb12(op: u8, b1: u8, lba: u32, len: u32) -> [u8; 12] {
+    let mut c = [0u8; 12];
+    c[0] = op;
+    c[1] = b1;
+    c[2..6].copy_from_slice(&lba.to_be_bytes());
+    c[6..10].copy_from_slice(&len.to_be_bytes());
+    c
+}
+
 fn pattern(len: usize, seed: u8) -> Vec<u8> {
     (0..len)
         .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed))
@@ -1131,6 +1140,91 @@ fn write_and_verify_writes_through_and_checks() {
     assert_eq!(s.reads, 2);
     let c = run(&t, &cdb10(0x2E, 0x02, 2047, 2), &mut data);
     assert_eq!(triple(&c), (0x05, 0x21, 0x00));
+}
+
+#[test]
+fn verify_12_compares_like_the_10_and_16_byte_forms() {
+    // VERIFY (12): VRPROTECT | DPO | reserved | BYTCHK (2 bits) | obsolete,
+    // 32-bit LBA at 2, 32-bit VERIFICATION LENGTH at 6.
+    let t = target();
+    let data = pattern(3 * 512, 21);
+    t.backend().poke(7 * 512, &data);
+    good(&run(&t, &cdb12(0xAF, 0x02, 7, 3), &mut data.clone()));
+    good(&run(&t, &cdb12(0xAF, 0x00, 7, 3), &mut vec![]));
+    let mut block = data[..512].to_vec();
+    let c = run(&t, &cdb12(0xAF, 0x06, 7, 1), &mut block);
+    good(&c);
+    let mut bad = data.clone();
+    bad[1029] ^= 0x40;
+    let c = run(&t, &cdb12(0xAF, 0x02, 7, 3), &mut bad);
+    assert_eq!(triple(&c), (0x0E, 0x1D, 0x00));
+    assert_eq!(c.sense()[0], 0xF0, "VALID");
+    assert_eq!(&c.sense()[3..7], &1029u32.to_be_bytes());
+}
+
+#[test]
+fn verify_12_errors_point_at_their_fields() {
+    let t = target();
+    // Past the end: LOGICAL BLOCK ADDRESS OUT OF RANGE, no field pointer.
+    let c = run(&t, &cdb12(0xAF, 0, 2046, 3), &mut vec![]);
+    assert_eq!(triple(&c), (0x05, 0x21, 0x00));
+    assert_eq!(sks(&c), [0, 0, 0]);
+    // BYTCHK 01b with a length above MAXIMUM TRANSFER LENGTH (1024): the
+    // 32-bit VERIFICATION LENGTH field at byte 6.
+    let c = run(&t, &cdb12(0xAF, 0x02, 0, 1025), &mut vec![0; 1025 * 512]);
+    assert_eq!(triple(&c), (0x05, 0x24, 0x00));
+    assert_eq!(sks(&c), [0xC0, 0, 6]);
+    // Data-out shorter than the verification length: the same field.
+    let c = run(&t, &cdb12(0xAF, 0x02, 0, 2), &mut vec![0; 512]);
+    assert_eq!(sks(&c), [0xC0, 0, 6]);
+    // VRPROTECT: SKSV | C/D | BPV | bit 7, byte 1.
+    let c = run(&t, &cdb12(0xAF, 0x40, 0, 1), &mut vec![]);
+    assert_eq!(sks(&c), [0xCF, 0, 1]);
+    // BYTCHK 10b is reserved: pointer at the field's MSB, bit 2.
+    let c = run(&t, &cdb12(0xAF, 0x04, 0, 1), &mut vec![0; 512]);
+    assert_eq!(sks(&c), [0xCA, 0, 1]);
+    // Byte 1 bit 3 is reserved; byte 10 bits 7-5 are not examined.
+    let c = run(&t, &cdb12(0xAF, 0x08, 0, 1), &mut vec![]);
+    assert_eq!(sks(&c), [0xCB, 0, 1]);
+    let mut cdb = cdb12(0xAF, 0, 0, 1);
+    cdb[10] = 0x80;
+    let c = run(&t, &cdb, &mut vec![]);
+    assert_eq!(sks(&c), [0xCF, 0, 10]);
+    assert_eq!(t.backend().stats().reads, 0);
+}
+
+#[test]
+fn write_and_verify_12_writes_through_and_checks() {
+    let t = target();
+    let mut data = pattern(2 * 512, 23);
+    good(&run(&t, &cdb12(0xAE, 0x02, 40, 2), &mut data));
+    assert_eq!(&t.backend().contents()[40 * 512..42 * 512], &data[..]);
+    let s = t.backend().stats();
+    assert_eq!((s.writes, s.fua_writes, s.reads), (1, 1, 1));
+    // Past the end, above the maximum transfer, WRPROTECT.
+    let c = run(&t, &cdb12(0xAE, 0, 2047, 2), &mut data);
+    assert_eq!(triple(&c), (0x05, 0x21, 0x00));
+    let c = run(&t, &cdb12(0xAE, 0, 0, 1025), &mut vec![0; 1025 * 512]);
+    assert_eq!(triple(&c), (0x05, 0x24, 0x00));
+    assert_eq!(sks(&c), [0xC0, 0, 6]);
+    let c = run(&t, &cdb12(0xAE, 0x20, 0, 1), &mut vec![0; 512]);
+    assert_eq!(sks(&c), [0xCF, 0, 1]);
+    // BYTCHK is one bit here: bit 2 is reserved.
+    let c = run(&t, &cdb12(0xAE, 0x04, 0, 1), &mut vec![0; 512]);
+    assert_eq!(sks(&c), [0xCA, 0, 1]);
+    assert_eq!(t.backend().stats().writes, 1);
+}
+
+#[test]
+fn write_and_verify_12_on_a_read_only_device_is_data_protect() {
+    let mut info = DiskInfo::simple(512, 64);
+    info.read_only = true;
+    let t = target_with(MemBackend::new(info));
+    let c = run(&t, &cdb12(0xAE, 0x02, 0, 1), &mut vec![1; 512]);
+    assert_eq!(triple(&c), (0x07, 0x27, 0x00));
+    assert_eq!(t.backend().stats().writes, 0);
+    // VERIFY (12) only reads: allowed.
+    good(&run(&t, &cdb12(0xAF, 0x02, 0, 1), &mut vec![0; 512]));
 }
 
 // ------------------------------------------ START STOP / PREVENT / FORMAT
