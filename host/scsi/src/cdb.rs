@@ -37,6 +37,7 @@ pub mod op {
     pub const WRITE_10: u8 = 0x2A;
     pub const WRITE_AND_VERIFY_10: u8 = 0x2E;
     pub const VERIFY_10: u8 = 0x2F;
+    pub const PRE_FETCH_10: u8 = 0x34;
     pub const SYNCHRONIZE_CACHE_10: u8 = 0x35;
     pub const WRITE_SAME_10: u8 = 0x41;
     pub const UNMAP: u8 = 0x42;
@@ -47,6 +48,7 @@ pub mod op {
     pub const WRITE_16: u8 = 0x8A;
     pub const WRITE_AND_VERIFY_16: u8 = 0x8E;
     pub const VERIFY_16: u8 = 0x8F;
+    pub const PRE_FETCH_16: u8 = 0x90;
     pub const SYNCHRONIZE_CACHE_16: u8 = 0x91;
     pub const WRITE_SAME_16: u8 = 0x93;
     pub const SERVICE_ACTION_IN_16: u8 = 0x9E;
@@ -141,7 +143,7 @@ const fn index() -> [u8; 256] {
     t
 }
 
-const TABLE: [OpInfo; 34] = [
+const TABLE: [OpInfo; 36] = [
     info(op::TEST_UNIT_READY, "TEST UNIT READY", &[F, 0, 0, 0, 0, CT]),
     exempt(info(
         op::REQUEST_SENSE,
@@ -194,6 +196,11 @@ const TABLE: [OpInfo; 34] = [
         &[F, 0xF6, F, F, F, F, 0x1F, F, F, CT],
     ),
     info(
+        op::PRE_FETCH_10,
+        "PRE-FETCH (10)",
+        &[F, 0x02, F, F, F, F, 0x1F, F, F, CT],
+    ),
+    info(
         op::SYNCHRONIZE_CACHE_10,
         "SYNCHRONIZE CACHE (10)",
         &[F, 0x06, F, F, F, F, 0x1F, F, F, CT],
@@ -242,6 +249,11 @@ const TABLE: [OpInfo; 34] = [
         op::VERIFY_16,
         "VERIFY (16)",
         &[F, 0xF6, F, F, F, F, F, F, F, F, F, F, F, F, 0x1F, CT],
+    ),
+    info(
+        op::PRE_FETCH_16,
+        "PRE-FETCH (16)",
+        &[F, 0x02, F, F, F, F, F, F, F, F, F, F, F, F, 0x1F, CT],
     ),
     info(
         op::SYNCHRONIZE_CACHE_16,
@@ -488,6 +500,12 @@ pub enum Command {
         /// Range (zero blocks: to the end).
         range: BlockRange,
     },
+    /// PRE-FETCH (10/16) (SBC-3): a hint; IMMED is accepted and changes
+    /// nothing, since no data moves.
+    PreFetch {
+        /// Range (zero blocks: from the LBA to the last block).
+        range: BlockRange,
+    },
     /// WRITE SAME (10/16) (SBC-3 5.41, 5.42).
     WriteSame {
         /// Blocks to write.
@@ -694,6 +712,9 @@ pub fn parse_with(info: &OpInfo, cdb: &[u8]) -> Result<Command, CommandError> {
             }
         }
         op::SYNCHRONIZE_CACHE_10 | op::SYNCHRONIZE_CACHE_16 => Command::SynchronizeCache {
+            range: rw_range(info.opcode, cdb),
+        },
+        op::PRE_FETCH_10 | op::PRE_FETCH_16 => Command::PreFetch {
             range: rw_range(info.opcode, cdb),
         },
         op::WRITE_SAME_10 | op::WRITE_SAME_16 => {

@@ -34,9 +34,10 @@ pub struct Completion {
 }
 
 impl Completion {
-    fn good(data_in_len: u64) -> Self {
+    /// Success: GOOD or CONDITION MET, never with sense.
+    fn done(status: Status, data_in_len: u64) -> Self {
         Self {
-            status: Status::Good,
+            status,
             sense: SenseBytes::EMPTY,
             data_in_len,
         }
@@ -169,6 +170,45 @@ fn chunk_blocks(info: &DiskInfo) -> u64 {
         .max(1)
 }
 
+/// The size in bytes of the cache PRE-FETCH reports against: a range of
+/// at most this many bytes completes with CONDITION MET, a larger one with
+/// GOOD (SBC-3 PRE-FETCH (10)). The target keeps no cache; the figure is a
+/// modest stand-in for the page cache under a backstore, which the target
+/// can neither see nor size.
+pub const PREFETCH_CACHE_BYTES: u64 = 32 << 20;
+
+/// Blocks named by a PRE-FETCH: a PREFETCH LENGTH of zero means from the LBA
+/// to the last block, so the LBA itself must then be inside the medium.
+fn prefetch_blocks(info: &DiskInfo, r: BlockRange) -> Result<u64, CommandError> {
+    if r.blocks.0 == 0 {
+        return match info.block_count.0.checked_sub(r.lba.0) {
+            Some(n) if n > 0 => Ok(n),
+            _ => Err(CommandError::LbaOutOfRange),
+        };
+    }
+    range_end(info, r)?;
+    Ok(r.blocks.0)
+}
+
+/// The status of a command that did not fail: GOOD, except a PRE-FETCH whose
+/// blocks all fit the cache, which is CONDITION MET (SBC-3 PRE-FETCH (10),
+/// with IMMED zero or one alike).
+fn success_status(info: &DiskInfo, cmd: Command) -> Status {
+    match cmd {
+        Command::PreFetch { range } => match prefetch_blocks(info, range) {
+            Ok(n)
+                if Blocks(n)
+                    .bytes(info.block_size)
+                    .is_some_and(|b| b.0 <= PREFETCH_CACHE_BYTES) =>
+            {
+                Status::ConditionMet
+            }
+            _ => Status::Good,
+        },
+        _ => Status::Good,
+    }
+}
+
 fn first_difference(a: &[u8], b: &[u8]) -> Option<usize> {
     a.iter().zip(b).position(|(x, y)| x != y)
 }
@@ -244,7 +284,7 @@ impl<B: BlockBackend> Target<B> {
     /// data contents.
     pub async fn execute(&self, nexus: Nexus, cdb: &[u8], buf: &mut dyn DataBuffer) -> Completion {
         match self.run(nexus, cdb, buf).await {
-            Ok(n) => Completion::good(n),
+            Ok((status, n)) => Completion::done(status, n),
             Err(e) => Completion::check(&e),
         }
     }
@@ -254,7 +294,7 @@ impl<B: BlockBackend> Target<B> {
         nexus: Nexus,
         cdb: &[u8],
         buf: &mut dyn DataBuffer,
-    ) -> Result<u64, CommandError> {
+    ) -> Result<(Status, u64), CommandError> {
         let Some(&opcode) = cdb.first() else {
             return Err(CommandError::EmptyCdb);
         };
@@ -275,7 +315,8 @@ impl<B: BlockBackend> Target<B> {
             }
         };
         let (_, cmd) = cdb::parse(cdb, snap.info.discard.is_some())?;
-        self.dispatch(nexus, snap, cmd, buf).await
+        let n = self.dispatch(nexus, snap, cmd, buf).await?;
+        Ok((success_status(&snap.info, cmd), n))
     }
 
     async fn dispatch(
@@ -384,6 +425,14 @@ impl<B: BlockBackend> Target<B> {
                     .flush()
                     .await
                     .map_err(backend_err(BackendOp::Flush))?;
+                Ok(0)
+            }
+            Command::PreFetch { range } => {
+                // SBC-3 PRE-FETCH: only the range is checked. There is no
+                // cache in this target and no prefetch call in the backend,
+                // so nothing is read; the status says whether the range
+                // fits the notional cache (`success_status`).
+                prefetch_blocks(info, range)?;
                 Ok(0)
             }
             Command::WriteSame { range, unmap, ndob } => {

@@ -827,6 +827,107 @@ fn synchronize_cache_flush_failure_is_write_error() {
     assert_eq!(triple(&c), (0x03, 0x0C, 0x00));
 }
 
+// ---------------------------------------------------------------- PRE-FETCH
+
+#[test]
+fn pre_fetch_of_a_range_that_fits_the_cache_is_condition_met() {
+    // SBC-3 PRE-FETCH: CONDITION MET (SAM-5 status 04h) when every block
+    // fits the cache, with no sense data and no data-in.
+    let t = target();
+    let mut buf = vec![0xEE; 64];
+    for cdb in [
+        cdb10(0x34, 0, 100, 16).to_vec(),
+        cdb10(0x34, 0x02, 100, 16).to_vec(), // IMMED
+        cdb16(0x90, 0, 100, 16).to_vec(),
+        cdb16(0x90, 0x02, 2047, 1).to_vec(),
+    ] {
+        let c = run(&t, &cdb, &mut buf);
+        assert_eq!(c.status, Status::ConditionMet, "{cdb:02x?}");
+        assert_eq!(c.status.as_u8(), 0x04);
+        assert!(c.sense().is_empty());
+        assert_eq!(c.data_in_len, 0);
+    }
+    assert_eq!(buf, vec![0xEE; 64], "no data-in");
+    // A hint: nothing reaches the backend.
+    assert_eq!(t.backend().stats(), Default::default());
+}
+
+#[test]
+fn pre_fetch_length_zero_runs_to_the_end_of_the_medium() {
+    // 2048 blocks of 512 bytes: 1 MiB from LBA 0, well inside the cache.
+    let t = target();
+    let c = run(&t, &cdb10(0x34, 0, 0, 0), &mut vec![]);
+    assert_eq!(c.status, Status::ConditionMet);
+    let c = run(&t, &cdb16(0x90, 0, 2047, 0), &mut vec![]);
+    assert_eq!(c.status, Status::ConditionMet);
+    // Zero length starting past the last block is out of range.
+    let c = run(&t, &cdb10(0x34, 0, 2048, 0), &mut vec![]);
+    assert_eq!(triple(&c), (0x05, 0x21, 0x00));
+    assert_eq!(sks(&c), [0, 0, 0]);
+}
+
+/// A target over `Geometry` (no allocation) with the power-on attention
+/// consumed.
+fn geometry_target(info: DiskInfo) -> Target<Geometry> {
+    let t = Target::new(Geometry(info), id()).unwrap();
+    block_on(t.execute(N0, &[0; 6], &mut vec![]));
+    t
+}
+
+#[test]
+fn pre_fetch_larger_than_the_cache_is_good() {
+    // PREFETCH_CACHE_BYTES is 32 MiB: 65536 blocks of 512 bytes fit,
+    // 65537 do not (GOOD: "as many as fit" are notionally cached).
+    assert_eq!(crate::target::PREFETCH_CACHE_BYTES, 32 << 20);
+    let t = geometry_target(DiskInfo::simple(512, 1 << 20));
+    let st = |cdb: &[u8]| {
+        let c = block_on(t.execute(N0, cdb, &mut vec![]));
+        assert!(c.sense().is_empty());
+        c.status
+    };
+    assert_eq!(st(&cdb16(0x90, 0, 0, 65536)), Status::ConditionMet);
+    assert_eq!(st(&cdb16(0x90, 0, 0, 65537)), Status::Good);
+    assert_eq!(st(&cdb10(0x34, 0x02, 0, 0)), Status::Good, "to the end");
+    assert_eq!(
+        st(&cdb10(0x34, 0, (1 << 20) - 65536, 0)),
+        Status::ConditionMet,
+        "the last 32 MiB"
+    );
+    // Not a transfer: far above MAXIMUM TRANSFER LENGTH (1024) is fine.
+    assert_eq!(st(&cdb16(0x90, 0, 0, 1 << 20)), Status::Good);
+}
+
+#[test]
+fn pre_fetch_errors() {
+    let t = target();
+    let c = run(&t, &cdb10(0x34, 0, 2040, 9), &mut vec![]);
+    assert_eq!(triple(&c), (0x05, 0x21, 0x00));
+    let c = run(&t, &cdb16(0x90, 0, u64::MAX, 1), &mut vec![]);
+    assert_eq!(triple(&c), (0x05, 0x21, 0x00));
+    // Byte 1: bit 0 obsolete (10) / reserved (16), bits 7-2 reserved.
+    let c = run(&t, &cdb10(0x34, 0x01, 0, 1), &mut vec![]);
+    assert_eq!(triple(&c), (0x05, 0x24, 0x00));
+    assert_eq!(sks(&c), [0xC8, 0, 1]);
+    let c = run(&t, &cdb16(0x90, 0x80, 0, 1), &mut vec![]);
+    assert_eq!(sks(&c), [0xCF, 0, 1]);
+    // Reserved bits above GROUP NUMBER.
+    let mut cdb = cdb10(0x34, 0, 0, 1);
+    cdb[6] = 0x20;
+    assert_eq!(sks(&run(&t, &cdb, &mut vec![])), [0xCD, 0, 6]);
+    let mut cdb = cdb16(0x90, 0, 0, 1);
+    cdb[14] = 0x40;
+    assert_eq!(sks(&run(&t, &cdb, &mut vec![])), [0xCE, 0, 14]);
+}
+
+#[test]
+fn pre_fetch_is_allowed_on_a_read_only_device() {
+    let mut info = DiskInfo::simple(512, 64);
+    info.read_only = true;
+    let t = target_with(MemBackend::new(info));
+    let c = run(&t, &cdb10(0x34, 0, 0, 0), &mut vec![]);
+    assert_eq!(c.status, Status::ConditionMet);
+}
+
 // -------------------------------------------------------------------- UNMAP
 
 fn unmap_list(ranges: &[(u64, u32)]) -> Vec<u8> {

@@ -243,6 +243,9 @@ proptest! {
             let c = block_on(t.execute(Nexus(0), &cdb, &mut buf));
             prop_assert!(c.data_in_len <= len);
             prop_assert_eq!(c.status == Status::CheckCondition, !c.sense().is_empty());
+            if c.status == Status::ConditionMet {
+                prop_assert_eq!(c.data_in_len, 0);
+            }
             if c.status == Status::CheckCondition {
                 prop_assert_eq!(c.sense().len(), 18);
                 prop_assert_eq!(c.data_in_len, 0);
