@@ -39,6 +39,7 @@ pub mod op {
     pub const VERIFY_10: u8 = 0x2F;
     pub const PRE_FETCH_10: u8 = 0x34;
     pub const SYNCHRONIZE_CACHE_10: u8 = 0x35;
+    pub const READ_DEFECT_DATA_10: u8 = 0x37;
     pub const WRITE_SAME_10: u8 = 0x41;
     pub const UNMAP: u8 = 0x42;
     pub const MODE_SELECT_10: u8 = 0x55;
@@ -58,6 +59,7 @@ pub mod op {
     pub const WRITE_12: u8 = 0xAA;
     pub const WRITE_AND_VERIFY_12: u8 = 0xAE;
     pub const VERIFY_12: u8 = 0xAF;
+    pub const READ_DEFECT_DATA_12: u8 = 0xB7;
 
     /// SERVICE ACTION IN (16) service action READ CAPACITY (16).
     pub const SA_READ_CAPACITY_16: u8 = 0x10;
@@ -143,7 +145,7 @@ const fn index() -> [u8; 256] {
     t
 }
 
-const TABLE: [OpInfo; 36] = [
+const TABLE: [OpInfo; 38] = [
     info(op::TEST_UNIT_READY, "TEST UNIT READY", &[F, 0, 0, 0, 0, CT]),
     exempt(info(
         op::REQUEST_SENSE,
@@ -204,6 +206,11 @@ const TABLE: [OpInfo; 36] = [
         op::SYNCHRONIZE_CACHE_10,
         "SYNCHRONIZE CACHE (10)",
         &[F, 0x06, F, F, F, F, 0x1F, F, F, CT],
+    ),
+    info(
+        op::READ_DEFECT_DATA_10,
+        "READ DEFECT DATA (10)",
+        &[F, 0, 0x1F, 0, 0, 0, 0, F, F, CT],
     ),
     info(
         op::WRITE_SAME_10,
@@ -305,6 +312,11 @@ const TABLE: [OpInfo; 36] = [
         op::VERIFY_12,
         "VERIFY (12)",
         &[F, 0xF6, F, F, F, F, F, F, F, F, 0x1F, CT],
+    ),
+    info(
+        op::READ_DEFECT_DATA_12,
+        "READ DEFECT DATA (12)",
+        &[F, 0x1F, F, F, F, F, F, F, F, F, 0, CT],
     ),
 ];
 
@@ -541,6 +553,21 @@ pub enum Command {
     },
     /// FORMAT UNIT without a parameter list (SBC-3 5.3).
     FormatUnit,
+    /// READ DEFECT DATA (10) / (12) (SBC-3; the ADDRESS DESCRIPTOR INDEX of
+    /// the 12-byte form, SBC-4, is accepted and, the list being empty,
+    /// changes nothing).
+    ReadDefectData {
+        /// The 12-byte form (8-byte header).
+        twelve: bool,
+        /// REQ_PLIST.
+        plist: bool,
+        /// REQ_GLIST.
+        glist: bool,
+        /// DEFECT LIST FORMAT (000b-110b; 111b is refused).
+        format: u8,
+        /// ALLOCATION LENGTH.
+        alloc: u32,
+    },
     /// REPORT SUPPORTED OPERATION CODES (SPC-4 6.35).
     ReportSupportedOpcodes {
         /// RCTD: include command timeouts descriptors.
@@ -778,6 +805,24 @@ pub fn parse_with(info: &OpInfo, cdb: &[u8]) -> Result<Command, CommandError> {
                 return Err(CommandError::InvalidField(FieldPointer::bit(1, 4)));
             }
             Command::FormatUnit
+        }
+        op::READ_DEFECT_DATA_10 | op::READ_DEFECT_DATA_12 => {
+            let twelve = info.opcode == op::READ_DEFECT_DATA_12;
+            let at = if twelve { 1 } else { 2 };
+            // SBC-3 address descriptor formats: 000b-101b defined, 110b
+            // vendor specific, 111b reserved (SPC-4: a reserved code value
+            // is an error).
+            let format = cdb[at] & 0x07;
+            if format == 0x07 {
+                return Err(CommandError::InvalidField(FieldPointer::bit(at as u16, 2)));
+            }
+            Command::ReadDefectData {
+                twelve,
+                plist: bit(cdb, at, 4),
+                glist: bit(cdb, at, 3),
+                format,
+                alloc: if twelve { u(cdb, 6, 4) } else { u(cdb, 7, 2) } as u32,
+            }
         }
         op::MAINTENANCE_IN => {
             let options = cdb[2] & 0x07;

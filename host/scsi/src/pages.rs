@@ -154,6 +154,26 @@ pub fn read_capacity_16(info: &DiskInfo) -> [u8; 32] {
     d
 }
 
+/// READ DEFECT DATA (10) / (12) parameter data (SBC-3): a virtual disk has
+/// no defects, so both lists exist and are empty. The header says the list
+/// holds the PLIST / GLIST exactly when they were asked for (PLISTV, GLISTV),
+/// in the format asked for (an empty list is in every format, so the
+/// RECOVERED ERROR for "returned a different format" never arises), with
+/// DEFECT LIST LENGTH zero. The 12-byte form's GENERATION CODE is 0000h
+/// (not supported): the list never changes.
+pub fn defect_data(twelve: bool, plist: bool, glist: bool, format: u8) -> Vec<u8> {
+    let mut flags = format & 0x07;
+    if plist {
+        flags |= 0x10; // PLISTV
+    }
+    if glist {
+        flags |= 0x08; // GLISTV
+    }
+    let mut d = vec![0u8; if twelve { 8 } else { 4 }];
+    d[1] = flags;
+    d
+}
+
 /// Mode pages we implement, in ascending order (the order of page 3Fh).
 pub const MODE_PAGES: [u8; 3] = [0x01, 0x08, 0x0A];
 

@@ -460,6 +460,17 @@ impl<B: BlockBackend> Target<B> {
                 }
                 Ok(0)
             }
+            Command::ReadDefectData {
+                twelve,
+                plist,
+                glist,
+                format,
+                alloc,
+            } => respond(
+                buf,
+                &pages::defect_data(twelve, plist, glist, format),
+                alloc,
+            ),
             Command::FormatUnit => {
                 // SBC-3 5.3 with FMTDATA 0: no initialization pattern, so
                 // block contents afterwards are unspecified. A thin

@@ -1367,6 +1367,114 @@ fn format_unit_deallocates_a_thin_device() {
     assert_eq!(sks(&c), [0xCF, 0, 1], "FMTPINFO");
 }
 
+// --------------------------------------------------------- READ DEFECT DATA
+
+fn rdd10(b2: u8, alloc: u16) -> [u8; 10] {
+    let mut c = [0u8; 10];
+    c[0] = 0x37;
+    c[2] = b2;
+    c[7..9].copy_from_slice(&alloc.to_be_bytes());
+    c
+}
+
+fn rdd12(b1: u8, index: u32, alloc: u32) -> [u8; 12] {
+    let mut c = [0u8; 12];
+    c[0] = 0xB7;
+    c[1] = b1;
+    c[2..6].copy_from_slice(&index.to_be_bytes());
+    c[6..10].copy_from_slice(&alloc.to_be_bytes());
+    c
+}
+
+#[test]
+fn read_defect_data_10_returns_an_empty_list_in_the_format_asked_for() {
+    // SBC-3 READ DEFECT DATA (10) parameter data: reserved byte, then
+    // reserved (7-5) | PLISTV | GLISTV | DEFECT LIST FORMAT, then the
+    // two-byte DEFECT LIST LENGTH, zero: no address descriptors.
+    let t = target();
+    let mut buf = vec![0xEE; 16];
+    // REQ_GLIST, bytes from index format (100b), as smartctl asks.
+    let c = run(&t, &rdd10(0x0C, 16), &mut buf);
+    good(&c);
+    assert_eq!(c.data_in_len, 4);
+    assert_eq!(&buf[..5], &[0x00, 0x0C, 0x00, 0x00, 0xEE]);
+    // Both lists, short block format.
+    let c = run(&t, &rdd10(0x18, 16), &mut buf);
+    assert_eq!(&buf[..c.data_in_len as usize], &[0, 0x18, 0, 0]);
+    // Neither list: the header alone, PLISTV = GLISTV = 0.
+    let c = run(&t, &rdd10(0x05, 16), &mut buf);
+    assert_eq!(&buf[..c.data_in_len as usize], &[0, 0x05, 0, 0]);
+    // Every defined format (and vendor specific 110b) is echoed.
+    for f in 0..=6u8 {
+        let c = run(&t, &rdd10(0x10 | f, 16), &mut buf);
+        good(&c);
+        assert_eq!(&buf[..4], &[0, 0x10 | f, 0, 0], "format {f}");
+    }
+    // Truncated to the allocation length.
+    let c = run(&t, &rdd10(0x08, 2), &mut buf);
+    good(&c);
+    assert_eq!(c.data_in_len, 2);
+    let c = run(&t, &rdd10(0x08, 0), &mut buf);
+    assert_eq!(c.data_in_len, 0);
+    assert_eq!(t.backend().stats(), Default::default());
+}
+
+#[test]
+fn read_defect_data_12_has_an_eight_byte_header() {
+    // SBC-3/SBC-4 READ DEFECT DATA (12) parameter data: PLISTV | GLISTV |
+    // format in byte 1, GENERATION CODE (0000h: not supported) in 2-3,
+    // four-byte DEFECT LIST LENGTH in 4-7.
+    let t = target();
+    let mut buf = vec![0xEE; 16];
+    let c = run(&t, &rdd12(0x0B, 0, 16), &mut buf);
+    good(&c);
+    assert_eq!(c.data_in_len, 8);
+    assert_eq!(&buf[..9], &[0, 0x0B, 0, 0, 0, 0, 0, 0, 0xEE]);
+    // Any ADDRESS DESCRIPTOR INDEX is at or past the (zero) descriptors:
+    // a zero-length list.
+    let c = run(&t, &rdd12(0x1D, 0xFFFF_FFFF, 16), &mut buf);
+    assert_eq!(&buf[..c.data_in_len as usize], &[0, 0x1D, 0, 0, 0, 0, 0, 0]);
+    // The length-probing call of SBC-4 (allocation length 8) and a short one.
+    let c = run(&t, &rdd12(0x08, 0, 8), &mut buf);
+    assert_eq!(c.data_in_len, 8);
+    let c = run(&t, &rdd12(0x08, 0, 3), &mut buf);
+    assert_eq!(c.data_in_len, 3);
+}
+
+#[test]
+fn read_defect_data_errors() {
+    let t = target();
+    // DEFECT LIST FORMAT 111b is reserved: pointer at the field's MSB.
+    let c = run(&t, &rdd10(0x1F, 16), &mut vec![0; 16]);
+    assert_eq!(triple(&c), (0x05, 0x24, 0x00));
+    assert_eq!(sks(&c), [0xCA, 0, 2]);
+    let c = run(&t, &rdd12(0x0F, 0, 16), &mut vec![0; 16]);
+    assert_eq!(sks(&c), [0xCA, 0, 1]);
+    // Reserved bits: byte 1 of (10), the three above REQ_PLIST, byte 10
+    // of (12).
+    let mut cdb = rdd10(0x08, 16);
+    cdb[1] = 0x01;
+    assert_eq!(sks(&run(&t, &cdb, &mut vec![0; 16])), [0xC8, 0, 1]);
+    assert_eq!(
+        sks(&run(&t, &rdd10(0x28, 16), &mut vec![0; 16])),
+        [0xCD, 0, 2]
+    );
+    let mut cdb = rdd12(0x08, 0, 16);
+    cdb[10] = 0x02;
+    assert_eq!(sks(&run(&t, &cdb, &mut vec![0; 16])), [0xC9, 0, 10]);
+}
+
+#[test]
+fn read_defect_data_works_on_a_read_only_device() {
+    let mut info = DiskInfo::simple(512, 64);
+    info.read_only = true;
+    let t = target_with(MemBackend::new(info));
+    let mut buf = vec![0; 8];
+    let c = run(&t, &rdd10(0x0C, 8), &mut buf);
+    good(&c);
+    assert_eq!(&buf[..4], &[0, 0x0C, 0, 0]);
+}
+
 // ---------------------------------------------------------- REPORT LUNS
 
 #[test]
