@@ -47,6 +47,7 @@ pub mod op {
     pub const READ_16: u8 = 0x88;
     pub const COMPARE_AND_WRITE: u8 = 0x89;
     pub const WRITE_16: u8 = 0x8A;
+    pub const ORWRITE_16: u8 = 0x8B;
     pub const WRITE_AND_VERIFY_16: u8 = 0x8E;
     pub const VERIFY_16: u8 = 0x8F;
     pub const PRE_FETCH_16: u8 = 0x90;
@@ -145,7 +146,7 @@ const fn index() -> [u8; 256] {
     t
 }
 
-const TABLE: [OpInfo; 38] = [
+const TABLE: [OpInfo; 39] = [
     info(op::TEST_UNIT_READY, "TEST UNIT READY", &[F, 0, 0, 0, 0, CT]),
     exempt(info(
         op::REQUEST_SENSE,
@@ -246,6 +247,11 @@ const TABLE: [OpInfo; 38] = [
         op::WRITE_16,
         "WRITE (16)",
         &[F, 0xFA, F, F, F, F, F, F, F, F, F, F, F, F, 0x1F, CT],
+    ),
+    info(
+        op::ORWRITE_16,
+        "ORWRITE (16)",
+        &[F, 0xF8, F, F, F, F, F, F, F, F, F, F, F, F, 0x1F, CT],
     ),
     info(
         op::WRITE_AND_VERIFY_16,
@@ -539,6 +545,13 @@ pub enum Command {
         /// FUA.
         fua: bool,
     },
+    /// ORWRITE (16) (SBC-3, SBC-4): OR the data-out into the blocks.
+    OrWrite {
+        /// Blocks to read, OR and write.
+        range: BlockRange,
+        /// FUA.
+        fua: bool,
+    },
     /// START STOP UNIT (SBC-3 5.25).
     StartStopUnit {
         /// START.
@@ -768,6 +781,15 @@ pub fn parse_with(info: &OpInfo, cdb: &[u8]) -> Result<Command, CommandError> {
             protect(cdb)?;
             Command::CompareAndWrite {
                 range: range(cdb, 2, 8, 13, 1),
+                fua: bit(cdb, 1, 3),
+            }
+        }
+        op::ORWRITE_16 => {
+            // ORPROTECT: no protection information here. (BMOP and
+            // PREVIOUS GENERATION PROCESSING exist only in ORWRITE (32).)
+            protect(cdb)?;
+            Command::OrWrite {
+                range: rw_range(info.opcode, cdb),
                 fua: bit(cdb, 1, 3),
             }
         }

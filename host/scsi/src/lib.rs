@@ -19,7 +19,7 @@
 //! * [`sense`]: status, sense formats, and the one table from
 //!   [`CommandError`] to sense key / ASC / ASCQ.
 //! * [`target`]: [`Target`], which runs commands, keeps unit attentions per
-//!   nexus, the WCE bit, and range locks for COMPARE AND WRITE.
+//!   nexus, the WCE bit, and range locks for COMPARE AND WRITE and ORWRITE.
 //!
 //! The standard sections each behaviour follows are cited next to the code.
 //! See `docs/scsi.md` in the repository for the design notes and the list

@@ -99,7 +99,8 @@ struct Snap {
 ///
 /// [`Target::execute`] takes `&self`: any number of commands may be in
 /// flight at once, and they complete in whatever order the backend finishes
-/// them. COMPARE AND WRITE is made atomic by range locks held here.
+/// them. COMPARE AND WRITE and ORWRITE are made atomic by range locks held
+/// here.
 #[derive(Debug)]
 pub struct Target<B> {
     backend: B,
@@ -448,6 +449,10 @@ impl<B: BlockBackend> Target<B> {
                     .await?;
                 Ok(0)
             }
+            Command::OrWrite { range, fua } => {
+                self.or_write(info, range, fua || !snap.wce, buf).await?;
+                Ok(0)
+            }
             Command::StartStopUnit { start, no_flush } => {
                 // SBC-3 5.25: stopping writes the cache back unless
                 // NO_FLUSH. The unit does not become NOT READY: it is a
@@ -749,6 +754,55 @@ impl<B: BlockBackend> Target<B> {
             .write(range.lba, BufRef::new(buf, half, half)?, fua)
             .await
             .map_err(backend_err(BackendOp::Write))
+    }
+
+    /// ORWRITE (16) (SBC-3): read the blocks, OR the data-out into them and
+    /// write them back, as one uninterruptible sequence: the exclusive
+    /// range lock is held from the first read to the last write, so no
+    /// overlapping write, COMPARE AND WRITE or ORWRITE interleaves
+    /// (two racing ORWRITEs can never lose one's bits). Large transfers go
+    /// in chunks under that one lock; a backend error part way leaves the
+    /// earlier chunks written, as for WRITE.
+    async fn or_write(
+        &self,
+        info: &DiskInfo,
+        range: BlockRange,
+        fua: bool,
+        buf: &dyn DataBuffer,
+    ) -> Result<(), CommandError> {
+        check_transfer(info, range)?;
+        let end = range_end(info, range)?;
+        check_writable(info)?;
+        let bytes = bytes_of(info, range.blocks, range.len_field)?;
+        check_buffer(buf, bytes, range.len_field)?;
+        if bytes == 0 {
+            return Ok(());
+        }
+        let bs = u64::from(info.block_size);
+        let chunk = chunk_blocks(info).min(range.blocks.0);
+        let mut medium = vec![0u8; (chunk * bs) as usize];
+        let mut data = vec![0u8; (chunk * bs) as usize];
+        let _g = self.locks.lock(range.lba.0, end, true).await;
+        let mut done = 0u64;
+        while done < range.blocks.0 {
+            let n = (range.blocks.0 - done).min(chunk);
+            let len = n * bs;
+            let lba = Lba(range.lba.0 + done);
+            self.backend
+                .read(lba, BufMut::new(&mut medium, 0, len)?)
+                .await
+                .map_err(backend_err(BackendOp::Read))?;
+            buf.read_at(done * bs, &mut data[..len as usize])?;
+            for (m, d) in medium.iter_mut().zip(&data[..len as usize]) {
+                *m |= d;
+            }
+            self.backend
+                .write(lba, BufRef::new(&medium, 0, len)?, fua)
+                .await
+                .map_err(backend_err(BackendOp::Write))?;
+            done += n;
+        }
+        Ok(())
     }
 
     /// MODE SELECT (SPC-4 6.9/6.10): validate the whole parameter list,

@@ -1178,6 +1178,137 @@ fn compare_and_write_is_atomic_against_a_racing_write() {
     assert_eq!(disk, &pattern(1024, 8)[..], "{results:?}");
 }
 
+// ------------------------------------------------------------------ ORWRITE
+
+#[test]
+fn orwrite_ors_the_data_out_into_the_blocks() {
+    // SBC-3 ORWRITE (16): each byte written is the medium byte OR the
+    // data-out byte. A0h | 05h = A5h; 00h | 3Ch = 3Ch.
+    let t = target();
+    t.backend().poke(10 * 512, &[0xA0; 512]);
+    let mut d = vec![0x05u8; 512];
+    d.extend_from_slice(&[0x3C; 512]);
+    good(&run(&t, &cdb16(0x8B, 0, 10, 2), &mut d));
+    let disk = t.backend().contents();
+    assert!(disk[10 * 512..11 * 512].iter().all(|&b| b == 0xA5));
+    assert!(disk[11 * 512..12 * 512].iter().all(|&b| b == 0x3C));
+    assert!(disk[9 * 512..10 * 512].iter().all(|&b| b == 0));
+    assert!(disk[12 * 512..13 * 512].iter().all(|&b| b == 0));
+    let s = t.backend().stats();
+    assert_eq!((s.reads, s.writes, s.fua_writes), (1, 1, 0));
+    // Arbitrary bytes: the OR, byte for byte.
+    let old = pattern(3 * 512, 40);
+    t.backend().poke(100 * 512, &old);
+    let mut new = pattern(3 * 512, 77);
+    good(&run(&t, &cdb16(0x8B, 0, 100, 3), &mut new));
+    let want: Vec<u8> = old.iter().zip(&new).map(|(a, b)| a | b).collect();
+    assert_eq!(&t.backend().contents()[100 * 512..103 * 512], &want[..]);
+}
+
+#[test]
+fn orwrite_fua_and_wce_behave_as_for_write() {
+    let t = target();
+    good(&run(&t, &cdb16(0x8B, 0x08, 0, 1), &mut vec![1; 512]));
+    assert_eq!(t.backend().stats().fua_writes, 1, "FUA");
+    let mut info = DiskInfo::simple(512, 64);
+    info.write_cache = WriteCache::WriteThrough;
+    let t = target_with(MemBackend::new(info));
+    good(&run(&t, &cdb16(0x8B, 0, 0, 1), &mut vec![1; 512]));
+    assert_eq!(t.backend().stats().fua_writes, 1, "WCE = 0");
+}
+
+#[test]
+fn orwrite_larger_than_a_chunk_is_done_in_pieces_under_one_lock() {
+    let mut info = DiskInfo::simple(512, 8192);
+    info.max_transfer = Blocks(4096);
+    let t = target_with(MemBackend::new(info));
+    t.backend().poke(0, &vec![0x80; 8192 * 512]);
+    let mut d = vec![0x01u8; 3000 * 512];
+    good(&run(&t, &cdb16(0x8B, 0, 5, 3000), &mut d));
+    let disk = t.backend().contents();
+    assert!(disk[5 * 512..3005 * 512].iter().all(|&b| b == 0x81));
+    assert_eq!(disk[5 * 512 - 1], 0x80);
+    assert_eq!(disk[3005 * 512], 0x80);
+    // 1 MiB chunks of 512-byte blocks: 2048 + 952.
+    let s = t.backend().stats();
+    assert_eq!((s.reads, s.writes), (2, 2));
+}
+
+#[test]
+fn orwrite_errors() {
+    let t = target();
+    // Zero blocks: nothing happens.
+    good(&run(&t, &cdb16(0x8B, 0, 0, 0), &mut vec![]));
+    let c = run(&t, &cdb16(0x8B, 0, 2047, 2), &mut vec![1; 1024]);
+    assert_eq!(triple(&c), (0x05, 0x21, 0x00));
+    assert_eq!(sks(&c), [0, 0, 0]);
+    // Above MAXIMUM TRANSFER LENGTH (1024), and a short data-out: the
+    // TRANSFER LENGTH field at byte 10.
+    let c = run(&t, &cdb16(0x8B, 0, 0, 1025), &mut vec![1; 1025 * 512]);
+    assert_eq!(triple(&c), (0x05, 0x24, 0x00));
+    assert_eq!(sks(&c), [0xC0, 0, 10]);
+    let c = run(&t, &cdb16(0x8B, 0, 0, 2), &mut vec![1; 1023]);
+    assert_eq!(sks(&c), [0xC0, 0, 10]);
+    // ORPROTECT (byte 1 bits 7-5): pointer at bit 7.
+    let c = run(&t, &cdb16(0x8B, 0x20, 0, 1), &mut vec![1; 512]);
+    assert_eq!(sks(&c), [0xCF, 0, 1]);
+    // Byte 1 bits 2-0 are reserved; so are bits 7-5 of byte 14, where
+    // ORWRITE (32) has no counterpart either (its BMOP is byte 2 of a
+    // 32-byte CDB).
+    let c = run(&t, &cdb16(0x8B, 0x02, 0, 1), &mut vec![1; 512]);
+    assert_eq!(sks(&c), [0xC9, 0, 1]);
+    let mut cdb = cdb16(0x8B, 0, 0, 1);
+    cdb[14] = 0x20;
+    assert_eq!(sks(&run(&t, &cdb, &mut vec![1; 512])), [0xCD, 0, 14]);
+    let s = t.backend().stats();
+    assert_eq!((s.reads, s.writes), (0, 0));
+    // A read-only device: DATA PROTECT, WRITE PROTECTED.
+    let mut info = DiskInfo::simple(512, 64);
+    info.read_only = true;
+    let t = target_with(MemBackend::new(info));
+    let c = run(&t, &cdb16(0x8B, 0, 0, 1), &mut vec![1; 512]);
+    assert_eq!(triple(&c), (0x07, 0x27, 0x00));
+    assert_eq!(t.backend().stats().reads, 0);
+}
+
+#[test]
+fn orwrite_read_error_writes_nothing() {
+    let t = target();
+    t.backend()
+        .fail_next(BackendError::at(BackendErrorKind::Medium, Lba(21)));
+    let c = run(&t, &cdb16(0x8B, 0, 20, 4), &mut vec![0xFF; 2048]);
+    assert_eq!(triple(&c), (0x03, 0x11, 0x00));
+    assert_eq!(&c.sense()[3..7], &21u32.to_be_bytes());
+    assert_eq!(t.backend().stats().writes, 0);
+    assert!(t.backend().contents().iter().all(|&b| b == 0));
+}
+
+#[test]
+fn concurrent_orwrites_on_one_range_never_lose_bits() {
+    // Two ORWRITEs of disjoint bits over the same zeroed blocks: serially
+    // the result is every bit set. Without the exclusive lock across read
+    // and write, both read zeros and the second write drops the first's
+    // bits.
+    let t = target_with(MemBackend::with_discard(64).with_yields());
+    let mut a = vec![0x0Fu8; 4 * 512];
+    let mut b = vec![0xF0u8; 4 * 512];
+    let results = block_on(join_all(vec![
+        t.execute(N0, &cdb16(0x8B, 0, 8, 4), &mut a),
+        t.execute(N0, &cdb16(0x8B, 0, 10, 4), &mut b),
+    ]));
+    for c in &results {
+        good(c);
+    }
+    let disk = t.backend().contents();
+    assert!(disk[8 * 512..10 * 512].iter().all(|&x| x == 0x0F));
+    assert!(
+        disk[10 * 512..12 * 512].iter().all(|&x| x == 0xFF),
+        "lost update: {:02x}",
+        disk[10 * 512]
+    );
+    assert!(disk[12 * 512..14 * 512].iter().all(|&x| x == 0xF0));
+}
+
 // ------------------------------------------------------------------ VERIFY
 
 #[test]

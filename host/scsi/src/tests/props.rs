@@ -40,6 +40,11 @@ enum Op {
         seed: u8,
         corrupt: bool,
     },
+    OrWrite {
+        lba: u64,
+        blocks: u64,
+        seed: u8,
+    },
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -66,13 +71,18 @@ fn op() -> impl Strategy<Value = Op> {
             }
         }),
         (lba.clone(), blocks.clone()).prop_map(|(l, b)| Op::Unmap { lba: l, blocks: b }),
-        (lba, 1..4u64, any::<u8>(), any::<bool>()).prop_map(|(l, b, s, c)| {
+        (lba.clone(), 1..4u64, any::<u8>(), any::<bool>()).prop_map(|(l, b, s, c)| {
             Op::CompareAndWrite {
                 lba: l,
                 blocks: b,
                 seed: s,
                 corrupt: c,
             }
+        }),
+        (lba, blocks, any::<u8>()).prop_map(|(l, b, s)| Op::OrWrite {
+            lba: l,
+            blocks: b,
+            seed: s
         }),
     ]
 }
@@ -217,6 +227,26 @@ proptest! {
                     } else {
                         prop_assert_eq!(c.status, Status::Good);
                         model[span(lba, blocks)].copy_from_slice(&new);
+                    }
+                }
+                Op::OrWrite { lba, blocks, seed } => {
+                    let mut cdb = [0u8; 16];
+                    cdb[0] = 0x8B;
+                    cdb[2..10].copy_from_slice(&lba.to_be_bytes());
+                    cdb[10..14].copy_from_slice(&(blocks as u32).to_be_bytes());
+                    // Sparse bits, so that ORs accumulate visibly.
+                    let mut d: Vec<u8> = data(blocks as usize * BS, seed)
+                        .iter()
+                        .map(|b| b & seed.rotate_left(3) & 0x93)
+                        .collect();
+                    let c = block_on(t.execute(n, &cdb, &mut d));
+                    prop_assert_eq!(c.status == Status::Good, in_range(lba, blocks));
+                    if c.status == Status::Good {
+                        for (m, x) in model[span(lba, blocks)].iter_mut().zip(&d) {
+                            *m |= x;
+                        }
+                    } else {
+                        prop_assert_eq!(c.sense()[12], 0x21);
                     }
                 }
             }
