@@ -88,20 +88,36 @@ pub fn vpd_page(page: u8, id: &DeviceIdentity, info: &DiskInfo) -> Result<Vec<u8
         // SBC-3 6.6.4 Block Limits, page length 3Ch.
         0xB0 => {
             let mut b = [0u8; 0x3C];
+            // Sizes are in whole physical blocks (SBC-3 4.6): a 512e disk
+            // gets its 4096-byte physical block as the transfer and unmap
+            // granularity (Linux ignores an OPTIMAL TRANSFER LENGTH that is
+            // not a whole number of physical blocks).
+            let physical = info.physical_blocks();
             b[0] = 0x01; // WSNZ: WRITE SAME with zero blocks is refused
             b[1] = max_compare_and_write(info) as u8;
-            be::put(&mut b[2..4], 1u64 << info.physical_exponent.min(15));
+            // OPTIMAL TRANSFER LENGTH GRANULARITY: one physical block.
+            be::put(&mut b[2..4], physical);
             be::put(&mut b[4..8], info.max_transfer.0);
+            // OPTIMAL TRANSFER LENGTH, rounded down to whole physical blocks
+            // (zero, "not reported", if less than one).
             be::put(
                 &mut b[8..12],
-                info.optimal_transfer.0.min(u64::from(u32::MAX)),
+                (info.optimal_transfer.0 / physical * physical).min(u64::from(u32::MAX)),
             );
             if let Some(d) = info.discard {
                 be::put(&mut b[16..20], u64::from(d.max_blocks));
                 be::put(&mut b[20..24], u64::from(d.max_descriptors));
-                be::put(&mut b[24..28], d.granularity.0.min(u64::from(u32::MAX)));
-                // UGAVALID + UNMAP GRANULARITY ALIGNMENT (31 bits).
-                be::put(&mut b[28..32], 0x8000_0000 | (d.alignment.0 & 0x7FFF_FFFF));
+                // DiskInfo::validate made sure a granule starts a physical
+                // block; the fallback is never used.
+                let (granularity, alignment) = d
+                    .physical_granule(physical)
+                    .unwrap_or((d.granularity.0, d.alignment.0));
+                be::put(&mut b[24..28], granularity.min(u64::from(u32::MAX)));
+                // UGAVALID + UNMAP GRANULARITY ALIGNMENT (31 bits), when
+                // the alignment fits.
+                if alignment <= 0x7FFF_FFFF {
+                    be::put(&mut b[28..32], 0x8000_0000 | alignment);
+                }
             }
             be::put(&mut b[32..40], MAX_WRITE_SAME_BLOCKS);
             vpd(0xB0, &b)
@@ -145,12 +161,16 @@ pub fn read_capacity_16(info: &DiskInfo) -> [u8; 32] {
     be::put(&mut d[0..8], info.block_count.0.saturating_sub(1));
     be::put(&mut d[8..12], info.block_size.into());
     d[13] = info.physical_exponent & 0x0F;
+    // Bytes 14-15: LBPME, LBPRZ, and the 14-bit LOWEST ALIGNED LOGICAL
+    // BLOCK ADDRESS, 0: LBA 0 starts a physical block.
+    let mut b = 0u64;
     if let Some(disc) = info.discard {
-        d[14] = 0x80; // LBPME
+        b |= 0x8000; // LBPME
         if disc.zeroes {
-            d[14] |= 0x40; // LBPRZ
+            b |= 0x4000; // LBPRZ
         }
     }
+    be::put(&mut d[14..16], b);
     d
 }
 

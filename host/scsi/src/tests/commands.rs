@@ -405,6 +405,65 @@ fn read_capacity_16_layout_with_provisioning() {
     assert_eq!(&buf[..32], &want);
 }
 
+/// A 512e disk: 512-byte logical blocks, 4096-byte physical blocks
+/// (exponent 3), a discard granularity of `granularity` at `alignment`.
+fn disk_512e(granularity: u64, alignment: u64) -> DiskInfo {
+    let mut info = MemBackend::with_discard(2048).info();
+    info.physical_exponent = 3;
+    info.optimal_transfer = Blocks(100);
+    let d = info.discard.as_mut().unwrap();
+    d.granularity = Blocks(granularity);
+    d.alignment = Lba(alignment);
+    info
+}
+
+#[test]
+fn read_capacity_16_of_a_512e_disk() {
+    // SBC-3 5.16.2: LOGICAL BLOCKS PER PHYSICAL BLOCK EXPONENT 3 in byte
+    // 13; byte 14 LBPME | LBPRZ | LOWEST ALIGNED LOGICAL BLOCK ADDRESS
+    // (bits 5-0, with byte 15) = 0: LBA 0 starts a physical block.
+    let t = target_with(MemBackend::new(disk_512e(1, 0)));
+    let mut buf = vec![0xEE; 32];
+    good(&run(&t, &cdb16(0x9E, 0x10, 0, 32), &mut buf));
+    assert_eq!(
+        buf,
+        [
+            0, 0, 0, 0, 0, 0, 0x07, 0xFF, 0, 0, 0x02, 0x00, 0, 0x03, 0xC0, 0x00, //
+            0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0
+        ]
+    );
+}
+
+#[test]
+fn vpd_block_limits_of_a_512e_disk_are_in_whole_physical_blocks() {
+    // SBC-3 6.6.4: OPTIMAL TRANSFER LENGTH GRANULARITY (bytes 6-7) one
+    // physical block; OPTIMAL TRANSFER LENGTH (12-15) 100 rounded down to
+    // 96; OPTIMAL UNMAP GRANULARITY (28-31) a single-block granularity
+    // raised to 8; UGAVALID | UNMAP GRANULARITY ALIGNMENT (32-35) 0.
+    let p = vpd(&target_with(MemBackend::new(disk_512e(1, 0))), 0xB0);
+    assert_eq!(&p[6..8], &[0, 8]);
+    assert_eq!(&p[12..16], &[0, 0, 0, 96]);
+    assert_eq!(&p[28..32], &[0, 0, 0, 8]);
+    assert_eq!(&p[32..36], &[0x80, 0, 0, 0]);
+    // A granularity of 12 at 4: least common multiple 24, first LBA that
+    // starts both a granule and a physical block 16.
+    let p = vpd(&target_with(MemBackend::new(disk_512e(12, 4))), 0xB0);
+    assert_eq!(&p[28..32], &[0, 0, 0, 24]);
+    assert_eq!(&p[32..36], &[0x80, 0, 0, 16]);
+    // Granules that never start a physical block: refused at attach.
+    let err = Target::new(MemBackend::new(disk_512e(8, 3)), id()).unwrap_err();
+    assert!(matches!(
+        err,
+        crate::GeometryError::DiscardAlignment { physical: 8, .. }
+    ));
+    let mut bad = disk_512e(1, 0);
+    bad.physical_exponent = 16;
+    assert_eq!(
+        Target::new(MemBackend::new(bad), id()).unwrap_err(),
+        crate::GeometryError::PhysicalExponent(16)
+    );
+}
+
 #[test]
 fn read_capacity_16_without_discard_clears_lbpme() {
     let t = target_with(MemBackend::new(DiskInfo::simple(512, 16)));
