@@ -4,9 +4,11 @@
 //! Every command that changes blocks holds a *shared* lock on its range for
 //! the duration of its backend calls; COMPARE AND WRITE holds an
 //! *exclusive* lock across its read, compare and write, ORWRITE across its
-//! read, OR and write. Shared locks do not exclude each other (SCSI gives
-//! no ordering between overlapping writes in flight anyway), so plain
-//! writes pay one uncontended mutex round trip.
+//! read, OR and write. READ and comparing VERIFY hold shared locks too, so
+//! they never see half of an exclusive holder. Shared locks do not exclude
+//! each other (SCSI gives no ordering between overlapping commands in
+//! flight anyway), so plain reads and writes pay one uncontended mutex
+//! round trip.
 //!
 //! The lock is asynchronous: a blocked command returns `Pending` and is
 //! woken when a conflicting holder releases, so the worker keeps running

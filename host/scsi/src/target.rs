@@ -501,12 +501,16 @@ impl<B: BlockBackend> Target<B> {
         buf: &mut dyn DataBuffer,
     ) -> Result<u64, CommandError> {
         check_transfer(info, range)?;
-        range_end(info, range)?;
+        let end = range_end(info, range)?;
         let bytes = bytes_of(info, range.blocks, range.len_field)?;
         check_buffer(buf, bytes, range.len_field)?;
         if bytes == 0 {
             return Ok(0);
         }
+        // Shared: reads never wait for each other or for plain writes, but
+        // never see half of a command that holds the range exclusively
+        // (COMPARE AND WRITE, ORWRITE).
+        let _g = self.locks.lock(range.lba.0, end, false).await;
         self.backend
             .read(range.lba, BufMut::new(buf, 0, bytes)?)
             .await
@@ -548,7 +552,7 @@ impl<B: BlockBackend> Target<B> {
         if bytchk != ByteCheck::None {
             check_transfer(info, range)?;
         }
-        range_end(info, range)?;
+        let end = range_end(info, range)?;
         let needed = match bytchk {
             ByteCheck::None => 0,
             ByteCheck::Full => bytes_of(info, range.blocks, range.len_field)?,
@@ -558,6 +562,14 @@ impl<B: BlockBackend> Target<B> {
         if range.blocks.0 == 0 {
             return Ok(());
         }
+        // A comparing verify reads data, so, like READ, it holds a shared
+        // lock (its length is bounded by the maximum transfer). Without
+        // BYTCHK only readability is checked and the whole medium may be
+        // named: no lock, so it never holds up COMPARE AND WRITE for long.
+        let _g = match bytchk {
+            ByteCheck::None => None,
+            _ => Some(self.locks.lock(range.lba.0, end, false).await),
+        };
         let chunk = chunk_blocks(info);
         let mut medium = vec![0u8; (chunk * bs) as usize];
         let mut expected = vec![0u8; (chunk * bs) as usize];
