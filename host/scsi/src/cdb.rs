@@ -53,6 +53,7 @@ pub mod op {
     pub const PRE_FETCH_16: u8 = 0x90;
     pub const SYNCHRONIZE_CACHE_16: u8 = 0x91;
     pub const WRITE_SAME_16: u8 = 0x93;
+    pub const WRITE_ATOMIC_16: u8 = 0x9C;
     pub const SERVICE_ACTION_IN_16: u8 = 0x9E;
     pub const REPORT_LUNS: u8 = 0xA0;
     pub const MAINTENANCE_IN: u8 = 0xA3;
@@ -146,7 +147,7 @@ const fn index() -> [u8; 256] {
     t
 }
 
-const TABLE: [OpInfo; 39] = [
+const TABLE: [OpInfo; 40] = [
     info(op::TEST_UNIT_READY, "TEST UNIT READY", &[F, 0, 0, 0, 0, CT]),
     exempt(info(
         op::REQUEST_SENSE,
@@ -277,6 +278,11 @@ const TABLE: [OpInfo; 39] = [
         op::WRITE_SAME_16,
         "WRITE SAME (16)",
         &[F, 0xF9, F, F, F, F, F, F, F, F, F, F, F, F, 0x1F, CT],
+    ),
+    info(
+        op::WRITE_ATOMIC_16,
+        "WRITE ATOMIC (16)",
+        &[F, 0xF8, F, F, F, F, F, F, F, F, F, F, F, F, 0x1F, CT],
     ),
     sa(
         info(
@@ -552,6 +558,15 @@ pub enum Command {
         /// FUA.
         fua: bool,
     },
+    /// WRITE ATOMIC (16) (SBC-4): one atomic write operation (an ATOMIC
+    /// BOUNDARY other than zero is refused: MAXIMUM ATOMIC BOUNDARY SIZE is
+    /// zero).
+    WriteAtomic {
+        /// Blocks to write (TRANSFER LENGTH is two bytes, at byte 12).
+        range: BlockRange,
+        /// FUA.
+        fua: bool,
+    },
     /// START STOP UNIT (SBC-3 5.25).
     StartStopUnit {
         /// START.
@@ -790,6 +805,18 @@ pub fn parse_with(info: &OpInfo, cdb: &[u8]) -> Result<Command, CommandError> {
             protect(cdb)?;
             Command::OrWrite {
                 range: rw_range(info.opcode, cdb),
+                fua: bit(cdb, 1, 3),
+            }
+        }
+        op::WRITE_ATOMIC_16 => {
+            protect(cdb)?;
+            // SBC-4 atomic writes: a non-zero ATOMIC BOUNDARY above the
+            // MAXIMUM ATOMIC BOUNDARY SIZE (0 here) is an invalid field.
+            if u(cdb, 10, 2) != 0 {
+                return Err(CommandError::InvalidField(FieldPointer::byte(10)));
+            }
+            Command::WriteAtomic {
+                range: range(cdb, 2, 8, 12, 2),
                 fua: bit(cdb, 1, 3),
             }
         }

@@ -20,6 +20,33 @@ pub fn max_compare_and_write(info: &DiskInfo) -> u64 {
     info.max_transfer.0.min(255)
 }
 
+/// Upper bound of a WRITE ATOMIC in bytes. An atomic write is one backend
+/// call made under an exclusive range lock, which holds up every
+/// overlapping command while it runs; 64 KiB covers the page sizes of the
+/// common databases and keeps that window short.
+pub const MAX_ATOMIC_BYTES: u64 = 64 << 10;
+
+/// Largest WRITE ATOMIC, in blocks (VPD B0h MAXIMUM ATOMIC TRANSFER LENGTH,
+/// SBC-4): [`MAX_ATOMIC_BYTES`] or the maximum transfer, whichever is
+/// less, rounded down to whole physical blocks but at least one physical
+/// block (which `DiskInfo::validate` keeps within the maximum transfer).
+pub fn max_atomic_blocks(info: &DiskInfo) -> u64 {
+    let physical = info.physical_blocks();
+    let cap = (MAX_ATOMIC_BYTES / u64::from(info.block_size)).min(info.max_transfer.0);
+    (cap / physical * physical).max(physical)
+}
+
+/// ATOMIC ALIGNMENT and ATOMIC TRANSFER LENGTH GRANULARITY (VPD B0h, SBC-4),
+/// in blocks: one physical block when it is larger than a logical one (an
+/// atomic write never covers part of a physical block), otherwise 0 (no
+/// requirement).
+pub fn atomic_granularity(info: &DiskInfo) -> u64 {
+    match info.physical_blocks() {
+        1 => 0,
+        p => p,
+    }
+}
+
 /// Peripheral qualifier 000b, device type 00h: a connected direct-access
 /// block device (SPC-4 6.4.2).
 const PERIPHERAL: u8 = 0x00;
@@ -85,7 +112,8 @@ pub fn vpd_page(page: u8, id: &DeviceIdentity, info: &DiskInfo) -> Result<Vec<u8
             b.extend_from_slice(serial);
             vpd(0x83, &b)
         }
-        // SBC-3 6.6.4 Block Limits, page length 3Ch.
+        // SBC-3 6.6.4 Block Limits, page length 3Ch, with the SBC-4 atomic
+        // write fields in bytes 44-63.
         0xB0 => {
             let mut b = [0u8; 0x3C];
             // Sizes are in whole physical blocks (SBC-3 4.6): a 512e disk
@@ -120,6 +148,13 @@ pub fn vpd_page(page: u8, id: &DeviceIdentity, info: &DiskInfo) -> Result<Vec<u8
                 }
             }
             be::put(&mut b[32..40], MAX_WRITE_SAME_BLOCKS);
+            // SBC-4 atomic writes (page bytes 44-63): MAXIMUM ATOMIC
+            // TRANSFER LENGTH, ATOMIC ALIGNMENT, ATOMIC TRANSFER LENGTH
+            // GRANULARITY; the two atomic boundary fields stay zero (one
+            // atomic write operation per command).
+            be::put(&mut b[40..44], max_atomic_blocks(info));
+            be::put(&mut b[44..48], atomic_granularity(info));
+            be::put(&mut b[48..52], atomic_granularity(info));
             vpd(0xB0, &b)
         }
         // SBC-3 6.6.2 Block Device Characteristics: non-rotating medium.

@@ -99,8 +99,8 @@ struct Snap {
 ///
 /// [`Target::execute`] takes `&self`: any number of commands may be in
 /// flight at once, and they complete in whatever order the backend finishes
-/// them. COMPARE AND WRITE and ORWRITE are made atomic by range locks held
-/// here.
+/// them. COMPARE AND WRITE, ORWRITE and WRITE ATOMIC are made atomic by
+/// range locks held here.
 #[derive(Debug)]
 pub struct Target<B> {
     backend: B,
@@ -453,6 +453,11 @@ impl<B: BlockBackend> Target<B> {
                 self.or_write(info, range, fua || !snap.wce, buf).await?;
                 Ok(0)
             }
+            Command::WriteAtomic { range, fua } => {
+                self.write_atomic(info, range, fua || !snap.wce, buf)
+                    .await?;
+                Ok(0)
+            }
             Command::StartStopUnit { start, no_flush } => {
                 // SBC-3 5.25: stopping writes the cache back unless
                 // NO_FLUSH. The unit does not become NOT READY: it is a
@@ -509,7 +514,7 @@ impl<B: BlockBackend> Target<B> {
         }
         // Shared: reads never wait for each other or for plain writes, but
         // never see half of a command that holds the range exclusively
-        // (COMPARE AND WRITE, ORWRITE).
+        // (COMPARE AND WRITE, ORWRITE, WRITE ATOMIC).
         let _g = self.locks.lock(range.lba.0, end, false).await;
         self.backend
             .read(range.lba, BufMut::new(buf, 0, bytes)?)
@@ -815,6 +820,48 @@ impl<B: BlockBackend> Target<B> {
             done += n;
         }
         Ok(())
+    }
+
+    /// WRITE ATOMIC (16) (SBC-4, atomic writes): the limits of the Block
+    /// Limits page are checked, then the blocks are written by one backend
+    /// call (at most the maximum transfer, so never split) under the
+    /// exclusive range lock: no overlapping command starts until it has
+    /// completed, and no overlapping read sees part of it. If the backend
+    /// fails, the blocks are unchanged only as far as the backend's write
+    /// is all-or-nothing; the target has no undo.
+    async fn write_atomic(
+        &self,
+        info: &DiskInfo,
+        range: BlockRange,
+        fua: bool,
+        buf: &dyn DataBuffer,
+    ) -> Result<(), CommandError> {
+        let len_field = CommandError::InvalidField(FieldPointer::byte(range.len_field));
+        if range.blocks.0 > pages::max_atomic_blocks(info) {
+            return Err(len_field);
+        }
+        let granularity = pages::atomic_granularity(info);
+        if granularity > 1 {
+            if !range.lba.0.is_multiple_of(granularity) {
+                // ATOMIC ALIGNMENT: the LOGICAL BLOCK ADDRESS field.
+                return Err(CommandError::InvalidField(FieldPointer::byte(2)));
+            }
+            if !range.blocks.0.is_multiple_of(granularity) {
+                return Err(len_field);
+            }
+        }
+        let end = range_end(info, range)?;
+        check_writable(info)?;
+        let bytes = bytes_of(info, range.blocks, range.len_field)?;
+        check_buffer(buf, bytes, range.len_field)?;
+        if bytes == 0 {
+            return Ok(());
+        }
+        let _g = self.locks.lock(range.lba.0, end, true).await;
+        self.backend
+            .write(range.lba, BufRef::new(buf, 0, bytes)?, fua)
+            .await
+            .map_err(backend_err(BackendOp::Write))
     }
 
     /// MODE SELECT (SPC-4 6.9/6.10): validate the whole parameter list,

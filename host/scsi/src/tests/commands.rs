@@ -330,6 +330,14 @@ fn vpd_block_limits() {
     assert_eq!(&p[28..32], &[0, 0, 0, 8], "OPTIMAL UNMAP GRANULARITY");
     assert_eq!(&p[32..36], &[0x80, 0, 0, 0], "UGAVALID, alignment 0");
     assert_eq!(&p[36..44], &[0, 0, 0, 0, 0, 0x40, 0, 0], "MAX WRITE SAME");
+    // SBC-4 additions: MAXIMUM ATOMIC TRANSFER LENGTH 64 KiB of 512-byte
+    // blocks (below the 1024-block maximum transfer), ATOMIC ALIGNMENT and
+    // ATOMIC TRANSFER LENGTH GRANULARITY 0 (none), MAXIMUM ATOMIC TRANSFER
+    // LENGTH WITH ATOMIC BOUNDARY and MAXIMUM ATOMIC BOUNDARY SIZE 0.
+    assert_eq!(&p[44..48], &[0, 0, 0, 0x80], "MAX ATOMIC TRANSFER LENGTH");
+    assert_eq!(&p[48..52], &[0; 4], "ATOMIC ALIGNMENT");
+    assert_eq!(&p[52..56], &[0; 4], "ATOMIC TRANSFER LENGTH GRANULARITY");
+    assert_eq!(&p[56..64], &[0; 8], "atomic boundary fields");
 }
 
 #[test]
@@ -1415,6 +1423,182 @@ fn a_read_never_sees_half_of_an_orwrite_or_compare_and_write() {
         good(&r[1]);
         let old = back.iter().all(|&b| b == 0);
         assert!(old || back.iter().all(|&b| b == 0x77), "CAW, delay {delay}");
+    }
+}
+
+// ------------------------------------------------------------ WRITE ATOMIC
+
+fn atomic_cdb(b1: u8, lba: u64, blocks: u16) -> [u8; 16] {
+    // SBC-4 WRITE ATOMIC (16): LBA at 2, ATOMIC BOUNDARY at 10, TRANSFER
+    // LENGTH (two bytes) at 12.
+    let mut c = [0u8; 16];
+    c[0] = 0x9C;
+    c[1] = b1;
+    c[2..10].copy_from_slice(&lba.to_be_bytes());
+    c[12..14].copy_from_slice(&blocks.to_be_bytes());
+    c
+}
+
+#[test]
+fn write_atomic_writes_the_blocks_in_one_backend_call() {
+    let t = target();
+    let mut d = pattern(128 * 512, 31);
+    good(&run(&t, &atomic_cdb(0, 10, 128), &mut d));
+    assert_eq!(&t.backend().contents()[10 * 512..138 * 512], &d[..]);
+    let s = t.backend().stats();
+    assert_eq!((s.writes, s.fua_writes, s.reads), (1, 0, 0));
+    // FUA, and WCE = 0, pass `fua` as WRITE does.
+    good(&run(&t, &atomic_cdb(0x08, 0, 1), &mut vec![1; 512]));
+    assert_eq!(t.backend().stats().fua_writes, 1);
+    // Zero blocks: not an error, nothing written.
+    good(&run(&t, &atomic_cdb(0, 0, 0), &mut vec![]));
+    assert_eq!(t.backend().stats().writes, 2);
+}
+
+#[test]
+fn write_atomic_limits_follow_the_block_limits_page() {
+    // (block size, max transfer, exponent) -> MAXIMUM ATOMIC TRANSFER
+    // LENGTH, ATOMIC ALIGNMENT = ATOMIC TRANSFER LENGTH GRANULARITY.
+    let cases = [
+        ((512, 1024, 0), (128, 0)),
+        ((512, 64, 0), (64, 0)),
+        ((4096, 1024, 0), (16, 0)),
+        ((512, 1024, 3), (128, 8)),
+        ((512, 100, 3), (96, 8)),
+        // A 64 KiB logical block: one block, the constant notwithstanding.
+        ((65536, 8, 0), (1, 0)),
+        // A physical block above 64 KiB: one physical block.
+        ((4096, 1024, 5), (32, 32)),
+    ];
+    for ((bs, max, exp), (atomic, gran)) in cases {
+        let mut info = DiskInfo::simple(bs, 4096);
+        info.max_transfer = Blocks(max);
+        info.physical_exponent = exp;
+        let t = geometry_target(info);
+        let mut buf = vec![0; 64];
+        let c = block_on(t.execute(N0, &[0x12, 0x01, 0xB0, 0, 64, 0], &mut buf));
+        good(&c);
+        let want: Vec<u8> = [atomic as u32, gran, gran]
+            .iter()
+            .flat_map(|v: &u32| v.to_be_bytes())
+            .collect();
+        assert_eq!(&buf[44..56], &want[..], "{bs} {max} {exp}");
+        assert_eq!(crate::pages::max_atomic_blocks(&info), atomic);
+        assert!(atomic <= max && (gran == 0 || atomic % u64::from(gran) == 0));
+    }
+}
+
+#[test]
+fn write_atomic_errors_point_at_their_fields() {
+    let t = target();
+    // Above MAXIMUM ATOMIC TRANSFER LENGTH (128): TRANSFER LENGTH, byte 12.
+    let c = run(&t, &atomic_cdb(0, 0, 129), &mut vec![1; 129 * 512]);
+    assert_eq!(triple(&c), (0x05, 0x24, 0x00));
+    assert_eq!(sks(&c), [0xC0, 0, 12]);
+    // ATOMIC BOUNDARY other than zero: MAXIMUM ATOMIC BOUNDARY SIZE is 0.
+    let mut cdb = atomic_cdb(0, 0, 1);
+    cdb[11] = 1;
+    assert_eq!(sks(&run(&t, &cdb, &mut vec![1; 512])), [0xC0, 0, 10]);
+    // WRPROTECT, and the reserved bits 2-0 of byte 1 and 7-5 of byte 14.
+    let c = run(&t, &atomic_cdb(0x40, 0, 1), &mut vec![1; 512]);
+    assert_eq!(sks(&c), [0xCF, 0, 1]);
+    let c = run(&t, &atomic_cdb(0x02, 0, 1), &mut vec![1; 512]);
+    assert_eq!(sks(&c), [0xC9, 0, 1]);
+    let mut cdb = atomic_cdb(0, 0, 1);
+    cdb[14] = 0x80;
+    assert_eq!(sks(&run(&t, &cdb, &mut vec![1; 512])), [0xCF, 0, 14]);
+    // Data-out shorter than the transfer: TRANSFER LENGTH again.
+    let c = run(&t, &atomic_cdb(0, 0, 2), &mut vec![1; 600]);
+    assert_eq!(sks(&c), [0xC0, 0, 12]);
+    // Past the end.
+    let c = run(&t, &atomic_cdb(0, 2047, 2), &mut vec![1; 1024]);
+    assert_eq!(triple(&c), (0x05, 0x21, 0x00));
+    assert_eq!(sks(&c), [0, 0, 0]);
+    assert_eq!(t.backend().stats().writes, 0);
+    // Read-only.
+    let mut info = DiskInfo::simple(512, 64);
+    info.read_only = true;
+    let t = target_with(MemBackend::new(info));
+    let c = run(&t, &atomic_cdb(0, 0, 1), &mut vec![1; 512]);
+    assert_eq!(triple(&c), (0x07, 0x27, 0x00));
+}
+
+#[test]
+fn write_atomic_on_512e_is_whole_physical_blocks() {
+    // ATOMIC ALIGNMENT 8: an LBA not a multiple of 8 is an invalid field
+    // at the LOGICAL BLOCK ADDRESS (byte 2); ATOMIC TRANSFER LENGTH
+    // GRANULARITY 8: a length not a multiple of 8, at TRANSFER LENGTH.
+    let t = target_with(MemBackend::new(disk_512e(1, 0)));
+    let c = run(&t, &atomic_cdb(0, 4, 8), &mut vec![1; 8 * 512]);
+    assert_eq!(triple(&c), (0x05, 0x24, 0x00));
+    assert_eq!(sks(&c), [0xC0, 0, 2]);
+    let c = run(&t, &atomic_cdb(0, 8, 12), &mut vec![1; 12 * 512]);
+    assert_eq!(sks(&c), [0xC0, 0, 12]);
+    assert_eq!(t.backend().stats().writes, 0);
+    let mut d = pattern(16 * 512, 9);
+    good(&run(&t, &atomic_cdb(0, 8, 16), &mut d));
+    assert_eq!(&t.backend().contents()[8 * 512..24 * 512], &d[..]);
+}
+
+#[test]
+fn write_atomic_backend_error_is_reported_with_its_lba() {
+    // The target has no undo: what the blocks hold after a failed backend
+    // write is up to the backend (the in-memory one fails before copying).
+    let t = target();
+    t.backend()
+        .fail_next(BackendError::at(BackendErrorKind::Medium, Lba(5)));
+    let c = run(&t, &atomic_cdb(0, 4, 4), &mut vec![0xAB; 2048]);
+    assert_eq!(triple(&c), (0x03, 0x0C, 0x00));
+    assert_eq!(&c.sense()[3..7], &5u32.to_be_bytes());
+    assert!(t.backend().contents().iter().all(|&b| b == 0));
+}
+
+#[test]
+fn write_atomic_is_never_torn_by_an_overlapping_write() {
+    // WRITE ATOMIC of blocks 0-3 (AAh) races a WRITE of blocks 2-3 (BBh)
+    // started at every point. The yielding backend writes each request in
+    // two halves; the only outcomes allowed are the two serial ones.
+    // Without the exclusive lock, the WRITE's first half lands under the
+    // atomic write's second half and its second half after it: block 2
+    // AAh, block 3 BBh.
+    for delay in 0..16 {
+        let t = target_with(MemBackend::with_discard(64).with_yields());
+        let mut a = vec![0xAA; 4 * 512];
+        let mut w = vec![0xBB; 2 * 512];
+        let r = block_on(join_all(vec![
+            after(0, t.execute(N0, &atomic_cdb(0, 0, 4), &mut a)),
+            after(delay, t.execute(N0, &cdb10(0x2A, 0, 2, 2), &mut w)),
+        ]));
+        good(&r[0]);
+        good(&r[1]);
+        let disk = t.backend().contents();
+        assert!(disk[..2 * 512].iter().all(|&b| b == 0xAA));
+        let tail = &disk[2 * 512..4 * 512];
+        assert!(
+            tail.iter().all(|&b| b == 0xAA) || tail.iter().all(|&b| b == 0xBB),
+            "delay {delay}: torn, block 2 {:02x}, block 3 {:02x}",
+            tail[0],
+            tail[512]
+        );
+    }
+}
+
+#[test]
+fn a_read_sees_all_or_none_of_a_write_atomic() {
+    // SBC-4 atomic writes: a read overlapping an atomic write returns old
+    // data until it completes, then new, never a mix.
+    for delay in 0..16 {
+        let t = target_with(MemBackend::with_discard(64).with_yields());
+        let mut a = vec![0xC3; 4 * 512];
+        let mut back = vec![0xEE; 4 * 512];
+        let r = block_on(join_all(vec![
+            after(0, t.execute(N0, &atomic_cdb(0, 0, 4), &mut a)),
+            after(delay, t.execute(N0, &cdb10(0x28, 0, 0, 4), &mut back)),
+        ]));
+        good(&r[0]);
+        good(&r[1]);
+        let old = back.iter().all(|&b| b == 0);
+        assert!(old || back.iter().all(|&b| b == 0xC3), "delay {delay}");
     }
 }
 

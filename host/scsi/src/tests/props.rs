@@ -45,6 +45,11 @@ enum Op {
         blocks: u64,
         seed: u8,
     },
+    WriteAtomic {
+        lba: u64,
+        blocks: u64,
+        seed: u8,
+    },
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -79,7 +84,12 @@ fn op() -> impl Strategy<Value = Op> {
                 corrupt: c,
             }
         }),
-        (lba, blocks, any::<u8>()).prop_map(|(l, b, s)| Op::OrWrite {
+        (lba.clone(), blocks.clone(), any::<u8>()).prop_map(|(l, b, s)| Op::OrWrite {
+            lba: l,
+            blocks: b,
+            seed: s
+        }),
+        (lba, blocks, any::<u8>()).prop_map(|(l, b, s)| Op::WriteAtomic {
             lba: l,
             blocks: b,
             seed: s
@@ -245,6 +255,20 @@ proptest! {
                         for (m, x) in model[span(lba, blocks)].iter_mut().zip(&d) {
                             *m |= x;
                         }
+                    } else {
+                        prop_assert_eq!(c.sense()[12], 0x21);
+                    }
+                }
+                Op::WriteAtomic { lba, blocks, seed } => {
+                    let mut cdb = [0u8; 16];
+                    cdb[0] = 0x9C;
+                    cdb[2..10].copy_from_slice(&lba.to_be_bytes());
+                    cdb[12..14].copy_from_slice(&(blocks as u16).to_be_bytes());
+                    let mut d = data(blocks as usize * BS, seed);
+                    let c = block_on(t.execute(n, &cdb, &mut d));
+                    prop_assert_eq!(c.status == Status::Good, in_range(lba, blocks));
+                    if c.status == Status::Good {
+                        model[span(lba, blocks)].copy_from_slice(&d);
                     } else {
                         prop_assert_eq!(c.sense()[12], 0x21);
                     }
