@@ -1989,6 +1989,53 @@ fn rsoc_one_command_gives_usage_map() {
 }
 
 #[test]
+fn rsoc_usage_maps_of_verify_12_pre_fetch_defect_data_orwrite_and_atomic() {
+    // CDB USAGE DATA written out from the CDB tables: a set bit for every
+    // field bit the target examines (reserved, obsolete and GROUP NUMBER
+    // bits above 4 are not; CONTROL is NACA only).
+    const F: u8 = 0xFF;
+    let cases: [(u8, &[u8]); 8] = [
+        // PRE-FETCH (10): IMMED; LBA; GROUP NUMBER; PREFETCH LENGTH.
+        (0x34, &[0x34, 0x02, F, F, F, F, 0x1F, F, F, 0x04]),
+        // READ DEFECT DATA (10): REQ_PLIST, REQ_GLIST, DEFECT LIST FORMAT;
+        // ALLOCATION LENGTH.
+        (0x37, &[0x37, 0, 0x1F, 0, 0, 0, 0, F, F, 0x04]),
+        // ORWRITE (16): ORPROTECT, DPO, FUA; LBA; TRANSFER LENGTH; GROUP.
+        (
+            0x8B,
+            &[0x8B, 0xF8, F, F, F, F, F, F, F, F, F, F, F, F, 0x1F, 0x04],
+        ),
+        // PRE-FETCH (16).
+        (
+            0x90,
+            &[0x90, 0x02, F, F, F, F, F, F, F, F, F, F, F, F, 0x1F, 0x04],
+        ),
+        // WRITE ATOMIC (16): WRPROTECT, DPO, FUA; LBA; ATOMIC BOUNDARY;
+        // TRANSFER LENGTH; GROUP.
+        (
+            0x9C,
+            &[0x9C, 0xF8, F, F, F, F, F, F, F, F, F, F, F, F, 0x1F, 0x04],
+        ),
+        // WRITE AND VERIFY (12): WRPROTECT, DPO, BYTCHK (one bit).
+        (0xAE, &[0xAE, 0xF2, F, F, F, F, F, F, F, F, 0x1F, 0x04]),
+        // VERIFY (12): VRPROTECT, DPO, BYTCHK (two bits).
+        (0xAF, &[0xAF, 0xF6, F, F, F, F, F, F, F, F, 0x1F, 0x04]),
+        // READ DEFECT DATA (12): the byte-2 fields of (10) in byte 1;
+        // ADDRESS DESCRIPTOR INDEX; ALLOCATION LENGTH.
+        (0xB7, &[0xB7, 0x1F, F, F, F, F, F, F, F, F, 0, 0x04]),
+    ];
+    let t = target();
+    let mut buf = vec![0; 64];
+    for (op, usage) in cases {
+        let c = run(&t, &rsoc(1, op, 0, 64), &mut buf);
+        good(&c);
+        let mut want = vec![0, 0x03, 0, usage.len() as u8];
+        want.extend_from_slice(usage);
+        assert_eq!(&buf[..c.data_in_len as usize], &want[..], "{op:02x}");
+    }
+}
+
+#[test]
 fn rsoc_usage_map_matches_enforcement() {
     // Every bit not in the usage map is refused; every bit in it passes
     // the first parsing step.
