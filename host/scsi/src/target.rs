@@ -776,10 +776,10 @@ impl<B: BlockBackend> Target<B> {
     /// ORWRITE (16) (SBC-3): read the blocks, OR the data-out into them and
     /// write them back, as one uninterruptible sequence: the exclusive
     /// range lock is held from the first read to the last write, so no
-    /// overlapping write, COMPARE AND WRITE or ORWRITE interleaves
-    /// (two racing ORWRITEs can never lose one's bits). Large transfers go
-    /// in chunks under that one lock; a backend error part way leaves the
-    /// earlier chunks written, as for WRITE.
+    /// overlapping write, COMPARE AND WRITE or ORWRITE interleaves (two
+    /// racing ORWRITEs can never lose one's bits) and no read sees it half
+    /// done. Large transfers go in chunks under that one lock; a backend
+    /// error part way leaves the earlier chunks written, as for WRITE.
     async fn or_write(
         &self,
         info: &DiskInfo,
