@@ -59,6 +59,11 @@ fuzz_target!(|input: &[u8]| {
         assert!(c.data_in_len <= DataBuffer::len(&buf));
         match c.status {
             Status::Good => assert!(c.sense().is_empty()),
+            Status::ConditionMet => {
+                // PRE-FETCH only: no sense, no data-in.
+                assert!(c.sense().is_empty());
+                assert_eq!(c.data_in_len, 0);
+            }
             Status::CheckCondition => {
                 assert_eq!(c.sense().len(), 18);
                 assert_eq!(c.sense()[0] & 0x7F, 0x70);

@@ -44,7 +44,9 @@ pub struct DiskInfo {
     pub block_size: u32,
     /// Number of logical blocks.
     pub block_count: Blocks,
-    /// Logical blocks per physical block as a power of two (0: equal).
+    /// Logical blocks per physical block as a power of two (0: equal),
+    /// 0 to 15. LBA 0 starts a physical block (LOWEST ALIGNED LOGICAL BLOCK
+    /// ADDRESS 0).
     pub physical_exponent: u8,
     /// Largest transfer the backend accepts in one request (at least 1).
     pub max_transfer: Blocks,
@@ -73,6 +75,63 @@ pub enum GeometryError {
     /// Discard granularity zero.
     #[error("discard granularity must be at least one block")]
     DiscardGranularity,
+    /// Logical blocks per physical block exponent above 15, what the
+    /// four-bit field of READ CAPACITY (16) can carry.
+    #[error("physical block exponent {0} is above 15")]
+    PhysicalExponent(u8),
+    /// max_transfer smaller than one physical block.
+    #[error("maximum transfer {max} blocks is less than one physical block ({physical} blocks)")]
+    MaxTransferBelowPhysical {
+        /// max_transfer, in logical blocks.
+        max: u64,
+        /// Logical blocks per physical block.
+        physical: u64,
+    },
+    /// No discard granule starts on a physical block boundary, so every
+    /// unmap unit straddles physical blocks.
+    #[error(
+        "discard alignment {alignment} with granularity {granularity} never starts a physical block ({physical} blocks)"
+    )]
+    DiscardAlignment {
+        /// DiscardInfo::alignment.
+        alignment: u64,
+        /// DiscardInfo::granularity.
+        granularity: u64,
+        /// Logical blocks per physical block.
+        physical: u64,
+    },
+}
+
+impl DiscardInfo {
+    /// Granularity and alignment widened to whole physical blocks of
+    /// `physical` logical blocks (a power of two): the least common
+    /// multiple of the granularity and the physical block, and the lowest
+    /// LBA that starts both a granule (`alignment` modulo `granularity`)
+    /// and a physical block. `None` when no granule starts a physical
+    /// block. With `physical` 1 this is the granularity and the alignment
+    /// reduced modulo it.
+    pub fn physical_granule(&self, physical: u64) -> Option<(u64, u64)> {
+        let g = u128::from(self.granularity.0.max(1));
+        let p = u128::from(physical.max(1));
+        // gcd of g and a power of two: the power of two g is divisible by.
+        let gcd = 1u128
+            << self
+                .granularity
+                .0
+                .max(1)
+                .trailing_zeros()
+                .min(p.trailing_zeros());
+        let lcm = g / gcd * p;
+        let mut x = u128::from(self.alignment.0) % g;
+        for _ in 0..p / gcd {
+            if x % p == 0 {
+                let sat = |v: u128| u64::try_from(v).unwrap_or(u64::MAX);
+                return Some((sat(lcm), sat(x)));
+            }
+            x += g;
+        }
+        None
+    }
 }
 
 impl DiskInfo {
@@ -104,7 +163,31 @@ impl DiskInfo {
         if matches!(self.discard, Some(d) if d.granularity.0 == 0) {
             return Err(GeometryError::DiscardGranularity);
         }
+        if self.physical_exponent > 15 {
+            return Err(GeometryError::PhysicalExponent(self.physical_exponent));
+        }
+        let physical = self.physical_blocks();
+        if self.max_transfer.0 < physical {
+            return Err(GeometryError::MaxTransferBelowPhysical {
+                max: self.max_transfer.0,
+                physical,
+            });
+        }
+        if let Some(d) = self.discard
+            && d.physical_granule(physical).is_none()
+        {
+            return Err(GeometryError::DiscardAlignment {
+                alignment: d.alignment.0,
+                granularity: d.granularity.0,
+                physical,
+            });
+        }
         Ok(())
+    }
+
+    /// Logical blocks per physical block: 2 ^ `physical_exponent`.
+    pub fn physical_blocks(&self) -> u64 {
+        1 << self.physical_exponent.min(15)
     }
 }
 
@@ -250,5 +333,74 @@ mod tests {
             zeroes: true,
         });
         assert_eq!(i.validate(), Err(GeometryError::DiscardGranularity));
+    }
+
+    fn discard(granularity: u64, alignment: u64) -> DiscardInfo {
+        DiscardInfo {
+            granularity: Blocks(granularity),
+            alignment: Lba(alignment),
+            max_blocks: 1,
+            max_descriptors: 1,
+            zeroes: true,
+        }
+    }
+
+    #[test]
+    fn validate_rejects_unusable_physical_blocks() {
+        let mut i = DiskInfo::simple(512, 1 << 20);
+        i.max_transfer = Blocks(1 << 15);
+        i.physical_exponent = 15;
+        assert!(i.validate().is_ok());
+        assert_eq!(i.physical_blocks(), 1 << 15);
+        i.physical_exponent = 16;
+        assert_eq!(i.validate(), Err(GeometryError::PhysicalExponent(16)));
+        // 512e (eight 512-byte blocks per 4096-byte physical block) with a
+        // backend that takes at most four blocks per request.
+        i = DiskInfo::simple(512, 64);
+        i.physical_exponent = 3;
+        i.max_transfer = Blocks(4);
+        assert_eq!(
+            i.validate(),
+            Err(GeometryError::MaxTransferBelowPhysical {
+                max: 4,
+                physical: 8
+            })
+        );
+        i.max_transfer = Blocks(8);
+        assert!(i.validate().is_ok());
+        // Granules of 8 starting at LBA 3 never start a physical block.
+        i.discard = Some(discard(8, 3));
+        assert_eq!(
+            i.validate(),
+            Err(GeometryError::DiscardAlignment {
+                alignment: 3,
+                granularity: 8,
+                physical: 8
+            })
+        );
+        // Any single-block granularity can be widened.
+        i.discard = Some(discard(1, 5));
+        assert!(i.validate().is_ok());
+    }
+
+    #[test]
+    fn discard_granule_is_widened_to_whole_physical_blocks() {
+        // (granularity, alignment, physical) -> (granularity, alignment).
+        let cases = [
+            ((8, 0, 1), Some((8, 0))),
+            ((8, 11, 1), Some((8, 3))),
+            ((1, 0, 8), Some((8, 0))),
+            ((1, 5, 8), Some((8, 0))),
+            ((8, 0, 8), Some((8, 0))),
+            ((16, 8, 8), Some((16, 8))),
+            // lcm(12, 8) = 24; 16 is 4 modulo 12 and a multiple of 8.
+            ((12, 4, 8), Some((24, 16))),
+            ((3, 1, 4), Some((12, 4))),
+            ((8, 3, 8), None),
+            ((12, 2, 8), None),
+        ];
+        for ((g, a, p), want) in cases {
+            assert_eq!(discard(g, a).physical_granule(p), want, "{g} {a} {p}");
+        }
     }
 }

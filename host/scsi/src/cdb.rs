@@ -37,7 +37,9 @@ pub mod op {
     pub const WRITE_10: u8 = 0x2A;
     pub const WRITE_AND_VERIFY_10: u8 = 0x2E;
     pub const VERIFY_10: u8 = 0x2F;
+    pub const PRE_FETCH_10: u8 = 0x34;
     pub const SYNCHRONIZE_CACHE_10: u8 = 0x35;
+    pub const READ_DEFECT_DATA_10: u8 = 0x37;
     pub const WRITE_SAME_10: u8 = 0x41;
     pub const UNMAP: u8 = 0x42;
     pub const MODE_SELECT_10: u8 = 0x55;
@@ -45,15 +47,21 @@ pub mod op {
     pub const READ_16: u8 = 0x88;
     pub const COMPARE_AND_WRITE: u8 = 0x89;
     pub const WRITE_16: u8 = 0x8A;
+    pub const ORWRITE_16: u8 = 0x8B;
     pub const WRITE_AND_VERIFY_16: u8 = 0x8E;
     pub const VERIFY_16: u8 = 0x8F;
+    pub const PRE_FETCH_16: u8 = 0x90;
     pub const SYNCHRONIZE_CACHE_16: u8 = 0x91;
     pub const WRITE_SAME_16: u8 = 0x93;
+    pub const WRITE_ATOMIC_16: u8 = 0x9C;
     pub const SERVICE_ACTION_IN_16: u8 = 0x9E;
     pub const REPORT_LUNS: u8 = 0xA0;
     pub const MAINTENANCE_IN: u8 = 0xA3;
     pub const READ_12: u8 = 0xA8;
     pub const WRITE_12: u8 = 0xAA;
+    pub const WRITE_AND_VERIFY_12: u8 = 0xAE;
+    pub const VERIFY_12: u8 = 0xAF;
+    pub const READ_DEFECT_DATA_12: u8 = 0xB7;
 
     /// SERVICE ACTION IN (16) service action READ CAPACITY (16).
     pub const SA_READ_CAPACITY_16: u8 = 0x10;
@@ -139,7 +147,7 @@ const fn index() -> [u8; 256] {
     t
 }
 
-const TABLE: [OpInfo; 32] = [
+const TABLE: [OpInfo; 40] = [
     info(op::TEST_UNIT_READY, "TEST UNIT READY", &[F, 0, 0, 0, 0, CT]),
     exempt(info(
         op::REQUEST_SENSE,
@@ -192,9 +200,19 @@ const TABLE: [OpInfo; 32] = [
         &[F, 0xF6, F, F, F, F, 0x1F, F, F, CT],
     ),
     info(
+        op::PRE_FETCH_10,
+        "PRE-FETCH (10)",
+        &[F, 0x02, F, F, F, F, 0x1F, F, F, CT],
+    ),
+    info(
         op::SYNCHRONIZE_CACHE_10,
         "SYNCHRONIZE CACHE (10)",
         &[F, 0x06, F, F, F, F, 0x1F, F, F, CT],
+    ),
+    info(
+        op::READ_DEFECT_DATA_10,
+        "READ DEFECT DATA (10)",
+        &[F, 0, 0x1F, 0, 0, 0, 0, F, F, CT],
     ),
     info(
         op::WRITE_SAME_10,
@@ -232,6 +250,11 @@ const TABLE: [OpInfo; 32] = [
         &[F, 0xFA, F, F, F, F, F, F, F, F, F, F, F, F, 0x1F, CT],
     ),
     info(
+        op::ORWRITE_16,
+        "ORWRITE (16)",
+        &[F, 0xF8, F, F, F, F, F, F, F, F, F, F, F, F, 0x1F, CT],
+    ),
+    info(
         op::WRITE_AND_VERIFY_16,
         "WRITE AND VERIFY (16)",
         &[F, 0xF2, F, F, F, F, F, F, F, F, F, F, F, F, 0x1F, CT],
@@ -242,6 +265,11 @@ const TABLE: [OpInfo; 32] = [
         &[F, 0xF6, F, F, F, F, F, F, F, F, F, F, F, F, 0x1F, CT],
     ),
     info(
+        op::PRE_FETCH_16,
+        "PRE-FETCH (16)",
+        &[F, 0x02, F, F, F, F, F, F, F, F, F, F, F, F, 0x1F, CT],
+    ),
+    info(
         op::SYNCHRONIZE_CACHE_16,
         "SYNCHRONIZE CACHE (16)",
         &[F, 0x06, F, F, F, F, F, F, F, F, F, F, F, F, 0x1F, CT],
@@ -250,6 +278,11 @@ const TABLE: [OpInfo; 32] = [
         op::WRITE_SAME_16,
         "WRITE SAME (16)",
         &[F, 0xF9, F, F, F, F, F, F, F, F, F, F, F, F, 0x1F, CT],
+    ),
+    info(
+        op::WRITE_ATOMIC_16,
+        "WRITE ATOMIC (16)",
+        &[F, 0xF8, F, F, F, F, F, F, F, F, F, F, F, F, 0x1F, CT],
     ),
     sa(
         info(
@@ -281,6 +314,21 @@ const TABLE: [OpInfo; 32] = [
         op::WRITE_12,
         "WRITE (12)",
         &[F, 0xFA, F, F, F, F, F, F, F, F, 0x1F, CT],
+    ),
+    info(
+        op::WRITE_AND_VERIFY_12,
+        "WRITE AND VERIFY (12)",
+        &[F, 0xF2, F, F, F, F, F, F, F, F, 0x1F, CT],
+    ),
+    info(
+        op::VERIFY_12,
+        "VERIFY (12)",
+        &[F, 0xF6, F, F, F, F, F, F, F, F, 0x1F, CT],
+    ),
+    info(
+        op::READ_DEFECT_DATA_12,
+        "READ DEFECT DATA (12)",
+        &[F, 0x1F, F, F, F, F, F, F, F, F, 0, CT],
     ),
 ];
 
@@ -455,14 +503,16 @@ pub enum Command {
         /// FUA.
         fua: bool,
     },
-    /// VERIFY (10/16) (SBC-3 5.29, 5.30).
+    /// VERIFY (10/12/16) (SBC-3 5.29, 5.30; the 12-byte form has the same
+    /// fields with a 32-bit length).
     Verify {
         /// Blocks to verify.
         range: BlockRange,
         /// BYTCHK.
         bytchk: ByteCheck,
     },
-    /// WRITE AND VERIFY (10/16) (SBC-3 5.36, 5.37).
+    /// WRITE AND VERIFY (10/12/16) (SBC-3 5.36, 5.37; the 12-byte form has
+    /// the same fields with a 32-bit length).
     WriteAndVerify {
         /// Blocks to write.
         range: BlockRange,
@@ -472,6 +522,12 @@ pub enum Command {
     /// SYNCHRONIZE CACHE (10/16) (SBC-3 5.22, 5.23).
     SynchronizeCache {
         /// Range (zero blocks: to the end).
+        range: BlockRange,
+    },
+    /// PRE-FETCH (10/16) (SBC-3): a hint; IMMED is accepted and changes
+    /// nothing, since no data moves.
+    PreFetch {
+        /// Range (zero blocks: from the LBA to the last block).
         range: BlockRange,
     },
     /// WRITE SAME (10/16) (SBC-3 5.41, 5.42).
@@ -495,6 +551,22 @@ pub enum Command {
         /// FUA.
         fua: bool,
     },
+    /// ORWRITE (16) (SBC-3, SBC-4): OR the data-out into the blocks.
+    OrWrite {
+        /// Blocks to read, OR and write.
+        range: BlockRange,
+        /// FUA.
+        fua: bool,
+    },
+    /// WRITE ATOMIC (16) (SBC-4): one atomic write operation (an ATOMIC
+    /// BOUNDARY other than zero is refused: MAXIMUM ATOMIC BOUNDARY SIZE is
+    /// zero).
+    WriteAtomic {
+        /// Blocks to write (TRANSFER LENGTH is two bytes, at byte 12).
+        range: BlockRange,
+        /// FUA.
+        fua: bool,
+    },
     /// START STOP UNIT (SBC-3 5.25).
     StartStopUnit {
         /// START.
@@ -509,6 +581,21 @@ pub enum Command {
     },
     /// FORMAT UNIT without a parameter list (SBC-3 5.3).
     FormatUnit,
+    /// READ DEFECT DATA (10) / (12) (SBC-3; the ADDRESS DESCRIPTOR INDEX of
+    /// the 12-byte form, SBC-4, is accepted and, the list being empty,
+    /// changes nothing).
+    ReadDefectData {
+        /// The 12-byte form (8-byte header).
+        twelve: bool,
+        /// REQ_PLIST.
+        plist: bool,
+        /// REQ_GLIST.
+        glist: bool,
+        /// DEFECT LIST FORMAT (000b-110b; 111b is refused).
+        format: u8,
+        /// ALLOCATION LENGTH.
+        alloc: u32,
+    },
     /// REPORT SUPPORTED OPERATION CODES (SPC-4 6.35).
     ReportSupportedOpcodes {
         /// RCTD: include command timeouts descriptors.
@@ -659,7 +746,7 @@ pub fn parse_with(info: &OpInfo, cdb: &[u8]) -> Result<Command, CommandError> {
                 fua: bit(cdb, 1, 3),
             }
         }
-        op::VERIFY_10 | op::VERIFY_16 => {
+        op::VERIFY_10 | op::VERIFY_12 | op::VERIFY_16 => {
             protect(cdb)?;
             let bytchk = match (cdb[1] >> 1) & 0x03 {
                 0 => ByteCheck::None,
@@ -672,7 +759,7 @@ pub fn parse_with(info: &OpInfo, cdb: &[u8]) -> Result<Command, CommandError> {
                 bytchk,
             }
         }
-        op::WRITE_AND_VERIFY_10 | op::WRITE_AND_VERIFY_16 => {
+        op::WRITE_AND_VERIFY_10 | op::WRITE_AND_VERIFY_12 | op::WRITE_AND_VERIFY_16 => {
             protect(cdb)?;
             Command::WriteAndVerify {
                 range: rw_range(info.opcode, cdb),
@@ -680,6 +767,9 @@ pub fn parse_with(info: &OpInfo, cdb: &[u8]) -> Result<Command, CommandError> {
             }
         }
         op::SYNCHRONIZE_CACHE_10 | op::SYNCHRONIZE_CACHE_16 => Command::SynchronizeCache {
+            range: rw_range(info.opcode, cdb),
+        },
+        op::PRE_FETCH_10 | op::PRE_FETCH_16 => Command::PreFetch {
             range: rw_range(info.opcode, cdb),
         },
         op::WRITE_SAME_10 | op::WRITE_SAME_16 => {
@@ -706,6 +796,27 @@ pub fn parse_with(info: &OpInfo, cdb: &[u8]) -> Result<Command, CommandError> {
             protect(cdb)?;
             Command::CompareAndWrite {
                 range: range(cdb, 2, 8, 13, 1),
+                fua: bit(cdb, 1, 3),
+            }
+        }
+        op::ORWRITE_16 => {
+            // ORPROTECT: no protection information here. (BMOP and
+            // PREVIOUS GENERATION PROCESSING exist only in ORWRITE (32).)
+            protect(cdb)?;
+            Command::OrWrite {
+                range: rw_range(info.opcode, cdb),
+                fua: bit(cdb, 1, 3),
+            }
+        }
+        op::WRITE_ATOMIC_16 => {
+            protect(cdb)?;
+            // SBC-4 atomic writes: a non-zero ATOMIC BOUNDARY above the
+            // MAXIMUM ATOMIC BOUNDARY SIZE (0 here) is an invalid field.
+            if u(cdb, 10, 2) != 0 {
+                return Err(CommandError::InvalidField(FieldPointer::byte(10)));
+            }
+            Command::WriteAtomic {
+                range: range(cdb, 2, 8, 12, 2),
                 fua: bit(cdb, 1, 3),
             }
         }
@@ -743,6 +854,24 @@ pub fn parse_with(info: &OpInfo, cdb: &[u8]) -> Result<Command, CommandError> {
                 return Err(CommandError::InvalidField(FieldPointer::bit(1, 4)));
             }
             Command::FormatUnit
+        }
+        op::READ_DEFECT_DATA_10 | op::READ_DEFECT_DATA_12 => {
+            let twelve = info.opcode == op::READ_DEFECT_DATA_12;
+            let at = if twelve { 1 } else { 2 };
+            // SBC-3 address descriptor formats: 000b-101b defined, 110b
+            // vendor specific, 111b reserved (SPC-4: a reserved code value
+            // is an error).
+            let format = cdb[at] & 0x07;
+            if format == 0x07 {
+                return Err(CommandError::InvalidField(FieldPointer::bit(at as u16, 2)));
+            }
+            Command::ReadDefectData {
+                twelve,
+                plist: bit(cdb, at, 4),
+                glist: bit(cdb, at, 3),
+                format,
+                alloc: if twelve { u(cdb, 6, 4) } else { u(cdb, 7, 2) } as u32,
+            }
         }
         op::MAINTENANCE_IN => {
             let options = cdb[2] & 0x07;

@@ -19,7 +19,8 @@
 //! * [`sense`]: status, sense formats, and the one table from
 //!   [`CommandError`] to sense key / ASC / ASCQ.
 //! * [`target`]: [`Target`], which runs commands, keeps unit attentions per
-//!   nexus, the WCE bit, and range locks for COMPARE AND WRITE.
+//!   nexus, the WCE bit, and range locks for COMPARE AND WRITE, ORWRITE and
+//!   WRITE ATOMIC.
 //!
 //! The standard sections each behaviour follows are cited next to the code.
 //! See `docs/scsi.md` in the repository for the design notes and the list

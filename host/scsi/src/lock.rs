@@ -1,16 +1,21 @@
-//! Block range locks: what makes COMPARE AND WRITE atomic (SBC-3 5.2).
+//! Block range locks: what makes COMPARE AND WRITE (SBC-3 5.2), ORWRITE
+//! and WRITE ATOMIC atomic.
 //!
 //! Every command that changes blocks holds a *shared* lock on its range for
 //! the duration of its backend calls; COMPARE AND WRITE holds an
-//! *exclusive* lock across its read, compare and write. Shared locks do not
-//! exclude each other (SCSI gives no ordering between overlapping writes in
-//! flight anyway), so plain writes pay one uncontended mutex round trip.
+//! *exclusive* lock across its read, compare and write, ORWRITE across its
+//! read, OR and write, WRITE ATOMIC across its one backend write. READ and
+//! comparing VERIFY hold shared locks too, so they never see half of an
+//! exclusive holder. Shared locks do not exclude each other (SCSI gives no
+//! ordering between overlapping commands in flight anyway), so plain reads
+//! and writes pay one uncontended mutex round trip.
 //!
 //! The lock is asynchronous: a blocked command returns `Pending` and is
 //! woken when a conflicting holder releases, so the worker keeps running
 //! other commands. Waiters are woken all at once on every release and
 //! re-check; a stream of shared holders can delay an exclusive waiter,
-//! which is acceptable for the rare COMPARE AND WRITE.
+//! which is acceptable for the rare COMPARE AND WRITE, ORWRITE and WRITE
+//! ATOMIC.
 
 use std::future::Future;
 use std::pin::Pin;

@@ -20,6 +20,33 @@ pub fn max_compare_and_write(info: &DiskInfo) -> u64 {
     info.max_transfer.0.min(255)
 }
 
+/// Upper bound of a WRITE ATOMIC in bytes. An atomic write is one backend
+/// call made under an exclusive range lock, which holds up every
+/// overlapping command while it runs; 64 KiB covers the page sizes of the
+/// common databases and keeps that window short.
+pub const MAX_ATOMIC_BYTES: u64 = 64 << 10;
+
+/// Largest WRITE ATOMIC, in blocks (VPD B0h MAXIMUM ATOMIC TRANSFER LENGTH,
+/// SBC-4): [`MAX_ATOMIC_BYTES`] or the maximum transfer, whichever is
+/// less, rounded down to whole physical blocks but at least one physical
+/// block (which `DiskInfo::validate` keeps within the maximum transfer).
+pub fn max_atomic_blocks(info: &DiskInfo) -> u64 {
+    let physical = info.physical_blocks();
+    let cap = (MAX_ATOMIC_BYTES / u64::from(info.block_size)).min(info.max_transfer.0);
+    (cap / physical * physical).max(physical)
+}
+
+/// ATOMIC ALIGNMENT and ATOMIC TRANSFER LENGTH GRANULARITY (VPD B0h, SBC-4),
+/// in blocks: one physical block when it is larger than a logical one (an
+/// atomic write never covers part of a physical block), otherwise 0 (no
+/// requirement).
+pub fn atomic_granularity(info: &DiskInfo) -> u64 {
+    match info.physical_blocks() {
+        1 => 0,
+        p => p,
+    }
+}
+
 /// Peripheral qualifier 000b, device type 00h: a connected direct-access
 /// block device (SPC-4 6.4.2).
 const PERIPHERAL: u8 = 0x00;
@@ -85,25 +112,49 @@ pub fn vpd_page(page: u8, id: &DeviceIdentity, info: &DiskInfo) -> Result<Vec<u8
             b.extend_from_slice(serial);
             vpd(0x83, &b)
         }
-        // SBC-3 6.6.4 Block Limits, page length 3Ch.
+        // SBC-3 6.6.4 Block Limits, page length 3Ch, with the SBC-4 atomic
+        // write fields in bytes 44-63.
         0xB0 => {
             let mut b = [0u8; 0x3C];
+            // Sizes are in whole physical blocks (SBC-3 4.6): a 512e disk
+            // gets its 4096-byte physical block as the transfer and unmap
+            // granularity (Linux ignores an OPTIMAL TRANSFER LENGTH that is
+            // not a whole number of physical blocks).
+            let physical = info.physical_blocks();
             b[0] = 0x01; // WSNZ: WRITE SAME with zero blocks is refused
             b[1] = max_compare_and_write(info) as u8;
-            be::put(&mut b[2..4], 1u64 << info.physical_exponent.min(15));
+            // OPTIMAL TRANSFER LENGTH GRANULARITY: one physical block.
+            be::put(&mut b[2..4], physical);
             be::put(&mut b[4..8], info.max_transfer.0);
+            // OPTIMAL TRANSFER LENGTH, rounded down to whole physical blocks
+            // (zero, "not reported", if less than one).
             be::put(
                 &mut b[8..12],
-                info.optimal_transfer.0.min(u64::from(u32::MAX)),
+                (info.optimal_transfer.0 / physical * physical).min(u64::from(u32::MAX)),
             );
             if let Some(d) = info.discard {
                 be::put(&mut b[16..20], u64::from(d.max_blocks));
                 be::put(&mut b[20..24], u64::from(d.max_descriptors));
-                be::put(&mut b[24..28], d.granularity.0.min(u64::from(u32::MAX)));
-                // UGAVALID + UNMAP GRANULARITY ALIGNMENT (31 bits).
-                be::put(&mut b[28..32], 0x8000_0000 | (d.alignment.0 & 0x7FFF_FFFF));
+                // DiskInfo::validate made sure a granule starts a physical
+                // block; the fallback is never used.
+                let (granularity, alignment) = d
+                    .physical_granule(physical)
+                    .unwrap_or((d.granularity.0, d.alignment.0));
+                be::put(&mut b[24..28], granularity.min(u64::from(u32::MAX)));
+                // UGAVALID + UNMAP GRANULARITY ALIGNMENT (31 bits), when
+                // the alignment fits.
+                if alignment <= 0x7FFF_FFFF {
+                    be::put(&mut b[28..32], 0x8000_0000 | alignment);
+                }
             }
             be::put(&mut b[32..40], MAX_WRITE_SAME_BLOCKS);
+            // SBC-4 atomic writes (page bytes 44-63): MAXIMUM ATOMIC
+            // TRANSFER LENGTH, ATOMIC ALIGNMENT, ATOMIC TRANSFER LENGTH
+            // GRANULARITY; the two atomic boundary fields stay zero (one
+            // atomic write operation per command).
+            be::put(&mut b[40..44], max_atomic_blocks(info));
+            be::put(&mut b[44..48], atomic_granularity(info));
+            be::put(&mut b[48..52], atomic_granularity(info));
             vpd(0xB0, &b)
         }
         // SBC-3 6.6.2 Block Device Characteristics: non-rotating medium.
@@ -145,12 +196,36 @@ pub fn read_capacity_16(info: &DiskInfo) -> [u8; 32] {
     be::put(&mut d[0..8], info.block_count.0.saturating_sub(1));
     be::put(&mut d[8..12], info.block_size.into());
     d[13] = info.physical_exponent & 0x0F;
+    // Bytes 14-15: LBPME, LBPRZ, and the 14-bit LOWEST ALIGNED LOGICAL
+    // BLOCK ADDRESS, 0: LBA 0 starts a physical block.
+    let mut b = 0u64;
     if let Some(disc) = info.discard {
-        d[14] = 0x80; // LBPME
+        b |= 0x8000; // LBPME
         if disc.zeroes {
-            d[14] |= 0x40; // LBPRZ
+            b |= 0x4000; // LBPRZ
         }
     }
+    be::put(&mut d[14..16], b);
+    d
+}
+
+/// READ DEFECT DATA (10) / (12) parameter data (SBC-3): a virtual disk has
+/// no defects, so both lists exist and are empty. The header says the list
+/// holds the PLIST / GLIST exactly when they were asked for (PLISTV, GLISTV),
+/// in the format asked for (an empty list is in every format, so the
+/// RECOVERED ERROR for "returned a different format" never arises), with
+/// DEFECT LIST LENGTH zero. The 12-byte form's GENERATION CODE is 0000h
+/// (not supported): the list never changes.
+pub fn defect_data(twelve: bool, plist: bool, glist: bool, format: u8) -> Vec<u8> {
+    let mut flags = format & 0x07;
+    if plist {
+        flags |= 0x10; // PLISTV
+    }
+    if glist {
+        flags |= 0x08; // GLISTV
+    }
+    let mut d = vec![0u8; if twelve { 8 } else { 4 }];
+    d[1] = flags;
     d
 }
 

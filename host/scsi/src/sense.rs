@@ -17,6 +17,9 @@ pub enum Status {
     Good = 0x00,
     /// Sense data describes why the command failed.
     CheckCondition = 0x02,
+    /// The command completed and its condition was met: PRE-FETCH whose
+    /// blocks fit the cache (SBC-3). Carries no sense, like GOOD.
+    ConditionMet = 0x04,
     /// The logical unit is busy; retry later.
     Busy = 0x08,
     /// The task set is full.

@@ -34,9 +34,10 @@ pub struct Completion {
 }
 
 impl Completion {
-    fn good(data_in_len: u64) -> Self {
+    /// Success: GOOD or CONDITION MET, never with sense.
+    fn done(status: Status, data_in_len: u64) -> Self {
         Self {
-            status: Status::Good,
+            status,
             sense: SenseBytes::EMPTY,
             data_in_len,
         }
@@ -101,7 +102,8 @@ struct Snap {
 ///
 /// [`Target::execute`] takes `&self`: any number of commands may be in
 /// flight at once, and they complete in whatever order the backend finishes
-/// them. COMPARE AND WRITE is made atomic by range locks held here.
+/// them. COMPARE AND WRITE, ORWRITE and WRITE ATOMIC are made atomic by
+/// range locks held here.
 #[derive(Debug)]
 pub struct Target<B> {
     backend: B,
@@ -178,6 +180,45 @@ fn capped(mut info: DiskInfo, transport_max: Option<Blocks>) -> DiskInfo {
         info.max_transfer = Blocks(info.max_transfer.0.min(m.0));
     }
     info
+}
+
+/// The size in bytes of the cache PRE-FETCH reports against: a range of
+/// at most this many bytes completes with CONDITION MET, a larger one with
+/// GOOD (SBC-3 PRE-FETCH (10)). The target keeps no cache; the figure is a
+/// modest stand-in for the page cache under a backstore, which the target
+/// can neither see nor size.
+pub const PREFETCH_CACHE_BYTES: u64 = 32 << 20;
+
+/// Blocks named by a PRE-FETCH: a PREFETCH LENGTH of zero means from the LBA
+/// to the last block, so the LBA itself must then be inside the medium.
+fn prefetch_blocks(info: &DiskInfo, r: BlockRange) -> Result<u64, CommandError> {
+    if r.blocks.0 == 0 {
+        return match info.block_count.0.checked_sub(r.lba.0) {
+            Some(n) if n > 0 => Ok(n),
+            _ => Err(CommandError::LbaOutOfRange),
+        };
+    }
+    range_end(info, r)?;
+    Ok(r.blocks.0)
+}
+
+/// The status of a command that did not fail: GOOD, except a PRE-FETCH whose
+/// blocks all fit the cache, which is CONDITION MET (SBC-3 PRE-FETCH (10),
+/// with IMMED zero or one alike).
+fn success_status(info: &DiskInfo, cmd: Command) -> Status {
+    match cmd {
+        Command::PreFetch { range } => match prefetch_blocks(info, range) {
+            Ok(n)
+                if Blocks(n)
+                    .bytes(info.block_size)
+                    .is_some_and(|b| b.0 <= PREFETCH_CACHE_BYTES) =>
+            {
+                Status::ConditionMet
+            }
+            _ => Status::Good,
+        },
+        _ => Status::Good,
+    }
 }
 
 fn first_difference(a: &[u8], b: &[u8]) -> Option<usize> {
@@ -271,7 +312,7 @@ impl<B: BlockBackend> Target<B> {
     /// data contents.
     pub async fn execute(&self, nexus: Nexus, cdb: &[u8], buf: &mut dyn DataBuffer) -> Completion {
         match self.run(nexus, cdb, buf).await {
-            Ok(n) => Completion::good(n),
+            Ok((status, n)) => Completion::done(status, n),
             Err(e) => Completion::check(&e),
         }
     }
@@ -281,7 +322,7 @@ impl<B: BlockBackend> Target<B> {
         nexus: Nexus,
         cdb: &[u8],
         buf: &mut dyn DataBuffer,
-    ) -> Result<u64, CommandError> {
+    ) -> Result<(Status, u64), CommandError> {
         let Some(&opcode) = cdb.first() else {
             return Err(CommandError::EmptyCdb);
         };
@@ -302,7 +343,8 @@ impl<B: BlockBackend> Target<B> {
             }
         };
         let (_, cmd) = cdb::parse(cdb, snap.info.discard.is_some())?;
-        self.dispatch(nexus, snap, cmd, buf).await
+        let n = self.dispatch(nexus, snap, cmd, buf).await?;
+        Ok((success_status(&snap.info, cmd), n))
     }
 
     async fn dispatch(
@@ -413,6 +455,14 @@ impl<B: BlockBackend> Target<B> {
                     .map_err(backend_err(BackendOp::Flush))?;
                 Ok(0)
             }
+            Command::PreFetch { range } => {
+                // SBC-3 PRE-FETCH: only the range is checked. There is no
+                // cache in this target and no prefetch call in the backend,
+                // so nothing is read; the status says whether the range
+                // fits the notional cache (`success_status`).
+                prefetch_blocks(info, range)?;
+                Ok(0)
+            }
             Command::WriteSame { range, unmap, ndob } => {
                 self.write_same(&snap, range, unmap, ndob, buf).await?;
                 Ok(0)
@@ -423,6 +473,15 @@ impl<B: BlockBackend> Target<B> {
             }
             Command::CompareAndWrite { range, fua } => {
                 self.compare_and_write(info, range, fua || !snap.wce, buf)
+                    .await?;
+                Ok(0)
+            }
+            Command::OrWrite { range, fua } => {
+                self.or_write(info, range, fua || !snap.wce, buf).await?;
+                Ok(0)
+            }
+            Command::WriteAtomic { range, fua } => {
+                self.write_atomic(info, range, fua || !snap.wce, buf)
                     .await?;
                 Ok(0)
             }
@@ -438,6 +497,17 @@ impl<B: BlockBackend> Target<B> {
                 }
                 Ok(0)
             }
+            Command::ReadDefectData {
+                twelve,
+                plist,
+                glist,
+                format,
+                alloc,
+            } => respond(
+                buf,
+                &pages::defect_data(twelve, plist, glist, format),
+                alloc,
+            ),
             Command::FormatUnit => {
                 // SBC-3 5.3 with FMTDATA 0: no initialization pattern, so
                 // block contents afterwards are unspecified. A thin
@@ -463,12 +533,16 @@ impl<B: BlockBackend> Target<B> {
         buf: &mut dyn DataBuffer,
     ) -> Result<u64, CommandError> {
         check_transfer(info, range)?;
-        range_end(info, range)?;
+        let end = range_end(info, range)?;
         let bytes = bytes_of(info, range.blocks, range.len_field)?;
         check_buffer(buf, bytes, range.len_field)?;
         if bytes == 0 {
             return Ok(0);
         }
+        // Shared: reads never wait for each other or for plain writes, but
+        // never see half of a command that holds the range exclusively
+        // (COMPARE AND WRITE, ORWRITE, WRITE ATOMIC).
+        let _g = self.locks.lock(range.lba.0, end, false).await;
         self.backend
             .read(range.lba, BufMut::new(buf, 0, bytes)?)
             .await
@@ -510,7 +584,7 @@ impl<B: BlockBackend> Target<B> {
         if bytchk != ByteCheck::None {
             check_transfer(info, range)?;
         }
-        range_end(info, range)?;
+        let end = range_end(info, range)?;
         let needed = match bytchk {
             ByteCheck::None => 0,
             ByteCheck::Full => bytes_of(info, range.blocks, range.len_field)?,
@@ -520,6 +594,14 @@ impl<B: BlockBackend> Target<B> {
         if range.blocks.0 == 0 {
             return Ok(());
         }
+        // A comparing verify reads data, so, like READ, it holds a shared
+        // lock (its length is bounded by the maximum transfer). Without
+        // BYTCHK only readability is checked and the whole medium may be
+        // named: no lock, so it never holds up COMPARE AND WRITE for long.
+        let _g = match bytchk {
+            ByteCheck::None => None,
+            _ => Some(self.locks.lock(range.lba.0, end, false).await),
+        };
         let chunk = chunk_blocks(info);
         let mut medium = vec![0u8; (chunk * bs) as usize];
         let mut expected = vec![0u8; (chunk * bs) as usize];
@@ -714,6 +796,97 @@ impl<B: BlockBackend> Target<B> {
         }
         self.backend
             .write(range.lba, BufRef::new(buf, half, half)?, fua)
+            .await
+            .map_err(backend_err(BackendOp::Write))
+    }
+
+    /// ORWRITE (16) (SBC-3): read the blocks, OR the data-out into them and
+    /// write them back, as one uninterruptible sequence: the exclusive
+    /// range lock is held from the first read to the last write, so no
+    /// overlapping write, COMPARE AND WRITE or ORWRITE interleaves (two
+    /// racing ORWRITEs can never lose one's bits) and no read sees it half
+    /// done. Large transfers go in chunks under that one lock; a backend
+    /// error part way leaves the earlier chunks written, as for WRITE.
+    async fn or_write(
+        &self,
+        info: &DiskInfo,
+        range: BlockRange,
+        fua: bool,
+        buf: &dyn DataBuffer,
+    ) -> Result<(), CommandError> {
+        check_transfer(info, range)?;
+        let end = range_end(info, range)?;
+        check_writable(info)?;
+        let bytes = bytes_of(info, range.blocks, range.len_field)?;
+        check_buffer(buf, bytes, range.len_field)?;
+        if bytes == 0 {
+            return Ok(());
+        }
+        let bs = u64::from(info.block_size);
+        let chunk = chunk_blocks(info).min(range.blocks.0);
+        let mut medium = vec![0u8; (chunk * bs) as usize];
+        let mut data = vec![0u8; (chunk * bs) as usize];
+        let _g = self.locks.lock(range.lba.0, end, true).await;
+        let mut done = 0u64;
+        while done < range.blocks.0 {
+            let n = (range.blocks.0 - done).min(chunk);
+            let len = n * bs;
+            let lba = Lba(range.lba.0 + done);
+            self.backend
+                .read(lba, BufMut::new(&mut medium, 0, len)?)
+                .await
+                .map_err(backend_err(BackendOp::Read))?;
+            buf.read_at(done * bs, &mut data[..len as usize])?;
+            for (m, d) in medium.iter_mut().zip(&data[..len as usize]) {
+                *m |= d;
+            }
+            self.backend
+                .write(lba, BufRef::new(&medium, 0, len)?, fua)
+                .await
+                .map_err(backend_err(BackendOp::Write))?;
+            done += n;
+        }
+        Ok(())
+    }
+
+    /// WRITE ATOMIC (16) (SBC-4, atomic writes): the limits of the Block
+    /// Limits page are checked, then the blocks are written by one backend
+    /// call (at most the maximum transfer, so never split) under the
+    /// exclusive range lock: no overlapping command starts until it has
+    /// completed, and no overlapping read sees part of it. If the backend
+    /// fails, the blocks are unchanged only as far as the backend's write
+    /// is all-or-nothing; the target has no undo.
+    async fn write_atomic(
+        &self,
+        info: &DiskInfo,
+        range: BlockRange,
+        fua: bool,
+        buf: &dyn DataBuffer,
+    ) -> Result<(), CommandError> {
+        let len_field = CommandError::InvalidField(FieldPointer::byte(range.len_field));
+        if range.blocks.0 > pages::max_atomic_blocks(info) {
+            return Err(len_field);
+        }
+        let granularity = pages::atomic_granularity(info);
+        if granularity > 1 {
+            if !range.lba.0.is_multiple_of(granularity) {
+                // ATOMIC ALIGNMENT: the LOGICAL BLOCK ADDRESS field.
+                return Err(CommandError::InvalidField(FieldPointer::byte(2)));
+            }
+            if !range.blocks.0.is_multiple_of(granularity) {
+                return Err(len_field);
+            }
+        }
+        let end = range_end(info, range)?;
+        check_writable(info)?;
+        let bytes = bytes_of(info, range.blocks, range.len_field)?;
+        check_buffer(buf, bytes, range.len_field)?;
+        if bytes == 0 {
+            return Ok(());
+        }
+        let _g = self.locks.lock(range.lba.0, end, true).await;
+        self.backend
+            .write(range.lba, BufRef::new(buf, 0, bytes)?, fua)
             .await
             .map_err(backend_err(BackendOp::Write))
     }

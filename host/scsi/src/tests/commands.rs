@@ -71,6 +71,28 @@ fn cdb16(op: u8, b1: u8, lba: u64, len: u32) -> [u8; 16] {
     c
 }
 
+fn cdb12(op: u8, b1: u8, lba: u32, len: u32) -> [u8; 12] {
+    let mut c = [0u8; 12];
+    c[0] = op;
+    c[1] = b1;
+    c[2..6].copy_from_slice(&lba.to_be_bytes());
+    c[6..10].copy_from_slice(&len.to_be_bytes());
+    c
+}
+
+type Fut<'a> = std::pin::Pin<Box<dyn std::future::Future<Output = Completion> + 'a>>;
+
+/// `f`, started after `yields` polls: with a yielding backend this lands a
+/// command at a chosen point inside another one.
+fn after<'a>(yields: usize, f: impl std::future::Future<Output = Completion> + 'a) -> Fut<'a> {
+    Box::pin(async move {
+        for _ in 0..yields {
+            crate::testing::yield_now().await;
+        }
+        f.await
+    })
+}
+
 fn pattern(len: usize, seed: u8) -> Vec<u8> {
     (0..len)
         .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed))
@@ -308,6 +330,14 @@ fn vpd_block_limits() {
     assert_eq!(&p[28..32], &[0, 0, 0, 8], "OPTIMAL UNMAP GRANULARITY");
     assert_eq!(&p[32..36], &[0x80, 0, 0, 0], "UGAVALID, alignment 0");
     assert_eq!(&p[36..44], &[0, 0, 0, 0, 0, 0x40, 0, 0], "MAX WRITE SAME");
+    // SBC-4 additions: MAXIMUM ATOMIC TRANSFER LENGTH 64 KiB of 512-byte
+    // blocks (below the 1024-block maximum transfer), ATOMIC ALIGNMENT and
+    // ATOMIC TRANSFER LENGTH GRANULARITY 0 (none), MAXIMUM ATOMIC TRANSFER
+    // LENGTH WITH ATOMIC BOUNDARY and MAXIMUM ATOMIC BOUNDARY SIZE 0.
+    assert_eq!(&p[44..48], &[0, 0, 0, 0x80], "MAX ATOMIC TRANSFER LENGTH");
+    assert_eq!(&p[48..52], &[0; 4], "ATOMIC ALIGNMENT");
+    assert_eq!(&p[52..56], &[0; 4], "ATOMIC TRANSFER LENGTH GRANULARITY");
+    assert_eq!(&p[56..64], &[0; 8], "atomic boundary fields");
 }
 
 #[test]
@@ -394,6 +424,65 @@ fn read_capacity_16_layout_with_provisioning() {
     want[13] = 0x03;
     want[14] = 0xC0;
     assert_eq!(&buf[..32], &want);
+}
+
+/// A 512e disk: 512-byte logical blocks, 4096-byte physical blocks
+/// (exponent 3), a discard granularity of `granularity` at `alignment`.
+fn disk_512e(granularity: u64, alignment: u64) -> DiskInfo {
+    let mut info = MemBackend::with_discard(2048).info();
+    info.physical_exponent = 3;
+    info.optimal_transfer = Blocks(100);
+    let d = info.discard.as_mut().unwrap();
+    d.granularity = Blocks(granularity);
+    d.alignment = Lba(alignment);
+    info
+}
+
+#[test]
+fn read_capacity_16_of_a_512e_disk() {
+    // SBC-3 5.16.2: LOGICAL BLOCKS PER PHYSICAL BLOCK EXPONENT 3 in byte
+    // 13; byte 14 LBPME | LBPRZ | LOWEST ALIGNED LOGICAL BLOCK ADDRESS
+    // (bits 5-0, with byte 15) = 0: LBA 0 starts a physical block.
+    let t = target_with(MemBackend::new(disk_512e(1, 0)));
+    let mut buf = vec![0xEE; 32];
+    good(&run(&t, &cdb16(0x9E, 0x10, 0, 32), &mut buf));
+    assert_eq!(
+        buf,
+        [
+            0, 0, 0, 0, 0, 0, 0x07, 0xFF, 0, 0, 0x02, 0x00, 0, 0x03, 0xC0, 0x00, //
+            0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0
+        ]
+    );
+}
+
+#[test]
+fn vpd_block_limits_of_a_512e_disk_are_in_whole_physical_blocks() {
+    // SBC-3 6.6.4: OPTIMAL TRANSFER LENGTH GRANULARITY (bytes 6-7) one
+    // physical block; OPTIMAL TRANSFER LENGTH (12-15) 100 rounded down to
+    // 96; OPTIMAL UNMAP GRANULARITY (28-31) a single-block granularity
+    // raised to 8; UGAVALID | UNMAP GRANULARITY ALIGNMENT (32-35) 0.
+    let p = vpd(&target_with(MemBackend::new(disk_512e(1, 0))), 0xB0);
+    assert_eq!(&p[6..8], &[0, 8]);
+    assert_eq!(&p[12..16], &[0, 0, 0, 96]);
+    assert_eq!(&p[28..32], &[0, 0, 0, 8]);
+    assert_eq!(&p[32..36], &[0x80, 0, 0, 0]);
+    // A granularity of 12 at 4: least common multiple 24, first LBA that
+    // starts both a granule and a physical block 16.
+    let p = vpd(&target_with(MemBackend::new(disk_512e(12, 4))), 0xB0);
+    assert_eq!(&p[28..32], &[0, 0, 0, 24]);
+    assert_eq!(&p[32..36], &[0x80, 0, 0, 16]);
+    // Granules that never start a physical block: refused at attach.
+    let err = Target::new(MemBackend::new(disk_512e(8, 3)), id()).unwrap_err();
+    assert!(matches!(
+        err,
+        crate::GeometryError::DiscardAlignment { physical: 8, .. }
+    ));
+    let mut bad = disk_512e(1, 0);
+    bad.physical_exponent = 16;
+    assert_eq!(
+        Target::new(MemBackend::new(bad), id()).unwrap_err(),
+        crate::GeometryError::PhysicalExponent(16)
+    );
 }
 
 #[test]
@@ -818,6 +907,107 @@ fn synchronize_cache_flush_failure_is_write_error() {
     assert_eq!(triple(&c), (0x03, 0x0C, 0x00));
 }
 
+// ---------------------------------------------------------------- PRE-FETCH
+
+#[test]
+fn pre_fetch_of_a_range_that_fits_the_cache_is_condition_met() {
+    // SBC-3 PRE-FETCH: CONDITION MET (SAM-5 status 04h) when every block
+    // fits the cache, with no sense data and no data-in.
+    let t = target();
+    let mut buf = vec![0xEE; 64];
+    for cdb in [
+        cdb10(0x34, 0, 100, 16).to_vec(),
+        cdb10(0x34, 0x02, 100, 16).to_vec(), // IMMED
+        cdb16(0x90, 0, 100, 16).to_vec(),
+        cdb16(0x90, 0x02, 2047, 1).to_vec(),
+    ] {
+        let c = run(&t, &cdb, &mut buf);
+        assert_eq!(c.status, Status::ConditionMet, "{cdb:02x?}");
+        assert_eq!(c.status.as_u8(), 0x04);
+        assert!(c.sense().is_empty());
+        assert_eq!(c.data_in_len, 0);
+    }
+    assert_eq!(buf, vec![0xEE; 64], "no data-in");
+    // A hint: nothing reaches the backend.
+    assert_eq!(t.backend().stats(), Default::default());
+}
+
+#[test]
+fn pre_fetch_length_zero_runs_to_the_end_of_the_medium() {
+    // 2048 blocks of 512 bytes: 1 MiB from LBA 0, well inside the cache.
+    let t = target();
+    let c = run(&t, &cdb10(0x34, 0, 0, 0), &mut vec![]);
+    assert_eq!(c.status, Status::ConditionMet);
+    let c = run(&t, &cdb16(0x90, 0, 2047, 0), &mut vec![]);
+    assert_eq!(c.status, Status::ConditionMet);
+    // Zero length starting past the last block is out of range.
+    let c = run(&t, &cdb10(0x34, 0, 2048, 0), &mut vec![]);
+    assert_eq!(triple(&c), (0x05, 0x21, 0x00));
+    assert_eq!(sks(&c), [0, 0, 0]);
+}
+
+/// A target over `Geometry` (no allocation) with the power-on attention
+/// consumed.
+fn geometry_target(info: DiskInfo) -> Target<Geometry> {
+    let t = Target::new(Geometry(info), id()).unwrap();
+    block_on(t.execute(N0, &[0; 6], &mut vec![]));
+    t
+}
+
+#[test]
+fn pre_fetch_larger_than_the_cache_is_good() {
+    // PREFETCH_CACHE_BYTES is 32 MiB: 65536 blocks of 512 bytes fit,
+    // 65537 do not (GOOD: "as many as fit" are notionally cached).
+    assert_eq!(crate::target::PREFETCH_CACHE_BYTES, 32 << 20);
+    let t = geometry_target(DiskInfo::simple(512, 1 << 20));
+    let st = |cdb: &[u8]| {
+        let c = block_on(t.execute(N0, cdb, &mut vec![]));
+        assert!(c.sense().is_empty());
+        c.status
+    };
+    assert_eq!(st(&cdb16(0x90, 0, 0, 65536)), Status::ConditionMet);
+    assert_eq!(st(&cdb16(0x90, 0, 0, 65537)), Status::Good);
+    assert_eq!(st(&cdb10(0x34, 0x02, 0, 0)), Status::Good, "to the end");
+    assert_eq!(
+        st(&cdb10(0x34, 0, (1 << 20) - 65536, 0)),
+        Status::ConditionMet,
+        "the last 32 MiB"
+    );
+    // Not a transfer: far above MAXIMUM TRANSFER LENGTH (1024) is fine.
+    assert_eq!(st(&cdb16(0x90, 0, 0, 1 << 20)), Status::Good);
+}
+
+#[test]
+fn pre_fetch_errors() {
+    let t = target();
+    let c = run(&t, &cdb10(0x34, 0, 2040, 9), &mut vec![]);
+    assert_eq!(triple(&c), (0x05, 0x21, 0x00));
+    let c = run(&t, &cdb16(0x90, 0, u64::MAX, 1), &mut vec![]);
+    assert_eq!(triple(&c), (0x05, 0x21, 0x00));
+    // Byte 1: bit 0 obsolete (10) / reserved (16), bits 7-2 reserved.
+    let c = run(&t, &cdb10(0x34, 0x01, 0, 1), &mut vec![]);
+    assert_eq!(triple(&c), (0x05, 0x24, 0x00));
+    assert_eq!(sks(&c), [0xC8, 0, 1]);
+    let c = run(&t, &cdb16(0x90, 0x80, 0, 1), &mut vec![]);
+    assert_eq!(sks(&c), [0xCF, 0, 1]);
+    // Reserved bits above GROUP NUMBER.
+    let mut cdb = cdb10(0x34, 0, 0, 1);
+    cdb[6] = 0x20;
+    assert_eq!(sks(&run(&t, &cdb, &mut vec![])), [0xCD, 0, 6]);
+    let mut cdb = cdb16(0x90, 0, 0, 1);
+    cdb[14] = 0x40;
+    assert_eq!(sks(&run(&t, &cdb, &mut vec![])), [0xCE, 0, 14]);
+}
+
+#[test]
+fn pre_fetch_is_allowed_on_a_read_only_device() {
+    let mut info = DiskInfo::simple(512, 64);
+    info.read_only = true;
+    let t = target_with(MemBackend::new(info));
+    let c = run(&t, &cdb10(0x34, 0, 0, 0), &mut vec![]);
+    assert_eq!(c.status, Status::ConditionMet);
+}
+
 // -------------------------------------------------------------------- UNMAP
 
 fn unmap_list(ranges: &[(u64, u32)]) -> Vec<u8> {
@@ -1068,6 +1258,350 @@ fn compare_and_write_is_atomic_against_a_racing_write() {
     assert_eq!(disk, &pattern(1024, 8)[..], "{results:?}");
 }
 
+// ------------------------------------------------------------------ ORWRITE
+
+#[test]
+fn orwrite_ors_the_data_out_into_the_blocks() {
+    // SBC-3 ORWRITE (16): each byte written is the medium byte OR the
+    // data-out byte. A0h | 05h = A5h; 00h | 3Ch = 3Ch.
+    let t = target();
+    t.backend().poke(10 * 512, &[0xA0; 512]);
+    let mut d = vec![0x05u8; 512];
+    d.extend_from_slice(&[0x3C; 512]);
+    good(&run(&t, &cdb16(0x8B, 0, 10, 2), &mut d));
+    let disk = t.backend().contents();
+    assert!(disk[10 * 512..11 * 512].iter().all(|&b| b == 0xA5));
+    assert!(disk[11 * 512..12 * 512].iter().all(|&b| b == 0x3C));
+    assert!(disk[9 * 512..10 * 512].iter().all(|&b| b == 0));
+    assert!(disk[12 * 512..13 * 512].iter().all(|&b| b == 0));
+    let s = t.backend().stats();
+    assert_eq!((s.reads, s.writes, s.fua_writes), (1, 1, 0));
+    // Arbitrary bytes: the OR, byte for byte.
+    let old = pattern(3 * 512, 40);
+    t.backend().poke(100 * 512, &old);
+    let mut new = pattern(3 * 512, 77);
+    good(&run(&t, &cdb16(0x8B, 0, 100, 3), &mut new));
+    let want: Vec<u8> = old.iter().zip(&new).map(|(a, b)| a | b).collect();
+    assert_eq!(&t.backend().contents()[100 * 512..103 * 512], &want[..]);
+}
+
+#[test]
+fn orwrite_fua_and_wce_behave_as_for_write() {
+    let t = target();
+    good(&run(&t, &cdb16(0x8B, 0x08, 0, 1), &mut vec![1; 512]));
+    assert_eq!(t.backend().stats().fua_writes, 1, "FUA");
+    let mut info = DiskInfo::simple(512, 64);
+    info.write_cache = WriteCache::WriteThrough;
+    let t = target_with(MemBackend::new(info));
+    good(&run(&t, &cdb16(0x8B, 0, 0, 1), &mut vec![1; 512]));
+    assert_eq!(t.backend().stats().fua_writes, 1, "WCE = 0");
+}
+
+#[test]
+fn orwrite_larger_than_a_chunk_is_done_in_pieces_under_one_lock() {
+    let mut info = DiskInfo::simple(512, 8192);
+    info.max_transfer = Blocks(4096);
+    let t = target_with(MemBackend::new(info));
+    t.backend().poke(0, &vec![0x80; 8192 * 512]);
+    let mut d = vec![0x01u8; 3000 * 512];
+    good(&run(&t, &cdb16(0x8B, 0, 5, 3000), &mut d));
+    let disk = t.backend().contents();
+    assert!(disk[5 * 512..3005 * 512].iter().all(|&b| b == 0x81));
+    assert_eq!(disk[5 * 512 - 1], 0x80);
+    assert_eq!(disk[3005 * 512], 0x80);
+    // 1 MiB chunks of 512-byte blocks: 2048 + 952.
+    let s = t.backend().stats();
+    assert_eq!((s.reads, s.writes), (2, 2));
+}
+
+#[test]
+fn orwrite_errors() {
+    let t = target();
+    // Zero blocks: nothing happens.
+    good(&run(&t, &cdb16(0x8B, 0, 0, 0), &mut vec![]));
+    let c = run(&t, &cdb16(0x8B, 0, 2047, 2), &mut vec![1; 1024]);
+    assert_eq!(triple(&c), (0x05, 0x21, 0x00));
+    assert_eq!(sks(&c), [0, 0, 0]);
+    // Above MAXIMUM TRANSFER LENGTH (1024), and a short data-out: the
+    // TRANSFER LENGTH field at byte 10.
+    let c = run(&t, &cdb16(0x8B, 0, 0, 1025), &mut vec![1; 1025 * 512]);
+    assert_eq!(triple(&c), (0x05, 0x24, 0x00));
+    assert_eq!(sks(&c), [0xC0, 0, 10]);
+    let c = run(&t, &cdb16(0x8B, 0, 0, 2), &mut vec![1; 1023]);
+    assert_eq!(sks(&c), [0xC0, 0, 10]);
+    // ORPROTECT (byte 1 bits 7-5): pointer at bit 7.
+    let c = run(&t, &cdb16(0x8B, 0x20, 0, 1), &mut vec![1; 512]);
+    assert_eq!(sks(&c), [0xCF, 0, 1]);
+    // Byte 1 bits 2-0 are reserved; so are bits 7-5 of byte 14, where
+    // ORWRITE (32) has no counterpart either (its BMOP is byte 2 of a
+    // 32-byte CDB).
+    let c = run(&t, &cdb16(0x8B, 0x02, 0, 1), &mut vec![1; 512]);
+    assert_eq!(sks(&c), [0xC9, 0, 1]);
+    let mut cdb = cdb16(0x8B, 0, 0, 1);
+    cdb[14] = 0x20;
+    assert_eq!(sks(&run(&t, &cdb, &mut vec![1; 512])), [0xCD, 0, 14]);
+    let s = t.backend().stats();
+    assert_eq!((s.reads, s.writes), (0, 0));
+    // A read-only device: DATA PROTECT, WRITE PROTECTED.
+    let mut info = DiskInfo::simple(512, 64);
+    info.read_only = true;
+    let t = target_with(MemBackend::new(info));
+    let c = run(&t, &cdb16(0x8B, 0, 0, 1), &mut vec![1; 512]);
+    assert_eq!(triple(&c), (0x07, 0x27, 0x00));
+    assert_eq!(t.backend().stats().reads, 0);
+}
+
+#[test]
+fn orwrite_read_error_writes_nothing() {
+    let t = target();
+    t.backend()
+        .fail_next(BackendError::at(BackendErrorKind::Medium, Lba(21)));
+    let c = run(&t, &cdb16(0x8B, 0, 20, 4), &mut vec![0xFF; 2048]);
+    assert_eq!(triple(&c), (0x03, 0x11, 0x00));
+    assert_eq!(&c.sense()[3..7], &21u32.to_be_bytes());
+    assert_eq!(t.backend().stats().writes, 0);
+    assert!(t.backend().contents().iter().all(|&b| b == 0));
+}
+
+#[test]
+fn concurrent_orwrites_on_one_range_never_lose_bits() {
+    // Two ORWRITEs of disjoint bits over the same zeroed blocks: serially
+    // the result is every bit set. Without the exclusive lock across read
+    // and write, both read zeros and the second write drops the first's
+    // bits.
+    let t = target_with(MemBackend::with_discard(64).with_yields());
+    let mut a = vec![0x0Fu8; 4 * 512];
+    let mut b = vec![0xF0u8; 4 * 512];
+    let results = block_on(join_all(vec![
+        t.execute(N0, &cdb16(0x8B, 0, 8, 4), &mut a),
+        t.execute(N0, &cdb16(0x8B, 0, 10, 4), &mut b),
+    ]));
+    for c in &results {
+        good(c);
+    }
+    let disk = t.backend().contents();
+    assert!(disk[8 * 512..10 * 512].iter().all(|&x| x == 0x0F));
+    assert!(
+        disk[10 * 512..12 * 512].iter().all(|&x| x == 0xFF),
+        "lost update: {:02x}",
+        disk[10 * 512]
+    );
+    assert!(disk[12 * 512..14 * 512].iter().all(|&x| x == 0xF0));
+}
+
+#[test]
+fn a_read_never_sees_half_of_an_orwrite_or_compare_and_write() {
+    // The yielding backend writes a request in two halves. A READ started
+    // at every point of an ORWRITE / COMPARE AND WRITE of the same four
+    // blocks returns them all old or all new: reads hold a shared lock,
+    // which waits for the exclusive one.
+    for delay in 0..16 {
+        let t = target_with(MemBackend::with_discard(64).with_yields());
+        let mut or = vec![0xFF; 4 * 512];
+        let mut back = vec![0xEE; 4 * 512];
+        let r = block_on(join_all(vec![
+            after(0, t.execute(N0, &cdb16(0x8B, 0, 0, 4), &mut or)),
+            after(delay, t.execute(N0, &cdb10(0x28, 0, 0, 4), &mut back)),
+        ]));
+        good(&r[0]);
+        good(&r[1]);
+        let old = back.iter().all(|&b| b == 0);
+        assert!(
+            old || back.iter().all(|&b| b == 0xFF),
+            "ORWRITE, delay {delay}"
+        );
+
+        let t = target_with(MemBackend::with_discard(64).with_yields());
+        let mut caw = vec![0u8; 4 * 512];
+        caw.extend_from_slice(&[0x77; 4 * 512]);
+        let mut back = vec![0xEE; 4 * 512];
+        let r = block_on(join_all(vec![
+            after(0, t.execute(N0, &caw_cdb(0, 4), &mut caw)),
+            after(delay, t.execute(N0, &cdb10(0x28, 0, 0, 4), &mut back)),
+        ]));
+        good(&r[0]);
+        good(&r[1]);
+        let old = back.iter().all(|&b| b == 0);
+        assert!(old || back.iter().all(|&b| b == 0x77), "CAW, delay {delay}");
+    }
+}
+
+// ------------------------------------------------------------ WRITE ATOMIC
+
+fn atomic_cdb(b1: u8, lba: u64, blocks: u16) -> [u8; 16] {
+    // SBC-4 WRITE ATOMIC (16): LBA at 2, ATOMIC BOUNDARY at 10, TRANSFER
+    // LENGTH (two bytes) at 12.
+    let mut c = [0u8; 16];
+    c[0] = 0x9C;
+    c[1] = b1;
+    c[2..10].copy_from_slice(&lba.to_be_bytes());
+    c[12..14].copy_from_slice(&blocks.to_be_bytes());
+    c
+}
+
+#[test]
+fn write_atomic_writes_the_blocks_in_one_backend_call() {
+    let t = target();
+    let mut d = pattern(128 * 512, 31);
+    good(&run(&t, &atomic_cdb(0, 10, 128), &mut d));
+    assert_eq!(&t.backend().contents()[10 * 512..138 * 512], &d[..]);
+    let s = t.backend().stats();
+    assert_eq!((s.writes, s.fua_writes, s.reads), (1, 0, 0));
+    // FUA, and WCE = 0, pass `fua` as WRITE does.
+    good(&run(&t, &atomic_cdb(0x08, 0, 1), &mut vec![1; 512]));
+    assert_eq!(t.backend().stats().fua_writes, 1);
+    // Zero blocks: not an error, nothing written.
+    good(&run(&t, &atomic_cdb(0, 0, 0), &mut vec![]));
+    assert_eq!(t.backend().stats().writes, 2);
+}
+
+#[test]
+fn write_atomic_limits_follow_the_block_limits_page() {
+    // (block size, max transfer, exponent) -> MAXIMUM ATOMIC TRANSFER
+    // LENGTH, ATOMIC ALIGNMENT = ATOMIC TRANSFER LENGTH GRANULARITY.
+    let cases = [
+        ((512, 1024, 0), (128, 0)),
+        ((512, 64, 0), (64, 0)),
+        ((4096, 1024, 0), (16, 0)),
+        ((512, 1024, 3), (128, 8)),
+        ((512, 100, 3), (96, 8)),
+        // A 64 KiB logical block: one block, the constant notwithstanding.
+        ((65536, 8, 0), (1, 0)),
+        // A physical block above 64 KiB: one physical block.
+        ((4096, 1024, 5), (32, 32)),
+    ];
+    for ((bs, max, exp), (atomic, gran)) in cases {
+        let mut info = DiskInfo::simple(bs, 4096);
+        info.max_transfer = Blocks(max);
+        info.physical_exponent = exp;
+        let t = geometry_target(info);
+        let mut buf = vec![0; 64];
+        let c = block_on(t.execute(N0, &[0x12, 0x01, 0xB0, 0, 64, 0], &mut buf));
+        good(&c);
+        let want: Vec<u8> = [atomic as u32, gran, gran]
+            .iter()
+            .flat_map(|v: &u32| v.to_be_bytes())
+            .collect();
+        assert_eq!(&buf[44..56], &want[..], "{bs} {max} {exp}");
+        assert_eq!(crate::pages::max_atomic_blocks(&info), atomic);
+        assert!(atomic <= max && (gran == 0 || atomic % u64::from(gran) == 0));
+    }
+}
+
+#[test]
+fn write_atomic_errors_point_at_their_fields() {
+    let t = target();
+    // Above MAXIMUM ATOMIC TRANSFER LENGTH (128): TRANSFER LENGTH, byte 12.
+    let c = run(&t, &atomic_cdb(0, 0, 129), &mut vec![1; 129 * 512]);
+    assert_eq!(triple(&c), (0x05, 0x24, 0x00));
+    assert_eq!(sks(&c), [0xC0, 0, 12]);
+    // ATOMIC BOUNDARY other than zero: MAXIMUM ATOMIC BOUNDARY SIZE is 0.
+    let mut cdb = atomic_cdb(0, 0, 1);
+    cdb[11] = 1;
+    assert_eq!(sks(&run(&t, &cdb, &mut vec![1; 512])), [0xC0, 0, 10]);
+    // WRPROTECT, and the reserved bits 2-0 of byte 1 and 7-5 of byte 14.
+    let c = run(&t, &atomic_cdb(0x40, 0, 1), &mut vec![1; 512]);
+    assert_eq!(sks(&c), [0xCF, 0, 1]);
+    let c = run(&t, &atomic_cdb(0x02, 0, 1), &mut vec![1; 512]);
+    assert_eq!(sks(&c), [0xC9, 0, 1]);
+    let mut cdb = atomic_cdb(0, 0, 1);
+    cdb[14] = 0x80;
+    assert_eq!(sks(&run(&t, &cdb, &mut vec![1; 512])), [0xCF, 0, 14]);
+    // Data-out shorter than the transfer: TRANSFER LENGTH again.
+    let c = run(&t, &atomic_cdb(0, 0, 2), &mut vec![1; 600]);
+    assert_eq!(sks(&c), [0xC0, 0, 12]);
+    // Past the end.
+    let c = run(&t, &atomic_cdb(0, 2047, 2), &mut vec![1; 1024]);
+    assert_eq!(triple(&c), (0x05, 0x21, 0x00));
+    assert_eq!(sks(&c), [0, 0, 0]);
+    assert_eq!(t.backend().stats().writes, 0);
+    // Read-only.
+    let mut info = DiskInfo::simple(512, 64);
+    info.read_only = true;
+    let t = target_with(MemBackend::new(info));
+    let c = run(&t, &atomic_cdb(0, 0, 1), &mut vec![1; 512]);
+    assert_eq!(triple(&c), (0x07, 0x27, 0x00));
+}
+
+#[test]
+fn write_atomic_on_512e_is_whole_physical_blocks() {
+    // ATOMIC ALIGNMENT 8: an LBA not a multiple of 8 is an invalid field
+    // at the LOGICAL BLOCK ADDRESS (byte 2); ATOMIC TRANSFER LENGTH
+    // GRANULARITY 8: a length not a multiple of 8, at TRANSFER LENGTH.
+    let t = target_with(MemBackend::new(disk_512e(1, 0)));
+    let c = run(&t, &atomic_cdb(0, 4, 8), &mut vec![1; 8 * 512]);
+    assert_eq!(triple(&c), (0x05, 0x24, 0x00));
+    assert_eq!(sks(&c), [0xC0, 0, 2]);
+    let c = run(&t, &atomic_cdb(0, 8, 12), &mut vec![1; 12 * 512]);
+    assert_eq!(sks(&c), [0xC0, 0, 12]);
+    assert_eq!(t.backend().stats().writes, 0);
+    let mut d = pattern(16 * 512, 9);
+    good(&run(&t, &atomic_cdb(0, 8, 16), &mut d));
+    assert_eq!(&t.backend().contents()[8 * 512..24 * 512], &d[..]);
+}
+
+#[test]
+fn write_atomic_backend_error_is_reported_with_its_lba() {
+    // The target has no undo: what the blocks hold after a failed backend
+    // write is up to the backend (the in-memory one fails before copying).
+    let t = target();
+    t.backend()
+        .fail_next(BackendError::at(BackendErrorKind::Medium, Lba(5)));
+    let c = run(&t, &atomic_cdb(0, 4, 4), &mut vec![0xAB; 2048]);
+    assert_eq!(triple(&c), (0x03, 0x0C, 0x00));
+    assert_eq!(&c.sense()[3..7], &5u32.to_be_bytes());
+    assert!(t.backend().contents().iter().all(|&b| b == 0));
+}
+
+#[test]
+fn write_atomic_is_never_torn_by_an_overlapping_write() {
+    // WRITE ATOMIC of blocks 0-3 (AAh) races a WRITE of blocks 2-3 (BBh)
+    // started at every point. The yielding backend writes each request in
+    // two halves; the only outcomes allowed are the two serial ones.
+    // Without the exclusive lock, the WRITE's first half lands under the
+    // atomic write's second half and its second half after it: block 2
+    // AAh, block 3 BBh.
+    for delay in 0..16 {
+        let t = target_with(MemBackend::with_discard(64).with_yields());
+        let mut a = vec![0xAA; 4 * 512];
+        let mut w = vec![0xBB; 2 * 512];
+        let r = block_on(join_all(vec![
+            after(0, t.execute(N0, &atomic_cdb(0, 0, 4), &mut a)),
+            after(delay, t.execute(N0, &cdb10(0x2A, 0, 2, 2), &mut w)),
+        ]));
+        good(&r[0]);
+        good(&r[1]);
+        let disk = t.backend().contents();
+        assert!(disk[..2 * 512].iter().all(|&b| b == 0xAA));
+        let tail = &disk[2 * 512..4 * 512];
+        assert!(
+            tail.iter().all(|&b| b == 0xAA) || tail.iter().all(|&b| b == 0xBB),
+            "delay {delay}: torn, block 2 {:02x}, block 3 {:02x}",
+            tail[0],
+            tail[512]
+        );
+    }
+}
+
+#[test]
+fn a_read_sees_all_or_none_of_a_write_atomic() {
+    // SBC-4 atomic writes: a read overlapping an atomic write returns old
+    // data until it completes, then new, never a mix.
+    for delay in 0..16 {
+        let t = target_with(MemBackend::with_discard(64).with_yields());
+        let mut a = vec![0xC3; 4 * 512];
+        let mut back = vec![0xEE; 4 * 512];
+        let r = block_on(join_all(vec![
+            after(0, t.execute(N0, &atomic_cdb(0, 0, 4), &mut a)),
+            after(delay, t.execute(N0, &cdb10(0x28, 0, 0, 4), &mut back)),
+        ]));
+        good(&r[0]);
+        good(&r[1]);
+        let old = back.iter().all(|&b| b == 0);
+        assert!(old || back.iter().all(|&b| b == 0xC3), "delay {delay}");
+    }
+}
+
 // ------------------------------------------------------------------ VERIFY
 
 #[test]
@@ -1133,6 +1667,91 @@ fn write_and_verify_writes_through_and_checks() {
     assert_eq!(triple(&c), (0x05, 0x21, 0x00));
 }
 
+#[test]
+fn verify_12_compares_like_the_10_and_16_byte_forms() {
+    // VERIFY (12): VRPROTECT | DPO | reserved | BYTCHK (2 bits) | obsolete,
+    // 32-bit LBA at 2, 32-bit VERIFICATION LENGTH at 6.
+    let t = target();
+    let data = pattern(3 * 512, 21);
+    t.backend().poke(7 * 512, &data);
+    good(&run(&t, &cdb12(0xAF, 0x02, 7, 3), &mut data.clone()));
+    good(&run(&t, &cdb12(0xAF, 0x00, 7, 3), &mut vec![]));
+    let mut block = data[..512].to_vec();
+    let c = run(&t, &cdb12(0xAF, 0x06, 7, 1), &mut block);
+    good(&c);
+    let mut bad = data.clone();
+    bad[1029] ^= 0x40;
+    let c = run(&t, &cdb12(0xAF, 0x02, 7, 3), &mut bad);
+    assert_eq!(triple(&c), (0x0E, 0x1D, 0x00));
+    assert_eq!(c.sense()[0], 0xF0, "VALID");
+    assert_eq!(&c.sense()[3..7], &1029u32.to_be_bytes());
+}
+
+#[test]
+fn verify_12_errors_point_at_their_fields() {
+    let t = target();
+    // Past the end: LOGICAL BLOCK ADDRESS OUT OF RANGE, no field pointer.
+    let c = run(&t, &cdb12(0xAF, 0, 2046, 3), &mut vec![]);
+    assert_eq!(triple(&c), (0x05, 0x21, 0x00));
+    assert_eq!(sks(&c), [0, 0, 0]);
+    // BYTCHK 01b with a length above MAXIMUM TRANSFER LENGTH (1024): the
+    // 32-bit VERIFICATION LENGTH field at byte 6.
+    let c = run(&t, &cdb12(0xAF, 0x02, 0, 1025), &mut vec![0; 1025 * 512]);
+    assert_eq!(triple(&c), (0x05, 0x24, 0x00));
+    assert_eq!(sks(&c), [0xC0, 0, 6]);
+    // Data-out shorter than the verification length: the same field.
+    let c = run(&t, &cdb12(0xAF, 0x02, 0, 2), &mut vec![0; 512]);
+    assert_eq!(sks(&c), [0xC0, 0, 6]);
+    // VRPROTECT: SKSV | C/D | BPV | bit 7, byte 1.
+    let c = run(&t, &cdb12(0xAF, 0x40, 0, 1), &mut vec![]);
+    assert_eq!(sks(&c), [0xCF, 0, 1]);
+    // BYTCHK 10b is reserved: pointer at the field's MSB, bit 2.
+    let c = run(&t, &cdb12(0xAF, 0x04, 0, 1), &mut vec![0; 512]);
+    assert_eq!(sks(&c), [0xCA, 0, 1]);
+    // Byte 1 bit 3 is reserved; byte 10 bits 7-5 are not examined.
+    let c = run(&t, &cdb12(0xAF, 0x08, 0, 1), &mut vec![]);
+    assert_eq!(sks(&c), [0xCB, 0, 1]);
+    let mut cdb = cdb12(0xAF, 0, 0, 1);
+    cdb[10] = 0x80;
+    let c = run(&t, &cdb, &mut vec![]);
+    assert_eq!(sks(&c), [0xCF, 0, 10]);
+    assert_eq!(t.backend().stats().reads, 0);
+}
+
+#[test]
+fn write_and_verify_12_writes_through_and_checks() {
+    let t = target();
+    let mut data = pattern(2 * 512, 23);
+    good(&run(&t, &cdb12(0xAE, 0x02, 40, 2), &mut data));
+    assert_eq!(&t.backend().contents()[40 * 512..42 * 512], &data[..]);
+    let s = t.backend().stats();
+    assert_eq!((s.writes, s.fua_writes, s.reads), (1, 1, 1));
+    // Past the end, above the maximum transfer, WRPROTECT.
+    let c = run(&t, &cdb12(0xAE, 0, 2047, 2), &mut data);
+    assert_eq!(triple(&c), (0x05, 0x21, 0x00));
+    let c = run(&t, &cdb12(0xAE, 0, 0, 1025), &mut vec![0; 1025 * 512]);
+    assert_eq!(triple(&c), (0x05, 0x24, 0x00));
+    assert_eq!(sks(&c), [0xC0, 0, 6]);
+    let c = run(&t, &cdb12(0xAE, 0x20, 0, 1), &mut vec![0; 512]);
+    assert_eq!(sks(&c), [0xCF, 0, 1]);
+    // BYTCHK is one bit here: bit 2 is reserved.
+    let c = run(&t, &cdb12(0xAE, 0x04, 0, 1), &mut vec![0; 512]);
+    assert_eq!(sks(&c), [0xCA, 0, 1]);
+    assert_eq!(t.backend().stats().writes, 1);
+}
+
+#[test]
+fn write_and_verify_12_on_a_read_only_device_is_data_protect() {
+    let mut info = DiskInfo::simple(512, 64);
+    info.read_only = true;
+    let t = target_with(MemBackend::new(info));
+    let c = run(&t, &cdb12(0xAE, 0x02, 0, 1), &mut vec![1; 512]);
+    assert_eq!(triple(&c), (0x07, 0x27, 0x00));
+    assert_eq!(t.backend().stats().writes, 0);
+    // VERIFY (12) only reads: allowed.
+    good(&run(&t, &cdb12(0xAF, 0x02, 0, 1), &mut vec![0; 512]));
+}
+
 // ------------------------------------------ START STOP / PREVENT / FORMAT
 
 #[test]
@@ -1170,6 +1789,114 @@ fn format_unit_deallocates_a_thin_device() {
     assert_eq!(sks(&c), [0xCC, 0, 1], "FMTDATA");
     let c = run(&t, &[0x04, 0x40, 0, 0, 0, 0], &mut vec![]);
     assert_eq!(sks(&c), [0xCF, 0, 1], "FMTPINFO");
+}
+
+// --------------------------------------------------------- READ DEFECT DATA
+
+fn rdd10(b2: u8, alloc: u16) -> [u8; 10] {
+    let mut c = [0u8; 10];
+    c[0] = 0x37;
+    c[2] = b2;
+    c[7..9].copy_from_slice(&alloc.to_be_bytes());
+    c
+}
+
+fn rdd12(b1: u8, index: u32, alloc: u32) -> [u8; 12] {
+    let mut c = [0u8; 12];
+    c[0] = 0xB7;
+    c[1] = b1;
+    c[2..6].copy_from_slice(&index.to_be_bytes());
+    c[6..10].copy_from_slice(&alloc.to_be_bytes());
+    c
+}
+
+#[test]
+fn read_defect_data_10_returns_an_empty_list_in_the_format_asked_for() {
+    // SBC-3 READ DEFECT DATA (10) parameter data: reserved byte, then
+    // reserved (7-5) | PLISTV | GLISTV | DEFECT LIST FORMAT, then the
+    // two-byte DEFECT LIST LENGTH, zero: no address descriptors.
+    let t = target();
+    let mut buf = vec![0xEE; 16];
+    // REQ_GLIST, bytes from index format (100b), as smartctl asks.
+    let c = run(&t, &rdd10(0x0C, 16), &mut buf);
+    good(&c);
+    assert_eq!(c.data_in_len, 4);
+    assert_eq!(&buf[..5], &[0x00, 0x0C, 0x00, 0x00, 0xEE]);
+    // Both lists, short block format.
+    let c = run(&t, &rdd10(0x18, 16), &mut buf);
+    assert_eq!(&buf[..c.data_in_len as usize], &[0, 0x18, 0, 0]);
+    // Neither list: the header alone, PLISTV = GLISTV = 0.
+    let c = run(&t, &rdd10(0x05, 16), &mut buf);
+    assert_eq!(&buf[..c.data_in_len as usize], &[0, 0x05, 0, 0]);
+    // Every defined format (and vendor specific 110b) is echoed.
+    for f in 0..=6u8 {
+        let c = run(&t, &rdd10(0x10 | f, 16), &mut buf);
+        good(&c);
+        assert_eq!(&buf[..4], &[0, 0x10 | f, 0, 0], "format {f}");
+    }
+    // Truncated to the allocation length.
+    let c = run(&t, &rdd10(0x08, 2), &mut buf);
+    good(&c);
+    assert_eq!(c.data_in_len, 2);
+    let c = run(&t, &rdd10(0x08, 0), &mut buf);
+    assert_eq!(c.data_in_len, 0);
+    assert_eq!(t.backend().stats(), Default::default());
+}
+
+#[test]
+fn read_defect_data_12_has_an_eight_byte_header() {
+    // SBC-3/SBC-4 READ DEFECT DATA (12) parameter data: PLISTV | GLISTV |
+    // format in byte 1, GENERATION CODE (0000h: not supported) in 2-3,
+    // four-byte DEFECT LIST LENGTH in 4-7.
+    let t = target();
+    let mut buf = vec![0xEE; 16];
+    let c = run(&t, &rdd12(0x0B, 0, 16), &mut buf);
+    good(&c);
+    assert_eq!(c.data_in_len, 8);
+    assert_eq!(&buf[..9], &[0, 0x0B, 0, 0, 0, 0, 0, 0, 0xEE]);
+    // Any ADDRESS DESCRIPTOR INDEX is at or past the (zero) descriptors:
+    // a zero-length list.
+    let c = run(&t, &rdd12(0x1D, 0xFFFF_FFFF, 16), &mut buf);
+    assert_eq!(&buf[..c.data_in_len as usize], &[0, 0x1D, 0, 0, 0, 0, 0, 0]);
+    // The length-probing call of SBC-4 (allocation length 8) and a short one.
+    let c = run(&t, &rdd12(0x08, 0, 8), &mut buf);
+    assert_eq!(c.data_in_len, 8);
+    let c = run(&t, &rdd12(0x08, 0, 3), &mut buf);
+    assert_eq!(c.data_in_len, 3);
+}
+
+#[test]
+fn read_defect_data_errors() {
+    let t = target();
+    // DEFECT LIST FORMAT 111b is reserved: pointer at the field's MSB.
+    let c = run(&t, &rdd10(0x1F, 16), &mut vec![0; 16]);
+    assert_eq!(triple(&c), (0x05, 0x24, 0x00));
+    assert_eq!(sks(&c), [0xCA, 0, 2]);
+    let c = run(&t, &rdd12(0x0F, 0, 16), &mut vec![0; 16]);
+    assert_eq!(sks(&c), [0xCA, 0, 1]);
+    // Reserved bits: byte 1 of (10), the three above REQ_PLIST, byte 10
+    // of (12).
+    let mut cdb = rdd10(0x08, 16);
+    cdb[1] = 0x01;
+    assert_eq!(sks(&run(&t, &cdb, &mut vec![0; 16])), [0xC8, 0, 1]);
+    assert_eq!(
+        sks(&run(&t, &rdd10(0x28, 16), &mut vec![0; 16])),
+        [0xCD, 0, 2]
+    );
+    let mut cdb = rdd12(0x08, 0, 16);
+    cdb[10] = 0x02;
+    assert_eq!(sks(&run(&t, &cdb, &mut vec![0; 16])), [0xC9, 0, 10]);
+}
+
+#[test]
+fn read_defect_data_works_on_a_read_only_device() {
+    let mut info = DiskInfo::simple(512, 64);
+    info.read_only = true;
+    let t = target_with(MemBackend::new(info));
+    let mut buf = vec![0; 8];
+    let c = run(&t, &rdd10(0x0C, 8), &mut buf);
+    good(&c);
+    assert_eq!(&buf[..4], &[0, 0x0C, 0, 0]);
 }
 
 // ---------------------------------------------------------- REPORT LUNS
@@ -1259,6 +1986,53 @@ fn rsoc_one_command_gives_usage_map() {
     // Option 1 for an opcode with service actions.
     let c = run(&t, &rsoc(1, 0x9E, 0, 64), &mut buf);
     assert_eq!(sks(&c), [0xCA, 0, 2]);
+}
+
+#[test]
+fn rsoc_usage_maps_of_verify_12_pre_fetch_defect_data_orwrite_and_atomic() {
+    // CDB USAGE DATA written out from the CDB tables: a set bit for every
+    // field bit the target examines (reserved, obsolete and GROUP NUMBER
+    // bits above 4 are not; CONTROL is NACA only).
+    const F: u8 = 0xFF;
+    let cases: [(u8, &[u8]); 8] = [
+        // PRE-FETCH (10): IMMED; LBA; GROUP NUMBER; PREFETCH LENGTH.
+        (0x34, &[0x34, 0x02, F, F, F, F, 0x1F, F, F, 0x04]),
+        // READ DEFECT DATA (10): REQ_PLIST, REQ_GLIST, DEFECT LIST FORMAT;
+        // ALLOCATION LENGTH.
+        (0x37, &[0x37, 0, 0x1F, 0, 0, 0, 0, F, F, 0x04]),
+        // ORWRITE (16): ORPROTECT, DPO, FUA; LBA; TRANSFER LENGTH; GROUP.
+        (
+            0x8B,
+            &[0x8B, 0xF8, F, F, F, F, F, F, F, F, F, F, F, F, 0x1F, 0x04],
+        ),
+        // PRE-FETCH (16).
+        (
+            0x90,
+            &[0x90, 0x02, F, F, F, F, F, F, F, F, F, F, F, F, 0x1F, 0x04],
+        ),
+        // WRITE ATOMIC (16): WRPROTECT, DPO, FUA; LBA; ATOMIC BOUNDARY;
+        // TRANSFER LENGTH; GROUP.
+        (
+            0x9C,
+            &[0x9C, 0xF8, F, F, F, F, F, F, F, F, F, F, F, F, 0x1F, 0x04],
+        ),
+        // WRITE AND VERIFY (12): WRPROTECT, DPO, BYTCHK (one bit).
+        (0xAE, &[0xAE, 0xF2, F, F, F, F, F, F, F, F, 0x1F, 0x04]),
+        // VERIFY (12): VRPROTECT, DPO, BYTCHK (two bits).
+        (0xAF, &[0xAF, 0xF6, F, F, F, F, F, F, F, F, 0x1F, 0x04]),
+        // READ DEFECT DATA (12): the byte-2 fields of (10) in byte 1;
+        // ADDRESS DESCRIPTOR INDEX; ALLOCATION LENGTH.
+        (0xB7, &[0xB7, 0x1F, F, F, F, F, F, F, F, F, 0, 0x04]),
+    ];
+    let t = target();
+    let mut buf = vec![0; 64];
+    for (op, usage) in cases {
+        let c = run(&t, &rsoc(1, op, 0, 64), &mut buf);
+        good(&c);
+        let mut want = vec![0, 0x03, 0, usage.len() as u8];
+        want.extend_from_slice(usage);
+        assert_eq!(&buf[..c.data_in_len as usize], &want[..], "{op:02x}");
+    }
 }
 
 #[test]

@@ -40,6 +40,16 @@ enum Op {
         seed: u8,
         corrupt: bool,
     },
+    OrWrite {
+        lba: u64,
+        blocks: u64,
+        seed: u8,
+    },
+    WriteAtomic {
+        lba: u64,
+        blocks: u64,
+        seed: u8,
+    },
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -66,13 +76,23 @@ fn op() -> impl Strategy<Value = Op> {
             }
         }),
         (lba.clone(), blocks.clone()).prop_map(|(l, b)| Op::Unmap { lba: l, blocks: b }),
-        (lba, 1..4u64, any::<u8>(), any::<bool>()).prop_map(|(l, b, s, c)| {
+        (lba.clone(), 1..4u64, any::<u8>(), any::<bool>()).prop_map(|(l, b, s, c)| {
             Op::CompareAndWrite {
                 lba: l,
                 blocks: b,
                 seed: s,
                 corrupt: c,
             }
+        }),
+        (lba.clone(), blocks.clone(), any::<u8>()).prop_map(|(l, b, s)| Op::OrWrite {
+            lba: l,
+            blocks: b,
+            seed: s
+        }),
+        (lba, blocks, any::<u8>()).prop_map(|(l, b, s)| Op::WriteAtomic {
+            lba: l,
+            blocks: b,
+            seed: s
         }),
     ]
 }
@@ -219,6 +239,40 @@ proptest! {
                         model[span(lba, blocks)].copy_from_slice(&new);
                     }
                 }
+                Op::OrWrite { lba, blocks, seed } => {
+                    let mut cdb = [0u8; 16];
+                    cdb[0] = 0x8B;
+                    cdb[2..10].copy_from_slice(&lba.to_be_bytes());
+                    cdb[10..14].copy_from_slice(&(blocks as u32).to_be_bytes());
+                    // Sparse bits, so that ORs accumulate visibly.
+                    let mut d: Vec<u8> = data(blocks as usize * BS, seed)
+                        .iter()
+                        .map(|b| b & seed.rotate_left(3) & 0x93)
+                        .collect();
+                    let c = block_on(t.execute(n, &cdb, &mut d));
+                    prop_assert_eq!(c.status == Status::Good, in_range(lba, blocks));
+                    if c.status == Status::Good {
+                        for (m, x) in model[span(lba, blocks)].iter_mut().zip(&d) {
+                            *m |= x;
+                        }
+                    } else {
+                        prop_assert_eq!(c.sense()[12], 0x21);
+                    }
+                }
+                Op::WriteAtomic { lba, blocks, seed } => {
+                    let mut cdb = [0u8; 16];
+                    cdb[0] = 0x9C;
+                    cdb[2..10].copy_from_slice(&lba.to_be_bytes());
+                    cdb[12..14].copy_from_slice(&(blocks as u16).to_be_bytes());
+                    let mut d = data(blocks as usize * BS, seed);
+                    let c = block_on(t.execute(n, &cdb, &mut d));
+                    prop_assert_eq!(c.status == Status::Good, in_range(lba, blocks));
+                    if c.status == Status::Good {
+                        model[span(lba, blocks)].copy_from_slice(&d);
+                    } else {
+                        prop_assert_eq!(c.sense()[12], 0x21);
+                    }
+                }
             }
             prop_assert!(t.backend().contents() == model);
         }
@@ -243,6 +297,9 @@ proptest! {
             let c = block_on(t.execute(Nexus(0), &cdb, &mut buf));
             prop_assert!(c.data_in_len <= len);
             prop_assert_eq!(c.status == Status::CheckCondition, !c.sense().is_empty());
+            if c.status == Status::ConditionMet {
+                prop_assert_eq!(c.data_in_len, 0);
+            }
             if c.status == Status::CheckCondition {
                 prop_assert_eq!(c.sense().len(), 18);
                 prop_assert_eq!(c.data_in_len, 0);
