@@ -2,6 +2,11 @@
 //! CDB per supported command (plus data-out where it takes some), in the
 //! target's input layout (see fuzz/fuzz_targets/scsi_cdb.rs).
 //!
+//! SANITIZE runs inline there: the fuzz device has 64 blocks, so even 31
+//! OVERWRITE passes are a few MiB of copying, and IMMED=1 is refused (the
+//! fuzz target drives no background jobs), so no input can leave the
+//! device waiting for a sanitize that never runs.
+//!
 //! `cargo run -p wasmtap-scsi --example scsi_fuzz_seeds -- fuzz/corpus/scsi_cdb`
 
 /// One command in the fuzz input layout.
@@ -11,6 +16,13 @@ fn cmd(cdb: &[u8], data: &[u8], buf_len: u16) -> Vec<u8> {
     v.extend_from_slice(&buf_len.to_be_bytes());
     v.extend_from_slice(data);
     v
+}
+
+/// A data-in command that is not the last of its input: its buffer is
+/// given as zeros, or the harness would take the next commands as its
+/// data-out.
+fn data_in(cdb: &[u8], buf_len: u16) -> Vec<u8> {
+    cmd(cdb, &vec![0; usize::from(buf_len)], buf_len)
 }
 
 fn main() -> std::io::Result<()> {
@@ -25,6 +37,18 @@ fn main() -> std::io::Result<()> {
     ];
     let mut caching = vec![0u8, 0, 0, 0, 0x08, 0x12];
     caching.extend_from_slice(&[0; 18]);
+    // GET LBA STATUS from LBA 0, room for four descriptors.
+    let gls = |alloc: u8| {
+        let mut c = [0u8; 16];
+        c[0] = 0x9E;
+        c[1] = 0x12;
+        c[13] = alloc;
+        c
+    };
+    // SANITIZE OVERWRITE parameter list: INVERT, two passes, 3-byte pattern.
+    let overwrite = [0x82, 0, 0, 3, 0xDE, 0xAD, 0x42];
+    // SANITIZE CDB: byte 1 (IMMED, AUSE, service action), list length.
+    let sanitize = |b1: u8, len: u8| [0x48, b1, 0, 0, 0, 0, 0, 0, len, 0];
     let seeds: Vec<(u8, Vec<Vec<u8>>)> = vec![
         (0, vec![tur.clone(), tur.clone()]),
         (1, vec![tur.clone(), cmd(&[0x12, 0, 0, 0, 96, 0], &[], 96)]),
@@ -227,7 +251,57 @@ fn main() -> std::io::Result<()> {
         ),
         (
             0,
-            vec![tur, cmd(&[0xA0, 0, 0, 0, 0, 0, 0, 0, 0, 16, 0, 0], &[], 16)],
+            vec![
+                tur.clone(),
+                cmd(&[0xA0, 0, 0, 0, 0, 0, 0, 0, 0, 16, 0, 0], &[], 16),
+            ],
+        ),
+        (
+            1,
+            vec![
+                tur.clone(),
+                cmd(&[0x2A, 0, 0, 0, 0, 4, 0, 0, 1, 0], &block, 512),
+                cmd(&[0x42, 0, 0, 0, 0, 0, 0, 0, 24, 0], &unmap, 24),
+                data_in(&gls(72), 72),
+            ],
+        ),
+        (
+            0,
+            vec![
+                tur.clone(),
+                cmd(&sanitize(0x01, 7), &overwrite, 7),
+                data_in(&[0x03, 1, 0, 0, 252, 0], 252),
+                data_in(&gls(24), 24),
+            ],
+        ),
+        (
+            1,
+            vec![
+                tur.clone(),
+                cmd(&sanitize(0x22, 0), &[], 0),
+                data_in(&gls(40), 40),
+                cmd(&sanitize(0x1F, 0), &[], 0),
+            ],
+        ),
+        (
+            1,
+            vec![
+                tur.clone(),
+                cmd(&sanitize(0x81, 7), &overwrite, 7),
+                data_in(&[0x03, 0, 0, 0, 18, 0], 18),
+                cmd(&sanitize(0x03, 0), &[], 0),
+            ],
+        ),
+        (
+            1,
+            vec![
+                tur,
+                cmd(
+                    &[0xA3, 0x0C, 0x02, 0x48, 0, 0x02, 0, 0, 0, 64, 0, 0],
+                    &[],
+                    64,
+                ),
+            ],
         ),
     ];
     for (i, (dev, cmds)) in seeds.into_iter().enumerate() {

@@ -206,6 +206,9 @@ pub enum BackendOp {
     Discard,
     /// `write_zeroes`.
     WriteZeroes,
+    /// `block_status` (GET LBA STATUS), including an answer the target
+    /// found malformed.
+    BlockStatus,
 }
 
 /// What went wrong in a backend, as a small matchable kind.
@@ -269,6 +272,31 @@ impl From<BufferError> for BackendError {
 /// Result of a backend operation.
 pub type BackendResult = Result<(), BackendError>;
 
+/// What a range of blocks holds, as far as provisioning goes: the answer
+/// of [`BlockBackend::block_status`] (in the manner of tapdisk's
+/// `td_queue_block_status`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum BlockState {
+    /// Allocated, holding data (or the backend cannot tell).
+    Mapped,
+    /// Deallocated (a hole): discarded or never written.
+    Deallocated,
+    /// Allocated and known to read as zeros (written zeroes without
+    /// unmapping). Reported as mapped: SBC-3 has no separate status for it.
+    Zero,
+}
+
+/// A contiguous run of blocks in one [`BlockState`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct BlockExtent {
+    /// First block of the run.
+    pub lba: Lba,
+    /// Length of the run (at least 1).
+    pub blocks: Blocks,
+    /// What the run holds.
+    pub state: BlockState,
+}
+
 /// The storage under a SCSI logical unit.
 ///
 /// The target validates every request against [`DiskInfo`] first: ranges are
@@ -302,6 +330,33 @@ pub trait BlockBackend {
         blocks: Blocks,
         may_unmap: bool,
     ) -> impl Future<Output = BackendResult>;
+
+    /// Provisioning status of the blocks from `lba` on (GET LBA STATUS):
+    /// contiguous extents, the first starting at `lba`, each at least one
+    /// block long, together covering at most `blocks` blocks. Covering
+    /// fewer is fine (the target asks again from where the answer ended,
+    /// or stops); an answer breaking these rules fails the command with
+    /// HARDWARE ERROR, it is never passed on.
+    ///
+    /// The target asks with `blocks >= 1` and `lba + blocks` inside the
+    /// device. [`BlockState::Deallocated`] is reported to the initiator
+    /// only when the backend offers [`DiscardInfo`] (thin provisioning,
+    /// LBPME = 1); otherwise it is reported as mapped.
+    ///
+    /// The default answers one [`BlockState::Mapped`] extent for the whole
+    /// range, which SBC-3 reads as "mapped or unknown": right for every
+    /// backend that does not track allocation.
+    fn block_status(
+        &self,
+        lba: Lba,
+        blocks: Blocks,
+    ) -> impl Future<Output = Result<Vec<BlockExtent>, BackendError>> {
+        std::future::ready(Ok(vec![BlockExtent {
+            lba,
+            blocks,
+            state: BlockState::Mapped,
+        }]))
+    }
 }
 
 #[cfg(test)]

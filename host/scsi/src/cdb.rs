@@ -1,14 +1,14 @@
 //! CDB parsing, in two steps.
 //!
-//! 1. [`lookup`]: the operation code (and, for the two service-action
-//!    opcodes, the service action) selects an [`OpInfo`] from [`OPCODES`],
-//!    which gives the CDB length and a usage mask: one byte per CDB byte
-//!    with a bit set for every bit this target examines. The CDB length is
-//!    checked before anything else is read, and any bit outside the mask
-//!    (reserved, obsolete, vendor specific, LINK) is rejected with INVALID
-//!    FIELD IN CDB pointing at it. The same mask is the CDB USAGE DATA of
-//!    REPORT SUPPORTED OPERATION CODES (SPC-4 6.35.3), so what we report
-//!    and what we enforce cannot drift apart.
+//! 1. [`lookup`]: the operation code (and, for the service-action opcodes
+//!    9Eh, A3h and 48h, the service action) selects an [`OpInfo`] from
+//!    [`OPCODES`], which gives the CDB length and a usage mask: one byte
+//!    per CDB byte with a bit set for every bit this target examines. The
+//!    CDB length is checked before anything else is read, and any bit
+//!    outside the mask (reserved, obsolete, vendor specific, LINK) is
+//!    rejected with INVALID FIELD IN CDB pointing at it. The same mask is
+//!    the CDB USAGE DATA of REPORT SUPPORTED OPERATION CODES (SPC-4
+//!    6.35.3), so what we report and what we enforce cannot drift apart.
 //! 2. [`parse`]: the typed [`Command`] with named fields, rejecting values
 //!    of examined fields the target does not support (with the field
 //!    pointer at the field's most significant bit, SPC-4 4.5.2.4.2).
@@ -16,6 +16,7 @@
 //! Checks that need the device geometry (LBA range, transfer limits) happen
 //! when the command runs, not here.
 
+use crate::backend::DiskInfo;
 use crate::sense::{CommandError, FieldPointer};
 use crate::units::{Blocks, Lba, be};
 
@@ -42,6 +43,7 @@ pub mod op {
     pub const READ_DEFECT_DATA_10: u8 = 0x37;
     pub const WRITE_SAME_10: u8 = 0x41;
     pub const UNMAP: u8 = 0x42;
+    pub const SANITIZE: u8 = 0x48;
     pub const MODE_SELECT_10: u8 = 0x55;
     pub const MODE_SENSE_10: u8 = 0x5A;
     pub const READ_16: u8 = 0x88;
@@ -65,6 +67,17 @@ pub mod op {
 
     /// SERVICE ACTION IN (16) service action READ CAPACITY (16).
     pub const SA_READ_CAPACITY_16: u8 = 0x10;
+    /// SERVICE ACTION IN (16) service action GET LBA STATUS.
+    pub const SA_GET_LBA_STATUS: u8 = 0x12;
+    /// SANITIZE service action OVERWRITE.
+    pub const SA_SANITIZE_OVERWRITE: u8 = 0x01;
+    /// SANITIZE service action BLOCK ERASE.
+    pub const SA_SANITIZE_BLOCK_ERASE: u8 = 0x02;
+    /// SANITIZE service action CRYPTOGRAPHIC ERASE (not implemented: no
+    /// backstore here encrypts, so there is no key to change).
+    pub const SA_SANITIZE_CRYPTO_ERASE: u8 = 0x03;
+    /// SANITIZE service action EXIT FAILURE MODE.
+    pub const SA_SANITIZE_EXIT_FAILURE_MODE: u8 = 0x1F;
     /// MAINTENANCE IN service action REPORT SUPPORTED OPERATION CODES.
     pub const SA_REPORT_SUPPORTED_OPCODES: u8 = 0x0C;
 }
@@ -81,11 +94,65 @@ pub struct OpInfo {
     /// CDB usage data: byte 0 is the opcode, then per byte the bits
     /// examined. Its length is the CDB length.
     pub usage: &'static [u8],
-    /// Only offered when the backend can discard.
-    pub needs_discard: bool,
+    /// What the backend must offer for the command to be offered.
+    pub needs: Needs,
     /// Exempt from unit attention (SAM-5 5.14: INQUIRY, REPORT LUNS,
     /// REQUEST SENSE).
     pub ua_exempt: bool,
+    /// Accesses the medium, so it is refused while a failed sanitize
+    /// holds the medium (SBC-3 4.11). TEST UNIT READY counts: it reports
+    /// whether medium access would succeed.
+    pub medium: bool,
+}
+
+/// A capability a command depends on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Needs {
+    /// Always offered.
+    Nothing,
+    /// Offered when the backend can discard (UNMAP).
+    Discard,
+    /// Offered when discarded blocks read back as zeros (LBPRZ): SANITIZE
+    /// BLOCK ERASE, which must leave no data behind.
+    DiscardZeroes,
+}
+
+/// What the device offers, as far as the opcode table cares.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Offered {
+    /// The backend can discard.
+    pub discard: bool,
+    /// Discarded blocks read back as zeros (LBPRZ).
+    pub discard_zeroes: bool,
+}
+
+impl Offered {
+    /// What a backend with `info` offers.
+    pub fn of(info: &DiskInfo) -> Self {
+        Self {
+            discard: info.discard.is_some(),
+            discard_zeroes: info.discard.is_some_and(|d| d.zeroes),
+        }
+    }
+
+    /// Whether `op` is offered.
+    pub fn offers(&self, op: &OpInfo) -> bool {
+        match op.needs {
+            Needs::Nothing => true,
+            Needs::Discard => self.discard,
+            Needs::DiscardZeroes => self.discard && self.discard_zeroes,
+        }
+    }
+}
+
+/// `true`: discard that reads back zeros; `false`: no discard.
+impl From<bool> for Offered {
+    fn from(discard: bool) -> Self {
+        Self {
+            discard,
+            discard_zeroes: discard,
+        }
+    }
 }
 
 impl OpInfo {
@@ -105,13 +172,21 @@ const fn info(opcode: u8, name: &'static str, usage: &'static [u8]) -> OpInfo {
         service_action: None,
         name,
         usage,
-        needs_discard: false,
+        needs: Needs::Nothing,
         ua_exempt: false,
+        medium: true,
     }
 }
 
 const fn exempt(mut i: OpInfo) -> OpInfo {
     i.ua_exempt = true;
+    i.medium = false;
+    i
+}
+
+/// A command that does not touch the medium.
+const fn no_medium(mut i: OpInfo) -> OpInfo {
+    i.medium = false;
     i
 }
 
@@ -121,11 +196,20 @@ const fn sa(mut i: OpInfo, sa: u8) -> OpInfo {
 }
 
 const fn discard(mut i: OpInfo) -> OpInfo {
-    i.needs_discard = true;
+    i.needs = Needs::Discard;
+    i
+}
+
+const fn discard_zeroes(mut i: OpInfo) -> OpInfo {
+    i.needs = Needs::DiscardZeroes;
     i
 }
 
 const F: u8 = 0xFF;
+
+/// SANITIZE (SBC-3 5.21, table 85): IMMED, AUSE, SERVICE ACTION, bytes 2-6
+/// reserved (ZNR of SBC-4 is not examined), PARAMETER LIST LENGTH.
+const SANITIZE_USAGE: &[u8] = &[F, 0xBF, 0, 0, 0, 0, 0, F, F, CT];
 
 /// Every command this target implements, in opcode order (the order of the
 /// REPORT SUPPORTED OPERATION CODES listing).
@@ -147,7 +231,7 @@ const fn index() -> [u8; 256] {
     t
 }
 
-const TABLE: [OpInfo; 40] = [
+const TABLE: [OpInfo; 44] = [
     info(op::TEST_UNIT_READY, "TEST UNIT READY", &[F, 0, 0, 0, 0, CT]),
     exempt(info(
         op::REQUEST_SENSE,
@@ -158,27 +242,31 @@ const TABLE: [OpInfo; 40] = [
     info(op::READ_6, "READ (6)", &[F, 0x1F, F, F, F, CT]),
     info(op::WRITE_6, "WRITE (6)", &[F, 0x1F, F, F, F, CT]),
     exempt(info(op::INQUIRY, "INQUIRY", &[F, 0x01, F, F, F, CT])),
-    info(
+    no_medium(info(
         op::MODE_SELECT_6,
         "MODE SELECT (6)",
         &[F, 0x11, 0, 0, F, CT],
-    ),
-    info(op::MODE_SENSE_6, "MODE SENSE (6)", &[F, 0x08, F, F, F, CT]),
-    info(
+    )),
+    no_medium(info(
+        op::MODE_SENSE_6,
+        "MODE SENSE (6)",
+        &[F, 0x08, F, F, F, CT],
+    )),
+    no_medium(info(
         op::START_STOP_UNIT,
         "START STOP UNIT",
         &[F, 0x01, 0, 0x0F, 0xF7, CT],
-    ),
-    info(
+    )),
+    no_medium(info(
         op::PREVENT_ALLOW_MEDIUM_REMOVAL,
         "PREVENT ALLOW MEDIUM REMOVAL",
         &[F, 0, 0, 0, 0x03, CT],
-    ),
-    info(
+    )),
+    no_medium(info(
         op::READ_CAPACITY_10,
         "READ CAPACITY (10)",
         &[F, 0, F, F, F, F, 0, 0, 0x01, CT],
-    ),
+    )),
     info(
         op::READ_10,
         "READ (10)",
@@ -224,16 +312,30 @@ const TABLE: [OpInfo; 40] = [
         "UNMAP",
         &[F, 0x01, 0, 0, 0, 0, 0x1F, F, F, CT],
     )),
-    info(
+    // CRYPTOGRAPHIC ERASE (03h) is absent: refused as an unsupported
+    // service action, INVALID FIELD IN CDB at the SERVICE ACTION field.
+    sa(
+        no_medium(info(op::SANITIZE, "SANITIZE", SANITIZE_USAGE)),
+        op::SA_SANITIZE_OVERWRITE,
+    ),
+    sa(
+        discard_zeroes(no_medium(info(op::SANITIZE, "SANITIZE", SANITIZE_USAGE))),
+        op::SA_SANITIZE_BLOCK_ERASE,
+    ),
+    sa(
+        no_medium(info(op::SANITIZE, "SANITIZE", SANITIZE_USAGE)),
+        op::SA_SANITIZE_EXIT_FAILURE_MODE,
+    ),
+    no_medium(info(
         op::MODE_SELECT_10,
         "MODE SELECT (10)",
         &[F, 0x11, 0, 0, 0, 0, 0, F, F, CT],
-    ),
-    info(
+    )),
+    no_medium(info(
         op::MODE_SENSE_10,
         "MODE SENSE (10)",
         &[F, 0x18, F, F, 0, 0, 0, F, F, CT],
-    ),
+    )),
     info(
         op::READ_16,
         "READ (16)",
@@ -285,12 +387,21 @@ const TABLE: [OpInfo; 40] = [
         &[F, 0xF8, F, F, F, F, F, F, F, F, F, F, F, F, 0x1F, CT],
     ),
     sa(
-        info(
+        no_medium(info(
             op::SERVICE_ACTION_IN_16,
             "READ CAPACITY (16)",
             &[F, 0x1F, F, F, F, F, F, F, F, F, F, F, F, F, 0x01, CT],
-        ),
+        )),
         op::SA_READ_CAPACITY_16,
+    ),
+    // SBC-3 5.6: byte 14 is reserved (SBC-4's REPORT TYPE is not examined).
+    sa(
+        info(
+            op::SERVICE_ACTION_IN_16,
+            "GET LBA STATUS",
+            &[F, 0x1F, F, F, F, F, F, F, F, F, F, F, F, F, 0, CT],
+        ),
+        op::SA_GET_LBA_STATUS,
     ),
     exempt(info(
         op::REPORT_LUNS,
@@ -298,11 +409,11 @@ const TABLE: [OpInfo; 40] = [
         &[F, 0, F, 0, 0, 0, F, F, F, F, 0, CT],
     )),
     sa(
-        info(
+        no_medium(info(
             op::MAINTENANCE_IN,
             "REPORT SUPPORTED OPERATION CODES",
             &[F, 0x1F, 0x87, F, F, F, F, F, F, F, 0, CT],
-        ),
+        )),
         op::SA_REPORT_SUPPORTED_OPCODES,
     ),
     info(
@@ -332,9 +443,20 @@ const TABLE: [OpInfo; 40] = [
     ),
 ];
 
-/// Whether `opcode` selects its command by service action (SPC-4 4.2.5.1).
+/// Whether `opcode` selects its command by service action (SPC-4 4.2.5.1;
+/// SANITIZE's SERVICE ACTION field is in the same place, SBC-3 5.21).
 pub fn has_service_actions(opcode: u8) -> bool {
-    matches!(opcode, op::SERVICE_ACTION_IN_16 | op::MAINTENANCE_IN)
+    matches!(
+        opcode,
+        op::SERVICE_ACTION_IN_16 | op::MAINTENANCE_IN | op::SANITIZE
+    )
+}
+
+/// Whether `opcode` still runs while a sanitize operation is in progress
+/// (SBC-3 4.11): INQUIRY, REPORT LUNS and REQUEST SENSE. Everything else is
+/// refused with SANITIZE IN PROGRESS, valid CDB or not.
+pub fn allowed_during_sanitize(opcode: u8) -> bool {
+    matches!(opcode, op::INQUIRY | op::REPORT_LUNS | op::REQUEST_SENSE)
 }
 
 /// Find the table entry for `opcode` / `service_action`.
@@ -355,8 +477,10 @@ pub fn ua_exempt(opcode: u8) -> bool {
 }
 
 /// Step one: the table entry for `cdb`, with its length and usage mask
-/// checked. `discard` says whether discard commands are offered.
-pub fn lookup(cdb: &[u8], discard: bool) -> Result<&'static OpInfo, CommandError> {
+/// checked. `offered` says which capability-dependent commands are offered
+/// (`true`/`false` for discard with or without zeroing, see [`Offered`]).
+pub fn lookup(cdb: &[u8], offered: impl Into<Offered>) -> Result<&'static OpInfo, CommandError> {
+    let offered = offered.into();
     let &opcode = cdb.first().ok_or(CommandError::EmptyCdb)?;
     let service_action = if has_service_actions(opcode) {
         // The service action lives in byte 1; a CDB without it is short.
@@ -369,9 +493,9 @@ pub fn lookup(cdb: &[u8], discard: bool) -> Result<&'static OpInfo, CommandError
         None
     };
     let info = match find(opcode, service_action) {
-        Some(i) if discard || !i.needs_discard => i,
+        Some(i) if offered.offers(i) => i,
         // SPC-4 4.2.5.1: an unsupported service action is an invalid field.
-        None if service_action.is_some() && INDEX[usize::from(opcode)] != NONE => {
+        _ if service_action.is_some() && INDEX[usize::from(opcode)] != NONE => {
             return Err(CommandError::InvalidField(FieldPointer::bit(1, 4)));
         }
         _ => return Err(CommandError::InvalidOpcode { opcode }),
@@ -432,6 +556,18 @@ pub enum ByteCheck {
     Full,
     /// Compare every block with the single block of data-out.
     SingleBlock,
+}
+
+/// SERVICE ACTION of SANITIZE (SBC-3 5.21, table 86), those implemented.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SanitizeAction {
+    /// OVERWRITE: write a pattern over every block (parameter list).
+    Overwrite,
+    /// BLOCK ERASE: deallocate every block (discard that reads as zeros).
+    BlockErase,
+    /// EXIT FAILURE MODE: leave the failure mode of a sanitize that failed
+    /// and had AUSE set.
+    ExitFailureMode,
 }
 
 /// A parsed CDB. Fields are named as in the standard.
@@ -596,6 +732,24 @@ pub enum Command {
         /// ALLOCATION LENGTH.
         alloc: u32,
     },
+    /// GET LBA STATUS (SBC-3 5.6).
+    GetLbaStatus {
+        /// STARTING LOGICAL BLOCK ADDRESS.
+        lba: Lba,
+        /// ALLOCATION LENGTH.
+        alloc: u32,
+    },
+    /// SANITIZE (SBC-3 5.21).
+    Sanitize {
+        /// SERVICE ACTION.
+        action: SanitizeAction,
+        /// IMMED: return status once the CDB and parameter list are valid.
+        immed: bool,
+        /// AUSE: allow EXIT FAILURE MODE if this sanitize fails.
+        ause: bool,
+        /// PARAMETER LIST LENGTH (zero except for OVERWRITE).
+        param_len: u16,
+    },
     /// REPORT SUPPORTED OPERATION CODES (SPC-4 6.35).
     ReportSupportedOpcodes {
         /// RCTD: include command timeouts descriptors.
@@ -676,12 +830,38 @@ pub fn parse_with(info: &OpInfo, cdb: &[u8]) -> Result<Command, CommandError> {
             }
             Command::ReadCapacity10
         }
+        op::SERVICE_ACTION_IN_16 if info.service_action == Some(op::SA_GET_LBA_STATUS) => {
+            Command::GetLbaStatus {
+                lba: Lba(u(cdb, 2, 8)),
+                alloc: u(cdb, 10, 4) as u32,
+            }
+        }
         op::SERVICE_ACTION_IN_16 => {
             if !bit(cdb, 14, 0) && u(cdb, 2, 8) != 0 {
                 return Err(CommandError::InvalidField(FieldPointer::byte(2)));
             }
             Command::ReadCapacity16 {
                 alloc: u(cdb, 10, 4) as u32,
+            }
+        }
+        op::SANITIZE => {
+            let action = match info.service_action {
+                Some(op::SA_SANITIZE_OVERWRITE) => SanitizeAction::Overwrite,
+                Some(op::SA_SANITIZE_BLOCK_ERASE) => SanitizeAction::BlockErase,
+                Some(op::SA_SANITIZE_EXIT_FAILURE_MODE) => SanitizeAction::ExitFailureMode,
+                _ => return Err(CommandError::InvalidField(FieldPointer::bit(1, 4))),
+            };
+            let param_len = u(cdb, 7, 2) as u16;
+            // SBC-3 5.21: OVERWRITE needs a parameter list, the others
+            // take none.
+            if (action == SanitizeAction::Overwrite) != (param_len != 0) {
+                return Err(CommandError::InvalidField(FieldPointer::byte(7)));
+            }
+            Command::Sanitize {
+                action,
+                immed: bit(cdb, 1, 7),
+                ause: bit(cdb, 1, 5),
+                param_len,
             }
         }
         op::MODE_SENSE_6 | op::MODE_SENSE_10 => {
@@ -902,8 +1082,11 @@ fn rw_range(opcode: u8, cdb: &[u8]) -> BlockRange {
 }
 
 /// Both steps.
-pub fn parse(cdb: &[u8], discard: bool) -> Result<(&'static OpInfo, Command), CommandError> {
-    let info = lookup(cdb, discard)?;
+pub fn parse(
+    cdb: &[u8],
+    offered: impl Into<Offered>,
+) -> Result<(&'static OpInfo, Command), CommandError> {
+    let info = lookup(cdb, offered)?;
     Ok((info, parse_with(info, cdb)?))
 }
 
@@ -942,11 +1125,25 @@ mod tests {
             assert!(std::ptr::eq(found, i), "{}", i.name);
             assert_eq!(ua_exempt(i.opcode), i.ua_exempt);
         }
-        let implemented = (0..=255u8)
-            .filter(|&op| find(op, None).is_some() || has_service_actions(op))
-            .count();
+        let implemented: usize = (0..=255u8)
+            .map(|op| {
+                if has_service_actions(op) {
+                    (0..32).filter(|&sa| find(op, Some(sa)).is_some()).count()
+                } else {
+                    usize::from(find(op, None).is_some())
+                }
+            })
+            .sum();
         assert_eq!(implemented, OPCODES.len());
         assert!(find(0xFF, None).is_none());
+        for i in OPCODES {
+            assert_eq!(
+                i.service_action.is_some(),
+                has_service_actions(i.opcode),
+                "{}",
+                i.name
+            );
+        }
     }
 
     #[test]
@@ -974,10 +1171,86 @@ mod tests {
         );
         let mut cdb = [0u8; 16];
         cdb[0] = op::SERVICE_ACTION_IN_16;
-        cdb[1] = 0x12; // GET LBA STATUS: not implemented
+        cdb[1] = 0x11; // READ LONG (16): not implemented
         assert_eq!(
             lookup(&cdb, true).unwrap_err(),
             CommandError::InvalidField(FieldPointer::bit(1, 4))
+        );
+    }
+
+    #[test]
+    fn block_erase_needs_discard_that_zeroes() {
+        // Not offered: an unsupported service action, not an opcode.
+        let cdb = [op::SANITIZE, 0x02, 0, 0, 0, 0, 0, 0, 0, 0];
+        assert!(lookup(&cdb, true).is_ok());
+        let no_zeroes = Offered {
+            discard: true,
+            discard_zeroes: false,
+        };
+        for offered in [no_zeroes, Offered::default()] {
+            assert_eq!(
+                lookup(&cdb, offered).unwrap_err(),
+                CommandError::InvalidField(FieldPointer::bit(1, 4))
+            );
+        }
+        // CRYPTOGRAPHIC ERASE is never offered.
+        let cdb = [op::SANITIZE, 0x03, 0, 0, 0, 0, 0, 0, 0, 0];
+        assert_eq!(
+            lookup(&cdb, true).unwrap_err(),
+            CommandError::InvalidField(FieldPointer::bit(1, 4))
+        );
+    }
+
+    #[test]
+    fn sanitize_fields() {
+        let cdb = [op::SANITIZE, 0xA1, 0, 0, 0, 0, 0, 0, 8, 0];
+        assert_eq!(
+            parse(&cdb, true).unwrap().1,
+            Command::Sanitize {
+                action: SanitizeAction::Overwrite,
+                immed: true,
+                ause: true,
+                param_len: 8
+            }
+        );
+        // OVERWRITE without a parameter list, BLOCK ERASE with one.
+        for cdb in [
+            [op::SANITIZE, 0x01, 0, 0, 0, 0, 0, 0, 0, 0],
+            [op::SANITIZE, 0x02, 0, 0, 0, 0, 0, 0, 4, 0],
+            [op::SANITIZE, 0x1F, 0, 0, 0, 0, 0, 1, 0, 0],
+        ] {
+            assert_eq!(
+                parse(&cdb, true).unwrap_err(),
+                CommandError::InvalidField(FieldPointer::byte(7))
+            );
+        }
+        // Byte 1 bit 6 (SBC-4's ZNR) is reserved here.
+        let cdb = [op::SANITIZE, 0x41, 0, 0, 0, 0, 0, 0, 8, 0];
+        assert_eq!(
+            lookup(&cdb, true).unwrap_err(),
+            CommandError::InvalidField(FieldPointer::bit(1, 6))
+        );
+    }
+
+    #[test]
+    fn get_lba_status_fields() {
+        let mut cdb = [0u8; 16];
+        cdb[0] = op::SERVICE_ACTION_IN_16;
+        cdb[1] = op::SA_GET_LBA_STATUS;
+        cdb[2..10].copy_from_slice(&0x0102_0304_0506_0708u64.to_be_bytes());
+        cdb[10..14].copy_from_slice(&24u32.to_be_bytes());
+        assert_eq!(
+            parse(&cdb, false).unwrap().1,
+            Command::GetLbaStatus {
+                lba: Lba(0x0102_0304_0506_0708),
+                alloc: 24
+            }
+        );
+        // SBC-4's REPORT TYPE (byte 14) is reserved in SBC-3.
+        cdb[14] = 0x01;
+        assert_eq!(
+            lookup(&cdb, false).unwrap_err(),
+            CommandError::InvalidField(FieldPointer::bit(14, 0))
         );
     }
 

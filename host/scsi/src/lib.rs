@@ -7,7 +7,8 @@
 //!
 //! ```text
 //!  transport ──cdb, DataBuffer──▶ Target::execute ──▶ BlockBackend (read/write/
-//!      ▲                              │               flush/discard/write_zeroes)
+//!      ▲                              │               flush/discard/write_zeroes/
+//!      │                              │               block_status)
 //!      └──── Completion (status, sense, data_in_len) ◀┘
 //! ```
 //!
@@ -19,8 +20,9 @@
 //! * [`sense`]: status, sense formats, and the one table from
 //!   [`CommandError`] to sense key / ASC / ASCQ.
 //! * [`target`]: [`Target`], which runs commands, keeps unit attentions per
-//!   nexus, the WCE bit, and range locks for COMPARE AND WRITE, ORWRITE and
-//!   WRITE ATOMIC.
+//!   nexus, the WCE bit, range locks for COMPARE AND WRITE, ORWRITE and
+//!   WRITE ATOMIC, and the sanitize state (with IMMED sanitize handed to
+//!   the transport as a background future, [`Target::background`]).
 //!
 //! The standard sections each behaviour follows are cited next to the code.
 //! See `docs/scsi.md` in the repository for the design notes and the list
@@ -54,14 +56,14 @@ pub mod testing;
 pub mod units;
 
 pub use backend::{
-    BackendError, BackendErrorKind, BackendOp, BackendResult, BlockBackend, DiscardInfo, DiskInfo,
-    GeometryError, WriteCache,
+    BackendError, BackendErrorKind, BackendOp, BackendResult, BlockBackend, BlockExtent,
+    BlockState, DiscardInfo, DiskInfo, GeometryError, WriteCache,
 };
 pub use buffer::{BufMut, BufRef, BufferError, DataBuffer, Extent, Memory, SgBuffer};
 pub use cdb::Command;
 pub use identity::{DeviceIdentity, IdentityError};
 pub use sense::{CommandError, Sense, SenseBytes, SenseFormat, SenseKey, Status};
-pub use target::{Completion, Nexus, Target};
+pub use target::{Completion, Nexus, SanitizeBusy, SanitizeState, Target};
 pub use units::{Blocks, Bytes, Lba};
 
 #[cfg(test)]

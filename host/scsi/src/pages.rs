@@ -5,7 +5,7 @@
 //! the ALLOCATION LENGTH (SPC-4 4.2.5.6).
 
 use crate::backend::{DiskInfo, WriteCache};
-use crate::cdb::{self, OpInfo, PageControl};
+use crate::cdb::{self, Offered, OpInfo, PageControl};
 use crate::identity::DeviceIdentity;
 use crate::sense::{CommandError, FieldPointer};
 use crate::units::be;
@@ -359,9 +359,9 @@ pub fn supported_opcodes(
     options: u8,
     opcode: u8,
     service_action: u16,
-    discard: bool,
+    offer: Offered,
 ) -> Result<Vec<u8>, CommandError> {
-    let offered = |i: &&OpInfo| discard || !i.needs_discard;
+    let offered = |i: &&OpInfo| offer.offers(i);
     if options == 0 {
         // All commands (6.35.2): command descriptors after a 4-byte header.
         let mut d = vec![0u8; 4];

@@ -70,6 +70,8 @@ pub mod asc {
     pub const BECOMING_READY: Asc = Asc(0x04, 0x01);
     /// LOGICAL UNIT NOT READY, MANUAL INTERVENTION REQUIRED.
     pub const MANUAL_INTERVENTION: Asc = Asc(0x04, 0x03);
+    /// LOGICAL UNIT NOT READY, SANITIZE IN PROGRESS.
+    pub const SANITIZE_IN_PROGRESS: Asc = Asc(0x04, 0x1B);
     /// WRITE ERROR.
     pub const WRITE_ERROR: Asc = Asc(0x0C, 0x00);
     /// UNRECOVERED READ ERROR.
@@ -98,6 +100,8 @@ pub mod asc {
     pub const MODE_PARAMETERS_CHANGED: Asc = Asc(0x2A, 0x01);
     /// CAPACITY DATA HAS CHANGED.
     pub const CAPACITY_DATA_CHANGED: Asc = Asc(0x2A, 0x09);
+    /// SANITIZE COMMAND FAILED.
+    pub const SANITIZE_COMMAND_FAILED: Asc = Asc(0x31, 0x03);
     /// SAVING PARAMETERS NOT SUPPORTED.
     pub const SAVING_PARAMETERS_NOT_SUPPORTED: Asc = Asc(0x39, 0x00);
     /// INTERNAL TARGET FAILURE.
@@ -204,6 +208,19 @@ pub enum CommandError {
     /// A pending unit attention condition.
     #[error("unit attention {0:?}")]
     UnitAttention(UnitAttention),
+    /// A sanitize operation is running (SBC-3 4.11): every command but
+    /// INQUIRY, REPORT LUNS and REQUEST SENSE is refused with its progress.
+    #[error("sanitize in progress ({progress}/65536)")]
+    SanitizeInProgress {
+        /// PROGRESS INDICATION: the fraction done, of 65536.
+        progress: u16,
+    },
+    /// The last sanitize operation failed (or was interrupted): commands
+    /// that access the medium are refused until a sanitize succeeds or
+    /// EXIT FAILURE MODE is allowed (SBC-3 4.11); also the status of the
+    /// SANITIZE command whose operation failed.
+    #[error("sanitize failed; the medium is not accessible")]
+    SanitizeFailed,
     /// The backend failed.
     #[error("{op:?}: {err}")]
     Backend {
@@ -230,6 +247,9 @@ pub struct Sense {
     /// Field pointer and whether it points into the CDB (`true`) or the
     /// parameter list.
     pub field: Option<(FieldPointer, bool)>,
+    /// PROGRESS INDICATION (SPC-4 4.5.2.4.3), the other use of the
+    /// sense-key-specific bytes; never set together with `field`.
+    pub progress: Option<u16>,
 }
 
 /// The largest sense we produce (descriptor format with an information and
@@ -272,11 +292,23 @@ impl Sense {
             asc,
             info: None,
             field: None,
+            progress: None,
         }
     }
 
     /// NO SENSE, as REQUEST SENSE returns when nothing is pending.
     pub const NONE: Self = Self::new(SenseKey::NoSense, asc::NO_ADDITIONAL_SENSE);
+
+    /// The three sense-key-specific bytes, if there is something to put
+    /// there: a field pointer (SPC-4 table 32) or a progress indication
+    /// (table 33: SKSV, then the 16-bit fraction of 65536).
+    fn sks(&self) -> Option<[u8; 3]> {
+        if let Some((fp, in_cdb)) = self.field {
+            return Some(fp.sks(in_cdb));
+        }
+        let [hi, lo] = self.progress?.to_be_bytes();
+        Some([0x80, hi, lo])
+    }
 
     /// Format in `format`.
     pub fn to_bytes(&self, format: SenseFormat) -> SenseBytes {
@@ -302,8 +334,8 @@ impl Sense {
         b[7] = 10; // additional sense length: bytes 8..18
         b[12] = self.asc.0;
         b[13] = self.asc.1;
-        if let Some((fp, in_cdb)) = self.field {
-            b[15..18].copy_from_slice(&fp.sks(in_cdb));
+        if let Some(sks) = self.sks() {
+            b[15..18].copy_from_slice(&sks);
         }
         s.len = 18;
         s
@@ -327,10 +359,10 @@ impl Sense {
             b[at + 4..at + 12].copy_from_slice(&info.to_be_bytes());
             at += 12;
         }
-        if let Some((fp, in_cdb)) = self.field {
+        if let Some(sks) = self.sks() {
             b[at] = 0x02; // descriptor type: sense key specific
             b[at + 1] = 0x06;
-            b[at + 4..at + 7].copy_from_slice(&fp.sks(in_cdb));
+            b[at + 4..at + 7].copy_from_slice(&sks);
             at += 8;
         }
         b[7] = (at - 8) as u8;
@@ -378,9 +410,14 @@ impl CommandError {
                 ..plain(Miscompare, asc::MISCOMPARE_DURING_VERIFY)
             },
             Self::UnitAttention(ua) => plain(UnitAttention, ua.asc()),
+            Self::SanitizeInProgress { progress } => Sense {
+                progress: Some(progress),
+                ..plain(NotReady, asc::SANITIZE_IN_PROGRESS)
+            },
+            Self::SanitizeFailed => plain(MediumError, asc::SANITIZE_COMMAND_FAILED),
             Self::Backend { op, err } => {
                 let s = match (err.kind, op) {
-                    (BackendErrorKind::Medium, BackendOp::Read) => {
+                    (BackendErrorKind::Medium, BackendOp::Read | BackendOp::BlockStatus) => {
                         plain(MediumError, asc::UNRECOVERED_READ_ERROR)
                     }
                     (BackendErrorKind::Medium, _) => plain(MediumError, asc::WRITE_ERROR),
@@ -502,6 +539,37 @@ mod tests {
         };
         assert_eq!(triple(e), (0x03, 0x11, 0x00));
         assert_eq!(e.sense().info, Some(77));
+    }
+    #[test]
+    fn sanitize_in_progress_is_not_ready_with_progress_indication() {
+        let e = CommandError::SanitizeInProgress { progress: 0x4000 };
+        assert_eq!(triple(e), (0x02, 0x04, 0x1B));
+        assert_eq!(e.sense().progress, Some(0x4000));
+        assert_eq!(e.sense().field, None);
+        // SPC-4 table 33: SKSV, then PROGRESS INDICATION in bytes 16-17.
+        let b = e.sense().to_fixed();
+        assert_eq!(&b.as_slice()[15..18], &[0x80, 0x40, 0x00]);
+    }
+    #[test]
+    fn sanitize_failed_is_medium_error_sanitize_command_failed() {
+        let e = CommandError::SanitizeFailed;
+        assert_eq!(triple(e), (0x03, 0x31, 0x03));
+        assert_eq!(e.sense().progress, None);
+    }
+    #[test]
+    fn backend_medium_error_on_block_status_is_unrecovered_read_error() {
+        assert_eq!(
+            triple(backend(BackendErrorKind::Medium, BackendOp::BlockStatus)),
+            (0x03, 0x11, 0x00)
+        );
+    }
+    #[test]
+    fn backend_internal_on_block_status_is_internal_target_failure() {
+        // Also what a malformed block status answer becomes.
+        assert_eq!(
+            triple(backend(BackendErrorKind::Internal, BackendOp::BlockStatus)),
+            (0x04, 0x44, 0x00)
+        );
     }
     #[test]
     fn backend_medium_error_on_write_is_write_error() {
@@ -640,6 +708,17 @@ mod tests {
             &[
                 0x72, 0x0E, 0x1D, 0x00, 0, 0, 0, 12, //
                 0x00, 0x0A, 0x80, 0, 0, 0, 0, 0, 0, 0, 0, 7
+            ]
+        );
+        // Progress indication in a sense key specific descriptor (4.5.2.4.3).
+        let p = CommandError::SanitizeInProgress { progress: 0x1234 }
+            .sense()
+            .to_descriptor();
+        assert_eq!(
+            p.as_slice(),
+            &[
+                0x72, 0x02, 0x04, 0x1B, 0, 0, 0, 8, //
+                0x02, 0x06, 0, 0, 0x80, 0x12, 0x34, 0
             ]
         );
     }

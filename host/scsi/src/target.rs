@@ -1,13 +1,18 @@
 //! The logical unit: runs parsed commands against a [`BlockBackend`].
 
 use std::collections::HashMap;
+use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
 
-use crate::backend::{BackendError, BackendOp, BlockBackend, DiskInfo, GeometryError, WriteCache};
+use crate::backend::{
+    BackendError, BackendErrorKind, BackendOp, BlockBackend, BlockExtent, BlockState, DiskInfo,
+    GeometryError, WriteCache,
+};
 use crate::buffer::{BufMut, BufRef, DataBuffer};
-use crate::cdb::{self, BlockRange, ByteCheck, Command, PageControl};
+use crate::cdb::{self, BlockRange, ByteCheck, Command, Offered, PageControl, SanitizeAction};
 use crate::identity::DeviceIdentity;
-use crate::lock::RangeLocks;
+use crate::lock::{RangeGuard, RangeLocks};
 use crate::pages;
 use crate::sense::{
     CommandError, FieldPointer, Sense, SenseBytes, SenseFormat, Status, UnitAttention,
@@ -55,6 +60,76 @@ impl Completion {
     }
 }
 
+/// Where the logical unit is with sanitizing (SBC-3 4.11), as
+/// [`Target::sanitize_state`] reports it and
+/// [`Target::restore_sanitize_state`] takes it back after a restart.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SanitizeState {
+    /// No sanitize running, none failed: commands run normally.
+    #[default]
+    Idle,
+    /// A sanitize operation is running (or, with IMMED, waiting for the
+    /// transport to drive [`Target::background`]). Every command but
+    /// INQUIRY, REPORT LUNS and REQUEST SENSE gets NOT READY, SANITIZE IN
+    /// PROGRESS with `progress`.
+    InProgress {
+        /// PROGRESS INDICATION: fraction done, of 65536.
+        progress: u16,
+        /// AUSE of the SANITIZE command that started it.
+        ause: bool,
+    },
+    /// The last sanitize failed or was interrupted: commands that access
+    /// the medium get MEDIUM ERROR, SANITIZE COMMAND FAILED until a
+    /// SANITIZE succeeds, or (only if `ause`) EXIT FAILURE MODE.
+    Failed {
+        /// AUSE of the SANITIZE command that failed.
+        ause: bool,
+    },
+}
+
+/// [`Target::restore_sanitize_state`] while a sanitize runs in this target.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("a sanitize operation is running; its state cannot be replaced")]
+pub struct SanitizeBusy;
+
+/// A sanitize operation: what to do to every block.
+#[derive(Debug)]
+enum Job {
+    /// OVERWRITE: `count` passes of the pattern.
+    Overwrite(Overwrite),
+    /// BLOCK ERASE: discard everything (the backend zeroes, LBPRZ).
+    BlockErase,
+}
+
+/// The OVERWRITE parameter list, validated (SBC-3 5.21.2, table 87).
+#[derive(Debug)]
+struct Overwrite {
+    /// OVERWRITE COUNT, 1 to 31.
+    count: u8,
+    /// INVERT: invert the pattern between passes.
+    invert: bool,
+    /// INITIALIZATION PATTERN, 1 to block-size bytes.
+    pattern: Vec<u8>,
+}
+
+impl Job {
+    /// Blocks to process, the denominator of the progress indication.
+    fn total(&self, info: &DiskInfo) -> u64 {
+        match self {
+            Self::Overwrite(o) => info.block_count.0.saturating_mul(u64::from(o.count)),
+            Self::BlockErase => info.block_count.0,
+        }
+    }
+}
+
+/// An IMMED sanitize waiting for [`Target::background`].
+#[derive(Debug)]
+struct PendingJob {
+    job: Job,
+    info: DiskInfo,
+    ause: bool,
+}
+
 #[derive(Debug)]
 struct State {
     info: DiskInfo,
@@ -65,6 +140,74 @@ struct State {
     wce: bool,
     /// Pending unit attentions of every nexus seen so far, oldest first.
     nexuses: HashMap<Nexus, Vec<UnitAttention>>,
+    /// Sanitize state (SBC-3 4.11).
+    sanitize: SanitizeState,
+    /// The accepted IMMED sanitize nobody has taken yet.
+    job: Option<PendingJob>,
+}
+
+fn lock_state(m: &Mutex<State>) -> MutexGuard<'_, State> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// A running sanitize operation's hold on the sanitize state: reports
+/// progress, and sets the outcome when finished. Dropped unfinished (the
+/// command or background future was dropped: abort, shutdown), it leaves
+/// the state `Failed`, since the medium was only partly sanitized.
+#[derive(Debug)]
+struct SanitizeRun<'a> {
+    state: &'a Mutex<State>,
+    ause: bool,
+    done: u64,
+    total: u64,
+    armed: bool,
+}
+
+impl<'a> SanitizeRun<'a> {
+    fn new(state: &'a Mutex<State>, ause: bool, total: u64) -> Self {
+        Self {
+            state,
+            ause,
+            done: 0,
+            total,
+            armed: true,
+        }
+    }
+
+    /// `n` more blocks processed.
+    fn advance(&mut self, n: u64) {
+        self.done = self.done.saturating_add(n).min(self.total);
+        let p = progress(self.done, self.total);
+        if let SanitizeState::InProgress { progress, .. } = &mut lock_state(self.state).sanitize {
+            *progress = p;
+        }
+    }
+
+    fn finish(mut self, ok: bool) {
+        self.armed = false;
+        lock_state(self.state).sanitize = if ok {
+            SanitizeState::Idle
+        } else {
+            SanitizeState::Failed { ause: self.ause }
+        };
+    }
+}
+
+impl Drop for SanitizeRun<'_> {
+    fn drop(&mut self) {
+        if self.armed {
+            lock_state(self.state).sanitize = SanitizeState::Failed { ause: self.ause };
+        }
+    }
+}
+
+/// PROGRESS INDICATION: `done / total` as a fraction of 65536 (SPC-4
+/// 4.5.2.4.3), at most FFFFh.
+fn progress(done: u64, total: u64) -> u16 {
+    if total == 0 {
+        return 0;
+    }
+    (u128::from(done) * 65536 / u128::from(total)).min(0xFFFF) as u16
 }
 
 impl State {
@@ -96,6 +239,8 @@ impl State {
 struct Snap {
     info: DiskInfo,
     wce: bool,
+    /// Sanitize operations started before this command was accepted.
+    epoch: u64,
 }
 
 /// One SCSI logical unit backed by `B`.
@@ -110,6 +255,14 @@ pub struct Target<B> {
     identity: DeviceIdentity,
     state: Mutex<State>,
     locks: RangeLocks,
+    /// Sanitize operations started so far (bumped under `state`): a
+    /// command that changes blocks compares it with its snapshot once it
+    /// holds its range lock, so one accepted before a sanitize started
+    /// cannot write while it runs or after it failed.
+    sanitize_epoch: AtomicU64,
+    /// The transport drives [`Target::background`]: IMMED sanitize is
+    /// accepted.
+    background_jobs: bool,
 }
 
 fn range_end(info: &DiskInfo, r: BlockRange) -> Result<u64, CommandError> {
@@ -225,6 +378,149 @@ fn first_difference(a: &[u8], b: &[u8]) -> Option<usize> {
     a.iter().zip(b).position(|(x, y)| x != y)
 }
 
+/// Most LBA status descriptors in one GET LBA STATUS answer (64 KiB).
+const MAX_LBA_STATUS_DESCRIPTORS: u64 = 4096;
+
+/// Most backend calls one GET LBA STATUS makes; a backend answering in
+/// small pieces gets a shorter (still correct) report.
+const MAX_BLOCK_STATUS_CALLS: usize = 64;
+
+/// Bytes per discard call of SANITIZE BLOCK ERASE.
+const ERASE_STEP_BYTES: u64 = 1 << 30;
+
+/// A block status answer the target cannot use.
+fn malformed_status() -> CommandError {
+    CommandError::Backend {
+        op: BackendOp::BlockStatus,
+        err: BackendError::new(BackendErrorKind::Internal),
+    }
+}
+
+/// Check an answer to `block_status(lba, blocks)`: contiguous non-empty
+/// extents from `lba`, inside the range asked. Returns where it ends.
+fn check_extents(extents: &[BlockExtent], lba: u64, blocks: u64) -> Result<u64, CommandError> {
+    let end = lba + blocks;
+    let mut at = lba;
+    for e in extents {
+        if e.lba.0 != at || e.blocks.0 == 0 || e.blocks.0 > end - at {
+            return Err(malformed_status());
+        }
+        at += e.blocks.0;
+    }
+    Ok(at)
+}
+
+/// GET LBA STATUS parameter data being built (SBC-3 5.6.2): descriptors
+/// of (blocks, PROVISIONING STATUS), contiguous from `start`.
+#[derive(Debug)]
+struct LbaStatus {
+    start: u64,
+    want: usize,
+    descs: Vec<(u64, u8)>,
+}
+
+impl LbaStatus {
+    fn new(start: u64, want: usize) -> Self {
+        Self {
+            start,
+            want,
+            descs: Vec::new(),
+        }
+    }
+
+    /// All descriptors used, the last one full.
+    fn full(&self) -> bool {
+        self.descs.len() == self.want
+            && self
+                .descs
+                .last()
+                .is_some_and(|&(n, _)| n == u64::from(u32::MAX))
+    }
+
+    /// Append `blocks` blocks of `status`, merging with the last
+    /// descriptor and splitting at the 32-bit NUMBER OF LOGICAL BLOCKS.
+    /// False once no descriptor is left for the rest.
+    fn push(&mut self, mut blocks: u64, status: u8) -> bool {
+        const MAX: u64 = u32::MAX as u64;
+        while blocks > 0 {
+            let used = self.descs.len();
+            match self.descs.last_mut() {
+                Some((n, s)) if *s == status && *n < MAX => {
+                    let add = blocks.min(MAX - *n);
+                    *n += add;
+                    blocks -= add;
+                }
+                _ if used == self.want => return false,
+                _ => {
+                    let add = blocks.min(MAX);
+                    self.descs.push((add, status));
+                    blocks -= add;
+                }
+            }
+        }
+        true
+    }
+
+    /// The parameter data: 8-byte header, then 16-byte descriptors.
+    fn to_bytes(&self) -> Vec<u8> {
+        let len = 8 + 16 * self.descs.len();
+        let mut d = vec![0u8; len];
+        // PARAMETER DATA LENGTH: the bytes after the field itself.
+        be::put(&mut d[0..4], len as u64 - 4);
+        let mut lba = self.start;
+        for (i, &(n, status)) in self.descs.iter().enumerate() {
+            let at = 8 + 16 * i;
+            be::put(&mut d[at..at + 8], lba);
+            be::put(&mut d[at + 8..at + 12], n);
+            d[at + 12] = status; // PROVISIONING STATUS
+            lba += n;
+        }
+        d
+    }
+}
+
+/// Read and check the OVERWRITE parameter list (SBC-3 5.21.2, table 87).
+fn overwrite_params(
+    info: &DiskInfo,
+    param_len: u16,
+    buf: &dyn DataBuffer,
+) -> Result<Overwrite, CommandError> {
+    let bs = u64::from(info.block_size);
+    // The list holds a 4-byte header and at most one block of pattern.
+    if u64::from(param_len) > bs + 4 {
+        return Err(CommandError::InvalidField(FieldPointer::byte(7)));
+    }
+    if param_len < 4 || buf.len() < u64::from(param_len) {
+        return Err(CommandError::ParameterListLength);
+    }
+    let mut p = vec![0u8; usize::from(param_len)];
+    buf.read_at(0, &mut p)?;
+    if p[0] & 0x60 != 0 {
+        // TEST: only 00b (a real overwrite).
+        return Err(CommandError::InvalidParameter(FieldPointer::bit(0, 6)));
+    }
+    let count = p[0] & 0x1F;
+    if count == 0 {
+        return Err(CommandError::InvalidParameter(FieldPointer::bit(0, 4)));
+    }
+    if p[1] != 0 {
+        let bit = 7 - p[1].leading_zeros() as u8;
+        return Err(CommandError::InvalidParameter(FieldPointer::bit(1, bit)));
+    }
+    let len = be::get(&p[2..4]);
+    if len == 0 || len > bs {
+        return Err(CommandError::InvalidParameter(FieldPointer::byte(2)));
+    }
+    if len + 4 != u64::from(param_len) {
+        return Err(CommandError::ParameterListLength);
+    }
+    Ok(Overwrite {
+        count,
+        invert: p[0] & 0x80 != 0,
+        pattern: p.split_off(4),
+    })
+}
+
 impl<B: BlockBackend> Target<B> {
     /// Attach a logical unit to `backend`. Every nexus will first see
     /// POWER ON, RESET, OR BUS DEVICE RESET OCCURRED.
@@ -239,8 +535,12 @@ impl<B: BlockBackend> Target<B> {
                 transport_max: None,
                 wce: info.write_cache == WriteCache::WriteBack,
                 nexuses: HashMap::new(),
+                sanitize: SanitizeState::Idle,
+                job: None,
             }),
             locks: RangeLocks::default(),
+            sanitize_epoch: AtomicU64::new(0),
+            background_jobs: false,
         })
     }
 
@@ -259,6 +559,64 @@ impl<B: BlockBackend> Target<B> {
         self
     }
 
+    /// Declare that the transport drives background jobs: it calls
+    /// [`Target::background`] whenever [`Target::background_pending`] says
+    /// a job is waiting, and polls the future alongside its commands.
+    /// Only then is SANITIZE with IMMED=1 accepted; without this it is
+    /// refused with INVALID FIELD IN CDB at the IMMED bit, so a transport
+    /// that never drives jobs cannot leave a device stuck "in progress".
+    pub fn with_background_jobs(mut self) -> Self {
+        self.background_jobs = true;
+        self
+    }
+
+    /// Whether an accepted IMMED sanitize waits for [`Target::background`].
+    pub fn background_pending(&self) -> bool {
+        self.state().job.is_some()
+    }
+
+    /// Take the waiting background job (an IMMED=1 SANITIZE the target
+    /// answered GOOD at once), as a future that runs the whole sanitize
+    /// operation; `None` when nothing waits. Each job is handed out once.
+    ///
+    /// The future needs no runtime and no thread: poll it on the device's
+    /// worker next to the command futures (they see SANITIZE IN PROGRESS
+    /// with its progress meanwhile). If it is dropped before completion,
+    /// the sanitize counts as failed ([`SanitizeState::Failed`]).
+    pub fn background(&self) -> Option<impl Future<Output = ()> + '_> {
+        let PendingJob { job, info, ause } = self.state().job.take()?;
+        let run = SanitizeRun::new(&self.state, ause, job.total(&info));
+        Some(async move {
+            // The outcome is in the sanitize state; nobody waits for status.
+            let _ = self.sanitize_job(&info, &job, run).await;
+        })
+    }
+
+    /// The sanitize state, to persist: a daemon that stops while this is
+    /// `InProgress` (or `Failed`) restores it with
+    /// [`Target::restore_sanitize_state`] when the device comes back.
+    pub fn sanitize_state(&self) -> SanitizeState {
+        self.state().sanitize
+    }
+
+    /// Put back a persisted sanitize state (at attach, before commands):
+    /// `Failed` stays failed; `InProgress` means the sanitize was
+    /// interrupted (the daemon stopped) and becomes `Failed` with its
+    /// AUSE, since the medium was only partly sanitized and the operation
+    /// is not resumed; `Idle` clears a failure. Refused while a sanitize
+    /// runs in this target.
+    pub fn restore_sanitize_state(&self, state: SanitizeState) -> Result<(), SanitizeBusy> {
+        let mut s = self.state();
+        if matches!(s.sanitize, SanitizeState::InProgress { .. }) {
+            return Err(SanitizeBusy);
+        }
+        s.sanitize = match state {
+            SanitizeState::InProgress { ause, .. } => SanitizeState::Failed { ause },
+            other => other,
+        };
+        Ok(())
+    }
+
     /// The backend.
     pub fn backend(&self) -> &B {
         &self.backend
@@ -270,7 +628,7 @@ impl<B: BlockBackend> Target<B> {
     }
 
     fn state(&self) -> MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
+        lock_state(&self.state)
     }
 
     /// Geometry the target currently answers with.
@@ -326,6 +684,7 @@ impl<B: BlockBackend> Target<B> {
         let Some(&opcode) = cdb.first() else {
             return Err(CommandError::EmptyCdb);
         };
+        let failed;
         let snap = {
             let mut s = self.state();
             let exempt = cdb::ua_exempt(opcode);
@@ -337,14 +696,54 @@ impl<B: BlockBackend> Target<B> {
                 let ua = q.remove(0);
                 return Err(CommandError::UnitAttention(ua));
             }
+            // SBC-3 4.11: while a sanitize runs, only INQUIRY, REPORT LUNS
+            // and REQUEST SENSE are processed, whether or not the CDB is
+            // valid.
+            if let SanitizeState::InProgress { progress, .. } = s.sanitize
+                && !cdb::allowed_during_sanitize(opcode)
+            {
+                return Err(CommandError::SanitizeInProgress { progress });
+            }
+            failed = matches!(s.sanitize, SanitizeState::Failed { .. });
             Snap {
                 info: s.info,
                 wce: s.wce,
+                epoch: self.sanitize_epoch.load(Ordering::Relaxed),
             }
         };
-        let (_, cmd) = cdb::parse(cdb, snap.info.discard.is_some())?;
+        let (op, cmd) = cdb::parse(cdb, Offered::of(&snap.info))?;
+        if failed && op.medium {
+            // SBC-3 4.11: after a failed sanitize the medium stays out of
+            // reach until a sanitize succeeds.
+            return Err(CommandError::SanitizeFailed);
+        }
         let n = self.dispatch(nexus, snap, cmd, buf).await?;
         Ok((success_status(&snap.info, cmd), n))
+    }
+
+    /// Take the range lock of a command that changes blocks. If a
+    /// sanitize started after the command was accepted (it waited behind
+    /// an exclusive lock meanwhile), the command does not write while the
+    /// sanitize runs or after it failed; after a successful one it goes on,
+    /// as if SANITIZE had overtaken it (HEAD OF QUEUE, SBC-3 5.21).
+    async fn lock_blocks(
+        &self,
+        snap: &Snap,
+        start: u64,
+        end: u64,
+        exclusive: bool,
+    ) -> Result<RangeGuard, CommandError> {
+        let g = self.locks.lock(start, end, exclusive).await;
+        if self.sanitize_epoch.load(Ordering::Acquire) != snap.epoch {
+            match self.state().sanitize {
+                SanitizeState::Idle => {}
+                SanitizeState::InProgress { progress, .. } => {
+                    return Err(CommandError::SanitizeInProgress { progress });
+                }
+                SanitizeState::Failed { .. } => return Err(CommandError::SanitizeFailed),
+            }
+        }
+        Ok(g)
     }
 
     async fn dispatch(
@@ -359,13 +758,25 @@ impl<B: BlockBackend> Target<B> {
             Command::TestUnitReady | Command::PreventAllowMediumRemoval { .. } => Ok(0),
             Command::RequestSense { desc, alloc } => {
                 // SPC-4 6.39: report (and clear) a pending unit attention
-                // as parameter data with GOOD status; otherwise NO SENSE.
-                let ua = {
+                // as parameter data with GOOD status; then the sanitize
+                // condition (SBC-3 4.11: in progress with its progress
+                // indication, or failed); otherwise NO SENSE.
+                let pending = {
                     let mut s = self.state();
                     let q = s.pending(nexus);
-                    (!q.is_empty()).then(|| q.remove(0))
+                    if q.is_empty() {
+                        match s.sanitize {
+                            SanitizeState::Idle => None,
+                            SanitizeState::InProgress { progress, .. } => {
+                                Some(CommandError::SanitizeInProgress { progress })
+                            }
+                            SanitizeState::Failed { .. } => Some(CommandError::SanitizeFailed),
+                        }
+                    } else {
+                        Some(CommandError::UnitAttention(q.remove(0)))
+                    }
                 };
-                let sense = ua.map_or(Sense::NONE, |ua| CommandError::UnitAttention(ua).sense());
+                let sense = pending.map_or(Sense::NONE, |e| e.sense());
                 let format = if desc {
                     SenseFormat::Descriptor
                 } else {
@@ -420,13 +831,13 @@ impl<B: BlockBackend> Target<B> {
                     options,
                     opcode,
                     service_action,
-                    info.discard.is_some(),
+                    Offered::of(info),
                 )?;
                 respond(buf, &d, alloc)
             }
             Command::Read { range } => self.read(info, range, buf).await,
             Command::Write { range, fua } => {
-                self.write(info, range, fua || !snap.wce, buf).await?;
+                self.write(&snap, range, fua || !snap.wce, buf).await?;
                 Ok(0)
             }
             Command::Verify { range, bytchk } => {
@@ -435,7 +846,7 @@ impl<B: BlockBackend> Target<B> {
             }
             Command::WriteAndVerify { range, bytchk } => {
                 // Write through to the medium, then read it back (SBC-3 5.36).
-                self.write(info, range, true, buf).await?;
+                self.write(&snap, range, true, buf).await?;
                 let check = if bytchk {
                     ByteCheck::Full
                 } else {
@@ -468,20 +879,33 @@ impl<B: BlockBackend> Target<B> {
                 Ok(0)
             }
             Command::Unmap { param_len } => {
-                self.unmap(info, param_len, buf).await?;
+                self.unmap(&snap, param_len, buf).await?;
                 Ok(0)
             }
             Command::CompareAndWrite { range, fua } => {
-                self.compare_and_write(info, range, fua || !snap.wce, buf)
+                self.compare_and_write(&snap, range, fua || !snap.wce, buf)
+                    .await?;
+                Ok(0)
+            }
+            Command::GetLbaStatus { lba, alloc } => {
+                self.get_lba_status(info, lba, alloc, buf).await
+            }
+            Command::Sanitize {
+                action,
+                immed,
+                ause,
+                param_len,
+            } => {
+                self.sanitize(info, action, immed, ause, param_len, buf)
                     .await?;
                 Ok(0)
             }
             Command::OrWrite { range, fua } => {
-                self.or_write(info, range, fua || !snap.wce, buf).await?;
+                self.or_write(&snap, range, fua || !snap.wce, buf).await?;
                 Ok(0)
             }
             Command::WriteAtomic { range, fua } => {
-                self.write_atomic(info, range, fua || !snap.wce, buf)
+                self.write_atomic(&snap, range, fua || !snap.wce, buf)
                     .await?;
                 Ok(0)
             }
@@ -515,7 +939,7 @@ impl<B: BlockBackend> Target<B> {
                 // keep their data.
                 check_writable(info)?;
                 if info.discard.is_some() && info.block_count.0 > 0 {
-                    let _g = self.locks.lock(0, info.block_count.0, true).await;
+                    let _g = self.lock_blocks(&snap, 0, info.block_count.0, true).await?;
                     self.backend
                         .discard(Lba(0), info.block_count)
                         .await
@@ -552,11 +976,12 @@ impl<B: BlockBackend> Target<B> {
 
     async fn write(
         &self,
-        info: &DiskInfo,
+        snap: &Snap,
         range: BlockRange,
         fua: bool,
         buf: &dyn DataBuffer,
     ) -> Result<(), CommandError> {
+        let info = &snap.info;
         check_transfer(info, range)?;
         let end = range_end(info, range)?;
         check_writable(info)?;
@@ -565,7 +990,7 @@ impl<B: BlockBackend> Target<B> {
         if bytes == 0 {
             return Ok(());
         }
-        let _g = self.locks.lock(range.lba.0, end, false).await;
+        let _g = self.lock_blocks(snap, range.lba.0, end, false).await?;
         self.backend
             .write(range.lba, BufRef::new(buf, 0, bytes)?, fua)
             .await
@@ -668,7 +1093,7 @@ impl<B: BlockBackend> Target<B> {
             check_buffer(buf, bs, range.len_field)?;
             buf.read_at(0, &mut pattern)?;
         }
-        let _g = self.locks.lock(range.lba.0, end, false).await;
+        let _g = self.lock_blocks(snap, range.lba.0, end, false).await?;
         if pattern.iter().all(|&b| b == 0) {
             // SBC-3 4.7.3.4: with UNMAP the blocks may be deallocated,
             // provided they then read as the data written: zeros.
@@ -701,10 +1126,11 @@ impl<B: BlockBackend> Target<B> {
 
     async fn unmap(
         &self,
-        info: &DiskInfo,
+        snap: &Snap,
         param_len: u32,
         buf: &dyn DataBuffer,
     ) -> Result<(), CommandError> {
+        let info = &snap.info;
         // UNMAP is only in the opcode table when discard is supported.
         let Some(d) = info.discard else {
             return Err(CommandError::InvalidOpcode {
@@ -753,7 +1179,7 @@ impl<B: BlockBackend> Target<B> {
             }
         }
         for (lba, blocks, end) in ranges {
-            let _g = self.locks.lock(lba.0, end, false).await;
+            let _g = self.lock_blocks(snap, lba.0, end, false).await?;
             self.backend
                 .discard(lba, blocks)
                 .await
@@ -764,11 +1190,12 @@ impl<B: BlockBackend> Target<B> {
 
     async fn compare_and_write(
         &self,
-        info: &DiskInfo,
+        snap: &Snap,
         range: BlockRange,
         fua: bool,
         buf: &dyn DataBuffer,
     ) -> Result<(), CommandError> {
+        let info = &snap.info;
         // SBC-3 5.2: zero blocks is not an error.
         if range.blocks.0 == 0 {
             return Ok(());
@@ -783,7 +1210,7 @@ impl<B: BlockBackend> Target<B> {
         let half = bytes_of(info, range.blocks, range.len_field)?;
         // The data-out holds the verify data, then the write data.
         check_buffer(buf, 2 * half, range.len_field)?;
-        let _g = self.locks.lock(range.lba.0, end, true).await;
+        let _g = self.lock_blocks(snap, range.lba.0, end, true).await?;
         let mut medium = vec![0u8; half as usize];
         self.backend
             .read(range.lba, BufMut::new(&mut medium, 0, half)?)
@@ -809,11 +1236,12 @@ impl<B: BlockBackend> Target<B> {
     /// error part way leaves the earlier chunks written, as for WRITE.
     async fn or_write(
         &self,
-        info: &DiskInfo,
+        snap: &Snap,
         range: BlockRange,
         fua: bool,
         buf: &dyn DataBuffer,
     ) -> Result<(), CommandError> {
+        let info = &snap.info;
         check_transfer(info, range)?;
         let end = range_end(info, range)?;
         check_writable(info)?;
@@ -826,7 +1254,7 @@ impl<B: BlockBackend> Target<B> {
         let chunk = chunk_blocks(info).min(range.blocks.0);
         let mut medium = vec![0u8; (chunk * bs) as usize];
         let mut data = vec![0u8; (chunk * bs) as usize];
-        let _g = self.locks.lock(range.lba.0, end, true).await;
+        let _g = self.lock_blocks(snap, range.lba.0, end, true).await?;
         let mut done = 0u64;
         while done < range.blocks.0 {
             let n = (range.blocks.0 - done).min(chunk);
@@ -849,6 +1277,214 @@ impl<B: BlockBackend> Target<B> {
         Ok(())
     }
 
+    /// GET LBA STATUS (SBC-3 5.6): LBA status descriptors from the
+    /// starting LBA on, adjacent runs of one provisioning status merged,
+    /// as many as fit the allocation length (at least one is built, so a
+    /// short allocation length learns the length needed).
+    async fn get_lba_status(
+        &self,
+        info: &DiskInfo,
+        lba: Lba,
+        alloc: u32,
+        buf: &mut dyn DataBuffer,
+    ) -> Result<u64, CommandError> {
+        let end = info.block_count.0;
+        if lba.0 >= end {
+            return Err(CommandError::LbaOutOfRange);
+        }
+        if alloc == 0 {
+            return Ok(0);
+        }
+        let room = u64::from(alloc).min(buf.len());
+        let want = (room.saturating_sub(8) / 16).clamp(1, MAX_LBA_STATUS_DESCRIPTORS) as usize;
+        // Deallocated is only reported with logical block provisioning
+        // management enabled (LBPME in READ CAPACITY (16), the thin
+        // provisioning type in VPD B2h): a device that cannot discard has
+        // every block mapped.
+        let thin = info.discard.is_some();
+        let mut descs = LbaStatus::new(lba.0, want);
+        let mut next = lba.0;
+        let mut room = true;
+        for _ in 0..MAX_BLOCK_STATUS_CALLS {
+            if next >= end || !room || descs.full() {
+                break;
+            }
+            let ask = Blocks(end - next);
+            let extents = self
+                .backend
+                .block_status(Lba(next), ask)
+                .await
+                .map_err(backend_err(BackendOp::BlockStatus))?;
+            let covered = check_extents(&extents, next, ask.0)?;
+            if covered == next {
+                // Nothing covered: the backend stops here. The first
+                // answer must cover at least the starting LBA.
+                if next == lba.0 {
+                    return Err(malformed_status());
+                }
+                break;
+            }
+            for e in &extents {
+                let deallocated = e.state == BlockState::Deallocated && thin;
+                room = descs.push(e.blocks.0, u8::from(deallocated));
+                if !room {
+                    break;
+                }
+            }
+            next = covered;
+        }
+        respond(buf, &descs.to_bytes(), alloc)
+    }
+
+    /// SANITIZE (SBC-3 5.21): validate the CDB and parameter list, enter
+    /// the sanitize state, then run the operation here (IMMED=0) or leave
+    /// it to [`Target::background`] (IMMED=1).
+    async fn sanitize(
+        &self,
+        info: &DiskInfo,
+        action: SanitizeAction,
+        immed: bool,
+        ause: bool,
+        param_len: u16,
+        buf: &dyn DataBuffer,
+    ) -> Result<(), CommandError> {
+        let job = match action {
+            SanitizeAction::ExitFailureMode => return self.exit_failure_mode(),
+            SanitizeAction::Overwrite => Job::Overwrite(overwrite_params(info, param_len, buf)?),
+            SanitizeAction::BlockErase => {
+                // Offered only with discard that reads back zeros; the
+                // opcode table already refused it otherwise.
+                if !info.discard.is_some_and(|d| d.zeroes) {
+                    return Err(CommandError::InvalidField(FieldPointer::bit(1, 4)));
+                }
+                Job::BlockErase
+            }
+        };
+        check_writable(info)?;
+        if immed && !self.background_jobs {
+            // Nobody would run the job: refuse IMMED rather than report a
+            // sanitize in progress forever.
+            return Err(CommandError::InvalidField(FieldPointer::bit(1, 7)));
+        }
+        {
+            let mut s = self.state();
+            match s.sanitize {
+                // Another SANITIZE got past the check in `run` at once.
+                SanitizeState::InProgress { progress, .. } => {
+                    return Err(CommandError::SanitizeInProgress { progress });
+                }
+                // SBC-4 5.24 (the intent of SBC-3): after a failure in
+                // restricted completion mode (AUSE=0), a new sanitize may
+                // not ask for the unrestricted mode.
+                SanitizeState::Failed { ause: false } if ause => {
+                    return Err(CommandError::InvalidField(FieldPointer::bit(1, 5)));
+                }
+                _ => {}
+            }
+            s.sanitize = SanitizeState::InProgress { progress: 0, ause };
+            self.sanitize_epoch.fetch_add(1, Ordering::AcqRel);
+            if immed {
+                s.job = Some(PendingJob {
+                    job,
+                    info: *info,
+                    ause,
+                });
+                return Ok(());
+            }
+        }
+        let run = SanitizeRun::new(&self.state, ause, job.total(info));
+        self.sanitize_job(info, &job, run)
+            .await
+            .map_err(|_| CommandError::SanitizeFailed)
+    }
+
+    /// EXIT FAILURE MODE (SBC-3 5.21.4): allowed only after a failed
+    /// sanitize that had AUSE set; otherwise INVALID FIELD IN CDB at the
+    /// SERVICE ACTION field (also when nothing failed).
+    fn exit_failure_mode(&self) -> Result<(), CommandError> {
+        let mut s = self.state();
+        match s.sanitize {
+            SanitizeState::Failed { ause: true } => {
+                s.sanitize = SanitizeState::Idle;
+                Ok(())
+            }
+            SanitizeState::InProgress { progress, .. } => {
+                Err(CommandError::SanitizeInProgress { progress })
+            }
+            _ => Err(CommandError::InvalidField(FieldPointer::bit(1, 4))),
+        }
+    }
+
+    /// Run a sanitize operation over the whole device under an exclusive
+    /// range lock (commands already writing finish first), flush, and
+    /// record the outcome in the sanitize state.
+    async fn sanitize_job(
+        &self,
+        info: &DiskInfo,
+        job: &Job,
+        mut run: SanitizeRun<'_>,
+    ) -> Result<(), BackendError> {
+        let _g = self.locks.lock(0, info.block_count.0, true).await;
+        let r = match job {
+            Job::Overwrite(o) => self.overwrite(info, o, &mut run).await,
+            Job::BlockErase => self.block_erase(info, &mut run).await,
+        };
+        let r = match r {
+            Ok(()) => self.backend.flush().await,
+            e => e,
+        };
+        run.finish(r.is_ok());
+        r
+    }
+
+    /// OVERWRITE: `count` passes over every block, each block filled with
+    /// the pattern repeated from its first byte; with INVERT the passes
+    /// alternate between the inverted and the plain pattern, ending with
+    /// the plain one (SBC-3 5.21.2). Written in chunks like WRITE SAME.
+    async fn overwrite(
+        &self,
+        info: &DiskInfo,
+        o: &Overwrite,
+        run: &mut SanitizeRun<'_>,
+    ) -> Result<(), BackendError> {
+        let count = info.block_count.0;
+        if count == 0 {
+            return Ok(());
+        }
+        let bs = u64::from(info.block_size);
+        let chunk = chunk_blocks(info).min(count);
+        let block: Vec<u8> = o
+            .pattern
+            .iter()
+            .copied()
+            .cycle()
+            .take(bs as usize)
+            .collect();
+        let plain = block.repeat(chunk as usize);
+        let inverted: Vec<u8> = if o.invert {
+            plain.iter().map(|b| !b).collect()
+        } else {
+            Vec::new()
+        };
+        for pass in 0..o.count {
+            let data = if o.invert && (o.count - 1 - pass) % 2 == 1 {
+                &inverted
+            } else {
+                &plain
+            };
+            let mut done = 0u64;
+            while done < count {
+                let n = (count - done).min(chunk);
+                self.backend
+                    .write(Lba(done), BufRef::new(data, 0, n * bs)?, false)
+                    .await?;
+                done += n;
+                run.advance(n);
+            }
+        }
+        Ok(())
+    }
+
     /// WRITE ATOMIC (16) (SBC-4, atomic writes): the limits of the Block
     /// Limits page are checked, then the blocks are written by one backend
     /// call (at most the maximum transfer, so never split) under the
@@ -858,11 +1494,12 @@ impl<B: BlockBackend> Target<B> {
     /// is all-or-nothing; the target has no undo.
     async fn write_atomic(
         &self,
-        info: &DiskInfo,
+        snap: &Snap,
         range: BlockRange,
         fua: bool,
         buf: &dyn DataBuffer,
     ) -> Result<(), CommandError> {
+        let info = &snap.info;
         let len_field = CommandError::InvalidField(FieldPointer::byte(range.len_field));
         if range.blocks.0 > pages::max_atomic_blocks(info) {
             return Err(len_field);
@@ -884,11 +1521,30 @@ impl<B: BlockBackend> Target<B> {
         if bytes == 0 {
             return Ok(());
         }
-        let _g = self.locks.lock(range.lba.0, end, true).await;
+        let _g = self.lock_blocks(snap, range.lba.0, end, true).await?;
         self.backend
             .write(range.lba, BufRef::new(buf, 0, bytes)?, fua)
             .await
             .map_err(backend_err(BackendOp::Write))
+    }
+
+    /// BLOCK ERASE: discard every block (they read back as zeros, LBPRZ),
+    /// in steps of about 1 GiB for the progress indication.
+    async fn block_erase(
+        &self,
+        info: &DiskInfo,
+        run: &mut SanitizeRun<'_>,
+    ) -> Result<(), BackendError> {
+        let count = info.block_count.0;
+        let step = (ERASE_STEP_BYTES / u64::from(info.block_size)).max(1);
+        let mut done = 0u64;
+        while done < count {
+            let n = (count - done).min(step);
+            self.backend.discard(Lba(done), Blocks(n)).await?;
+            done += n;
+            run.advance(n);
+        }
+        Ok(())
     }
 
     /// MODE SELECT (SPC-4 6.9/6.10): validate the whole parameter list,

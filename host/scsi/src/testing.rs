@@ -13,7 +13,8 @@ use std::task::{Context, Poll, Wake, Waker};
 use std::thread::{self, Thread};
 
 use crate::backend::{
-    BackendError, BackendErrorKind, BackendResult, BlockBackend, DiscardInfo, DiskInfo,
+    BackendError, BackendErrorKind, BackendResult, BlockBackend, BlockExtent, BlockState,
+    DiscardInfo, DiskInfo,
 };
 use crate::buffer::{BufMut, BufRef};
 use crate::units::{Blocks, Lba};
@@ -107,19 +108,49 @@ pub struct MemStats {
     pub discards: u64,
     /// `write_zeroes` calls.
     pub write_zeroes: u64,
+    /// `block_status` calls.
+    pub block_status: u64,
 }
 
 #[derive(Debug)]
 struct MemState {
     info: DiskInfo,
     data: Vec<u8>,
+    /// Provisioning state of every block.
+    states: Vec<BlockState>,
     stats: MemStats,
     fail_next: Option<BackendError>,
 }
 
+impl MemState {
+    fn mark(&mut self, lba: Lba, blocks: u64, state: BlockState) {
+        let start = usize::try_from(lba.0).unwrap_or(usize::MAX);
+        let end = start.saturating_add(usize::try_from(blocks).unwrap_or(usize::MAX));
+        let end = end.min(self.states.len());
+        if start < end {
+            self.states[start..end].fill(state);
+        }
+    }
+}
+
+/// What blocks hold before anything is written: thin disks (with discard)
+/// start deallocated, others mapped.
+fn fresh_state(info: &DiskInfo) -> BlockState {
+    if info.discard.is_some() {
+        BlockState::Deallocated
+    } else {
+        BlockState::Mapped
+    }
+}
+
 /// A RAM disk implementing [`BlockBackend`], with failure injection.
 ///
-/// Discarded blocks read back as zeros. With [`MemBackend::with_yields`]
+/// Discarded blocks read back as zeros. Provisioning is tracked per block
+/// and answered by `block_status`: a disk with discard starts
+/// deallocated, one without starts mapped; `write` maps, `discard`
+/// deallocates, `write_zeroes` deallocates when it may unmap and the disk
+/// zeroes discarded blocks, otherwise leaves allocated zeros
+/// ([`BlockState::Zero`]). With [`MemBackend::with_yields`]
 /// every operation yields once before and once after touching the data, so
 /// concurrent commands interleave.
 #[derive(Debug)]
@@ -136,6 +167,7 @@ impl MemBackend {
             state: Mutex::new(MemState {
                 info,
                 data: vec![0; len],
+                states: vec![fresh_state(&info); info.block_count.0 as usize],
                 stats: MemStats::default(),
                 fail_next: None,
             }),
@@ -171,9 +203,32 @@ impl MemBackend {
         self.state().data.clone()
     }
 
-    /// Overwrite bytes at `off` directly (test setup).
+    /// Overwrite bytes at `off` directly (test setup); the blocks touched
+    /// become mapped.
     pub fn poke(&self, off: usize, bytes: &[u8]) {
-        self.state().data[off..off + bytes.len()].copy_from_slice(bytes);
+        let mut s = self.state();
+        s.data[off..off + bytes.len()].copy_from_slice(bytes);
+        if !bytes.is_empty() {
+            let bs = s.info.block_size as usize;
+            let first = off / bs;
+            let last = (off + bytes.len() - 1) / bs;
+            s.mark(
+                Lba(first as u64),
+                (last - first + 1) as u64,
+                BlockState::Mapped,
+            );
+        }
+    }
+
+    /// Provisioning state of every block.
+    pub fn states(&self) -> Vec<BlockState> {
+        self.state().states.clone()
+    }
+
+    /// Set the provisioning state of `blocks` blocks at `lba` (test setup;
+    /// the data is left alone).
+    pub fn set_state(&self, lba: Lba, blocks: u64, state: BlockState) {
+        self.state().mark(lba, blocks, state);
     }
 
     /// What reached the backend so far.
@@ -191,6 +246,8 @@ impl MemBackend {
         let mut s = self.state();
         let len = info.block_count.bytes(info.block_size).map_or(0, |b| b.0) as usize;
         s.data.resize(len, 0);
+        s.states
+            .resize(info.block_count.0 as usize, fresh_state(&info));
         s.info = info;
     }
 
@@ -260,6 +317,8 @@ impl BlockBackend for MemBackend {
                 let r = span(s, lba, src.len())?;
                 let start = r.start + off as usize;
                 src.read_at(off, &mut s.data[start..start + len as usize])?;
+                let blocks = src.len() / u64::from(s.info.block_size);
+                s.mark(lba, blocks, BlockState::Mapped);
                 Ok(())
             })
             .await?;
@@ -284,18 +343,56 @@ impl BlockBackend for MemBackend {
             let len = blocks.0.saturating_mul(u64::from(s.info.block_size));
             let r = span(s, lba, len)?;
             s.data[r].fill(0);
+            s.mark(lba, blocks.0, BlockState::Deallocated);
             Ok(())
         })
         .await
     }
 
-    async fn write_zeroes(&self, lba: Lba, blocks: Blocks, _may_unmap: bool) -> BackendResult {
+    async fn write_zeroes(&self, lba: Lba, blocks: Blocks, may_unmap: bool) -> BackendResult {
         self.op(|s| {
             s.stats.write_zeroes += 1;
             let len = blocks.0.saturating_mul(u64::from(s.info.block_size));
             let r = span(s, lba, len)?;
             s.data[r].fill(0);
+            let unmap = may_unmap && s.info.discard.is_some_and(|d| d.zeroes);
+            let state = if unmap {
+                BlockState::Deallocated
+            } else {
+                BlockState::Zero
+            };
+            s.mark(lba, blocks.0, state);
             Ok(())
+        })
+        .await
+    }
+
+    async fn block_status(
+        &self,
+        lba: Lba,
+        blocks: Blocks,
+    ) -> Result<Vec<BlockExtent>, BackendError> {
+        self.op(|s| {
+            s.stats.block_status += 1;
+            let start = usize::try_from(lba.0).unwrap_or(usize::MAX);
+            let end = usize::try_from(lba.0.saturating_add(blocks.0))
+                .unwrap_or(usize::MAX)
+                .min(s.states.len());
+            if start >= end {
+                return Err(BackendError::at(BackendErrorKind::OutOfRange, lba));
+            }
+            let mut out: Vec<BlockExtent> = Vec::new();
+            for (i, &state) in s.states[start..end].iter().enumerate() {
+                match out.last_mut() {
+                    Some(e) if e.state == state => e.blocks.0 += 1,
+                    _ => out.push(BlockExtent {
+                        lba: Lba((start + i) as u64),
+                        blocks: Blocks(1),
+                        state,
+                    }),
+                }
+            }
+            Ok(out)
         })
         .await
     }

@@ -1,11 +1,20 @@
 //! Per-command tests. Expected bytes are written out from the field tables
 //! of SPC-4 / SBC-3 (cited per test), not computed by the code under test.
 
-use crate::backend::{BackendError, BackendErrorKind, BlockBackend, DiskInfo, WriteCache};
+use std::cell::{Cell, RefCell};
+use std::collections::VecDeque;
+use std::future::Future;
+use std::pin::{Pin, pin};
+use std::task::{Context, Waker};
+
+use crate::backend::{
+    BackendError, BackendErrorKind, BlockBackend, BlockExtent, BlockState, DiscardInfo, DiskInfo,
+    WriteCache,
+};
 use crate::buffer::{BufferError, DataBuffer, Extent, Memory, SgBuffer};
 use crate::identity::DeviceIdentity;
 use crate::sense::Status;
-use crate::target::{Completion, Nexus, Target};
+use crate::target::{Completion, Nexus, SanitizeBusy, SanitizeState, Target};
 use crate::testing::{MemBackend, block_on, join_all};
 use crate::units::{Blocks, Lba};
 
@@ -28,7 +37,7 @@ fn target_with(b: MemBackend) -> Target<MemBackend> {
     t
 }
 
-fn run(t: &Target<MemBackend>, cdb: &[u8], buf: &mut Vec<u8>) -> Completion {
+fn run<B: BlockBackend>(t: &Target<B>, cdb: &[u8], buf: &mut Vec<u8>) -> Completion {
     block_on(t.execute(N0, cdb, buf))
 }
 
@@ -496,7 +505,7 @@ fn read_capacity_16_without_discard_clears_lbpme() {
 #[test]
 fn unsupported_service_action_is_invalid_field() {
     let t = target();
-    let c = run(&t, &cdb16(0x9E, 0x12, 0, 32), &mut vec![0; 32]);
+    let c = run(&t, &cdb16(0x9E, 0x11, 0, 32), &mut vec![0; 32]);
     assert_eq!(triple(&c), (0x05, 0x24, 0x00));
     assert_eq!(sks(&c), [0xCC, 0, 1]);
 }
@@ -1942,11 +1951,29 @@ fn rsoc_all_commands() {
     let d = buf[4..4 + 8 * n].chunks(8).find(|d| d[0] == 0x9E).unwrap();
     assert_eq!(d, &[0x9E, 0, 0, 0x10, 0, 0x01, 0, 16]);
     assert!(buf[4..4 + 8 * n].chunks(8).any(|d| d[0] == 0x42));
-    // Without discard, UNMAP is not listed.
+    // GET LBA STATUS; SANITIZE OVERWRITE, BLOCK ERASE, EXIT FAILURE MODE
+    // (no CRYPTOGRAPHIC ERASE).
+    let descs: Vec<&[u8]> = buf[4..4 + 8 * n].chunks(8).collect();
+    assert!(descs.contains(&&[0x9E, 0, 0, 0x12, 0, 0x01, 0, 16][..]));
+    let sanitize: Vec<u8> = descs
+        .iter()
+        .filter(|d| d[0] == 0x48)
+        .map(|d| d[3])
+        .collect();
+    assert_eq!(sanitize, [0x01, 0x02, 0x1F]);
+    assert!(
+        descs
+            .iter()
+            .filter(|d| d[0] == 0x48)
+            .all(|d| d[5] == 0x01 && d[7] == 10)
+    );
+    // Without discard, UNMAP and BLOCK ERASE are not listed.
     let t = target_with(MemBackend::new(DiskInfo::simple(512, 8)));
     let c = run(&t, &rsoc(0, 0, 0, 4096), &mut buf);
-    assert_eq!(c.data_in_len as usize, 4 + 8 * (n - 1));
-    assert!(!buf[4..4 + 8 * (n - 1)].chunks(8).any(|d| d[0] == 0x42));
+    assert_eq!(c.data_in_len as usize, 4 + 8 * (n - 2));
+    let descs: Vec<&[u8]> = buf[4..4 + 8 * (n - 2)].chunks(8).collect();
+    assert!(!descs.iter().any(|d| d[0] == 0x42));
+    assert!(!descs.iter().any(|d| d[0] == 0x48 && d[3] == 0x02));
 }
 
 #[test]
@@ -2099,4 +2126,852 @@ fn write_through_device_defaults_wce_off() {
     assert!(!t.write_cache_enabled());
     good(&run(&t, &cdb10(0x2A, 0, 0, 1), &mut vec![0; 512]));
     assert_eq!(t.backend().stats().fua_writes, 1);
+}
+
+// ----------------------------------------------------------- GET LBA STATUS
+
+/// Attach `b` and consume the power-on attention of nexus 0.
+fn attach<B: BlockBackend>(t: Target<B>) -> Target<B> {
+    let c = run(&t, &[0; 6], &mut Vec::new());
+    assert_eq!(triple(&c), (0x06, 0x29, 0x00));
+    t
+}
+
+fn gls(lba: u64, alloc: u32) -> [u8; 16] {
+    cdb16(0x9E, 0x12, lba, alloc)
+}
+
+/// GET LBA STATUS parameter data (SBC-3 5.6.2, tables 44-45): PARAMETER
+/// DATA LENGTH, four reserved bytes, then per descriptor LBA (8), NUMBER
+/// OF LOGICAL BLOCKS (4), PROVISIONING STATUS (byte 12), three reserved.
+fn lba_status(descs: &[(u64, u32, u8)]) -> Vec<u8> {
+    let mut d = ((4 + 16 * descs.len()) as u32).to_be_bytes().to_vec();
+    d.extend_from_slice(&[0; 4]);
+    for &(lba, blocks, status) in descs {
+        d.extend_from_slice(&lba.to_be_bytes());
+        d.extend_from_slice(&blocks.to_be_bytes());
+        d.extend_from_slice(&[status, 0, 0, 0]);
+    }
+    d
+}
+
+fn ext(lba: u64, blocks: u64, state: BlockState) -> BlockExtent {
+    BlockExtent {
+        lba: Lba(lba),
+        blocks: Blocks(blocks),
+        state,
+    }
+}
+
+#[test]
+fn get_lba_status_merges_runs_and_reports_deallocated() {
+    // A thin disk starts deallocated. Blocks 8..12 written, 12..16 zeroed
+    // without UNMAP (allocated zeros: mapped, merged with 8..12), 20..24
+    // written then unmapped (deallocated again).
+    let t = target();
+    good(&run(&t, &cdb10(0x2A, 0, 8, 4), &mut vec![1; 2048]));
+    good(&run(&t, &cdb10(0x41, 0, 12, 4), &mut vec![0; 512]));
+    good(&run(&t, &cdb10(0x2A, 0, 20, 4), &mut vec![1; 2048]));
+    let mut p = unmap_list(&[(20, 4)]);
+    good(&run(&t, &unmap_cdb(p.len() as u16), &mut p));
+    let mut buf = vec![0xEE; 128];
+    let c = run(&t, &gls(4, 128), &mut buf);
+    good(&c);
+    let want = lba_status(&[(4, 4, 1), (8, 8, 0), (16, 2032, 1)]);
+    assert_eq!(c.data_in_len, want.len() as u64);
+    assert_eq!(&buf[..want.len()], &want[..]);
+    assert_eq!(buf[want.len()], 0xEE);
+}
+
+#[test]
+fn get_lba_status_fills_as_many_descriptors_as_fit() {
+    let t = target();
+    for lba in [2, 6, 10] {
+        good(&run(&t, &cdb10(0x2A, 0, lba, 1), &mut vec![1; 512]));
+    }
+    let all = [
+        (0, 2, 1),
+        (2, 1, 0),
+        (3, 3, 1),
+        (6, 1, 0),
+        (7, 3, 1),
+        (10, 1, 0),
+        (11, 2037, 1),
+    ];
+    let mut buf = vec![0xEE; 4096];
+    let c = run(&t, &gls(0, 4096), &mut buf);
+    assert_eq!(&buf[..c.data_in_len as usize], &lba_status(&all)[..]);
+    // Room for two descriptors: two, and PARAMETER DATA LENGTH says two.
+    buf.fill(0xEE);
+    let c = run(&t, &gls(0, 40), &mut buf);
+    good(&c);
+    assert_eq!(c.data_in_len, 40);
+    assert_eq!(&buf[..40], &lba_status(&all[..2])[..]);
+    assert_eq!(buf[40], 0xEE);
+    // 39 bytes: no partial second descriptor.
+    let c = run(&t, &gls(0, 39), &mut buf);
+    assert_eq!(c.data_in_len, 24);
+    assert_eq!(&buf[..24], &lba_status(&all[..1])[..]);
+    // Less than one descriptor: the header says one needs 24 bytes.
+    let c = run(&t, &gls(0, 8), &mut buf);
+    assert_eq!(c.data_in_len, 8);
+    assert_eq!(&buf[..8], &[0, 0, 0, 20, 0, 0, 0, 0]);
+    // A data buffer shorter than the allocation length limits it too.
+    let mut small = vec![0; 40];
+    let c = run(&t, &gls(0, 4096), &mut small);
+    assert_eq!(c.data_in_len, 40);
+    assert_eq!(small, lba_status(&all[..2]));
+    // Allocation length zero: nothing transferred, the backend not asked.
+    let asked = t.backend().stats().block_status;
+    let c = run(&t, &gls(0, 0), &mut buf);
+    good(&c);
+    assert_eq!(c.data_in_len, 0);
+    assert_eq!(t.backend().stats().block_status, asked);
+}
+
+#[test]
+fn get_lba_status_starting_lba_past_capacity_is_out_of_range() {
+    let t = target();
+    let mut buf = vec![0; 64];
+    for lba in [2048, u64::MAX] {
+        let c = run(&t, &gls(lba, 64), &mut buf);
+        assert_eq!(triple(&c), (0x05, 0x21, 0x00), "lba {lba}");
+    }
+    let c = run(&t, &gls(2047, 64), &mut buf);
+    assert_eq!(
+        &buf[..c.data_in_len as usize],
+        &lba_status(&[(2047, 1, 1)])[..]
+    );
+    // Byte 14 (SBC-4's REPORT TYPE) is reserved in SBC-3.
+    let mut cdb = gls(0, 64);
+    cdb[14] = 0x01;
+    assert_eq!(sks(&run(&t, &cdb, &mut buf)), [0xC8, 0, 14]);
+}
+
+#[test]
+fn provisioning_fields_agree_with_lba_status() {
+    // Thin (LBPME=1, VPD B2h thin, LBPRZ): deallocated is reported.
+    let t = target();
+    let mut buf = vec![0; 64];
+    good(&run(&t, &cdb16(0x9E, 0x10, 0, 32), &mut buf));
+    assert_eq!(buf[14] & 0xC0, 0xC0, "LBPME, LBPRZ");
+    assert_eq!(vpd(&t, 0xB2)[6], 0x02, "thin provisioned");
+    let c = run(&t, &gls(0, 64), &mut buf);
+    assert_eq!(
+        &buf[..c.data_in_len as usize],
+        &lba_status(&[(0, 2048, 1)])[..]
+    );
+    // Fully provisioned (LBPME=0): a backend's deallocated blocks are
+    // reported mapped.
+    let t = target_with(MemBackend::new(DiskInfo::simple(512, 64)));
+    t.backend().set_state(Lba(10), 5, BlockState::Deallocated);
+    good(&run(&t, &cdb16(0x9E, 0x10, 0, 32), &mut buf));
+    assert_eq!(buf[14], 0, "LBPME 0");
+    assert_eq!(vpd(&t, 0xB2)[6], 0x00, "no provisioning type");
+    let c = run(&t, &gls(3, 64), &mut buf);
+    assert_eq!(
+        &buf[..c.data_in_len as usize],
+        &lba_status(&[(3, 61, 0)])[..]
+    );
+}
+
+#[test]
+fn get_lba_status_default_answer_is_mapped_and_split_at_32_bits() {
+    // Geometry does not implement block_status: the trait's default.
+    let mut info = DiskInfo::simple(512, 0x1_0000_0001);
+    info.max_transfer = Blocks(8);
+    let t = attach(Target::new(Geometry(info), id()).unwrap());
+    let mut buf = vec![0; 64];
+    let c = run(&t, &gls(0, 64), &mut buf);
+    good(&c);
+    let want = lba_status(&[(0, 0xFFFF_FFFF, 0), (0xFFFF_FFFF, 2, 0)]);
+    assert_eq!(&buf[..c.data_in_len as usize], &want[..]);
+    // Room for one: the first 2^32 - 1 blocks; from LBA 5 the rest fits.
+    let c = run(&t, &gls(0, 24), &mut buf);
+    assert_eq!(
+        &buf[..c.data_in_len as usize],
+        &lba_status(&[(0, 0xFFFF_FFFF, 0)])[..]
+    );
+    let c = run(&t, &gls(5, 24), &mut buf);
+    assert_eq!(
+        &buf[..c.data_in_len as usize],
+        &lba_status(&[(5, 0xFFFF_FFFC, 0)])[..]
+    );
+}
+
+/// A thin 512-byte disk whose `block_status` answers come from a script;
+/// once it is used up, mapped extents of at most `piece` blocks (an empty
+/// answer when `piece` is 0). Other I/O fails.
+#[derive(Debug)]
+struct Scripted {
+    info: DiskInfo,
+    answers: RefCell<VecDeque<Result<Vec<BlockExtent>, BackendError>>>,
+    piece: u64,
+    calls: Cell<u32>,
+}
+
+impl Scripted {
+    fn new(
+        blocks: u64,
+        answers: Vec<Result<Vec<BlockExtent>, BackendError>>,
+        piece: u64,
+    ) -> Target<Self> {
+        let mut info = DiskInfo::simple(512, blocks);
+        info.discard = Some(DiscardInfo {
+            granularity: Blocks(1),
+            alignment: Lba(0),
+            max_blocks: 64,
+            max_descriptors: 4,
+            zeroes: true,
+        });
+        let b = Self {
+            info,
+            answers: RefCell::new(answers.into()),
+            piece,
+            calls: Cell::new(0),
+        };
+        attach(Target::new(b, id()).unwrap())
+    }
+}
+
+impl BlockBackend for Scripted {
+    fn info(&self) -> DiskInfo {
+        self.info
+    }
+    async fn read(&self, _: Lba, _: crate::BufMut<'_>) -> crate::BackendResult {
+        Err(BackendError::new(BackendErrorKind::Internal))
+    }
+    async fn write(&self, _: Lba, _: crate::BufRef<'_>, _: bool) -> crate::BackendResult {
+        Err(BackendError::new(BackendErrorKind::Internal))
+    }
+    async fn flush(&self) -> crate::BackendResult {
+        Ok(())
+    }
+    async fn discard(&self, _: Lba, _: Blocks) -> crate::BackendResult {
+        Err(BackendError::new(BackendErrorKind::Internal))
+    }
+    async fn write_zeroes(&self, _: Lba, _: Blocks, _: bool) -> crate::BackendResult {
+        Err(BackendError::new(BackendErrorKind::Internal))
+    }
+    async fn block_status(
+        &self,
+        lba: Lba,
+        blocks: Blocks,
+    ) -> Result<Vec<BlockExtent>, BackendError> {
+        self.calls.set(self.calls.get() + 1);
+        if let Some(a) = self.answers.borrow_mut().pop_front() {
+            return a;
+        }
+        if self.piece == 0 {
+            return Ok(Vec::new());
+        }
+        Ok(vec![ext(
+            lba.0,
+            blocks.0.min(self.piece),
+            BlockState::Mapped,
+        )])
+    }
+}
+
+#[test]
+fn get_lba_status_refuses_malformed_backend_answers() {
+    use BlockState::*;
+    // Asked for 10..64 of a 64-block disk.
+    let cases: Vec<(&str, Vec<BlockExtent>)> = vec![
+        ("starts elsewhere", vec![ext(9, 4, Mapped)]),
+        ("empty extent", vec![ext(10, 0, Mapped)]),
+        ("gap", vec![ext(10, 2, Mapped), ext(13, 2, Mapped)]),
+        ("overlap", vec![ext(10, 2, Deallocated), ext(11, 2, Mapped)]),
+        ("past the range", vec![ext(10, 55, Mapped)]),
+        (
+            "overflowing",
+            vec![ext(10, 2, Mapped), ext(12, u64::MAX, Zero)],
+        ),
+        ("nothing", vec![]),
+    ];
+    for (what, answer) in cases {
+        let t = Scripted::new(64, vec![Ok(answer)], 0);
+        let mut buf = vec![0xEE; 256];
+        let c = run(&t, &gls(10, 256), &mut buf);
+        assert_eq!(triple(&c), (0x04, 0x44, 0x00), "{what}");
+        assert_eq!(c.data_in_len, 0, "{what}");
+        assert!(buf.iter().all(|&b| b == 0xEE), "{what}: nothing sent");
+    }
+    // A broken answer after good ones fails the command as well.
+    let t = Scripted::new(
+        64,
+        vec![Ok(vec![ext(10, 2, Mapped)]), Ok(vec![ext(13, 1, Mapped)])],
+        0,
+    );
+    let c = run(&t, &gls(10, 256), &mut vec![0; 256]);
+    assert_eq!(triple(&c), (0x04, 0x44, 0x00));
+    // A backend error is reported as such (a medium error reading status
+    // is an unrecovered read error, SBC-3 4.15 INFORMATION = LBA).
+    let t = Scripted::new(
+        64,
+        vec![Err(BackendError::at(BackendErrorKind::Medium, Lba(12)))],
+        0,
+    );
+    let c = run(&t, &gls(10, 256), &mut vec![0; 256]);
+    assert_eq!(triple(&c), (0x03, 0x11, 0x00));
+    assert_eq!(&c.sense()[3..7], &[0, 0, 0, 12]);
+}
+
+#[test]
+fn get_lba_status_asks_again_after_a_short_answer() {
+    use BlockState::*;
+    // Answers of at most 5 blocks: asked again until the end, one run.
+    let t = Scripted::new(64, vec![], 5);
+    let mut buf = vec![0; 256];
+    let c = run(&t, &gls(0, 256), &mut buf);
+    assert_eq!(
+        &buf[..c.data_in_len as usize],
+        &lba_status(&[(0, 64, 0)])[..]
+    );
+    assert_eq!(t.backend().calls.get(), 13);
+    // Runs merge across answers; zero extents count as mapped.
+    let t = Scripted::new(
+        64,
+        vec![
+            Ok(vec![ext(0, 2, Deallocated)]),
+            Ok(vec![ext(2, 3, Deallocated), ext(5, 1, Zero)]),
+            Ok(vec![ext(6, 2, Mapped)]),
+        ],
+        100,
+    );
+    let c = run(&t, &gls(0, 256), &mut buf);
+    assert_eq!(
+        &buf[..c.data_in_len as usize],
+        &lba_status(&[(0, 5, 1), (5, 59, 0)])[..]
+    );
+    // An empty answer after a good one ends the report there.
+    let t = Scripted::new(64, vec![Ok(vec![ext(0, 3, Mapped)])], 0);
+    let c = run(&t, &gls(0, 256), &mut buf);
+    assert_eq!(
+        &buf[..c.data_in_len as usize],
+        &lba_status(&[(0, 3, 0)])[..]
+    );
+    // One block per answer: the target stops asking after 64 calls.
+    let t = Scripted::new(100, vec![], 1);
+    let c = run(&t, &gls(0, 256), &mut buf);
+    assert_eq!(
+        &buf[..c.data_in_len as usize],
+        &lba_status(&[(0, 64, 0)])[..]
+    );
+    assert_eq!(t.backend().calls.get(), 64);
+    // Once the descriptors are used up, a different status ends it.
+    let t = Scripted::new(
+        64,
+        vec![
+            Ok(vec![ext(0, 2, Deallocated), ext(2, 2, Mapped)]),
+            Ok(vec![ext(4, 1, Mapped)]),
+            Ok(vec![ext(5, 1, Deallocated)]),
+        ],
+        0,
+    );
+    let c = run(&t, &gls(0, 40), &mut buf);
+    assert_eq!(
+        &buf[..c.data_in_len as usize],
+        &lba_status(&[(0, 2, 1), (2, 3, 0)])[..]
+    );
+    assert_eq!(t.backend().calls.get(), 3);
+}
+
+#[test]
+fn rsoc_reports_get_lba_status_and_sanitize_usage() {
+    let t = target();
+    let mut buf = vec![0; 64];
+    let c = run(&t, &rsoc(2, 0x9E, 0x12, 64), &mut buf);
+    let mut want = vec![0, 0x03, 0, 16, 0x9E, 0x12];
+    want.extend_from_slice(&[0xFF; 12]);
+    want.extend_from_slice(&[0x00, 0x04]);
+    assert_eq!(&buf[..c.data_in_len as usize], &want[..]);
+    // SANITIZE: IMMED, AUSE, SERVICE ACTION; PARAMETER LIST LENGTH.
+    let c = run(&t, &rsoc(2, 0x48, 0x01, 64), &mut buf);
+    assert_eq!(
+        &buf[..c.data_in_len as usize],
+        &[0, 0x03, 0, 10, 0x48, 0xA1, 0, 0, 0, 0, 0, 0xFF, 0xFF, 0x04]
+    );
+    // CRYPTOGRAPHIC ERASE: not supported.
+    let c = run(&t, &rsoc(2, 0x48, 0x03, 64), &mut buf);
+    assert_eq!(&buf[..c.data_in_len as usize], &[0, 0x01, 0, 0]);
+    // BLOCK ERASE without LBPRZ: not supported.
+    let mut info = MemBackend::with_discard(64).info();
+    if let Some(d) = info.discard.as_mut() {
+        d.zeroes = false;
+    }
+    let t = target_with(MemBackend::new(info));
+    let c = run(&t, &rsoc(2, 0x48, 0x02, 64), &mut buf);
+    assert_eq!(&buf[..c.data_in_len as usize], &[0, 0x01, 0, 0]);
+    // Option 1 for SANITIZE (it has service actions) is an error.
+    let c = run(&t, &rsoc(1, 0x48, 0, 64), &mut buf);
+    assert_eq!(sks(&c), [0xCA, 0, 2]);
+}
+
+// ----------------------------------------------------------------- SANITIZE
+
+fn sanitize_cdb(b1: u8, param_len: u16) -> [u8; 10] {
+    let mut c = [0u8; 10];
+    c[0] = 0x48;
+    c[1] = b1;
+    c[7..9].copy_from_slice(&param_len.to_be_bytes());
+    c
+}
+
+/// OVERWRITE parameter list (SBC-3 5.21.2, table 87): INVERT | TEST |
+/// OVERWRITE COUNT, reserved, INITIALIZATION PATTERN LENGTH, pattern.
+fn overwrite_list(b0: u8, pattern: &[u8]) -> Vec<u8> {
+    let mut p = vec![b0, 0];
+    p.extend_from_slice(&(pattern.len() as u16).to_be_bytes());
+    p.extend_from_slice(pattern);
+    p
+}
+
+fn block_of(pattern: &[u8], bs: usize) -> Vec<u8> {
+    pattern.iter().copied().cycle().take(bs).collect()
+}
+
+/// Poll `f` (which must stay pending) until `cond` holds.
+fn poll_until<F: Future>(mut f: Pin<&mut F>, mut cond: impl FnMut() -> bool) {
+    let mut cx = Context::from_waker(Waker::noop());
+    for _ in 0..100_000 {
+        assert!(
+            f.as_mut().poll(&mut cx).is_pending(),
+            "finished before the condition held"
+        );
+        if cond() {
+            return;
+        }
+    }
+    panic!("condition never held");
+}
+
+/// REQUEST SENSE (fixed) parameter data.
+fn request_sense<B: BlockBackend>(t: &Target<B>) -> Vec<u8> {
+    let mut buf = vec![0; 252];
+    let c = run(t, &[0x03, 0, 0, 0, 252, 0], &mut buf);
+    good(&c);
+    buf.truncate(c.data_in_len as usize);
+    buf
+}
+
+/// Fixed sense NOT READY, SANITIZE IN PROGRESS with the progress
+/// indication (SPC-4 table 33: SKSV, PROGRESS INDICATION in 16-17).
+fn in_progress(progress: u16) -> Vec<u8> {
+    let [hi, lo] = progress.to_be_bytes();
+    vec![
+        0x70, 0, 0x02, 0, 0, 0, 0, 10, 0, 0, 0, 0, 0x04, 0x1B, 0, 0x80, hi, lo,
+    ]
+}
+
+const NO_SENSE: [u8; 18] = [0x70, 0, 0, 0, 0, 0, 0, 10, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+
+#[test]
+fn sanitize_overwrite_fills_every_block_with_the_pattern() {
+    let t = target_with(MemBackend::new(DiskInfo::simple(512, 64)));
+    t.backend().poke(0, &pattern(64 * 512, 9));
+    // A 3-byte pattern restarts at every block: 512 = 3 * 170 + 2.
+    let mut p = overwrite_list(0x01, &[0xDE, 0xAD, 0x42]);
+    good(&run(&t, &sanitize_cdb(0x01, 7), &mut p));
+    let block = block_of(&[0xDE, 0xAD, 0x42], 512);
+    assert_eq!(&block[509..], &[0x42, 0xDE, 0xAD]);
+    assert!(t.backend().contents().chunks(512).all(|b| b == block));
+    let s = t.backend().stats();
+    assert_eq!((s.writes, s.fua_writes, s.flushes), (1, 0, 1));
+    assert_eq!(t.sanitize_state(), SanitizeState::Idle);
+    assert_eq!(request_sense(&t), NO_SENSE);
+    good(&run(&t, &[0; 6], &mut vec![]));
+}
+
+#[test]
+fn sanitize_overwrite_count_and_invert() {
+    // SBC-3 5.21.2: with INVERT the passes alternate and the last one
+    // writes the pattern as given, so of two passes the first is inverted.
+    let mut info = DiskInfo::simple(512, 64);
+    info.max_transfer = Blocks(8); // eight writes per pass
+    let t = target_with(MemBackend::new(info).with_yields());
+    let mut p = overwrite_list(0x80 | 2, &[0x0F]);
+    let cdb = sanitize_cdb(0x01, 5);
+    let mut fut = pin!(t.execute(N0, &cdb, &mut p));
+    poll_until(fut.as_mut(), || t.backend().stats().writes == 9);
+    let disk = t.backend().contents();
+    assert!(
+        disk[8 * 512..].iter().all(|&b| b == 0xF0),
+        "first pass inverted"
+    );
+    // Eight of sixteen chunks done: PROGRESS INDICATION 8000h.
+    assert_eq!(request_sense(&t), in_progress(0x8000));
+    assert_eq!(
+        t.sanitize_state(),
+        SanitizeState::InProgress {
+            progress: 0x8000,
+            ause: false
+        }
+    );
+    good(&block_on(fut));
+    assert!(t.backend().contents().iter().all(|&b| b == 0x0F));
+    assert_eq!(t.backend().stats().writes, 16);
+    // Three passes without yields: plain, inverted, plain.
+    let t = target_with(MemBackend::new(DiskInfo::simple(512, 64)));
+    good(&run(
+        &t,
+        &sanitize_cdb(0x01, 5),
+        &mut overwrite_list(0x80 | 3, &[0x33]),
+    ));
+    assert!(t.backend().contents().iter().all(|&b| b == 0x33));
+    assert_eq!(t.backend().stats().writes, 3);
+}
+
+#[test]
+fn sanitize_in_progress_refuses_commands_with_progress() {
+    // SBC-3 4.11: only INQUIRY, REPORT LUNS and REQUEST SENSE run; the
+    // rest get NOT READY, SANITIZE IN PROGRESS with the progress.
+    let t = target_with(MemBackend::with_discard(2048).with_yields());
+    good(&block_on(t.execute(Nexus(1), &[0; 6], &mut vec![])).clone_or_ua());
+    let mut p = overwrite_list(0x01, &[0xAA]);
+    let cdb = sanitize_cdb(0x01, 5);
+    let mut fut = pin!(t.execute(N0, &cdb, &mut p));
+    // Two chunks of 1024 blocks; the second has started.
+    poll_until(fut.as_mut(), || t.backend().stats().writes == 2);
+    let mut buf = vec![0; 512];
+    let c = run(&t, &[0; 6], &mut buf);
+    assert_eq!(c.sense(), &in_progress(0x8000)[..], "TEST UNIT READY");
+    let c = run(&t, &cdb10(0x28, 0, 0, 1), &mut buf);
+    assert_eq!(c.sense(), &in_progress(0x8000)[..], "READ");
+    let c = run(&t, &[0xC1, 0, 0, 0, 0, 0], &mut buf);
+    assert_eq!(c.sense(), &in_progress(0x8000)[..], "invalid CDB");
+    let c = run(&t, &sanitize_cdb(0x01, 5), &mut overwrite_list(1, &[1]));
+    assert_eq!(c.sense(), &in_progress(0x8000)[..], "another SANITIZE");
+    let c = block_on(t.execute(Nexus(1), &[0; 6], &mut buf));
+    assert_eq!(c.sense(), &in_progress(0x8000)[..], "another nexus");
+    good(&run(&t, &[0x12, 0, 0, 0, 36, 0], &mut buf));
+    good(&run(
+        &t,
+        &[0xA0, 0, 0, 0, 0, 0, 0, 0, 0, 16, 0, 0],
+        &mut buf,
+    ));
+    // REQUEST SENSE: parameter data with GOOD; DESC=1 gives a sense key
+    // specific descriptor carrying the progress (SPC-4 4.5.2.4.3).
+    assert_eq!(request_sense(&t), in_progress(0x8000));
+    let c = run(&t, &[0x03, 0x01, 0, 0, 252, 0], &mut buf);
+    good(&c);
+    assert_eq!(
+        &buf[..c.data_in_len as usize],
+        &[
+            0x72, 0x02, 0x04, 0x1B, 0, 0, 0, 8, 0x02, 0x06, 0, 0, 0x80, 0x80, 0x00, 0
+        ]
+    );
+    assert_eq!(t.backend().stats().reads, 0);
+    good(&block_on(fut));
+    assert!(t.backend().contents().iter().all(|&b| b == 0xAA));
+    good(&run(&t, &[0; 6], &mut buf));
+    assert_eq!(request_sense(&t), NO_SENSE);
+}
+
+#[test]
+fn sanitize_block_erase_deallocates_everything() {
+    let t = target();
+    t.backend().poke(0, &vec![0x77; 2048 * 512]);
+    good(&run(&t, &sanitize_cdb(0x02, 0), &mut vec![]));
+    assert!(t.backend().contents().iter().all(|&b| b == 0));
+    assert!(
+        t.backend()
+            .states()
+            .iter()
+            .all(|&s| s == BlockState::Deallocated)
+    );
+    let s = t.backend().stats();
+    assert_eq!((s.discards, s.writes, s.flushes), (1, 0, 1));
+    let mut buf = vec![0; 64];
+    let c = run(&t, &gls(0, 64), &mut buf);
+    assert_eq!(
+        &buf[..c.data_in_len as usize],
+        &lba_status(&[(0, 2048, 1)])[..]
+    );
+}
+
+#[test]
+fn sanitize_block_erase_needs_discard_that_zeroes_and_crypto_erase_is_refused() {
+    let mut no_zeroes = MemBackend::with_discard(64).info();
+    if let Some(d) = no_zeroes.discard.as_mut() {
+        d.zeroes = false;
+    }
+    for b in [
+        MemBackend::new(no_zeroes),
+        MemBackend::new(DiskInfo::simple(512, 64)),
+    ] {
+        let t = target_with(b);
+        t.backend().poke(0, &[1; 512]);
+        // INVALID FIELD IN CDB at SERVICE ACTION: SKSV, C/D, BPV, bit 4.
+        let c = run(&t, &sanitize_cdb(0x02, 0), &mut vec![]);
+        assert_eq!(triple(&c), (0x05, 0x24, 0x00));
+        assert_eq!(sks(&c), [0xCC, 0, 1]);
+        assert_eq!(t.backend().stats().discards, 0);
+        assert_eq!(t.backend().contents()[0], 1);
+        assert_eq!(t.sanitize_state(), SanitizeState::Idle);
+    }
+    // CRYPTOGRAPHIC ERASE: no backstore encrypts; refused the same way.
+    let t = target();
+    let c = run(&t, &sanitize_cdb(0x03, 0), &mut vec![]);
+    assert_eq!(triple(&c), (0x05, 0x24, 0x00));
+    assert_eq!(sks(&c), [0xCC, 0, 1]);
+    assert_eq!(t.sanitize_state(), SanitizeState::Idle);
+}
+
+#[test]
+fn sanitize_parameter_list_errors() {
+    let t = target_with(MemBackend::new(DiskInfo::simple(512, 64)));
+    t.backend().poke(0, &[5; 512]);
+    let ow =
+        |t: &Target<MemBackend>, len: u16, mut p: Vec<u8>| run(t, &sanitize_cdb(0x01, len), &mut p);
+    // PARAMETER LIST LENGTH: zero for OVERWRITE, or above a block + 4.
+    let c = ow(&t, 0, vec![]);
+    assert_eq!(sks(&c), [0xC0, 0, 7]);
+    let c = ow(&t, 517, overwrite_list(1, &[0; 513]));
+    assert_eq!(sks(&c), [0xC0, 0, 7]);
+    // ... and not zero for the others.
+    let c = run(&t, &sanitize_cdb(0x1F, 4), &mut vec![0; 4]);
+    assert_eq!(sks(&c), [0xC0, 0, 7]);
+    // Shorter than the header, or than the data-out.
+    assert_eq!(triple(&ow(&t, 3, vec![1, 0, 0])), (0x05, 0x1A, 0x00));
+    assert_eq!(
+        triple(&ow(&t, 8, overwrite_list(1, &[1, 2]))),
+        (0x05, 0x1A, 0x00)
+    );
+    // OVERWRITE COUNT 0: SKSV, C/D = 0, BPV, bit 4, byte 0.
+    let c = ow(&t, 5, overwrite_list(0x80, &[1]));
+    assert_eq!(triple(&c), (0x05, 0x26, 0x00));
+    assert_eq!(sks(&c), [0x8C, 0, 0]);
+    // TEST other than 00b.
+    assert_eq!(sks(&ow(&t, 5, overwrite_list(0x21, &[1]))), [0x8E, 0, 0]);
+    // Reserved byte 1.
+    let mut p = overwrite_list(1, &[1]);
+    p[1] = 0x01;
+    assert_eq!(sks(&ow(&t, 5, p)), [0x88, 0, 1]);
+    // INITIALIZATION PATTERN LENGTH zero, or above the block size.
+    assert_eq!(sks(&ow(&t, 4, overwrite_list(1, &[]))), [0x80, 0, 2]);
+    let mut p = overwrite_list(1, &[1; 512]);
+    p[2..4].copy_from_slice(&513u16.to_be_bytes());
+    assert_eq!(sks(&ow(&t, 516, p)), [0x80, 0, 2]);
+    // Pattern length and list length disagree.
+    let c = ow(&t, 12, overwrite_list(1, &[1, 2, 3, 4, 5, 6, 7, 8, 9]));
+    assert_eq!(triple(&c), (0x05, 0x1A, 0x00));
+    // Nothing was written, nothing entered the sanitize state.
+    assert_eq!(t.backend().stats().writes, 0);
+    assert_eq!(t.backend().contents()[0], 5);
+    assert_eq!(t.sanitize_state(), SanitizeState::Idle);
+    // A read-only device is write protected.
+    let mut info = DiskInfo::simple(512, 64);
+    info.read_only = true;
+    let t = target_with(MemBackend::new(info));
+    let c = ow(&t, 5, overwrite_list(1, &[1]));
+    assert_eq!(triple(&c), (0x07, 0x27, 0x00));
+    assert_eq!(t.sanitize_state(), SanitizeState::Idle);
+}
+
+#[test]
+fn failed_sanitize_enters_failure_mode_until_a_sanitize_succeeds() {
+    let t = target();
+    t.backend()
+        .fail_next(BackendError::new(BackendErrorKind::Medium));
+    let c = run(&t, &sanitize_cdb(0x01, 5), &mut overwrite_list(1, &[7]));
+    // MEDIUM ERROR, SANITIZE COMMAND FAILED.
+    assert_eq!(triple(&c), (0x03, 0x31, 0x03));
+    assert_eq!(t.sanitize_state(), SanitizeState::Failed { ause: false });
+    let mut buf = vec![0; 512];
+    // Medium access refused; TEST UNIT READY says so too.
+    for cdb in [
+        cdb10(0x28, 0, 0, 1).to_vec(),
+        cdb10(0x2A, 0, 0, 1).to_vec(),
+        gls(0, 64).to_vec(),
+        vec![0; 6],
+    ] {
+        let c = run(&t, &cdb, &mut buf);
+        assert_eq!(triple(&c), (0x03, 0x31, 0x03), "{cdb:02x?}");
+    }
+    // An invalid CDB is still an invalid CDB.
+    let c = run(&t, &cdb10(0x28, 0x01, 0, 1), &mut buf);
+    assert_eq!(triple(&c), (0x05, 0x24, 0x00));
+    // What does not touch the medium runs.
+    good(&run(&t, &[0x12, 0, 0, 0, 36, 0], &mut buf));
+    good(&run(&t, &[0x25, 0, 0, 0, 0, 0, 0, 0, 0, 0], &mut buf));
+    good(&run(&t, &[0x1A, 0x08, 0x3F, 0, 255, 0], &mut buf));
+    // REQUEST SENSE reports the failure as parameter data.
+    let mut want = NO_SENSE;
+    want[2] = 0x03;
+    want[12] = 0x31;
+    want[13] = 0x03;
+    assert_eq!(request_sense(&t), want);
+    // AUSE was 0: no EXIT FAILURE MODE, and no new sanitize asking for
+    // the unrestricted mode.
+    let c = run(&t, &sanitize_cdb(0x1F, 0), &mut vec![]);
+    assert_eq!(sks(&c), [0xCC, 0, 1]);
+    let c = run(&t, &sanitize_cdb(0x21, 5), &mut overwrite_list(1, &[7]));
+    assert_eq!(sks(&c), [0xCD, 0, 1]);
+    assert_eq!(
+        t.backend().stats().writes,
+        0,
+        "the refused ones wrote nothing"
+    );
+    // A successful sanitize (AUSE 0) ends failure mode.
+    good(&run(&t, &sanitize_cdb(0x02, 0), &mut vec![]));
+    assert_eq!(t.sanitize_state(), SanitizeState::Idle);
+    good(&run(&t, &cdb10(0x28, 0, 0, 1), &mut buf));
+    assert_eq!(request_sense(&t), NO_SENSE);
+}
+
+#[test]
+fn exit_failure_mode_after_a_failure_with_ause() {
+    let t = target();
+    // Nothing failed: EXIT FAILURE MODE is an invalid request.
+    let c = run(&t, &sanitize_cdb(0x1F, 0), &mut vec![]);
+    assert_eq!(sks(&c), [0xCC, 0, 1]);
+    t.backend()
+        .fail_next(BackendError::new(BackendErrorKind::Unavailable));
+    let c = run(&t, &sanitize_cdb(0x22, 0), &mut vec![]);
+    assert_eq!(triple(&c), (0x03, 0x31, 0x03));
+    assert_eq!(t.sanitize_state(), SanitizeState::Failed { ause: true });
+    good(&run(&t, &sanitize_cdb(0x1F, 0), &mut vec![]));
+    assert_eq!(t.sanitize_state(), SanitizeState::Idle);
+    good(&run(&t, &cdb10(0x28, 0, 0, 1), &mut vec![0; 512]));
+}
+
+/// A target whose transport drives background jobs, power-on attention
+/// consumed.
+fn target_bg(b: MemBackend) -> Target<MemBackend> {
+    attach(Target::new(b, id()).unwrap().with_background_jobs())
+}
+
+#[test]
+fn immediate_sanitize_is_refused_without_a_background_driver() {
+    // INVALID FIELD IN CDB at IMMED: SKSV, C/D, BPV, bit 7, byte 1.
+    let t = target();
+    let c = run(&t, &sanitize_cdb(0x82, 0), &mut vec![]);
+    assert_eq!(sks(&c), [0xCF, 0, 1]);
+    assert_eq!(t.sanitize_state(), SanitizeState::Idle);
+    assert!(!t.background_pending());
+    assert_eq!(t.backend().stats().discards, 0);
+}
+
+#[test]
+fn immediate_sanitize_runs_as_a_background_job() {
+    let mut info = DiskInfo::simple(512, 64);
+    info.max_transfer = Blocks(16);
+    let t = target_bg(MemBackend::new(info).with_yields());
+    t.backend().poke(0, &[9; 4096]);
+    // GOOD as soon as CDB and parameter list are valid.
+    good(&run(
+        &t,
+        &sanitize_cdb(0xA1, 5),
+        &mut overwrite_list(1, &[0x5C]),
+    ));
+    assert_eq!(
+        t.sanitize_state(),
+        SanitizeState::InProgress {
+            progress: 0,
+            ause: true
+        }
+    );
+    assert!(t.background_pending());
+    assert_eq!(t.backend().stats().writes, 0);
+    assert_eq!(run(&t, &[0; 6], &mut vec![]).sense(), &in_progress(0)[..]);
+    let job = t.background().expect("a job waits");
+    assert!(t.background().is_none(), "handed out once");
+    assert!(!t.background_pending());
+    let mut job = pin!(job);
+    poll_until(job.as_mut(), || t.backend().stats().writes == 3);
+    assert_eq!(request_sense(&t), in_progress(0x8000));
+    block_on(job);
+    assert_eq!(t.sanitize_state(), SanitizeState::Idle);
+    assert!(t.backend().contents().iter().all(|&b| b == 0x5C));
+    assert_eq!(t.backend().stats().flushes, 1);
+    good(&run(&t, &[0; 6], &mut vec![]));
+    assert_eq!(request_sense(&t), NO_SENSE);
+}
+
+#[test]
+fn immediate_sanitize_failure_and_a_dropped_job_leave_failure_mode() {
+    let t = target_bg(MemBackend::with_discard(64));
+    good(&run(&t, &sanitize_cdb(0x82, 0), &mut vec![]));
+    t.backend()
+        .fail_next(BackendError::new(BackendErrorKind::Medium));
+    block_on(t.background().unwrap());
+    assert_eq!(t.sanitize_state(), SanitizeState::Failed { ause: false });
+    let c = run(&t, &cdb10(0x28, 0, 0, 1), &mut vec![0; 512]);
+    assert_eq!(triple(&c), (0x03, 0x31, 0x03));
+    // A job dropped unfinished (shutdown) leaves the sanitize failed.
+    good(&run(&t, &sanitize_cdb(0x82, 0), &mut vec![]));
+    drop(t.background().unwrap());
+    assert_eq!(t.sanitize_state(), SanitizeState::Failed { ause: false });
+    // So does an IMMED=0 SANITIZE whose command future is dropped midway.
+    let t = target_with(MemBackend::with_discard(64).with_yields());
+    {
+        let cdb = sanitize_cdb(0x21, 5);
+        let mut p = overwrite_list(1, &[1]);
+        let mut fut = Box::pin(t.execute(N0, &cdb, &mut p));
+        poll_until(fut.as_mut(), || t.backend().stats().writes == 1);
+    }
+    assert_eq!(t.sanitize_state(), SanitizeState::Failed { ause: true });
+    good(&run(&t, &sanitize_cdb(0x1F, 0), &mut vec![]));
+}
+
+#[test]
+fn restored_sanitize_state_after_a_restart() {
+    // The daemon stopped while a sanitize ran: the device comes back in
+    // failure mode, with the AUSE of that sanitize.
+    let t = target();
+    let interrupted = SanitizeState::InProgress {
+        progress: 0x1234,
+        ause: true,
+    };
+    assert_eq!(t.restore_sanitize_state(interrupted), Ok(()));
+    assert_eq!(t.sanitize_state(), SanitizeState::Failed { ause: true });
+    let c = run(&t, &cdb10(0x28, 0, 0, 1), &mut vec![0; 512]);
+    assert_eq!(triple(&c), (0x03, 0x31, 0x03));
+    good(&run(&t, &sanitize_cdb(0x1F, 0), &mut vec![]));
+    // Restoring a failure without AUSE; then Idle clears it.
+    t.restore_sanitize_state(SanitizeState::Failed { ause: false })
+        .unwrap();
+    let c = run(&t, &sanitize_cdb(0x1F, 0), &mut vec![]);
+    assert_eq!(sks(&c), [0xCC, 0, 1]);
+    t.restore_sanitize_state(SanitizeState::Idle).unwrap();
+    good(&run(&t, &[0; 6], &mut vec![]));
+    // Not while a sanitize runs here.
+    let t = target_bg(MemBackend::with_discard(64));
+    good(&run(&t, &sanitize_cdb(0x82, 0), &mut vec![]));
+    assert_eq!(
+        t.restore_sanitize_state(SanitizeState::Idle),
+        Err(SanitizeBusy)
+    );
+    block_on(t.background().unwrap());
+    assert_eq!(t.sanitize_state(), SanitizeState::Idle);
+}
+
+#[test]
+fn write_waiting_for_a_lock_does_not_run_into_a_sanitize() {
+    // A WRITE accepted before the sanitize, blocked behind a COMPARE AND
+    // WRITE's exclusive lock, must not write once the sanitize started.
+    let t = target_bg(MemBackend::with_discard(64).with_yields());
+    let caw = caw_cdb(0, 2);
+    let mut caw_data = vec![0u8; 1024];
+    caw_data.extend_from_slice(&pattern(1024, 3));
+    let mut caw_fut = pin!(t.execute(N0, &caw, &mut caw_data));
+    poll_until(caw_fut.as_mut(), || t.backend().stats().reads == 1);
+    let w = cdb10(0x2A, 0, 1, 1);
+    let mut w_data = vec![0xEE; 512];
+    let mut w_fut = pin!(t.execute(N0, &w, &mut w_data));
+    let mut cx = Context::from_waker(Waker::noop());
+    assert!(
+        w_fut.as_mut().poll(&mut cx).is_pending(),
+        "waits for the CAW"
+    );
+    good(&run(
+        &t,
+        &sanitize_cdb(0x81, 5),
+        &mut overwrite_list(1, &[0x11]),
+    ));
+    good(&block_on(caw_fut));
+    assert_eq!(block_on(w_fut).sense(), &in_progress(0)[..]);
+    block_on(t.background().unwrap());
+    assert!(t.backend().contents().iter().all(|&b| b == 0x11));
 }

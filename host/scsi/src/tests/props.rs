@@ -1,12 +1,17 @@
 //! Property tests: random command sequences against a model of the disk,
 //! and arbitrary CDBs against the target's invariants.
 
+use std::cell::RefCell;
+
 use proptest::prelude::*;
 
 use crate::sense::Status;
-use crate::target::{Nexus, Target};
+use crate::target::{Nexus, SanitizeState, Target};
 use crate::testing::{MemBackend, block_on};
-use crate::{BlockBackend, DeviceIdentity};
+use crate::{
+    BackendError, BackendErrorKind, BlockBackend, BlockExtent, BlockState, Blocks, DeviceIdentity,
+    DiskInfo, Lba,
+};
 
 const BLOCKS: u64 = 64;
 const BS: usize = 512;
@@ -50,6 +55,17 @@ enum Op {
         blocks: u64,
         seed: u8,
     },
+    GetLbaStatus {
+        lba: u64,
+        alloc: u32,
+    },
+    SanitizeOverwrite {
+        count: u8,
+        invert: bool,
+        pattern_len: u16,
+        seed: u8,
+    },
+    SanitizeBlockErase,
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -89,12 +105,46 @@ fn op() -> impl Strategy<Value = Op> {
             blocks: b,
             seed: s
         }),
-        (lba, blocks, any::<u8>()).prop_map(|(l, b, s)| Op::WriteAtomic {
+        (lba.clone(), blocks, any::<u8>()).prop_map(|(l, b, s)| Op::WriteAtomic {
             lba: l,
             blocks: b,
             seed: s
         }),
+        (lba, 0..120u32).prop_map(|(l, a)| Op::GetLbaStatus { lba: l, alloc: a }),
+        (1..4u8, any::<bool>(), 1..=BS as u16, any::<u8>()).prop_map(|(c, i, l, s)| {
+            Op::SanitizeOverwrite {
+                count: c,
+                invert: i,
+                pattern_len: l,
+                seed: s,
+            }
+        }),
+        Just(Op::SanitizeBlockErase),
     ]
+}
+
+/// The GET LBA STATUS answer the model expects: runs of equal status
+/// (1: deallocated) from `lba`, as many as `alloc` has room for (at least
+/// one), truncated to `alloc`.
+fn expected_lba_status(dealloc: &[bool], lba: u64, alloc: u32) -> Vec<u8> {
+    let mut runs: Vec<(u64, u64, bool)> = Vec::new();
+    for (i, &d) in dealloc.iter().enumerate().skip(lba as usize) {
+        match runs.last_mut() {
+            Some((_, n, s)) if *s == d => *n += 1,
+            _ => runs.push((i as u64, 1, d)),
+        }
+    }
+    let want = ((alloc as usize).saturating_sub(8) / 16).max(1);
+    runs.truncate(want);
+    let mut out = ((4 + 16 * runs.len()) as u32).to_be_bytes().to_vec();
+    out.extend_from_slice(&[0; 4]);
+    for (l, n, d) in runs {
+        out.extend_from_slice(&l.to_be_bytes());
+        out.extend_from_slice(&(n as u32).to_be_bytes());
+        out.extend_from_slice(&[u8::from(d), 0, 0, 0]);
+    }
+    out.truncate(alloc as usize);
+    out
 }
 
 fn data(len: usize, seed: u8) -> Vec<u8> {
@@ -165,6 +215,9 @@ proptest! {
         let n = Nexus(0);
         block_on(t.execute(n, &[0; 6], &mut vec![]));
         let mut model = vec![0u8; BLOCKS as usize * BS];
+        // Provisioning: a thin disk starts deallocated.
+        let mut dealloc = vec![true; BLOCKS as usize];
+        let blocks_of = |lba: u64, n: u64| lba as usize..(lba + n) as usize;
         for op in ops {
             match op {
                 Op::Write { cdb_size, lba, blocks, seed } => {
@@ -174,6 +227,7 @@ proptest! {
                     prop_assert_eq!(c.status == Status::Good, in_range(lba, blocks));
                     if c.status == Status::Good {
                         model[span(lba, blocks)].copy_from_slice(&d);
+                        dealloc[blocks_of(lba, blocks)].fill(false);
                     }
                 }
                 Op::Read { cdb_size, lba, blocks } => {
@@ -197,6 +251,10 @@ proptest! {
                         for chunk in model[span(lba, blocks)].chunks_mut(BS) {
                             chunk.copy_from_slice(&block);
                         }
+                        // Zeros with UNMAP may deallocate (LBPRZ); zeros
+                        // without it are allocated zeros, which are mapped.
+                        let unmapped = unmap && block.iter().all(|&b| b == 0);
+                        dealloc[blocks_of(lba, blocks)].fill(unmapped);
                     }
                 }
                 Op::Unmap { lba, blocks } => {
@@ -210,6 +268,7 @@ proptest! {
                     if c.status == Status::Good {
                         // LBPRZ: unmapped blocks read as zeros.
                         model[span(lba, blocks)].fill(0);
+                        dealloc[blocks_of(lba, blocks)].fill(true);
                     }
                 }
                 Op::CompareAndWrite { lba, blocks, seed, corrupt } => {
@@ -237,6 +296,7 @@ proptest! {
                     } else {
                         prop_assert_eq!(c.status, Status::Good);
                         model[span(lba, blocks)].copy_from_slice(&new);
+                        dealloc[blocks_of(lba, blocks)].fill(false);
                     }
                 }
                 Op::OrWrite { lba, blocks, seed } => {
@@ -255,6 +315,7 @@ proptest! {
                         for (m, x) in model[span(lba, blocks)].iter_mut().zip(&d) {
                             *m |= x;
                         }
+                        dealloc[blocks_of(lba, blocks)].fill(false);
                     } else {
                         prop_assert_eq!(c.sense()[12], 0x21);
                     }
@@ -269,11 +330,52 @@ proptest! {
                     prop_assert_eq!(c.status == Status::Good, in_range(lba, blocks));
                     if c.status == Status::Good {
                         model[span(lba, blocks)].copy_from_slice(&d);
+                        dealloc[blocks_of(lba, blocks)].fill(false);
                     } else {
                         prop_assert_eq!(c.sense()[12], 0x21);
                     }
                 }
+                Op::GetLbaStatus { lba, alloc } => {
+                    let mut cdb = [0u8; 16];
+                    cdb[0] = 0x9E;
+                    cdb[1] = 0x12;
+                    cdb[2..10].copy_from_slice(&lba.to_be_bytes());
+                    cdb[10..14].copy_from_slice(&alloc.to_be_bytes());
+                    let mut d = vec![0xEE; 128];
+                    let c = block_on(t.execute(n, &cdb, &mut d));
+                    if lba >= BLOCKS {
+                        prop_assert_eq!(c.sense()[12], 0x21);
+                    } else {
+                        prop_assert_eq!(c.status, Status::Good);
+                        let want = expected_lba_status(&dealloc, lba, alloc);
+                        prop_assert_eq!(&d[..c.data_in_len as usize], &want[..]);
+                    }
+                }
+                Op::SanitizeOverwrite { count, invert, pattern_len, seed } => {
+                    let pattern = data(usize::from(pattern_len), seed);
+                    let mut p = vec![count | if invert { 0x80 } else { 0 }, 0];
+                    p.extend_from_slice(&pattern_len.to_be_bytes());
+                    p.extend_from_slice(&pattern);
+                    let len = (p.len() as u16).to_be_bytes();
+                    let cdb = [0x48, 0x01, 0, 0, 0, 0, 0, len[0], len[1], 0];
+                    let c = block_on(t.execute(n, &cdb, &mut p));
+                    prop_assert_eq!(c.status, Status::Good);
+                    // The last pass always writes the pattern as given.
+                    let block: Vec<u8> = pattern.iter().copied().cycle().take(BS).collect();
+                    for chunk in model.chunks_mut(BS) {
+                        chunk.copy_from_slice(&block);
+                    }
+                    dealloc.fill(false);
+                }
+                Op::SanitizeBlockErase => {
+                    let cdb = [0x48, 0x02, 0, 0, 0, 0, 0, 0, 0, 0];
+                    let c = block_on(t.execute(n, &cdb, &mut vec![]));
+                    prop_assert_eq!(c.status, Status::Good);
+                    model.fill(0);
+                    dealloc.fill(true);
+                }
             }
+            prop_assert_eq!(t.sanitize_state(), SanitizeState::Idle);
             prop_assert!(t.backend().contents() == model);
         }
         prop_assert_eq!(t.backend().info().block_count.0, BLOCKS);
@@ -305,5 +407,122 @@ proptest! {
                 prop_assert_eq!(c.data_in_len, 0);
             }
         }
+    }
+}
+
+/// A thin disk whose `block_status` answers are arbitrary: mostly well
+/// formed, sometimes not.
+#[derive(Debug)]
+struct RandomStatus {
+    answers: RefCell<Vec<Vec<(u64, u64, u8)>>>,
+}
+
+impl BlockBackend for RandomStatus {
+    fn info(&self) -> DiskInfo {
+        let mut info = DiskInfo::simple(512, BLOCKS);
+        info.discard = MemBackend::with_discard(1).info().discard;
+        info
+    }
+    async fn read(&self, _: Lba, _: crate::BufMut<'_>) -> crate::BackendResult {
+        Err(BackendError::new(BackendErrorKind::Internal))
+    }
+    async fn write(&self, _: Lba, _: crate::BufRef<'_>, _: bool) -> crate::BackendResult {
+        Err(BackendError::new(BackendErrorKind::Internal))
+    }
+    async fn flush(&self) -> crate::BackendResult {
+        Ok(())
+    }
+    async fn discard(&self, _: Lba, _: Blocks) -> crate::BackendResult {
+        Err(BackendError::new(BackendErrorKind::Internal))
+    }
+    async fn write_zeroes(&self, _: Lba, _: Blocks, _: bool) -> crate::BackendResult {
+        Err(BackendError::new(BackendErrorKind::Internal))
+    }
+    /// Each answer is a list of (start offset from `lba` or absolute LBA,
+    /// length, state) turned into extents; offsets usually chain.
+    async fn block_status(
+        &self,
+        lba: Lba,
+        _blocks: Blocks,
+    ) -> Result<Vec<BlockExtent>, BackendError> {
+        let Some(answer) = self.answers.borrow_mut().pop() else {
+            return Ok(Vec::new());
+        };
+        let mut at = lba.0;
+        Ok(answer
+            .into_iter()
+            .map(|(skew, blocks, state)| {
+                // skew 0 (most of the time): contiguous; else off by some.
+                let start = if skew == 0 { at } else { at.wrapping_add(skew) };
+                at = start.wrapping_add(blocks);
+                let state = match state % 3 {
+                    0 => BlockState::Mapped,
+                    1 => BlockState::Deallocated,
+                    _ => BlockState::Zero,
+                };
+                BlockExtent {
+                    lba: Lba(start),
+                    blocks: Blocks(blocks),
+                    state,
+                }
+            })
+            .collect())
+    }
+}
+
+fn extent_list() -> impl Strategy<Value = Vec<(u64, u64, u8)>> {
+    let skew = prop_oneof![8 => Just(0u64), 1 => any::<u64>(), 1 => 1..3u64];
+    let blocks = prop_oneof![8 => 1..20u64, 1 => Just(0u64), 1 => any::<u64>()];
+    proptest::collection::vec((skew, blocks, any::<u8>()), 0..6)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    #[test]
+    fn get_lba_status_is_well_formed_or_an_error_for_any_backend_answer(
+        answers in proptest::collection::vec(extent_list(), 0..8),
+        lba in 0..BLOCKS,
+        alloc in 0..200u32,
+    ) {
+        let t = Target::new(
+            RandomStatus { answers: RefCell::new(answers) },
+            DeviceIdentity::new("r").unwrap(),
+        )
+        .unwrap();
+        block_on(t.execute(Nexus(0), &[0; 6], &mut vec![]));
+        let mut cdb = [0u8; 16];
+        cdb[0] = 0x9E;
+        cdb[1] = 0x12;
+        cdb[2..10].copy_from_slice(&lba.to_be_bytes());
+        cdb[10..14].copy_from_slice(&alloc.to_be_bytes());
+        let mut buf = vec![0u8; 256];
+        let c = block_on(t.execute(Nexus(0), &cdb, &mut buf));
+        if c.status == Status::CheckCondition {
+            // A malformed answer: HARDWARE ERROR, INTERNAL TARGET FAILURE.
+            prop_assert_eq!((c.sense()[2], c.sense()[12]), (0x04, 0x44));
+            prop_assert_eq!(c.data_in_len, 0);
+            return Ok(());
+        }
+        prop_assert!(c.data_in_len <= u64::from(alloc));
+        if alloc < 24 {
+            return Ok(());
+        }
+        let len = u32::from_be_bytes(buf[0..4].try_into().unwrap()) as usize;
+        prop_assert!(len >= 20 && (len - 4).is_multiple_of(16));
+        prop_assert_eq!(c.data_in_len as usize, len + 4);
+        let mut next = lba;
+        let mut last = None;
+        for d in buf[8..len + 4].chunks(16) {
+            let l = u64::from_be_bytes(d[0..8].try_into().unwrap());
+            let n = u64::from(u32::from_be_bytes(d[8..12].try_into().unwrap()));
+            prop_assert_eq!(l, next, "contiguous from the starting LBA");
+            prop_assert!(n >= 1);
+            prop_assert!(d[12] <= 1 && d[13..16] == [0, 0, 0]);
+            prop_assert!(last != Some(d[12]), "adjacent runs merged");
+            last = Some(d[12]);
+            next = l + n;
+        }
+        prop_assert!(next <= BLOCKS);
     }
 }
