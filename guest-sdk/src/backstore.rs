@@ -8,7 +8,10 @@ use std::rc::Rc;
 use crate::bindings::exports::wasmtap::backstore::driver::{Disk, GuestDisk};
 use crate::geometry::SectorSize;
 use crate::request::{Batch, Counters, Request};
-use crate::{DiskInfo, DiskStats, ErrorCode, Kind, OpenFlags, Parent, RawRequest, Result};
+use crate::{
+    BlockExtent, BlockState, DiskInfo, DiskStats, ErrorCode, Kind, OpenFlags, Parent, RawRequest,
+    Result,
+};
 
 /// Size of the SDK's reusable buffer for the default [`Backstore::read`],
 /// [`Backstore::write`] and [`Backstore::write_zeroes`]: requests are moved
@@ -216,6 +219,22 @@ pub trait Backstore: Sized + 'static {
         }
     }
 
+    /// Which parts of the `len` bytes at `offset` are allocated
+    /// (td_queue_block_status), for the initiator's GET LBA STATUS: extents
+    /// contiguous from `offset`, each a multiple of the sector size; fewer
+    /// bytes than asked is fine (the host asks again). Report
+    /// [`BlockState::Hole`] only for ranges that read as zeros, and only if
+    /// the disk offers discard. Files can answer for themselves:
+    /// [`storage::File::block_status`](crate::storage::File::block_status)
+    /// (SEEK_DATA/SEEK_HOLE on the host). Default: all mapped.
+    fn block_status(&mut self, offset: u64, len: u64) -> Result<Vec<BlockExtent>> {
+        Ok(vec![BlockExtent {
+            offset,
+            length: len,
+            state: BlockState::Mapped,
+        }])
+    }
+
     /// Human-readable internal state for the device page (td_debug).
     fn debug(&self) -> String {
         let info = self.info();
@@ -322,6 +341,13 @@ impl<T: Backstore> ExportedDisk<T> {
         } else {
             Some(req)
         }
+    }
+}
+
+impl<T: Backstore> ExportedDisk<T> {
+    /// `block-status.query` on this disk.
+    pub fn block_status(&self, offset: u64, len: u64) -> Result<Vec<BlockExtent>> {
+        self.backstore().block_status(offset, len)
     }
 }
 

@@ -181,9 +181,81 @@ impl Iterator for Segments {
 
 impl core::iter::FusedIterator for Segments {}
 
+/// `extents` (contiguous byte extents, e.g. a file's
+/// [`block_status`](crate::storage::File::block_status)) made fit for
+/// [`Backstore::block_status`](crate::Backstore::block_status): holes
+/// shrunk inward to whole sectors (a partly allocated sector is mapped),
+/// adjacent extents of one state merged, empty ones dropped.
+pub fn sector_extents(
+    extents: &[crate::BlockExtent],
+    sector: SectorSize,
+) -> Vec<crate::BlockExtent> {
+    use crate::{BlockExtent, BlockState};
+    let s = u64::from(sector.bytes());
+    let mut out: Vec<BlockExtent> = Vec::new();
+    let mut push = |from: u64, to: u64, state: BlockState| {
+        if to <= from {
+            return;
+        }
+        match out.last_mut() {
+            Some(l) if l.state == state && l.offset + l.length == from => l.length += to - from,
+            _ => out.push(BlockExtent {
+                offset: from,
+                length: to - from,
+                state,
+            }),
+        }
+    };
+    for e in extents {
+        let (start, end) = (e.offset, e.offset + e.length);
+        if e.state == BlockState::Mapped {
+            push(start, end, BlockState::Mapped);
+            continue;
+        }
+        let a = align_up(start, s).unwrap_or(end).min(end);
+        let b = align_down(end, s).max(start);
+        if a >= b {
+            push(start, end, BlockState::Mapped);
+        } else {
+            push(start, a, BlockState::Mapped);
+            push(a, b, e.state);
+            push(b, end, BlockState::Mapped);
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sector_extents_shrink_holes_to_whole_sectors() {
+        use crate::{BlockExtent, BlockState::*};
+        let e = |offset, length, state| BlockExtent {
+            offset,
+            length,
+            state,
+        };
+        let got = sector_extents(
+            &[
+                e(0, 1000, Mapped),
+                e(1000, 9000, Hole),
+                e(10000, 100, Mapped),
+                e(10100, 100, Hole),
+            ],
+            SectorSize::B512,
+        );
+        let want = [
+            e(0, 1024, Mapped),
+            e(1024, 8704, Hole),
+            e(9728, 472, Mapped),
+        ];
+        assert_eq!(got.len(), want.len(), "{got:?}");
+        for (g, w) in got.iter().zip(&want) {
+            assert_eq!((g.offset, g.length, g.state), (w.offset, w.length, w.state));
+        }
+    }
 
     #[test]
     fn sector_size_accepts_only_512_and_4096() {

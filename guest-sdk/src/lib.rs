@@ -4,7 +4,7 @@
 //! blocks live. The host (wasmtap) owns the SCSI protocol and the kernel's
 //! TCMU ring; it hands the backstore block *requests* and the backstore
 //! completes each one. The contract is the WIT package
-//! `wasmtap:backstore@0.1.0` (`wit/backstore.wit` in the wasmtap
+//! `wasmtap:backstore@0.1.1` (`wit/backstore.wit` in the wasmtap
 //! repository); this crate is everything an author needs to implement it:
 //!
 //! * [`Backstore`] — a safe trait with defaults for everything but `open` and
@@ -137,12 +137,14 @@ pub mod request;
 
 pub use backstore::{BOUNCE_LEN, Backstore, disk_info};
 pub use config::{Config, ConfigError, parse_size};
-pub use geometry::{SectorSize, Segment, Segments, align_down, align_up};
+pub use geometry::{SectorSize, Segment, Segments, align_down, align_up, sector_extents};
 pub use request::{Batch, Request, Transfers};
 
 pub use bindings::exports::wasmtap::backstore::driver::Parent;
 pub use bindings::wasmtap::backstore::requests::Kind;
-pub use bindings::wasmtap::backstore::types::{DiskInfo, DiskStats, ErrorCode, OpenFlags};
+pub use bindings::wasmtap::backstore::types::{
+    BlockExtent, BlockState, DiskInfo, DiskStats, ErrorCode, OpenFlags,
+};
 
 /// The host's `request` resource as generated; see [`Request`] for the SDK's
 /// wrapper and [`Request::into_raw`].
@@ -215,7 +217,18 @@ macro_rules! export_backstore {
             type Disk = $crate::__private::ExportedDisk<$backstore>;
         }
 
-        // The canonical-ABI export symbols (`wasmtap:backstore/driver@0.1.0#...`)
+        impl $crate::bindings::exports::wasmtap::backstore::block_status::Guest for __wasmtap_backstore_export {
+            fn query(
+                disk: $crate::bindings::exports::wasmtap::backstore::driver::DiskBorrow<'_>,
+                offset: u64,
+                len: u64,
+            ) -> $crate::Result<::std::vec::Vec<$crate::BlockExtent>> {
+                disk.get::<$crate::__private::ExportedDisk<$backstore>>()
+                    .block_status(offset, len)
+            }
+        }
+
+        // The canonical-ABI export symbols (`wasmtap:backstore/driver@0.1.1#...`)
         // only mean something in a component; native linkers reject their
         // names, so native builds (unit tests) leave them out.
         #[cfg(target_arch = "wasm32")]

@@ -34,7 +34,8 @@ const STD_WASI: &[&str] = &[
     "wasi:io/streams",
 ];
 
-const DRIVER: &str = "wasmtap:backstore/driver@0.1.0";
+const DRIVER: &str = "wasmtap:backstore/driver@0.1.1";
+const BLOCK_STATUS: &str = "wasmtap:backstore/block-status@0.1.1";
 
 struct Surface {
     imports: BTreeSet<String>,
@@ -87,6 +88,12 @@ fn every_guest_exports_the_driver() {
             "{name} does not export {DRIVER}: {:?}",
             s.exports
         );
+        // The SDK exports the optional block status with its default.
+        assert!(
+            s.exports.contains(BLOCK_STATUS),
+            "{name} does not export {BLOCK_STATUS}: {:?}",
+            s.exports
+        );
     }
 }
 
@@ -107,7 +114,7 @@ fn std_guests_import_only_the_contract_and_the_std_wasi_set() {
         for import in s.imports.iter().filter(|i| !i.starts_with("wasi:")) {
             assert!(
                 import.starts_with("wasmtap:backstore/")
-                    && import.ends_with("@0.1.0")
+                    && import.ends_with("@0.1.1")
                     && import.as_str() != DRIVER,
                 "{name} imports {import}"
             );
@@ -117,7 +124,7 @@ fn std_guests_import_only_the_contract_and_the_std_wasi_set() {
 
 #[test]
 fn storage_is_imported_only_by_guests_that_use_it() {
-    let storage = "wasmtap:backstore/storage@0.1.0";
+    let storage = "wasmtap:backstore/storage@0.1.1";
     assert!(
         surface(wasmtap_example_guests::RAW_FILE)
             .imports

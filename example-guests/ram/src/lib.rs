@@ -17,9 +17,12 @@
 use std::borrow::Cow;
 
 use wasmtap_guest_sdk::{
-    Backstore, Config, DiskInfo, ErrorCode, OpenFlags, Request, Result, SectorSize, Segment,
-    Segments, disk_info,
+    Backstore, BlockExtent, BlockState, Config, DiskInfo, ErrorCode, OpenFlags, Request, Result,
+    SectorSize, Segment, Segments, disk_info,
 };
+
+/// Most extents one block-status answer holds (the host asks again).
+const MAX_EXTENTS: usize = 1024;
 
 /// Allocation unit: 64 KiB, a multiple of both sector sizes.
 pub const CHUNK: u64 = 64 * 1024;
@@ -80,6 +83,30 @@ impl ChunkStore {
             chunks,
             allocated: 0,
         })
+    }
+
+    /// Allocated chunks as `mapped`, the others as `hole`, for the `len`
+    /// bytes at `offset` (inside the disk): contiguous extents from
+    /// `offset`, at most [`MAX_EXTENTS`] of them.
+    pub fn extents(&self, offset: u64, len: u64) -> Vec<BlockExtent> {
+        let mut out: Vec<BlockExtent> = Vec::new();
+        for segment in Segments::new(offset, len, CHUNK) {
+            let state = match self.chunks.get(index(&segment)) {
+                Some(Some(_)) => BlockState::Mapped,
+                _ => BlockState::Hole,
+            };
+            let full = out.len() == MAX_EXTENTS;
+            match out.last_mut() {
+                Some(last) if last.state == state => last.length += segment.len,
+                _ if full => break,
+                _ => out.push(BlockExtent {
+                    offset: segment.offset,
+                    length: segment.len,
+                    state,
+                }),
+            }
+        }
+        out
     }
 
     /// How many chunks hold data.
@@ -241,6 +268,10 @@ impl Backstore for Ram {
         self.store.zero(offset, len)
     }
 
+    fn block_status(&mut self, offset: u64, len: u64) -> Result<Vec<BlockExtent>> {
+        Ok(self.store.extents(offset, len))
+    }
+
     fn debug(&self) -> String {
         let chunks = self.store.allocated_chunks();
         format!(
@@ -288,6 +319,40 @@ mod tests {
         );
         assert_eq!(store.get(&segment(CHUNK, 512)), Some(&[0; 512][..]));
         assert_eq!(store.get(&segment(0, 512)), None);
+    }
+
+    #[test]
+    fn extents_follow_allocated_chunks() {
+        let mut store = ChunkStore::new(8 * CHUNK).unwrap();
+        store
+            .put(&segment(2 * CHUNK + 512, 512), vec![1; 512].into())
+            .unwrap();
+        store
+            .put(&segment(3 * CHUNK, 512), vec![1; 512].into())
+            .unwrap();
+        let got = |offset, len| -> Vec<(u64, u64, BlockState)> {
+            store
+                .extents(offset, len)
+                .iter()
+                .map(|e| (e.offset, e.length, e.state))
+                .collect()
+        };
+        assert_eq!(
+            got(512, 8 * CHUNK - 512),
+            [
+                (512, 2 * CHUNK - 512, BlockState::Hole),
+                (2 * CHUNK, 2 * CHUNK, BlockState::Mapped),
+                (4 * CHUNK, 4 * CHUNK, BlockState::Hole),
+            ]
+        );
+        assert_eq!(
+            got(2 * CHUNK + 4096, 4096),
+            [(2 * CHUNK + 4096, 4096, BlockState::Mapped)]
+        );
+        store.zero(2 * CHUNK, CHUNK).unwrap();
+        let got = store.extents(0, 3 * CHUNK);
+        assert_eq!(got.len(), 1);
+        assert_eq!((got[0].length, got[0].state), (3 * CHUNK, BlockState::Hole));
     }
 
     #[test]

@@ -16,8 +16,8 @@
 //! refused rather than truncated.
 
 use wasmtap_guest_sdk::{
-    Backstore, Batch, Config, DiskInfo, ErrorCode, Kind, OpenFlags, Request, Result, SectorSize,
-    Segments, Transfers, disk_info, storage,
+    Backstore, Batch, BlockExtent, Config, DiskInfo, ErrorCode, Kind, OpenFlags, Request, Result,
+    SectorSize, Segments, Transfers, disk_info, sector_extents, storage,
 };
 
 /// The file used when the configuration names none.
@@ -194,6 +194,13 @@ impl Backstore for RawFile {
             }
             other => other,
         }
+    }
+
+    fn block_status(&mut self, offset: u64, len: u64) -> Result<Vec<BlockExtent>> {
+        // The host answers from the file system (SEEK_DATA/SEEK_HOLE); the
+        // disk's bytes are the file's, so only sector rounding is left.
+        let extents = self.file.block_status(offset, len)?;
+        Ok(sector_extents(&extents, self.settings.sector))
     }
 
     fn debug(&self) -> String {

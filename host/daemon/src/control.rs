@@ -346,13 +346,15 @@ impl DaemonHost {
             self.tuning,
         );
         let seed = format!("wasmtap/{}/{}", spec.tenant, spec.name);
+        // Next to the device's directory, outside it: the guest cannot forge it.
+        let sanitize_file = spec.dir.with_extension("sanitize");
         let name = format!("{}/{}", spec.tenant, spec.name);
         let handle = thread::Builder::new()
             .name(format!("dev-{}", spec.id))
             .spawn(move || {
                 let backend = ManagedBackend::new(guest, (spec.block_size, blocks), observed);
                 let mut handler = match ScsiHandler::new(&seed, backend, transport_max) {
-                    Ok(h) => h,
+                    Ok(h) => h.persist_sanitize(sanitize_file),
                     Err(e) => {
                         tracing::error!(device = %name, "cannot serve: {e}");
                         return;

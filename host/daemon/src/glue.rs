@@ -2,16 +2,18 @@
 //! [`Memory`], a command's iovecs as its scatter/gather list, and the
 //! target's [`Completion`] as a ring response.
 
+use std::path::PathBuf;
 use std::rc::Rc;
 use std::sync::Arc;
 
 use wasmtap_kernel::MappedRegion;
 use wasmtap_ring::{Command, SharedRegion};
 use wasmtap_scsi::{
-    BlockBackend, Blocks, BufferError, DeviceIdentity, Extent, Memory, Nexus, SgBuffer, Target,
+    BlockBackend, Blocks, BufferError, DeviceIdentity, Extent, Memory, Nexus, SanitizeState,
+    SgBuffer, Target,
 };
 
-use crate::worker::{CommandFuture, Handler, Outcome};
+use crate::worker::{BackgroundFuture, CommandFuture, Handler, Outcome};
 
 /// The shared region seen as the SCSI target's memory: offsets in, copies out.
 #[derive(Debug)]
@@ -60,6 +62,38 @@ const INLINE_IOVS: usize = 4;
 #[derive(Debug)]
 pub struct ScsiHandler<B> {
     target: Rc<Target<B>>,
+    /// Where the sanitize state outlives the process, and what it last said.
+    sanitize_file: Option<(PathBuf, SanitizeState)>,
+}
+
+/// The persisted form of a sanitize state (`None`: idle, no file).
+fn sanitize_text(s: SanitizeState) -> Option<String> {
+    match s {
+        SanitizeState::Idle => None,
+        SanitizeState::InProgress { ause, .. } => {
+            Some(format!("in-progress ause={}\n", u8::from(ause)))
+        }
+        SanitizeState::Failed { ause } => Some(format!("failed ause={}\n", u8::from(ause))),
+    }
+}
+
+fn parse_sanitize(text: &str) -> Option<SanitizeState> {
+    let (what, ause) = text.trim().split_once(" ause=")?;
+    let ause = match ause {
+        "0" => false,
+        "1" => true,
+        _ => return None,
+    };
+    match what {
+        "in-progress" => Some(SanitizeState::InProgress { progress: 0, ause }),
+        "failed" => Some(SanitizeState::Failed { ause }),
+        _ => None,
+    }
+}
+
+/// Same state for persistence (progress does not count).
+fn same_kind(a: SanitizeState, b: SanitizeState) -> bool {
+    sanitize_text(a) == sanitize_text(b)
 }
 
 impl<B: BlockBackend> ScsiHandler<B> {
@@ -75,9 +109,67 @@ impl<B: BlockBackend> ScsiHandler<B> {
         if let Some(max) = transport_max {
             target = target.limit_transfer(Blocks(u64::from(max)));
         }
+        // The worker polls background jobs (SANITIZE with IMMED set).
+        target = target.with_background_jobs();
         Ok(Self {
             target: Rc::new(target),
+            sanitize_file: None,
         })
+    }
+
+    /// Keep the device's sanitize state in `path`, so that a sanitize the
+    /// daemon did not finish (it stopped or crashed) is reported as failed
+    /// after a restart (SANITIZE COMMAND FAILED on every medium access
+    /// until the initiator sanitizes again), and a failed one stays failed.
+    /// Restores what `path` holds now.
+    pub fn persist_sanitize(mut self, path: PathBuf) -> Self {
+        let mut on_file = SanitizeState::Idle;
+        if let Ok(text) = std::fs::read_to_string(&path) {
+            match parse_sanitize(&text) {
+                Some(state) => {
+                    on_file = state;
+                    tracing::warn!(file = %path.display(), state = text.trim(),
+                        "a sanitize did not complete on this device: it reports SANITIZE COMMAND FAILED until sanitized again");
+                    let _ = self.target.restore_sanitize_state(state);
+                }
+                None => {
+                    tracing::error!(file = %path.display(), "unreadable sanitize state ignored: {text:?}")
+                }
+            }
+        }
+        // Rewritten if the target's state differs (in progress → failed).
+        self.sanitize_file = Some((path, on_file));
+        self.save_sanitize_state();
+        self
+    }
+
+    fn save_sanitize_state(&mut self) {
+        let Some((path, last)) = &mut self.sanitize_file else {
+            return;
+        };
+        let now = self.target.sanitize_state();
+        if same_kind(now, *last) {
+            return;
+        }
+        let r = match sanitize_text(now) {
+            None => match std::fs::remove_file(&*path) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+                _ => Ok(()),
+            },
+            Some(text) => {
+                let tmp = path.with_extension("tmp");
+                path.parent()
+                    .map_or(Ok(()), std::fs::create_dir_all)
+                    .and_then(|()| std::fs::write(&tmp, text))
+                    .and_then(|()| std::fs::rename(&tmp, &*path))
+            }
+        };
+        match r {
+            Ok(()) => *last = now,
+            Err(e) => {
+                tracing::error!(file = %path.display(), "cannot save the sanitize state: {e}")
+            }
+        }
     }
 }
 
@@ -157,6 +249,19 @@ impl<B: BlockBackend + Reconfigurable + 'static> Handler for ScsiHandler<B> {
         self.target.backend().debug()
     }
 
+    fn background(&mut self) -> Option<BackgroundFuture> {
+        self.save_sanitize_state();
+        if !self.target.background_pending() {
+            return None;
+        }
+        let target = Rc::clone(&self.target);
+        Some(Box::pin(async move {
+            if let Some(job) = target.background() {
+                job.await;
+            }
+        }))
+    }
+
     fn reconfigure(&mut self, size: Option<u64>, write_cache: Option<bool>) -> Result<(), String> {
         self.target.backend().reconfigure(size, write_cache)?;
         // Raises CAPACITY DATA HAS CHANGED on every nexus if the size moved.
@@ -184,5 +289,62 @@ fn outcome(done: &wasmtap_scsi::Completion, buf_len: u64) -> Outcome {
         sense,
         sense_len,
         read_len,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ramdisk::RamDisk;
+
+    fn handler(file: &std::path::Path) -> ScsiHandler<RamDisk> {
+        ScsiHandler::new("t/sanitize", RamDisk::new(512, 2048, 128, false), None)
+            .unwrap()
+            .persist_sanitize(file.to_path_buf())
+    }
+
+    #[test]
+    fn an_interrupted_sanitize_is_failed_after_a_restart_and_stays_so() {
+        let dir = std::env::temp_dir().join(format!("wasmtap-glue-{}", std::process::id()));
+        let file = dir.join("state/0-d.sanitize");
+        std::fs::create_dir_all(file.parent().unwrap()).unwrap();
+        // The daemon stopped during a sanitize with AUSE set.
+        std::fs::write(&file, "in-progress ause=1\n").unwrap();
+        let h = handler(&file);
+        assert_eq!(
+            h.target.sanitize_state(),
+            SanitizeState::Failed { ause: true }
+        );
+        assert_eq!(std::fs::read_to_string(&file).unwrap(), "failed ause=1\n");
+        drop(h);
+        // Next start: still failed.
+        let mut h = handler(&file);
+        assert_eq!(
+            h.target.sanitize_state(),
+            SanitizeState::Failed { ause: true }
+        );
+        // EXIT FAILURE MODE (allowed: AUSE was set) clears it, and the file.
+        let exit = [0x48, 0x1F, 0, 0, 0, 0, 0, 0, 0, 0];
+        let done =
+            wasmtap_scsi::testing::block_on(h.target.execute(Nexus(0), &exit, &mut Vec::new()));
+        // The first command reports the power-on attention; run it again.
+        let done = if done.status != wasmtap_scsi::Status::Good {
+            wasmtap_scsi::testing::block_on(h.target.execute(Nexus(0), &exit, &mut Vec::new()))
+        } else {
+            done
+        };
+        assert_eq!(
+            done.status,
+            wasmtap_scsi::Status::Good,
+            "{:02x?}",
+            done.sense()
+        );
+        assert!(h.background().is_none());
+        assert!(!file.exists());
+        // A garbled file is ignored (and said so), not trusted.
+        std::fs::write(&file, "sanitized, honest\n").unwrap();
+        let h = handler(&file);
+        assert_eq!(h.target.sanitize_state(), SanitizeState::Idle);
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

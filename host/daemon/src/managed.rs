@@ -11,7 +11,9 @@ use std::rc::Rc;
 use std::sync::{Arc, Mutex};
 
 use wasmtap_runtime::{BackendStatus, GuestLog, ResourceMeter, WasmBackend};
-use wasmtap_scsi::{BackendResult, BlockBackend, Blocks, BufMut, BufRef, DiskInfo, Lba};
+use wasmtap_scsi::{
+    BackendError, BackendResult, BlockBackend, BlockExtent, Blocks, BufMut, BufRef, DiskInfo, Lba,
+};
 
 use crate::offline::OfflineDisk;
 
@@ -121,6 +123,16 @@ impl BlockBackend for ManagedBackend {
         match &*self.current() {
             Inner::Guest(b) => b.discard(lba, blocks).await,
             Inner::Offline(d) => d.discard(lba, blocks).await,
+        }
+    }
+    async fn block_status(
+        &self,
+        lba: Lba,
+        blocks: Blocks,
+    ) -> Result<Vec<BlockExtent>, BackendError> {
+        match &*self.current() {
+            Inner::Guest(b) => b.block_status(lba, blocks).await,
+            Inner::Offline(d) => d.block_status(lba, blocks).await,
         }
     }
     async fn write_zeroes(&self, lba: Lba, blocks: Blocks, may_unmap: bool) -> BackendResult {

@@ -50,6 +50,13 @@ impl BlockBackend for OfflineDisk {
     async fn write_zeroes(&self, _lba: Lba, _blocks: Blocks, _may_unmap: bool) -> BackendResult {
         Err(offline())
     }
+    async fn block_status(
+        &self,
+        _lba: Lba,
+        _blocks: Blocks,
+    ) -> Result<Vec<wasmtap_scsi::BlockExtent>, wasmtap_scsi::BackendError> {
+        Err(offline())
+    }
 }
 
 impl crate::glue::Reconfigurable for OfflineDisk {

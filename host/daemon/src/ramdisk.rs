@@ -9,11 +9,14 @@ use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 
 use wasmtap_scsi::{
-    BackendError, BackendErrorKind, BackendResult, BlockBackend, Blocks, BufMut, BufRef,
-    DiscardInfo, DiskInfo, Lba, WriteCache,
+    BackendError, BackendErrorKind, BackendResult, BlockBackend, BlockExtent, BlockState, Blocks,
+    BufMut, BufRef, DiscardInfo, DiskInfo, Lba, WriteCache,
 };
 
 const CHUNK: u64 = 64 * 1024;
+
+/// Most extents one block-status answer holds (the target asks again).
+const MAX_EXTENTS: usize = 1024;
 
 /// See the module docs.
 #[derive(Debug)]
@@ -138,6 +141,40 @@ impl BlockBackend for RamDisk {
         self.info.get()
     }
 
+    /// Chunks that hold data are mapped, the others deallocated (never
+    /// written, or discarded whole): at most [`MAX_EXTENTS`] extents.
+    async fn block_status(
+        &self,
+        lba: Lba,
+        blocks: Blocks,
+    ) -> Result<Vec<BlockExtent>, BackendError> {
+        let (start, len) = self.byte_range(lba, blocks.0)?;
+        let bs = u64::from(self.info.get().block_size);
+        let chunks = self.chunks.borrow();
+        let mut out: Vec<BlockExtent> = Vec::new();
+        let mut pos = start;
+        while pos < start + len {
+            let n = (CHUNK - pos % CHUNK).min(start + len - pos);
+            let state = if chunks.contains_key(&(pos / CHUNK)) {
+                BlockState::Mapped
+            } else {
+                BlockState::Deallocated
+            };
+            let full = out.len() == MAX_EXTENTS;
+            match out.last_mut() {
+                Some(l) if l.state == state => l.blocks = Blocks(l.blocks.0 + n / bs),
+                _ if full => break,
+                _ => out.push(BlockExtent {
+                    lba: Lba(pos / bs),
+                    blocks: Blocks(n / bs),
+                    state,
+                }),
+            }
+            pos += n;
+        }
+        Ok(out)
+    }
+
     async fn read(&self, lba: Lba, mut dst: BufMut<'_>) -> BackendResult {
         let blocks = dst.len() / u64::from(self.info.get().block_size);
         let (start, len) = self.byte_range(lba, blocks)?;
@@ -198,6 +235,30 @@ mod tests {
         block_on(d.read(Lba(100), BufMut::new(&mut buf, 0, 4096).unwrap())).unwrap();
         assert!(buf.iter().all(|&b| b == 0));
         assert_eq!(d.resident_bytes(), 0);
+    }
+
+    #[test]
+    fn block_status_follows_the_chunks() {
+        let d = disk();
+        let data = vec![7u8; 512];
+        // Chunk 1 (blocks 128..256) gets data; chunk 2 is written and then
+        // discarded whole.
+        block_on(d.write(Lba(130), BufRef::new(&data, 0, 512).unwrap(), false)).unwrap();
+        block_on(d.write(Lba(300), BufRef::new(&data, 0, 512).unwrap(), false)).unwrap();
+        block_on(d.discard(Lba(256), Blocks(128))).unwrap();
+        let got: Vec<_> = block_on(d.block_status(Lba(100), Blocks(400)))
+            .unwrap()
+            .iter()
+            .map(|e| (e.lba.0, e.blocks.0, e.state))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                (100, 28, BlockState::Deallocated),
+                (128, 128, BlockState::Mapped),
+                (256, 244, BlockState::Deallocated),
+            ]
+        );
     }
 
     #[test]

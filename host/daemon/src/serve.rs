@@ -556,6 +556,11 @@ fn start_worker(
     );
     let uio_name = dev.uio.clone();
     let wwn_seed = format!("{}/{}", dev.hba, dev.name);
+    // Outside the guest's own directory: a backstore cannot forge it.
+    let sanitize_file = cfg
+        .data_dir
+        .join("state")
+        .join(format!("{}-{}.sanitize", dev.hba, dev.name));
     let handle = thread::Builder::new()
         .name(format!("dev-{}", dev.name))
         .spawn(move || {
@@ -575,8 +580,10 @@ fn start_worker(
                     ScsiHandler::new(&wwn_seed, disk, Some(attrs.max_sectors))
                         .map(|h| Box::new(h) as Box<dyn Handler>)
                 }
+                // A guest's data outlives the daemon, so does its sanitize
+                // state (the native RAM disk starts empty every time).
                 Ok(Some(backend)) => ScsiHandler::new(&wwn_seed, backend, Some(attrs.max_sectors))
-                    .map(|h| Box::new(h) as Box<dyn Handler>),
+                    .map(|h| Box::new(h.persist_sanitize(sanitize_file)) as Box<dyn Handler>),
             };
             let mut handler = match handler {
                 Ok(h) => h,

@@ -50,6 +50,11 @@ pub struct Outcome {
 /// the ring's `Command`, so the worker can always complete the command.
 pub type CommandFuture = Pin<Box<dyn Future<Output = Outcome>>>;
 
+/// Work a device does after the command that started it has completed
+/// (a SANITIZE with IMMED set). Polled with the commands; dropped, i.e.
+/// interrupted, when the worker stops.
+pub type BackgroundFuture = Pin<Box<dyn Future<Output = ()>>>;
+
 /// What executes commands for a worker: the SCSI target over a backend.
 pub trait Handler {
     /// Start executing `cmd`, whose data lives in `region`.
@@ -71,6 +76,12 @@ pub trait Handler {
     fn debug(&mut self) -> Result<String, String> {
         Err("this backend has no debug output".into())
     }
+    /// Called once per pass: background work to start, if some is waiting
+    /// and none runs (the worker polls one at a time). Also the handler's
+    /// chance to record state that must outlive the process.
+    fn background(&mut self) -> Option<BackgroundFuture> {
+        None
+    }
 }
 
 impl<H: Handler + ?Sized> Handler for Box<H> {
@@ -85,6 +96,9 @@ impl<H: Handler + ?Sized> Handler for Box<H> {
     }
     fn debug(&mut self) -> Result<String, String> {
         (**self).debug()
+    }
+    fn background(&mut self) -> Option<BackgroundFuture> {
+        (**self).background()
     }
 }
 
@@ -415,6 +429,7 @@ pub fn run_until<B: Doorbell, H: Handler>(
         std::sync::mpsc::Sender<Result<(), String>>,
     );
     let mut swapping: Option<SwapIn> = None;
+    let mut background: Option<BackgroundFuture> = None;
     loop {
         if let Some(rx) = control {
             while let Ok(c) = rx.rx.try_recv() {
@@ -525,6 +540,20 @@ pub fn run_until<B: Doorbell, H: Handler>(
             }
         }
         publish(&mut ring, bell, stats)?;
+        // Background work (after the commands: they may have started it).
+        // Its wake-ups come through the same waker.
+        let started_background = background.is_none() && {
+            background = handler.background();
+            background.is_some()
+        };
+        if let Some(b) = background.as_mut()
+            && b.as_mut().poll(&mut cx).is_ready()
+        {
+            background = None;
+            // Let the handler see the end of it on the next pass.
+            waker_state.woken.store(true, Ordering::SeqCst);
+        }
+        worked |= started_background;
         stats.commands.fetch_add(completed, Ordering::Relaxed);
         stats.check_conditions.fetch_add(checks, Ordering::Relaxed);
         stats

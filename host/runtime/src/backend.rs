@@ -21,13 +21,13 @@ use std::time::{Duration, Instant};
 use cap_std::ambient_authority;
 use cap_std::fs::Dir;
 use wasmtap_scsi::{
-    BackendError, BackendErrorKind, BackendResult, BlockBackend, Blocks, BufMut, BufRef,
-    DiscardInfo, DiskInfo, Extent, Lba, WriteCache,
+    BackendError, BackendErrorKind, BackendResult, BlockBackend, BlockExtent, BlockState, Blocks,
+    BufMut, BufRef, DiscardInfo, DiskInfo, Extent, Lba, WriteCache,
 };
 use wasmtime::component::{Resource, ResourceAny};
 use wasmtime::{Store, Trap};
 
-use crate::bindings::Backstore;
+use crate::bindings::Linked;
 use crate::bindings::requests::Kind;
 use crate::bindings::types::{self, ErrorCode, OpenFlags};
 use crate::config::InstanceSpec;
@@ -160,7 +160,7 @@ pub struct BackendStatus {
 
 struct Live {
     store: Store<DeviceState>,
-    driver: Backstore,
+    driver: Linked,
     disk: ResourceAny,
     generation: u64,
 }
@@ -739,6 +739,64 @@ impl WasmBackend {
         })
     }
 
+    /// The guest's answer to `block-status.query` for `blocks` blocks at
+    /// `lba`, as block extents. A guest that does not export the interface
+    /// (every 0.1.0 guest), or answers `unsupported`, is all mapped. An
+    /// answer that is not in whole blocks is refused (HARDWARE ERROR to the
+    /// initiator) and noted in the device's log; the SCSI target checks
+    /// the rest (contiguity, range).
+    fn guest_block_status(
+        &self,
+        lba: Lba,
+        blocks: Blocks,
+    ) -> Result<Vec<BlockExtent>, BackendError> {
+        let bs = u64::from(self.info.get().block_size);
+        let out_of_range = || BackendError::new(BackendErrorKind::OutOfRange);
+        let offset = lba.0.checked_mul(bs).ok_or_else(out_of_range)?;
+        let len = blocks.0.checked_mul(bs).ok_or_else(out_of_range)?;
+        let mapped = || {
+            vec![BlockExtent {
+                lba,
+                blocks,
+                state: BlockState::Mapped,
+            }]
+        };
+        let answer = self.call(|l| {
+            match l
+                .driver
+                .query_block_status(&mut l.store, l.disk, offset, len)
+            {
+                None => Ok(None),
+                Some(r) => r.map(Some),
+            }
+        })?;
+        let extents = match answer {
+            None | Some(Err(ErrorCode::Unsupported)) => return Ok(mapped()),
+            Some(Err(code)) => return Err(backend_error(code, lba)),
+            Some(Ok(e)) => e,
+        };
+        let mut out = Vec::with_capacity(extents.len());
+        for e in &extents {
+            if e.offset % bs != 0 || e.length % bs != 0 {
+                self.log.host(format!(
+                    "block-status answered an extent of {} bytes at {} for a disk of {bs}-byte sectors: not whole sectors",
+                    e.length, e.offset
+                ));
+                return Err(BackendError::new(BackendErrorKind::Internal));
+            }
+            out.push(BlockExtent {
+                lba: Lba(e.offset / bs),
+                blocks: Blocks(e.length / bs),
+                state: match e.state {
+                    types::BlockState::Mapped => BlockState::Mapped,
+                    types::BlockState::Zero => BlockState::Zero,
+                    types::BlockState::Hole => BlockState::Deallocated,
+                },
+            });
+        }
+        Ok(out)
+    }
+
     /// Close the disk (td_close). Requests must have resolved first.
     pub fn close(&self) -> Result<(), BackendError> {
         let r = self.call(|l| {
@@ -899,6 +957,14 @@ fn bounce_len(len: u64) -> Result<usize, BackendError> {
 impl BlockBackend for WasmBackend {
     fn info(&self) -> DiskInfo {
         self.info.get()
+    }
+
+    async fn block_status(
+        &self,
+        lba: Lba,
+        blocks: Blocks,
+    ) -> Result<Vec<BlockExtent>, BackendError> {
+        self.guest_block_status(lba, blocks)
     }
 
     async fn read(&self, lba: Lba, mut dst: BufMut<'_>) -> BackendResult {

@@ -224,7 +224,7 @@ pub(crate) fn add_direct_paths(
 ) -> wasmtime::Result<()> {
     use wasmtime::component::WasmList;
     linker.allow_shadowing(true);
-    let mut requests = linker.instance("wasmtap:backstore/requests@0.1.0")?;
+    let mut requests = linker.instance("wasmtap:backstore/requests@0.1.1")?;
     requests.func_wrap(
         "[method]request.write-data",
         |mut store: wasmtime::StoreContextMut<'_, DeviceState>,
@@ -494,6 +494,20 @@ impl storage::HostFile for DeviceState {
         }
         let flags = FallocateFlags::FALLOC_FL_PUNCH_HOLE | FallocateFlags::FALLOC_FL_KEEP_SIZE;
         Ok(fallocate(&*f.file, flags, off, l).map_err(|e| io_code(&io::Error::from(e))))
+    }
+
+    fn block_status(
+        &mut self,
+        f: Resource<FileRes>,
+        offset: u64,
+        len: u64,
+    ) -> wasmtime::Result<Result<Vec<types::BlockExtent>, ErrorCode>> {
+        let file = Arc::clone(&self.file(&f)?.file);
+        let r = crate::extents::file_extents(&file, offset, len, crate::extents::MAX_EXTENTS)
+            .map_err(|e| io_code(&e));
+        // Charged as the bytes of the list handed back.
+        self.charge(r.as_ref().map_or(0, |e| e.len() as u64 * 24))?;
+        Ok(r)
     }
 
     fn drop(&mut self, f: Resource<FileRes>) -> wasmtime::Result<()> {

@@ -25,6 +25,7 @@ mod backend;
 pub mod bindings;
 mod config;
 mod engine;
+mod extents;
 mod host;
 mod io;
 mod limits;

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use wasmtime::Engine;
 use wasmtime::component::{Component, InstancePre};
 
-use crate::bindings::{BackstorePre, DRIVER_EXPORT};
+use crate::bindings::{DRIVER_EXPORT, LinkedPre};
 use crate::host::DeviceState;
 use crate::wasi;
 
@@ -74,7 +74,7 @@ pub struct Module(pub(crate) Arc<ModuleInner>);
 
 pub(crate) struct ModuleInner {
     pub(crate) hash: [u8; 32],
-    pub(crate) pre: BackstorePre<DeviceState>,
+    pub(crate) pre: LinkedPre,
     pub(crate) imports: Vec<String>,
 }
 
@@ -192,7 +192,7 @@ pub(crate) fn precheck(bytes: &[u8], limits: &LoadLimits) -> Result<(), LoadErro
             }
             Payload::ComponentExportSection(r) if depth == 1 => {
                 for e in r {
-                    driver |= e.map_err(invalid)?.name.name == DRIVER_EXPORT;
+                    driver |= same_interface(e.map_err(invalid)?.name.name, DRIVER_EXPORT);
                 }
             }
             Payload::CodeSectionEntry(body) => {
@@ -292,11 +292,27 @@ pub(crate) fn check_and_link(
                 name: mismatched_import(&e, &imports),
                 reason: format!("{e:#}"),
             })?;
-    if ty.get_export(engine, DRIVER_EXPORT).is_none() {
+    if !ty
+        .exports(engine)
+        .any(|(name, _)| same_interface(name, DRIVER_EXPORT))
+    {
         return Err(LoadError::MissingDriver);
     }
-    let pre = BackstorePre::new(pre).map_err(|e| LoadError::DriverMismatch(format!("{e:#}")))?;
+    let pre = LinkedPre::new(pre).map_err(|e| LoadError::DriverMismatch(format!("{e:#}")))?;
     Ok(Module(Arc::new(ModuleInner { hash, pre, imports })))
+}
+
+/// Whether `name` is the interface `contract` names at a version the host
+/// serves: the same interface, the same `0.minor` (semver-compatible for
+/// 0.x, as wasmtime's linker matches them), any patch.
+fn same_interface(name: &str, contract: &str) -> bool {
+    let stem = |n: &str| -> Option<String> {
+        let (iface, version) = n.split_once('@')?;
+        let mut parts = version.split('.');
+        let (major, minor) = (parts.next()?, parts.next()?);
+        Some(format!("{iface}@{major}.{minor}"))
+    };
+    stem(name).is_some_and(|a| Some(a) == stem(contract))
 }
 
 /// The import a linker error is about, if the message names one.
@@ -312,6 +328,16 @@ fn mismatched_import(e: &wasmtime::Error, imports: &[String]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn exports_match_within_the_minor_version() {
+        let d = DRIVER_EXPORT;
+        assert!(same_interface("wasmtap:backstore/driver@0.1.0", d));
+        assert!(same_interface("wasmtap:backstore/driver@0.1.7", d));
+        assert!(!same_interface("wasmtap:backstore/driver@0.2.0", d));
+        assert!(!same_interface("wasmtap:backstore/driver", d));
+        assert!(!same_interface("wasmtap:backstore/drivers@0.1.0", d));
+    }
 
     #[test]
     fn offered_imports_follow_the_world_and_the_wasi_subset() {

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use common::*;
 use wasmtap_kernel::MappedRegion;
 use wasmtap_runtime::{LoadError, Runtime, Tenant, WasmBackend};
-use wasmtap_scsi::{BlockBackend, BufMut, BufRef, DataBuffer, Lba};
+use wasmtap_scsi::{BlockBackend, BlockState, Blocks, BufMut, BufRef, DataBuffer, Lba};
 
 fn open(
     rt: &Runtime,
@@ -235,4 +235,85 @@ fn default_runtime_holds_256_devices() {
         write_vec(b, 1, &data).unwrap();
         assert_serves(b, 1, &data);
     }
+}
+
+/// Block status as (first LBA, blocks, state) triples.
+fn status(b: &WasmBackend, lba: u64, blocks: u64) -> Vec<(u64, u64, BlockState)> {
+    block_on(b.block_status(Lba(lba), Blocks(blocks)))
+        .unwrap()
+        .iter()
+        .map(|e| (e.lba.0, e.blocks.0, e.state))
+        .collect()
+}
+
+#[test]
+fn ram_guest_reports_allocated_chunks_and_holes() {
+    let rt = runtime();
+    let b = open(&rt, wasmtap_example_guests::RAM, "size=16M", None, None);
+    // 64 KiB chunks = 128 blocks: data in chunk 2, chunk 3 written then discarded.
+    write_vec(&b, 300, &pattern(1, 512)).unwrap();
+    write_vec(&b, 400, &pattern(2, 512)).unwrap();
+    block_on(b.discard(Lba(384), Blocks(128))).unwrap();
+    assert_eq!(
+        status(&b, 0, 1024),
+        [
+            (0, 256, BlockState::Deallocated),
+            (256, 128, BlockState::Mapped),
+            (384, 640, BlockState::Deallocated),
+        ]
+    );
+}
+
+#[test]
+fn raw_file_guest_reports_the_file_systems_holes() {
+    let rt = runtime();
+    let dir = std::env::temp_dir().join(format!("wasmtap-bs-raw-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let b = open(
+        &rt,
+        wasmtap_example_guests::RAW_FILE,
+        "size=8M",
+        Some(dir.clone()),
+        None,
+    );
+    write_vec(&b, 2048, &pattern(3, 64 << 10)).unwrap();
+    let s = status(&b, 0, 16384);
+    // Contiguous, covering the asked range, the written bytes mapped.
+    let mut at = 0;
+    for &(lba, n, _) in &s {
+        assert_eq!(lba, at, "{s:?}");
+        at += n;
+    }
+    assert_eq!(at, 16384, "{s:?}");
+    let state_at = |lba: u64| s.iter().find(|e| e.0 <= lba && lba < e.0 + e.1).unwrap().2;
+    assert_eq!(state_at(2048), BlockState::Mapped);
+    assert_eq!(state_at(2048 + 127), BlockState::Mapped);
+    // Where the file system has holes (tmpfs, ext4, xfs, btrfs), the
+    // never-written start and end of a fresh sparse file are holes.
+    if state_at(0) == BlockState::Deallocated {
+        assert_eq!(state_at(16383), BlockState::Deallocated);
+        block_on(b.discard(Lba(2048), Blocks(128))).unwrap();
+        assert_eq!(status(&b, 0, 16384), [(0, 16384, BlockState::Deallocated)]);
+    }
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn a_guest_built_against_0_1_0_still_loads_serves_and_is_all_mapped() {
+    // The `ram` example as built from the 0.1.0 contract: it imports the
+    // 0.1.0 interfaces and exports no block-status.
+    let rt = runtime();
+    let file = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/ram-0.1.0.wasm");
+    let m = rt.load(&std::fs::read(file).unwrap()).unwrap();
+    assert!(
+        m.imports().iter().any(|i| i.ends_with("@0.1.0")),
+        "{:?}",
+        m.imports()
+    );
+    let b = open(&rt, file, "size=16M", None, None);
+    let data = pattern(9, 8192);
+    write_vec(&b, 77, &data).unwrap();
+    assert_serves(&b, 77, &data);
+    assert_eq!(status(&b, 0, 4096), [(0, 4096, BlockState::Mapped)]);
 }

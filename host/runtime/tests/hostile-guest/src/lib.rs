@@ -229,4 +229,16 @@ impl GuestDisk for Hostile {
     }
 }
 
+// The optional block status, answered "unsupported": the host then reports
+// the disk as mapped.
+impl exports::wasmtap::backstore::block_status::Guest for Component {
+    fn query(
+        _disk: exports::wasmtap::backstore::driver::DiskBorrow<'_>,
+        _offset: u64,
+        _len: u64,
+    ) -> Result<Vec<wasmtap::backstore::types::BlockExtent>, ErrorCode> {
+        Err(ErrorCode::Unsupported)
+    }
+}
+
 export!(Component);
