@@ -20,6 +20,9 @@
 //!   [`CommandError`] to sense key / ASC / ASCQ.
 //! * [`target`]: [`Target`], which runs commands, keeps unit attentions per
 //!   nexus, the WCE bit, and range locks for COMPARE AND WRITE.
+//! * [`xcopy`]: EXTENDED COPY(LID1) and the RECEIVE COPY commands, with the
+//!   [`CopyPeers`] seam through which a transport lets copies reach its
+//!   other logical units.
 //!
 //! The standard sections each behaviour follows are cited next to the code.
 //! See `docs/scsi.md` in the repository for the design notes and the list
@@ -51,6 +54,7 @@ pub mod sense;
 pub mod target;
 pub mod testing;
 pub mod units;
+pub mod xcopy;
 
 pub use backend::{
     BackendError, BackendErrorKind, BackendOp, BackendResult, BlockBackend, DiscardInfo, DiskInfo,
@@ -62,6 +66,7 @@ pub use identity::{DeviceIdentity, IdentityError};
 pub use sense::{CommandError, Sense, SenseBytes, SenseFormat, SenseKey, Status};
 pub use target::{Completion, Nexus, Target};
 pub use units::{Blocks, Bytes, Lba};
+pub use xcopy::{CopyIo, CopyLun, CopyPeers};
 
 #[cfg(test)]
 mod tests;
