@@ -25,6 +25,60 @@ fn data_in(cdb: &[u8], buf_len: u16) -> Vec<u8> {
     cmd(cdb, &vec![0; usize::from(buf_len)], buf_len)
 }
 
+/// An EXTENDED COPY(LID1) parameter list: header (LIST IDENTIFIER, LIST ID
+/// USAGE), identification CSCD descriptors (E4h, NAA designator, DISK
+/// BLOCK LENGTH), block-to-block segment descriptors (02h: source and
+/// destination CSCD, NUMBER OF BLOCKS, source and destination LBA).
+fn xcopy_list(list_id: u8, flags: u8, cscds: &[(u64, u32)], segs: &[[u64; 5]]) -> Vec<u8> {
+    let mut p = vec![list_id, flags];
+    p.extend_from_slice(&((32 * cscds.len()) as u16).to_be_bytes());
+    p.extend_from_slice(&[0; 4]);
+    p.extend_from_slice(&((28 * segs.len()) as u32).to_be_bytes());
+    p.extend_from_slice(&[0; 4]);
+    for &(naa, block_len) in cscds {
+        let mut d = [0u8; 32];
+        d[0] = 0xE4;
+        d[4] = 0x01;
+        d[5] = 0x03;
+        d[7] = 8;
+        d[8..16].copy_from_slice(&naa.to_be_bytes());
+        d[29..32].copy_from_slice(&block_len.to_be_bytes()[1..]);
+        p.extend_from_slice(&d);
+    }
+    for &[src, dst, blocks, src_lba, dst_lba] in segs {
+        let mut d = [0u8; 28];
+        d[0] = 0x02;
+        d[3] = 0x18;
+        d[4..6].copy_from_slice(&(src as u16).to_be_bytes());
+        d[6..8].copy_from_slice(&(dst as u16).to_be_bytes());
+        d[10..12].copy_from_slice(&(blocks as u16).to_be_bytes());
+        d[12..20].copy_from_slice(&src_lba.to_be_bytes());
+        d[20..28].copy_from_slice(&dst_lba.to_be_bytes());
+        p.extend_from_slice(&d);
+    }
+    p
+}
+
+/// EXTENDED COPY(LID1) carrying `list`.
+fn xcopy(list: &[u8]) -> Vec<u8> {
+    let mut cdb = [0u8; 16];
+    cdb[0] = 0x83;
+    cdb[10..14].copy_from_slice(&(list.len() as u32).to_be_bytes());
+    cmd(&cdb, list, list.len() as u16)
+}
+
+/// THIRD-PARTY COPY IN (RECEIVE COPY RESULTS) service action `sa`. Its
+/// 255-byte buffer takes the input bytes after it as data-out, so it ends
+/// its seed, as reads do.
+fn receive_copy(sa: u8, list_id: u8) -> Vec<u8> {
+    let mut cdb = [0u8; 16];
+    cdb[0] = 0x84;
+    cdb[1] = sa;
+    cdb[2] = list_id;
+    cdb[13] = 255;
+    cmd(&cdb, &[], 255)
+}
+
 fn main() -> std::io::Result<()> {
     let dir = std::env::args().nth(1).expect("usage: scsi_fuzz_seeds DIR");
     std::fs::create_dir_all(&dir)?;
@@ -35,6 +89,10 @@ fn main() -> std::io::Result<()> {
     let unmap = [
         0, 22, 0, 16, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 8, 0, 0, 0, 8, 0, 0, 0, 0,
     ];
+    // The fuzz target's device is named "fuzz": copies within it name it
+    // by its NAA, or by CSCD descriptor ID FFFFh.
+    let naa = wasmtap_scsi::DeviceIdentity::new("fuzz").unwrap().naa();
+    let local = u64::from(u16::MAX);
     let mut caching = vec![0u8, 0, 0, 0, 0x08, 0x12];
     caching.extend_from_slice(&[0; 18]);
     // GET LBA STATUS from LBA 0, room for four descriptors.
@@ -295,12 +353,64 @@ fn main() -> std::io::Result<()> {
         (
             1,
             vec![
-                tur,
+                tur.clone(),
                 cmd(
                     &[0xA3, 0x0C, 0x02, 0x48, 0, 0x02, 0, 0, 0, 64, 0, 0],
                     &[],
                     64,
                 ),
+            ],
+        ),
+        // EXTENDED COPY(LID1) and RECEIVE COPY RESULTS.
+        (
+            0,
+            vec![
+                tur.clone(),
+                cmd(&[0x2A, 0, 0, 0, 0, 1, 0, 0, 1, 0], &block, 512),
+                xcopy(&xcopy_list(1, 0, &[(naa, 512)], &[[0, 0, 8, 0, 16]])),
+                receive_copy(0x00, 1),
+            ],
+        ),
+        (
+            8,
+            vec![
+                tur.clone(),
+                xcopy(&xcopy_list(4, 0, &[(naa, 512)], &[[0, 0, 8, 0, 16]])),
+                receive_copy(0x04, 4),
+            ],
+        ),
+        (
+            4,
+            vec![
+                tur.clone(),
+                xcopy(&xcopy_list(
+                    0,
+                    0x18,
+                    &[],
+                    &[[local, local, 4, 0, 2], [local, local, 8, 40, 30]],
+                )),
+                receive_copy(0x03, 0),
+            ],
+        ),
+        (
+            1,
+            vec![
+                tur.clone(),
+                xcopy(&xcopy_list(
+                    2,
+                    0x10,
+                    &[(naa, 512), (naa, 512)],
+                    &[[1, 0, 32, 0, 20]],
+                )),
+                cmd(&[0x12, 1, 0x8F, 0, 255, 0], &[], 255),
+            ],
+        ),
+        (
+            2,
+            vec![
+                tur,
+                xcopy(&xcopy_list(3, 0, &[(naa, 512)], &[[0, 0, 1, 0, 1]])),
+                receive_copy(0x04, 3),
             ],
         ),
     ];

@@ -46,6 +46,8 @@ pub mod op {
     pub const SANITIZE: u8 = 0x48;
     pub const MODE_SELECT_10: u8 = 0x55;
     pub const MODE_SENSE_10: u8 = 0x5A;
+    pub const EXTENDED_COPY: u8 = 0x83;
+    pub const RECEIVE_COPY_RESULTS: u8 = 0x84;
     pub const READ_16: u8 = 0x88;
     pub const COMPARE_AND_WRITE: u8 = 0x89;
     pub const WRITE_16: u8 = 0x8A;
@@ -80,6 +82,15 @@ pub mod op {
     pub const SA_SANITIZE_EXIT_FAILURE_MODE: u8 = 0x1F;
     /// MAINTENANCE IN service action REPORT SUPPORTED OPERATION CODES.
     pub const SA_REPORT_SUPPORTED_OPCODES: u8 = 0x0C;
+    /// THIRD-PARTY COPY OUT (83h) service action EXTENDED COPY(LID1).
+    pub const SA_EXTENDED_COPY_LID1: u8 = 0x00;
+    /// THIRD-PARTY COPY IN (84h) service action RECEIVE COPY STATUS(LID1)
+    /// (SPC-3: RECEIVE COPY RESULTS, COPY STATUS).
+    pub const SA_COPY_STATUS_LID1: u8 = 0x00;
+    /// THIRD-PARTY COPY IN service action RECEIVE COPY OPERATING PARAMETERS.
+    pub const SA_COPY_OPERATING_PARAMETERS: u8 = 0x03;
+    /// THIRD-PARTY COPY IN service action RECEIVE COPY FAILURE DETAILS(LID1).
+    pub const SA_COPY_FAILURE_DETAILS_LID1: u8 = 0x04;
 }
 
 /// Static description of one supported command.
@@ -213,7 +224,7 @@ const SANITIZE_USAGE: &[u8] = &[F, 0xBF, 0, 0, 0, 0, 0, F, F, CT];
 
 /// Every command this target implements, in opcode order (the order of the
 /// REPORT SUPPORTED OPERATION CODES listing).
-pub static OPCODES: &[OpInfo] = &TABLE;
+pub static OPCODES: &[OpInfo] = TABLE;
 
 /// Per opcode, the index of its first entry in [`OPCODES`] (`NONE` if the
 /// opcode is not implemented): one array load per command instead of a
@@ -231,7 +242,7 @@ const fn index() -> [u8; 256] {
     t
 }
 
-const TABLE: [OpInfo; 44] = [
+const TABLE: &[OpInfo] = &[
     info(op::TEST_UNIT_READY, "TEST UNIT READY", &[F, 0, 0, 0, 0, CT]),
     exempt(info(
         op::REQUEST_SENSE,
@@ -336,6 +347,38 @@ const TABLE: [OpInfo; 44] = [
         "MODE SENSE (10)",
         &[F, 0x18, F, F, 0, 0, 0, F, F, CT],
     )),
+    sa(
+        info(
+            op::EXTENDED_COPY,
+            "EXTENDED COPY(LID1)",
+            &[F, 0x1F, 0, 0, 0, 0, 0, 0, 0, 0, F, F, F, F, 0, CT],
+        ),
+        op::SA_EXTENDED_COPY_LID1,
+    ),
+    sa(
+        no_medium(info(
+            op::RECEIVE_COPY_RESULTS,
+            "RECEIVE COPY STATUS(LID1)",
+            &[F, 0x1F, F, 0, 0, 0, 0, 0, 0, 0, F, F, F, F, 0, CT],
+        )),
+        op::SA_COPY_STATUS_LID1,
+    ),
+    sa(
+        no_medium(info(
+            op::RECEIVE_COPY_RESULTS,
+            "RECEIVE COPY OPERATING PARAMETERS",
+            &[F, 0x1F, 0, 0, 0, 0, 0, 0, 0, 0, F, F, F, F, 0, CT],
+        )),
+        op::SA_COPY_OPERATING_PARAMETERS,
+    ),
+    sa(
+        no_medium(info(
+            op::RECEIVE_COPY_RESULTS,
+            "RECEIVE COPY FAILURE DETAILS(LID1)",
+            &[F, 0x1F, F, 0, 0, 0, 0, 0, 0, 0, F, F, F, F, 0, CT],
+        )),
+        op::SA_COPY_FAILURE_DETAILS_LID1,
+    ),
     info(
         op::READ_16,
         "READ (16)",
@@ -448,7 +491,11 @@ const TABLE: [OpInfo; 44] = [
 pub fn has_service_actions(opcode: u8) -> bool {
     matches!(
         opcode,
-        op::SERVICE_ACTION_IN_16 | op::MAINTENANCE_IN | op::SANITIZE
+        op::SERVICE_ACTION_IN_16
+            | op::MAINTENANCE_IN
+            | op::SANITIZE
+            | op::EXTENDED_COPY
+            | op::RECEIVE_COPY_RESULTS
     )
 }
 
@@ -749,6 +796,23 @@ pub enum Command {
         ause: bool,
         /// PARAMETER LIST LENGTH (zero except for OVERWRITE).
         param_len: u16,
+    },
+    /// EXTENDED COPY(LID1) (SPC-4 6.3; 83h service action 00h, the SPC-3
+    /// EXTENDED COPY whose byte 1 was reserved).
+    ExtendedCopy {
+        /// PARAMETER LIST LENGTH.
+        param_len: u32,
+    },
+    /// THIRD-PARTY COPY IN (84h, SPC-3 RECEIVE COPY RESULTS): RECEIVE COPY
+    /// STATUS(LID1), OPERATING PARAMETERS or FAILURE DETAILS(LID1)
+    /// (SPC-4).
+    ReceiveCopyResults {
+        /// SERVICE ACTION.
+        service_action: u8,
+        /// LIST IDENTIFIER (zero for OPERATING PARAMETERS).
+        list_id: u8,
+        /// ALLOCATION LENGTH.
+        alloc: u32,
     },
     /// REPORT SUPPORTED OPERATION CODES (SPC-4 6.35).
     ReportSupportedOpcodes {
@@ -1053,6 +1117,14 @@ pub fn parse_with(info: &OpInfo, cdb: &[u8]) -> Result<Command, CommandError> {
                 alloc: if twelve { u(cdb, 6, 4) } else { u(cdb, 7, 2) } as u32,
             }
         }
+        op::EXTENDED_COPY => Command::ExtendedCopy {
+            param_len: u(cdb, 10, 4) as u32,
+        },
+        op::RECEIVE_COPY_RESULTS => Command::ReceiveCopyResults {
+            service_action: cdb[1] & 0x1F,
+            list_id: cdb[2],
+            alloc: u(cdb, 10, 4) as u32,
+        },
         op::MAINTENANCE_IN => {
             let options = cdb[2] & 0x07;
             if options > 2 {

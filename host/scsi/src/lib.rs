@@ -23,6 +23,9 @@
 //!   nexus, the WCE bit, range locks for COMPARE AND WRITE, ORWRITE and
 //!   WRITE ATOMIC, and the sanitize state (with IMMED sanitize handed to
 //!   the transport as a background future, [`Target::background`]).
+//! * [`xcopy`]: EXTENDED COPY(LID1) and the RECEIVE COPY commands, with the
+//!   [`CopyPeers`] seam through which a transport lets copies reach its
+//!   other logical units.
 //!
 //! The standard sections each behaviour follows are cited next to the code.
 //! See `docs/scsi.md` in the repository for the design notes and the list
@@ -54,6 +57,7 @@ pub mod sense;
 pub mod target;
 pub mod testing;
 pub mod units;
+pub mod xcopy;
 
 pub use backend::{
     BackendError, BackendErrorKind, BackendOp, BackendResult, BlockBackend, BlockExtent,
@@ -65,6 +69,7 @@ pub use identity::{DeviceIdentity, IdentityError};
 pub use sense::{CommandError, Sense, SenseBytes, SenseFormat, SenseKey, Status};
 pub use target::{Completion, Nexus, SanitizeBusy, SanitizeState, Target};
 pub use units::{Blocks, Bytes, Lba};
+pub use xcopy::{CopyIo, CopyLun, CopyPeers};
 
 #[cfg(test)]
 mod tests;

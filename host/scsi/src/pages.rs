@@ -70,6 +70,7 @@ pub fn standard_inquiry(id: &DeviceIdentity) -> Vec<u8> {
     d[2] = 0x06; // VERSION: SPC-4
     d[3] = 0x12; // HISUP = 1, RESPONSE DATA FORMAT = 2
     d[4] = (STANDARD_INQUIRY_LEN - 5) as u8; // ADDITIONAL LENGTH
+    d[5] = 0x08; // 3PC: EXTENDED COPY(LID1) is supported (crate::xcopy)
     d[7] = 0x02; // CMDQUE: full task management model
     d[8..16].copy_from_slice(id.vendor());
     d[16..32].copy_from_slice(id.product());
@@ -81,7 +82,7 @@ pub fn standard_inquiry(id: &DeviceIdentity) -> Vec<u8> {
 }
 
 /// VPD pages in the order of the Supported VPD Pages page.
-pub const VPD_PAGES: [u8; 6] = [0x00, 0x80, 0x83, 0xB0, 0xB1, 0xB2];
+pub const VPD_PAGES: [u8; 7] = [0x00, 0x80, 0x83, 0x8F, 0xB0, 0xB1, 0xB2];
 
 fn vpd(page: u8, body: &[u8]) -> Vec<u8> {
     let mut d = vec![PERIPHERAL, page, 0, 0];
@@ -112,6 +113,8 @@ pub fn vpd_page(page: u8, id: &DeviceIdentity, info: &DiskInfo) -> Result<Vec<u8
             b.extend_from_slice(serial);
             vpd(0x83, &b)
         }
+        // SPC-4 7.8.17 Third-party Copy.
+        0x8F => vpd(0x8F, &crate::xcopy::third_party_copy_descriptors(info)),
         // SBC-3 6.6.4 Block Limits, page length 3Ch, with the SBC-4 atomic
         // write fields in bytes 44-63.
         0xB0 => {

@@ -51,6 +51,9 @@ pub enum SenseKey {
     UnitAttention = 0x6,
     /// The operation is blocked by write protection.
     DataProtect = 0x7,
+    /// EXTENDED COPY stopped part way (SPC-4 4.5.6): the sense says at
+    /// which segment.
+    CopyAborted = 0xA,
     /// The device server aborted the command; the initiator may retry.
     AbortedCommand = 0xB,
     /// Source data did not match the data read from the medium.
@@ -72,6 +75,12 @@ pub mod asc {
     pub const MANUAL_INTERVENTION: Asc = Asc(0x04, 0x03);
     /// LOGICAL UNIT NOT READY, SANITIZE IN PROGRESS.
     pub const SANITIZE_IN_PROGRESS: Asc = Asc(0x04, 0x1B);
+    /// OPERATION IN PROGRESS.
+    pub const OPERATION_IN_PROGRESS: Asc = Asc(0x00, 0x16);
+    /// THIRD PARTY DEVICE FAILURE.
+    pub const THIRD_PARTY_DEVICE_FAILURE: Asc = Asc(0x0D, 0x01);
+    /// COPY TARGET DEVICE NOT REACHABLE.
+    pub const COPY_TARGET_DEVICE_NOT_REACHABLE: Asc = Asc(0x0D, 0x02);
     /// WRITE ERROR.
     pub const WRITE_ERROR: Asc = Asc(0x0C, 0x00);
     /// UNRECOVERED READ ERROR.
@@ -88,6 +97,16 @@ pub mod asc {
     pub const INVALID_FIELD_IN_CDB: Asc = Asc(0x24, 0x00);
     /// INVALID FIELD IN PARAMETER LIST.
     pub const INVALID_FIELD_IN_PARAMETER_LIST: Asc = Asc(0x26, 0x00);
+    /// TOO MANY TARGET DESCRIPTORS (SPC-4: CSCD descriptors).
+    pub const TOO_MANY_TARGET_DESCRIPTORS: Asc = Asc(0x26, 0x06);
+    /// UNSUPPORTED TARGET DESCRIPTOR TYPE CODE.
+    pub const UNSUPPORTED_TARGET_DESCRIPTOR_TYPE_CODE: Asc = Asc(0x26, 0x07);
+    /// TOO MANY SEGMENT DESCRIPTORS.
+    pub const TOO_MANY_SEGMENT_DESCRIPTORS: Asc = Asc(0x26, 0x08);
+    /// UNSUPPORTED SEGMENT DESCRIPTOR TYPE CODE.
+    pub const UNSUPPORTED_SEGMENT_DESCRIPTOR_TYPE_CODE: Asc = Asc(0x26, 0x09);
+    /// UNEXPECTED INEXACT SEGMENT.
+    pub const UNEXPECTED_INEXACT_SEGMENT: Asc = Asc(0x26, 0x0A);
     /// WRITE PROTECTED.
     pub const WRITE_PROTECTED: Asc = Asc(0x27, 0x00);
     /// SPACE ALLOCATION FAILED WRITE PROTECT.
@@ -106,6 +125,8 @@ pub mod asc {
     pub const SAVING_PARAMETERS_NOT_SUPPORTED: Asc = Asc(0x39, 0x00);
     /// INTERNAL TARGET FAILURE.
     pub const INTERNAL_TARGET_FAILURE: Asc = Asc(0x44, 0x00);
+    /// INSUFFICIENT RESOURCES.
+    pub const INSUFFICIENT_RESOURCES: Asc = Asc(0x55, 0x03);
 }
 
 /// Where in the CDB or parameter list an invalid field is: the
@@ -133,16 +154,81 @@ impl FieldPointer {
     /// The three sense-key-specific bytes: SKSV, C/D, BPV, bit pointer,
     /// field pointer (SPC-4 4.5.2.4.2, table 32).
     fn sks(self, in_cdb: bool) -> [u8; 3] {
-        let mut b0 = 0x80;
-        if in_cdb {
-            b0 |= 0x40;
-        }
+        self.sks_with(if in_cdb { 0x40 } else { 0 })
+    }
+    /// The same bytes with `flag` in byte 0: C/D (40h) of a field pointer,
+    /// or SD (20h) of a segment pointer (SPC-4 4.5.2.4.5).
+    fn sks_with(self, flag: u8) -> [u8; 3] {
+        let mut b0 = 0x80 | flag;
         if let Some(bit) = self.bit {
             b0 |= 0x08 | (bit & 0x07);
         }
         let [hi, lo] = self.byte.to_be_bytes();
         [b0, hi, lo]
     }
+}
+
+/// What a COPY ABORTED sense of EXTENDED COPY says besides its code
+/// (SPC-4 6.3.x, errors detected while processing segment descriptors): the
+/// segment being processed goes in bytes 3-4 of the COMMAND-SPECIFIC
+/// INFORMATION field (bytes 1-2, the offsets of forwarded copy source and
+/// destination sense, stay zero: none is forwarded), and an optional
+/// segment pointer (SPC-4 4.5.2.4.5).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SegmentSense {
+    /// Number of the segment descriptor, from zero.
+    pub segment: u16,
+    /// The field in error: relative to that segment descriptor when
+    /// `in_segment` (SD = 1), otherwise to the start of the parameter list.
+    pub pointer: Option<(FieldPointer, bool)>,
+}
+
+/// Why EXTENDED COPY stopped at a segment (sense key COPY ABORTED).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CopyAbort {
+    /// No logical unit this daemon serves has the CSCD's designator
+    /// (COPY TARGET DEVICE NOT REACHABLE).
+    Unreachable,
+    /// Reading the source or writing the destination failed (THIRD PARTY
+    /// DEVICE FAILURE).
+    DeviceFailure,
+    /// The segment's byte count is not a whole number of source and of
+    /// destination blocks (UNEXPECTED INEXACT SEGMENT).
+    InexactSegment,
+}
+
+/// Failures particular to the third-party copy commands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CopyError {
+    /// More CSCD descriptors than MAXIMUM CSCD DESCRIPTOR COUNT; the
+    /// pointer is at CSCD DESCRIPTOR LIST LENGTH.
+    TooManyCscds(FieldPointer),
+    /// A CSCD descriptor type other than E4h.
+    UnsupportedCscdType(FieldPointer),
+    /// More segment descriptors than MAXIMUM SEGMENT DESCRIPTOR COUNT; the
+    /// pointer is at SEGMENT DESCRIPTOR LIST LENGTH.
+    TooManySegments(FieldPointer),
+    /// A segment descriptor type other than 02h.
+    UnsupportedSegmentType(FieldPointer),
+    /// A segment's source or destination range lies past the last block;
+    /// the pointer is at its LBA field in the parameter list.
+    LbaOutOfRange(FieldPointer),
+    /// A copy with this LIST IDENTIFIER is already running for this I_T
+    /// nexus; the pointer is at LIST IDENTIFIER.
+    OperationInProgress(FieldPointer),
+    /// As many copies as TOTAL CONCURRENT COPIES are already running.
+    InsufficientResources,
+    /// COPY ABORTED at a segment. `residual` is the number of destination
+    /// blocks of that segment not written, reported (with VALID) only when
+    /// some of them were.
+    Aborted {
+        /// The reason (the additional sense code).
+        reason: CopyAbort,
+        /// Segment number and field pointer.
+        at: SegmentSense,
+        /// INFORMATION: destination blocks of the segment left unwritten.
+        residual: Option<u64>,
+    },
 }
 
 /// A unit attention condition (SAM-5 5.14).
@@ -232,6 +318,9 @@ pub enum CommandError {
     /// The command's data buffer could not be accessed.
     #[error(transparent)]
     Buffer(#[from] BufferError),
+    /// EXTENDED COPY or RECEIVE COPY RESULTS refused or stopped.
+    #[error("third-party copy: {0:?}")]
+    Copy(CopyError),
 }
 
 /// A sense key, additional sense code, and the optional fields that go with
@@ -250,11 +339,15 @@ pub struct Sense {
     /// PROGRESS INDICATION (SPC-4 4.5.2.4.3), the other use of the
     /// sense-key-specific bytes; never set together with `field`.
     pub progress: Option<u16>,
+    /// COPY ABORTED by EXTENDED COPY: COMMAND-SPECIFIC INFORMATION and
+    /// segment pointer.
+    pub segment: Option<SegmentSense>,
 }
 
-/// The largest sense we produce (descriptor format with an information and
-/// a sense-key-specific descriptor: 8 + 12 + 8 bytes).
-pub const MAX_SENSE_LEN: usize = 28;
+/// The largest sense we produce (descriptor format with an information, a
+/// command-specific information and a sense-key-specific descriptor:
+/// 8 + 12 + 12 + 8 bytes).
+pub const MAX_SENSE_LEN: usize = 40;
 
 /// Formatted sense bytes, without allocation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -293,6 +386,7 @@ impl Sense {
             info: None,
             field: None,
             progress: None,
+            segment: None,
         }
     }
 
@@ -306,8 +400,13 @@ impl Sense {
         if let Some((fp, in_cdb)) = self.field {
             return Some(fp.sks(in_cdb));
         }
-        let [hi, lo] = self.progress?.to_be_bytes();
-        Some([0x80, hi, lo])
+        if let Some(p) = self.progress {
+            let [hi, lo] = p.to_be_bytes();
+            return Some([0x80, hi, lo]);
+        }
+        // A COPY ABORTED segment pointer (SD: in the segment descriptor).
+        let (fp, sd) = self.segment?.pointer?;
+        Some(fp.sks_with(if sd { 0x20 } else { 0 }))
     }
 
     /// Format in `format`.
@@ -337,6 +436,9 @@ impl Sense {
         if let Some(sks) = self.sks() {
             b[15..18].copy_from_slice(&sks);
         }
+        if let Some(seg) = self.segment {
+            b[10..12].copy_from_slice(&seg.segment.to_be_bytes());
+        }
         s.len = 18;
         s
     }
@@ -357,6 +459,14 @@ impl Sense {
             b[at + 1] = 0x0A;
             b[at + 2] = 0x80; // VALID
             b[at + 4..at + 12].copy_from_slice(&info.to_be_bytes());
+            at += 12;
+        }
+        if let Some(seg) = self.segment {
+            // Command-specific information descriptor (4.5.2.3), the
+            // fixed format's four bytes right-aligned in its eight.
+            b[at] = 0x01;
+            b[at + 1] = 0x0A;
+            b[at + 10..at + 12].copy_from_slice(&seg.segment.to_be_bytes());
             at += 12;
         }
         if let Some(sks) = self.sks() {
@@ -447,6 +557,43 @@ impl CommandError {
                 }
             }
             Self::Buffer(_) => plain(HardwareError, asc::INTERNAL_TARGET_FAILURE),
+            Self::Copy(e) => {
+                let param = |a, fp| Sense {
+                    field: Some((fp, false)),
+                    ..plain(IllegalRequest, a)
+                };
+                match e {
+                    CopyError::TooManyCscds(fp) => param(asc::TOO_MANY_TARGET_DESCRIPTORS, fp),
+                    CopyError::UnsupportedCscdType(fp) => {
+                        param(asc::UNSUPPORTED_TARGET_DESCRIPTOR_TYPE_CODE, fp)
+                    }
+                    CopyError::TooManySegments(fp) => param(asc::TOO_MANY_SEGMENT_DESCRIPTORS, fp),
+                    CopyError::UnsupportedSegmentType(fp) => {
+                        param(asc::UNSUPPORTED_SEGMENT_DESCRIPTOR_TYPE_CODE, fp)
+                    }
+                    CopyError::LbaOutOfRange(fp) => param(asc::LBA_OUT_OF_RANGE, fp),
+                    CopyError::OperationInProgress(fp) => param(asc::OPERATION_IN_PROGRESS, fp),
+                    CopyError::InsufficientResources => {
+                        plain(IllegalRequest, asc::INSUFFICIENT_RESOURCES)
+                    }
+                    CopyError::Aborted {
+                        reason,
+                        at,
+                        residual,
+                    } => Sense {
+                        info: residual,
+                        segment: Some(at),
+                        ..plain(
+                            CopyAborted,
+                            match reason {
+                                CopyAbort::Unreachable => asc::COPY_TARGET_DEVICE_NOT_REACHABLE,
+                                CopyAbort::DeviceFailure => asc::THIRD_PARTY_DEVICE_FAILURE,
+                                CopyAbort::InexactSegment => asc::UNEXPECTED_INEXACT_SEGMENT,
+                            },
+                        )
+                    },
+                }
+            }
         }
     }
 }
@@ -719,6 +866,94 @@ mod tests {
             &[
                 0x72, 0x02, 0x04, 0x1B, 0, 0, 0, 8, //
                 0x02, 0x06, 0, 0, 0x80, 0x12, 0x34, 0
+            ]
+        );
+    }
+
+    #[test]
+    fn copy_list_errors_are_illegal_request_with_parameter_pointers() {
+        let fp = FieldPointer::byte(2);
+        for (e, q) in [
+            (CopyError::TooManyCscds(fp), 0x06),
+            (CopyError::UnsupportedCscdType(fp), 0x07),
+            (CopyError::TooManySegments(fp), 0x08),
+            (CopyError::UnsupportedSegmentType(fp), 0x09),
+        ] {
+            let e = CommandError::Copy(e);
+            assert_eq!(triple(e), (0x05, 0x26, q));
+            assert_eq!(e.sense().field, Some((fp, false)));
+        }
+        let e = CommandError::Copy(CopyError::LbaOutOfRange(FieldPointer::byte(40)));
+        assert_eq!(triple(e), (0x05, 0x21, 0x00));
+        assert_eq!(e.sense().field, Some((FieldPointer::byte(40), false)));
+        let e = CommandError::Copy(CopyError::OperationInProgress(FieldPointer::byte(0)));
+        assert_eq!(triple(e), (0x05, 0x00, 0x16));
+        let e = CommandError::Copy(CopyError::InsufficientResources);
+        assert_eq!(triple(e), (0x05, 0x55, 0x03));
+    }
+
+    #[test]
+    fn copy_aborted_fixed_layout() {
+        // SPC-4 4.5.3 fixed format: INFORMATION = residual, COMMAND-SPECIFIC
+        // INFORMATION bytes 3-4 = segment, segment pointer with SD (4.5.2.4.5).
+        let abort = |reason, pointer, residual| {
+            CommandError::Copy(CopyError::Aborted {
+                reason,
+                at: SegmentSense {
+                    segment: 0x0102,
+                    pointer,
+                },
+                residual,
+            })
+        };
+        let e = abort(
+            CopyAbort::InexactSegment,
+            Some((FieldPointer::byte(10), true)),
+            None,
+        );
+        assert_eq!(triple(e), (0x0A, 0x26, 0x0A));
+        assert_eq!(
+            e.sense().to_fixed().as_slice(),
+            &[
+                0x70, 0, 0x0A, 0, 0, 0, 0, 10, 0, 0, 0x01, 0x02, 0x26, 0x0A, 0, 0xA0, 0, 10
+            ]
+        );
+        let e = abort(
+            CopyAbort::DeviceFailure,
+            Some((FieldPointer::byte(48), false)),
+            Some(7),
+        );
+        assert_eq!(
+            e.sense().to_fixed().as_slice(),
+            &[
+                0xF0, 0, 0x0A, 0, 0, 0, 7, 10, 0, 0, 0x01, 0x02, 0x0D, 0x01, 0, 0x80, 0, 48
+            ]
+        );
+        assert_eq!(
+            triple(abort(CopyAbort::Unreachable, None, None)),
+            (0x0A, 0x0D, 0x02)
+        );
+    }
+
+    #[test]
+    fn copy_aborted_descriptor_layout() {
+        let e = CommandError::Copy(CopyError::Aborted {
+            reason: CopyAbort::DeviceFailure,
+            at: SegmentSense {
+                segment: 3,
+                pointer: Some((FieldPointer::byte(16), false)),
+            },
+            residual: Some(5),
+        });
+        let d = e.sense().to_descriptor();
+        assert_eq!(d.as_slice().len(), MAX_SENSE_LEN);
+        assert_eq!(
+            d.as_slice(),
+            &[
+                0x72, 0x0A, 0x0D, 0x01, 0, 0, 0, 32, //
+                0x00, 0x0A, 0x80, 0, 0, 0, 0, 0, 0, 0, 0, 5, //
+                0x01, 0x0A, 0, 0, 0, 0, 0, 0, 0, 0, 0, 3, //
+                0x02, 0x06, 0, 0, 0x80, 0, 16, 0
             ]
         );
     }

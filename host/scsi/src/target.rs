@@ -18,6 +18,7 @@ use crate::sense::{
     CommandError, FieldPointer, Sense, SenseBytes, SenseFormat, Status, UnitAttention,
 };
 use crate::units::{Blocks, Lba, be};
+use crate::xcopy::CopyManager;
 
 /// An I_T nexus as the transport identifies it. Unit attentions are kept
 /// per nexus (SAM-5 5.14). TCMU does not tell user space which initiator
@@ -249,12 +250,17 @@ struct Snap {
 /// flight at once, and they complete in whatever order the backend finishes
 /// them. COMPARE AND WRITE, ORWRITE and WRITE ATOMIC are made atomic by
 /// range locks held here.
+///
+/// A target is not `Send`: it may hold the transport's [`CopyPeers`]
+/// (`Rc`), and lives on its device's worker like its backend.
+///
+/// [`CopyPeers`]: crate::xcopy::CopyPeers
 #[derive(Debug)]
 pub struct Target<B> {
-    backend: B,
+    pub(crate) backend: B,
     identity: DeviceIdentity,
     state: Mutex<State>,
-    locks: RangeLocks,
+    pub(crate) locks: RangeLocks,
     /// Sanitize operations started so far (bumped under `state`): a
     /// command that changes blocks compares it with its snapshot once it
     /// holds its range lock, so one accepted before a sanitize started
@@ -263,6 +269,8 @@ pub struct Target<B> {
     /// The transport drives [`Target::background`]: IMMED sanitize is
     /// accepted.
     background_jobs: bool,
+    /// EXTENDED COPY: the transport's peers and the copies' status.
+    pub(crate) copy: CopyManager,
 }
 
 fn range_end(info: &DiskInfo, r: BlockRange) -> Result<u64, CommandError> {
@@ -541,6 +549,7 @@ impl<B: BlockBackend> Target<B> {
             locks: RangeLocks::default(),
             sanitize_epoch: AtomicU64::new(0),
             background_jobs: false,
+            copy: CopyManager::default(),
         })
     }
 
@@ -946,6 +955,18 @@ impl<B: BlockBackend> Target<B> {
                         .map_err(backend_err(BackendOp::Discard))?;
                 }
                 Ok(0)
+            }
+            Command::ExtendedCopy { param_len } => {
+                self.extended_copy(nexus, param_len, buf).await?;
+                Ok(0)
+            }
+            Command::ReceiveCopyResults {
+                service_action,
+                list_id,
+                alloc,
+            } => {
+                let d = self.receive_copy_results(nexus, info, service_action, list_id)?;
+                respond(buf, &d, alloc)
             }
         }
     }

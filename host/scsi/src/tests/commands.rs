@@ -242,7 +242,8 @@ fn standard_inquiry_layout() {
     let c = run(&t, &[0x12, 0, 0, 0, 96, 0], &mut buf);
     good(&c);
     assert_eq!(c.data_in_len, 74);
-    let mut want = vec![0x00, 0x00, 0x06, 0x12, 69, 0x00, 0x00, 0x02];
+    // Byte 5: 3PC, third-party copy (EXTENDED COPY) supported.
+    let mut want = vec![0x00, 0x00, 0x06, 0x12, 69, 0x08, 0x00, 0x02];
     want.extend_from_slice(b"WASMTAP ");
     want.extend_from_slice(b"unit test disk  ");
     want.extend_from_slice(b"0.1 ");
@@ -292,7 +293,7 @@ fn vpd_supported_pages() {
     // SPC-4 7.8.13.
     assert_eq!(
         vpd(&target(), 0x00),
-        [0, 0x00, 0, 6, 0x00, 0x80, 0x83, 0xB0, 0xB1, 0xB2]
+        [0, 0x00, 0, 7, 0x00, 0x80, 0x83, 0x8F, 0xB0, 0xB1, 0xB2]
     );
 }
 

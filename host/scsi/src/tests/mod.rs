@@ -3,3 +3,4 @@
 mod commands;
 mod limits;
 mod props;
+mod xcopy;
