@@ -223,6 +223,96 @@ new_commands() {
         fail "$_l: READ DEFECT DATA(10): $(od -An -tx1 /tmp/raw.out 2>/dev/null | tr -d '\n') $(short)"
     fi
     rm -f /tmp/w_x /tmp/z1 /tmp/o1 /tmp/o2 /tmp/o3 /tmp/wa /tmp/wa1
+    block_status "$_l"
+    extended_copy "$_l"
+    sanitize "$_l"
+}
+
+# lba_status LBA: the first descriptor of GET LBA STATUS at LBA as "start blocks status" (decimal)
+lba_status() {
+    _d=$(sg_get_lba_status --lba="$1" --maxlen=24 -b "/dev/$SD" 2>/tmp/gls.err | grep '^0x' | head -n 1)
+    set -- $_d
+    [ -n "$1" ] && echo "$(( $1 )) $(( $2 )) $3"
+}
+
+# ---- GET LBA STATUS: real block status from every backstore ---------------------------
+block_status() {
+    _l=$1
+    B=65536   # 32 MiB into the 64 MiB LUN, chunk (64 KiB) aligned, untouched so far
+    if sg_unmap --lba=$B --num=4096 "/dev/$SD" 2>/tmp/u.err; then
+        got=$(lba_status $B)
+        if [ "$got" = "$B 4096 1" ] || { [ "${got%% *}" = "$B" ] && [ "$(echo "$got" | cut -d' ' -f3)" = 1 ] &&
+                                          [ "$(echo "$got" | cut -d' ' -f2)" -ge 4096 ]; }; then
+            pass "$_l: GET LBA STATUS after UNMAP of 4096 blocks at $B: deallocated ($got)"
+        else
+            fail "$_l: GET LBA STATUS at $B after UNMAP: '$got' (want $B, >= 4096 blocks, status 1) $(cat /tmp/gls.err)"
+        fi
+    else
+        fail "$_l: sg_unmap: $(cat /tmp/u.err)"
+    fi
+    dd if=/dev/urandom of=/tmp/d128 bs=512 count=128 2>/dev/null
+    if raw 0 /tmp/d128 $(cdb10 0x2A 0 $((B + 1024)) 128); then
+        got=$(lba_status $((B + 1024)))
+        before=$(lba_status $B)
+        if [ "$got" = "$((B + 1024)) 128 0" ] && [ "$before" = "$B 1024 1" ]; then
+            pass "$_l: after a 128-block write at $((B + 1024)): '$before' deallocated, then '$got' mapped"
+        else
+            fail "$_l: GET LBA STATUS after a write: at $B '$before' (want '$B 1024 1'), at $((B + 1024)) '$got' (want '$((B + 1024)) 128 0')"
+        fi
+    else
+        fail "$_l: WRITE(10) at $((B + 1024)): $(short)"
+    fi
+    expect "$_l: GET LBA STATUS past the last block" "out of range" raw 24 - $(cdb16 0x9E 0x12 $((SIZE_MB * 2048)) 24)
+    rm -f /tmp/d128
+}
+
+# ---- EXTENDED COPY (LID1) within the LUN (sg_xcopy) -------------------------------------
+extended_copy() {
+    _l=$1
+    # /tmp/w_m (m blocks) is at LBA 2048; copy it to LBA 24576.
+    # sg_xcopy wants the SCSI generic node of the disk.
+    SG=$(ls "/sys/block/$SD/device/scsi_generic/" 2>/dev/null | head -n 1)
+    if out=$(sg_xcopy if="/dev/$SG" of="/dev/$SG" bs=512 skip=2048 seek=24576 count="$m" 2>&1) &&
+       range_eq 24576 "$m" 512 /tmp/w_m 0; then
+        pass "$_l: sg_xcopy (EXTENDED COPY LID1) of $m blocks from LBA 2048 to 24576 in the same LUN: data equal"
+    else
+        fail "$_l: sg_xcopy via /dev/$SG: $(echo "$out" | tail -n 3 | tr '\n' ' ')"
+    fi
+}
+
+# ---- SANITIZE (last: it erases the LUN) -----------------------------------------------
+sanitize() {
+    _l=$1
+    expect "$_l: SANITIZE CRYPTOGRAPHIC ERASE (no backstore encrypts)" "invalid field in cdb" raw 0 - 48 03 00 00 00 00 00 00 00 00
+    # OVERWRITE with IMMED (background): a 4-byte pattern over the whole LUN; progress while it runs.
+    printf 'W\001T\002' >/tmp/pat
+    if out=$(sg_sanitize --quick --early --overwrite --pattern=/tmp/pat "/dev/$SD" 2>&1); then
+        seen=""
+        i=0
+        while [ $i -lt 600 ]; do
+            t=$(sg_turs -v "/dev/$SD" 2>&1) && break
+            echo "$t" | grep -qi 'sanitize in progress' && seen=yes
+            sleep 0.1
+            i=$((i + 1))
+        done
+        # the expected block: the pattern repeated over 512 bytes
+        : >/tmp/patblk; j=0; while [ $j -lt 128 ]; do cat /tmp/pat >>/tmp/patblk; j=$((j + 1)); done
+        if [ $i -lt 600 ] && range_eq 0 1 512 /tmp/patblk 0 && range_eq $((SIZE_MB * 2048 - 1)) 1 512 /tmp/patblk 0 &&
+           range_eq 40000 1 512 /tmp/patblk 0; then
+            pass "$_l: SANITIZE OVERWRITE IMMED=1: done in about $((i / 10)) s (progress seen by TEST UNIT READY: ${seen:-no, it was quicker than the polling}), first/middle/last blocks hold the pattern"
+        else
+            fail "$_l: SANITIZE OVERWRITE IMMED=1: finished=$([ $i -lt 600 ] && echo yes || echo no), blocks: $(dd if=/dev/$SD bs=16 count=1 iflag=direct 2>/dev/null | od -An -tx1 | head -n 1)"
+        fi
+    else
+        fail "$_l: sg_sanitize --overwrite --early: $(echo "$out" | tail -n 2 | tr '\n' ' ')"
+    fi
+    if out=$(sg_sanitize --quick --wait --block "/dev/$SD" 2>&1) && range_zero 0 2048 512 && range_zero 40000 64 512 &&
+       [ "$(lba_status 0)" = "0 $((SIZE_MB * 2048)) 1" ]; then
+        pass "$_l: SANITIZE BLOCK ERASE (IMMED=0): reads zeros, GET LBA STATUS: the whole LUN deallocated"
+    else
+        fail "$_l: SANITIZE BLOCK ERASE: $(echo "$out" | tail -n 2 | tr '\n' ' ') status '$(lba_status 0)'"
+    fi
+    rm -f /tmp/pat /tmp/patblk
 }
 
 # ======================================================================================
