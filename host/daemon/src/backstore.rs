@@ -82,6 +82,8 @@ pub struct Guests {
     loaded: HashMap<String, Module>,
     tenant: Tenant,
     limits: GuestLimits,
+    /// The LUNs served here, for EXTENDED COPY between them.
+    pub copy: crate::copy::CopyRegistry,
 }
 
 impl Guests {
@@ -106,6 +108,7 @@ impl Guests {
             // device is charged to one budget.
             tenant: Tenant::new("default", 4 << 30),
             limits: limits.clone(),
+            copy: crate::copy::CopyRegistry::default(),
         })
     }
 

@@ -139,6 +139,8 @@ pub struct DaemonHost {
     guests: GuestLimits,
     /// The control plane has restored its devices (see [`Self::ready`]).
     ready: AtomicBool,
+    /// The devices' designators, for EXTENDED COPY within a tenant.
+    copy: crate::copy::CopyRegistry,
 }
 
 impl std::fmt::Debug for DaemonHost {
@@ -224,6 +226,7 @@ impl DaemonHost {
             tuning: cfg.tuning(),
             guests: cfg.guests.clone(),
             ready: AtomicBool::new(false),
+            copy: crate::copy::CopyRegistry::default(),
         })
     }
 
@@ -348,13 +351,22 @@ impl DaemonHost {
         let seed = format!("wasmtap/{}/{}", spec.tenant, spec.name);
         // Next to the device's directory, outside it: the guest cannot forge it.
         let sanitize_file = spec.dir.with_extension("sanitize");
+        // EXTENDED COPY reaches the tenant's own devices only (crate::copy).
+        let (copies, copy_scope, copy_tx) = (
+            self.copy.clone(),
+            format!("tenant:{}", spec.tenant),
+            control.clone(),
+        );
         let name = format!("{}/{}", spec.tenant, spec.name);
         let handle = thread::Builder::new()
             .name(format!("dev-{}", spec.id))
             .spawn(move || {
                 let backend = ManagedBackend::new(guest, (spec.block_size, blocks), observed);
                 let mut handler = match ScsiHandler::new(&seed, backend, transport_max) {
-                    Ok(h) => h.persist_sanitize(sanitize_file),
+                    Ok(h) => {
+                        h.persist_sanitize(sanitize_file)
+                            .with_copy(&copies, &copy_scope, copy_tx)
+                    }
                     Err(e) => {
                         tracing::error!(device = %name, "cannot serve: {e}");
                         return;

@@ -64,6 +64,8 @@ pub struct ScsiHandler<B> {
     target: Rc<Target<B>>,
     /// Where the sanitize state outlives the process, and what it last said.
     sanitize_file: Option<(PathBuf, SanitizeState)>,
+    /// This device's entry in the daemon's copy registry.
+    copy: Option<crate::copy::Registration>,
 }
 
 /// The persisted form of a sanitize state (`None`: idle, no file).
@@ -114,7 +116,36 @@ impl<B: BlockBackend> ScsiHandler<B> {
         Ok(Self {
             target: Rc::new(target),
             sanitize_file: None,
+            copy: None,
         })
+    }
+
+    /// Let EXTENDED COPY reach the devices of `scope` in `registry`, and
+    /// make this device reachable from them through `tx`, its worker's
+    /// control channel (see `crate::copy`). Call before the worker starts.
+    pub fn with_copy(
+        mut self,
+        registry: &crate::copy::CopyRegistry,
+        scope: &str,
+        tx: crate::worker::ControlTx,
+    ) -> Self {
+        match Rc::try_unwrap(self.target) {
+            Ok(t) => {
+                let naa = t.identity().naa();
+                let info = t.info();
+                self.target = Rc::new(t.with_copy_peers(registry.peers(scope)));
+                self.copy = Some(registry.register(naa, scope, tx, info));
+            }
+            // Not reachable: the handler is not shared before its worker runs.
+            Err(t) => self.target = t,
+        }
+        self
+    }
+
+    fn copy_geometry_changed(&self) {
+        if let Some(r) = &self.copy {
+            r.update(self.target.info());
+        }
     }
 
     /// Keep the device's sanitize state in `path`, so that a sanitize the
@@ -239,14 +270,25 @@ impl<B: BlockBackend + Reconfigurable + 'static> Handler for ScsiHandler<B> {
         self.target.backend().swap(backend)?;
         // Same geometry in the usual case; a new module reporting another
         // size raises CAPACITY DATA HAS CHANGED, as a resize does.
-        self.target
+        let r = self
+            .target
             .refresh_info()
             .map(drop)
-            .map_err(|e| e.to_string())
+            .map_err(|e| e.to_string());
+        self.copy_geometry_changed();
+        r
     }
 
     fn debug(&mut self) -> Result<String, String> {
         self.target.backend().debug()
+    }
+
+    fn copy_io(&mut self, req: crate::copy::CopyRequest) -> BackgroundFuture {
+        let target = Rc::clone(&self.target);
+        Box::pin(async move {
+            let r = crate::copy::serve(&*target, req.op).await;
+            req.reply.send(r);
+        })
     }
 
     fn background(&mut self) -> Option<BackgroundFuture> {
@@ -265,10 +307,13 @@ impl<B: BlockBackend + Reconfigurable + 'static> Handler for ScsiHandler<B> {
     fn reconfigure(&mut self, size: Option<u64>, write_cache: Option<bool>) -> Result<(), String> {
         self.target.backend().reconfigure(size, write_cache)?;
         // Raises CAPACITY DATA HAS CHANGED on every nexus if the size moved.
-        self.target
+        let r = self
+            .target
             .refresh_info()
             .map(drop)
-            .map_err(|e| e.to_string())
+            .map_err(|e| e.to_string());
+        self.copy_geometry_changed();
+        r
     }
 }
 

@@ -14,6 +14,7 @@ pub mod backstore;
 pub mod bench;
 pub mod config;
 pub mod control;
+pub mod copy;
 pub mod demo;
 pub mod filedisk;
 pub mod glue;

@@ -556,6 +556,12 @@ fn start_worker(
     );
     let uio_name = dev.uio.clone();
     let wwn_seed = format!("{}/{}", dev.hba, dev.name);
+    // EXTENDED COPY reaches the LUNs of the same user_N HBA only (crate::copy).
+    let (copies, copy_scope, copy_tx) = (
+        guests.copy.clone(),
+        format!("hba:{}", dev.hba),
+        control.clone(),
+    );
     // Outside the guest's own directory: a backstore cannot forge it.
     let sanitize_file = cfg
         .data_dir
@@ -567,8 +573,9 @@ fn start_worker(
             let handler: Result<Box<dyn Handler>, String> = match guest {
                 Err(reason) => {
                     let disk = OfflineDisk::new(attrs.block_size, blocks, reason);
-                    ScsiHandler::new(&wwn_seed, disk, Some(attrs.max_sectors))
-                        .map(|h| Box::new(h) as Box<dyn Handler>)
+                    ScsiHandler::new(&wwn_seed, disk, Some(attrs.max_sectors)).map(|h| {
+                        Box::new(h.with_copy(&copies, &copy_scope, copy_tx)) as Box<dyn Handler>
+                    })
                 }
                 Ok(None) => {
                     let disk = RamDisk::new(
@@ -577,13 +584,21 @@ fn start_worker(
                         u64::from(attrs.max_sectors),
                         attrs.write_cache,
                     );
-                    ScsiHandler::new(&wwn_seed, disk, Some(attrs.max_sectors))
-                        .map(|h| Box::new(h) as Box<dyn Handler>)
+                    ScsiHandler::new(&wwn_seed, disk, Some(attrs.max_sectors)).map(|h| {
+                        Box::new(h.with_copy(&copies, &copy_scope, copy_tx)) as Box<dyn Handler>
+                    })
                 }
                 // A guest's data outlives the daemon, so does its sanitize
                 // state (the native RAM disk starts empty every time).
                 Ok(Some(backend)) => ScsiHandler::new(&wwn_seed, backend, Some(attrs.max_sectors))
-                    .map(|h| Box::new(h.persist_sanitize(sanitize_file)) as Box<dyn Handler>),
+                    .map(|h| {
+                        let h = h.persist_sanitize(sanitize_file).with_copy(
+                            &copies,
+                            &copy_scope,
+                            copy_tx,
+                        );
+                        Box::new(h) as Box<dyn Handler>
+                    }),
             };
             let mut handler = match handler {
                 Ok(h) => h,

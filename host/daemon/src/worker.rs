@@ -82,6 +82,14 @@ pub trait Handler {
     fn background(&mut self) -> Option<BackgroundFuture> {
         None
     }
+    /// Serve another device's copy request on this device: a future the
+    /// worker polls with its commands, which answers the request.
+    fn copy_io(&mut self, req: crate::copy::CopyRequest) -> BackgroundFuture {
+        req.reply.send(Err(wasmtap_scsi::BackendError::new(
+            wasmtap_scsi::BackendErrorKind::Unsupported,
+        )));
+        Box::pin(std::future::ready(()))
+    }
 }
 
 impl<H: Handler + ?Sized> Handler for Box<H> {
@@ -99,6 +107,9 @@ impl<H: Handler + ?Sized> Handler for Box<H> {
     }
     fn background(&mut self) -> Option<BackgroundFuture> {
         (**self).background()
+    }
+    fn copy_io(&mut self, req: crate::copy::CopyRequest) -> BackgroundFuture {
+        (**self).copy_io(req)
     }
 }
 
@@ -125,6 +136,9 @@ pub enum Control {
         /// Where to send the outcome.
         done: std::sync::mpsc::Sender<Result<(), String>>,
     },
+    /// A read or write for an EXTENDED COPY running on another device
+    /// (see `crate::copy`).
+    CopyIo(crate::copy::CopyRequest),
     /// Ask the backend for its debug text.
     Debug {
         /// Where to send it.
@@ -430,6 +444,8 @@ pub fn run_until<B: Doorbell, H: Handler>(
     );
     let mut swapping: Option<SwapIn> = None;
     let mut background: Option<BackgroundFuture> = None;
+    // Other devices' copy requests being served here.
+    let mut services: Vec<BackgroundFuture> = Vec::new();
     loop {
         if let Some(rx) = control {
             while let Ok(c) = rx.rx.try_recv() {
@@ -454,6 +470,7 @@ pub fn run_until<B: Doorbell, H: Handler>(
                     Control::Debug { done } => {
                         let _ = done.send(handler.debug());
                     }
+                    Control::CopyIo(req) => services.push(handler.copy_io(req)),
                 }
             }
         }
@@ -464,6 +481,7 @@ pub fn run_until<B: Doorbell, H: Handler>(
         // ring meanwhile (the kernel queues behind them as it would for a
         // slow backend).
         if pending.is_empty()
+            && services.is_empty()
             && let Some((backend, done)) = swapping.take()
         {
             let _ = done.send(handler.swap(backend));
@@ -554,6 +572,9 @@ pub fn run_until<B: Doorbell, H: Handler>(
             waker_state.woken.store(true, Ordering::SeqCst);
         }
         worked |= started_background;
+        let served = services.len();
+        services.retain_mut(|f| f.as_mut().poll(&mut cx).is_pending());
+        worked |= services.len() < served;
         stats.commands.fetch_add(completed, Ordering::Relaxed);
         stats.check_conditions.fetch_add(checks, Ordering::Relaxed);
         stats

@@ -348,6 +348,59 @@ for spec in "native:wasmtap" "ram:wasmtap/ram" "raw-file:wasmtap/raw-file"; do
 done
 
 # ======================================================================================
+section "EXTENDED COPY between LUNs: same HBA reachable, another HBA not"
+# mk_on HBA NAME DEV_CONFIG N: like mk_lun on user_HBA
+mk_on() {
+    _b=$CFG/core/user_$1/$2
+    _tpg=$CFG/loopback/naa.5001405c0ffee1${4}0/tpgt_1
+    mkdir -p "$CFG/core/user_$1" && mkdir "$_b" &&
+    write_attr "$_b/control" "dev_config=$3" &&
+    write_attr "$_b/control" "dev_size=$((SIZE_MB * 1048576))" &&
+    write_attr "$_b/enable" 1 &&
+    mkdir -p "$_tpg" && write_attr "$_tpg/nexus" "naa.5001405c0ffee1${4}1" &&
+    mkdir "$_tpg/lun/lun_0" && ln -s "$_b" "$_tpg/lun/lun_0/strict$4"
+}
+rm_on() {
+    _tgt=$CFG/loopback/naa.5001405c0ffee1${3}0
+    rm "$_tgt/tpgt_1/lun/lun_0/strict$3" && rmdir "$_tgt/tpgt_1/lun/lun_0" &&
+    write_attr "$_tgt/tpgt_1/nexus" NULL && rmdir "$_tgt/tpgt_1" && rmdir "$_tgt" &&
+    rmdir "$CFG/core/user_$1/$2"
+}
+# up_disk HBA NAME DEV_CONFIG N: mk_on, then the one new wasmtap disk's name
+up_disk() {
+    DISKS_BEFORE=$(our_disks | tr '\n' ' ')
+    mk_on "$@" && wait_until 30 one_new_disk && new_disks
+}
+XA=""; XB=""; XC=""
+if XA=$(up_disk 0 xa wasmtap 7) && XB=$(up_disk 0 xb wasmtap/ram 8) && XC=$(up_disk 1 xc wasmtap 9); then
+    pass "three LUNs: xa (native, user_0) /dev/$XA, xb (ram guest, user_0) /dev/$XB, xc (native, user_1) /dev/$XC"
+    sgof() { ls "/sys/block/$1/device/scsi_generic/" | head -n 1; }
+    dd if=/dev/urandom of=/tmp/xdata bs=512 count=2048 2>/dev/null
+    dd if=/tmp/xdata of="/dev/$XA" bs=512 seek=4096 oflag=direct 2>/dev/null
+    dd if=/tmp/xdata of="/dev/$XC" bs=512 seek=4096 oflag=direct 2>/dev/null
+    SD=$XB
+    if out=$(sg_xcopy if="/dev/$(sgof "$XA")" of="/dev/$(sgof "$XB")" bs=512 skip=4096 seek=100 count=2048 2>&1) &&
+       range_eq 100 2048 512 /tmp/xdata 0; then
+        pass "sg_xcopy of 2048 blocks from xa (native) to xb (ram guest), both on user_0: data equal on xb"
+    else
+        fail "sg_xcopy xa -> xb: $(echo "$out" | tail -n 3 | tr '\n' ' ')"
+    fi
+    if out=$(sg_xcopy --on_dst if="/dev/$(sgof "$XC")" of="/dev/$(sgof "$XA")" bs=512 skip=4096 seek=8192 count=64 2>&1); then
+        fail "sg_xcopy from xc (user_1) into xa (user_0) succeeded: a copy crossed HBAs"
+    elif SD=$XA && range_zero 8192 64 512; then
+        pass "sg_xcopy from xc (user_1) into xa (user_0) refused, nothing written: $(echo "$out" | grep -i -m1 -e 'not reachable' -e 'copy aborted' -e 'sense' | tr -s ' ')"
+    else
+        fail "sg_xcopy from xc into xa failed but xa changed: $(echo "$out" | tail -n 2 | tr '\n' ' ')"
+    fi
+    rm -f /tmp/xdata
+else
+    fail_with_log "three LUNs for the copy checks did not come up (disks: $(show_disks | tr '\n' ';'))"
+fi
+check "xa, xb, xc torn down" all_of "rm_on 0 xa 7" "rm_on 0 xb 8" "rm_on 1 xc 9" \
+    "wait_until 10 test ! -e /sys/block/${XA:-none}" "rmdir $CFG/core/user_1"
+SD=""
+
+# ======================================================================================
 section "shutdown"
 check "daemon still running" daemon_alive
 errs=$(dlog | grep ' ERROR ')
