@@ -1,6 +1,8 @@
 //! The device configuration string: `key=value,key=value`.
 //!
-//! The host passes the operator's configuration to `disk.open` untouched.
+//! The host passes the operator's configuration to `disk.open`, with the
+//! device's geometry added as the reserved keys [`HOST_KEYS`] (`size=`,
+//! `sector=`) unless the operator set them.
 //! [`Config::parse`] splits it once; the typed getters convert values and
 //! remember which keys were used, and [`Config::finish`] refuses keys nobody
 //! asked for, so a typo (`szie=1G`) is an error instead of a silently ignored
@@ -17,6 +19,12 @@ use core::fmt;
 
 use crate::ErrorCode;
 use crate::geometry::SectorSize;
+
+/// Keys the host puts in every configuration: the device's size in bytes
+/// (`size=`) and sector size (`sector=`), unless the configuration already
+/// names them. A backstore's `info()` must agree with them; the host
+/// refuses one that does not, saying both geometries.
+pub const HOST_KEYS: [&str; 2] = ["size", "sector"];
 
 /// Why a configuration string was refused.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -171,12 +179,16 @@ impl<'a> Config<'a> {
         }
     }
 
-    /// Refuse keys that no getter asked for.
+    /// Refuse keys that no getter asked for, except the host's reserved
+    /// [`HOST_KEYS`] (`size`, `sector`): the host adds them to every
+    /// configuration, so a backstore that does not read them is not
+    /// refused for them. A backstore that ignores them must still report
+    /// that geometry in `info()`, or the host refuses it at open.
     pub fn finish(self) -> Result<(), ConfigError> {
         let unknown: Vec<&str> = self
             .entries
             .iter()
-            .filter(|e| !e.used.get())
+            .filter(|e| !e.used.get() && !HOST_KEYS.contains(&e.key))
             .map(|e| e.key)
             .collect();
         if unknown.is_empty() {
@@ -274,6 +286,15 @@ mod tests {
         assert_eq!(c.size("size"), Ok(Some(1 << 30)));
         let err = c.finish().unwrap_err();
         assert!(err.to_string().contains("szie"), "{err}");
+    }
+
+    #[test]
+    fn the_hosts_geometry_keys_are_never_unknown() {
+        // A backstore that takes its geometry elsewhere (e.g. from a file)
+        // and never reads size= or sector= is not refused for them.
+        let c = Config::parse("file=a.img,size=1048576,sector=512").unwrap();
+        assert_eq!(c.str("file"), Ok(Some("a.img")));
+        assert_eq!(c.finish(), Ok(()));
     }
 
     #[test]

@@ -862,6 +862,7 @@ fn device(c: &Client, cmd: DeviceCmd, out: &mut String) -> Res<()> {
                 );
                 device_block(o, d);
             });
+            came_up(&v)?;
         }
         DeviceCmd::List => {
             let v = c.get("/api/v1/devices")?;
@@ -893,6 +894,7 @@ fn device(c: &Client, cmd: DeviceCmd, out: &mut String) -> Res<()> {
                 );
                 device_block(o, d);
             });
+            came_up(&v)?;
         }
         DeviceCmd::Rm { id } => {
             let (p, jid) = lookup(c, "device", &id)?;
@@ -1160,6 +1162,23 @@ fn module_id(d: &Value) -> Option<&Value> {
     pick(d, &["module_id", "module.id"]).or_else(|| {
         pick(d, &["module"]).filter(|m| !m.is_object() && pick(d, &["module_name"]).is_some())
     })
+}
+
+/// A device that was created (or bound) but is not serving: the command
+/// fails, naming the reason, so scripts notice (the device itself exists
+/// and is shown above).
+fn came_up(d: &Value) -> Res<()> {
+    if state_of(d) != "offline" {
+        return Ok(());
+    }
+    let reason = pick(d, &["reason", "live.reason", "status.reason"])
+        .map(text)
+        .unwrap_or_default();
+    Err(Failure::Other(format!(
+        "device {} is offline: {}",
+        id_str(&d["id"]),
+        or_dash(reason)
+    )))
 }
 
 fn state_of(d: &Value) -> String {

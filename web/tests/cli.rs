@@ -937,3 +937,54 @@ fn connection_refused_names_the_url_and_suggests_serve() {
     );
     assert!(r.unwrap_err().contains("plain HTTP"));
 }
+
+#[test]
+fn create_and_bind_fail_when_the_device_did_not_come_up() {
+    let offline = || {
+        let mut d = device3();
+        d["state"] = json!("offline");
+        d["reason"] = json!(
+            "the backstore refused to open: invalid-config (it logged: \"file other.img: not-found\")"
+        );
+        d
+    };
+    let f = Fake::start(move |r| match (r.method.as_str(), r.path.as_str()) {
+        ("GET", "/api/v1/modules") => (200, modules().to_string()),
+        ("GET", "/api/v1/devices") => (200, devices().to_string()),
+        ("POST", "/api/v1/devices") => (201, offline().to_string()),
+        ("PUT", "/api/v1/devices/3/module") => (200, offline().to_string()),
+        _ => (404, "{}".into()),
+    });
+    let (r, out) = f.run(
+        &[
+            "device",
+            "create",
+            "disk1",
+            "--size",
+            "64M",
+            "--block-size",
+            "4096",
+            "--module",
+            "mystore",
+            "--config",
+            "file=other.img",
+            "--token",
+            "t",
+        ],
+        &[],
+    );
+    // The device is shown (it exists), and the command fails with why.
+    assert!(out.contains("created device 3"), "{out}");
+    let e = r.unwrap_err();
+    assert!(
+        e.contains("device 3 is offline")
+            && e.contains("invalid-config")
+            && e.contains("other.img"),
+        "{e}"
+    );
+    let (r, _) = f.run(
+        &["device", "bind", "3", "--module", "mystore", "--token", "t"],
+        &[],
+    );
+    assert!(r.unwrap_err().contains("device 3 is offline"));
+}

@@ -140,6 +140,7 @@ impl Guests {
         config: &str,
         dir: &Path,
         region: Option<Arc<MappedRegion>>,
+        geometry: Option<(u64, u32)>,
     ) -> Result<WasmBackend, String> {
         let m = self.module(module)?;
         std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
@@ -147,6 +148,7 @@ impl Guests {
         spec.limits = self.limits.instance();
         spec.dir = Some(dir.to_path_buf());
         spec.region = region;
+        spec.device_geometry = geometry;
         self.runtime
             .open(device, spec)
             .map_err(|e| format!("{device}: {e}"))

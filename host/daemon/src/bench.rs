@@ -502,7 +502,8 @@ pub fn guest(data_dir: &Path, device: &str, module: &str, config: &str) -> MakeH
     Box::new(move |region| {
         let mut g = crate::backstore::Guests::new(&data_dir)?;
         let dir = data_dir.join("devices").join(&device);
-        let b = g.open(&device, &module, &config, &dir, Some(region))?;
+        let geometry = Some((DEVICE_BYTES, BLOCK));
+        let b = g.open(&device, &module, &config, &dir, Some(region), geometry)?;
         Ok(Box::new(ScsiHandler::new(&format!("bench/{device}"), b, None)?) as Box<dyn Handler>)
     })
 }

@@ -141,6 +141,9 @@ pub struct DaemonHost {
     ready: AtomicBool,
     /// The devices' designators, for EXTENDED COPY within a tenant.
     copy: crate::copy::CopyRegistry,
+    /// The log of a device whose guest failed to open, until its worker
+    /// shows it (the device is then served offline, with that log).
+    failed_logs: Mutex<HashMap<i64, wasmtap_runtime::GuestLog>>,
 }
 
 impl std::fmt::Debug for DaemonHost {
@@ -227,6 +230,7 @@ impl DaemonHost {
             guests: cfg.guests.clone(),
             ready: AtomicBool::new(false),
             copy: crate::copy::CopyRegistry::default(),
+            failed_logs: Mutex::new(HashMap::new()),
         })
     }
 
@@ -297,9 +301,17 @@ impl DaemonHost {
         inst.region = region;
         inst.storage = self.guests.storage(spec.size);
         inst.limits = self.guests.instance();
-        self.runtime
-            .open(&format!("{}/{}", spec.tenant, spec.name), inst)
-            .map_err(|e| e.to_string())
+        inst.device_geometry = Some((spec.size, spec.block_size));
+        let name = format!("{}/{}", spec.tenant, spec.name);
+        let log = wasmtap_runtime::GuestLog::new(name.as_str(), inst.limits.log_lines_per_sec);
+        inst.log = Some(log.clone());
+        let opened = self.runtime.open(&name, inst).map_err(|e| e.to_string());
+        if opened.is_err() {
+            // What the guest logged while refusing stays readable in
+            // `device log` (see `spawn_worker`).
+            lock(&self.failed_logs).insert(spec.id, log);
+        }
+        opened
     }
 
     fn get(&self, id: i64) -> Result<Arc<Managed>, String> {
@@ -338,6 +350,7 @@ impl DaemonHost {
             },
             Err(reason) => Observed {
                 offline: Some(reason.clone()),
+                log: lock(&self.failed_logs).remove(&spec.id),
                 ..Observed::default()
             },
         };

@@ -56,6 +56,7 @@ pub fn run(cfg: &ServeConfig, stop: &Arc<AtomicBool>) -> Result<(), String> {
                 &config,
                 &dir,
                 Some(Arc::clone(&user.region)),
+                Some((blocks * u64::from(BLOCK), BLOCK)),
             )?)
         }
     };

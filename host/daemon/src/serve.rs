@@ -538,6 +538,7 @@ fn start_worker(
                     &config,
                     &device_dir,
                     Some(Arc::clone(&handle.region)),
+                    Some((attrs.size, attrs.block_size)),
                 )
                 .map(Some)
         }

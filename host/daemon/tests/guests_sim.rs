@@ -92,6 +92,7 @@ fn guest(
                 &config,
                 &dir.join("devices").join(&device),
                 Some(region),
+                Some((SIZE, BS)),
             )
             .unwrap();
         let seed = format!("t/{device}");

@@ -54,15 +54,29 @@ pub enum OpenError {
     /// memory.
     #[error("instance failed while opening: {0}")]
     Instance(String),
-    /// The guest's `open` refused the configuration.
-    #[error("the backstore refused to open: {0:?}")]
-    Refused(ErrorCode),
+    /// The guest's `open` refused the configuration: its error code, and
+    /// the last thing it logged while opening (its own reason, if it gave
+    /// one).
+    #[error("the backstore refused to open: {}{}", .code.name(), said_suffix(.said))]
+    Refused {
+        /// The guest's error code.
+        code: ErrorCode,
+        /// Its last error or warning (else last line) logged during `open`.
+        said: Option<String>,
+    },
     /// The guest reported geometry the SCSI target cannot use.
     #[error("unusable geometry: {0}")]
     Geometry(String),
     /// A limit of the tenant or daemon leaves no room for the instance.
     #[error("{0}")]
     Limit(String),
+}
+
+fn said_suffix(said: &Option<String>) -> String {
+    match said {
+        Some(m) => format!(" (it logged: {m:?})"),
+        None => String::new(),
+    }
 }
 
 /// Longest `debug` text kept (the device page shows it; a guest may
@@ -334,7 +348,12 @@ impl Runtime {
     ///
     /// `device` names the device in logs.
     pub fn open(&self, device: &str, spec: InstanceSpec) -> Result<WasmBackend, OpenError> {
-        let log = GuestLog::new(device, spec.limits.log_lines_per_sec);
+        // The caller's log, when it keeps one for the device: what the guest
+        // says while failing to open stays visible there.
+        let log = spec
+            .log
+            .clone()
+            .unwrap_or_else(|| GuestLog::new(device, spec.limits.log_lines_per_sec));
         let meter = ResourceMeter(Arc::new(MeterInner {
             open_files: Budget::new(spec.limits.open_files),
             memory: Arc::default(),
@@ -443,9 +462,15 @@ fn instantiate(
         OpenFlags::empty()
     };
     let disk = driver.wasmtap_backstore_driver().disk();
+    let opening = std::time::SystemTime::now();
     let disk_res = match disk.call_open(&mut store, &spec.config, flags) {
         Ok(Ok(d)) => d,
-        Ok(Err(code)) => return Err(OpenError::Refused(code)),
+        Ok(Err(code)) => {
+            return Err(OpenError::Refused {
+                code,
+                said: log.said_since(opening),
+            });
+        }
         Err(e) => return Err(fail(e, &store)),
     };
     let wit_info = match disk.call_info(&mut store, disk_res) {
@@ -453,6 +478,19 @@ fn instantiate(
         Err(e) => return Err(fail(e, &store)),
     };
     let info = map_info(&wit_info, spec.read_only).map_err(OpenError::Geometry)?;
+    if let Some((size, sector)) = spec.device_geometry
+        && (wit_info.size, wit_info.sector_size) != (size, sector)
+    {
+        // Serving it would fail every I/O past the smaller size (or mix
+        // sector sizes): refuse, saying both.
+        let _ = disk.call_close(&mut store, disk_res);
+        return Err(OpenError::Geometry(format!(
+            "the backstore reports {} bytes in {}-byte sectors, but the device is {size} bytes in {sector}-byte sectors \
+             (the host passes the device's size= and sector= in the configuration; a backstore must use them, or the \
+             configuration must agree)",
+            wit_info.size, wit_info.sector_size
+        )));
+    }
     Ok((
         Live {
             store,

@@ -165,6 +165,15 @@ pub struct InstanceSpec {
     pub read_only: bool,
     /// What the device's directory may hold.
     pub storage: StorageLimits,
+    /// The device's size in bytes and sector size, when the device has a
+    /// geometry of its own (a kernel LUN, a control-plane device): a
+    /// backstore reporting another is refused at open
+    /// ([`crate::OpenError::Geometry`]), with both in the reason.
+    pub device_geometry: Option<(u64, u32)>,
+    /// The device's log, when the caller keeps one across instances: lines
+    /// a guest writes while failing to open stay readable there. `None`:
+    /// the backend makes its own.
+    pub log: Option<crate::GuestLog>,
 }
 
 /// What one device's directory may hold: bytes (logical file sizes) and
@@ -212,6 +221,8 @@ impl InstanceSpec {
             restart: RestartPolicy::default(),
             read_only: false,
             storage: StorageLimits::default(),
+            device_geometry: None,
+            log: None,
         }
     }
 }

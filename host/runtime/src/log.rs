@@ -111,6 +111,19 @@ impl GuestLog {
         }
     }
 
+    /// What the guest said since `since`: its last error or warning, else
+    /// its last line (host notes included).
+    pub fn said_since(&self, since: SystemTime) -> Option<String> {
+        let inner = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let recent: Vec<&LogLine> = inner.lines.iter().filter(|l| l.at >= since).collect();
+        recent
+            .iter()
+            .rev()
+            .find(|l| matches!(l.level, "error" | "warn"))
+            .or(recent.last())
+            .map(|l| l.message.clone())
+    }
+
     /// The kept lines, oldest first.
     pub fn lines(&self) -> Vec<LogLine> {
         self.lock().lines.iter().cloned().collect()

@@ -317,3 +317,44 @@ fn a_guest_built_against_0_1_0_still_loads_serves_and_is_all_mapped() {
     assert_serves(&b, 77, &data);
     assert_eq!(status(&b, 0, 4096), [(0, 4096, BlockState::Mapped)]);
 }
+
+#[test]
+fn a_backstore_whose_geometry_disagrees_with_the_device_is_refused_with_both() {
+    let rt = runtime();
+    let m = rt
+        .load(&std::fs::read(wasmtap_example_guests::RAM).unwrap())
+        .unwrap();
+    // The operator's configuration sets its own size; the device is 2 MiB.
+    let mut s = spec(&m, "size=1M", &Tenant::new("t", 1 << 30));
+    s.device_geometry = Some((2 << 20, 512));
+    let e = rt.open("geo", s).unwrap_err().to_string();
+    assert!(
+        e.contains("1048576 bytes in 512-byte sectors")
+            && e.contains("2097152 bytes in 512-byte sectors"),
+        "{e}"
+    );
+    // Agreeing geometry opens.
+    let mut s = spec(&m, "size=2M", &Tenant::new("t", 1 << 30));
+    s.device_geometry = Some((2 << 20, 512));
+    rt.open("geo", s).unwrap();
+}
+
+#[test]
+fn a_refusal_names_the_error_code_and_what_the_guest_logged() {
+    let rt = runtime();
+    let m = rt
+        .load(&std::fs::read(wasmtap_example_guests::RAM).unwrap())
+        .unwrap();
+    let log = wasmtap_runtime::GuestLog::new("refuse", 100);
+    let mut s = spec(&m, "size=1M,bogus=1", &Tenant::new("t", 1 << 30));
+    s.log = Some(log.clone());
+    let e = rt.open("refuse", s).unwrap_err().to_string();
+    assert!(e.contains("invalid-config"), "{e}");
+    assert!(e.contains("bogus"), "the guest's own reason: {e}");
+    // And the line stays in the device's log.
+    assert!(
+        log.lines().iter().any(|l| l.message.contains("bogus")),
+        "{:?}",
+        log.lines()
+    );
+}
