@@ -1033,6 +1033,8 @@ pub(crate) async fn log(caller: Caller, State(cp): Cp, Path(id): Path<String>) -
 pub(crate) struct Exercise {
     seconds: Option<u32>,
     queue_depth: Option<u32>,
+    /// `all` (default), `rw`, or a list of `host::EXERCISE_OPS`.
+    mix: Option<String>,
 }
 
 pub(crate) async fn exercise(
@@ -1053,6 +1055,8 @@ pub(crate) async fn exercise(
             format!("{queue_depth}: 1 to 128"),
         ));
     }
+    let mix = b.mix.unwrap_or_else(|| "all".into());
+    crate::host::valid_mix(&mix).map_err(|e| ApiError::invalid("mix", e))?;
     let frontend = cp.host.frontend();
     if frontend.kind != FrontendKind::Sim {
         return Err(ApiError::unsupported(
@@ -1060,12 +1064,13 @@ pub(crate) async fn exercise(
         ));
     }
     let host = cp.host.clone();
-    blocking(move || host.exercise(d.id, seconds, queue_depth))
+    let m = mix.clone();
+    blocking(move || host.exercise(d.id, seconds, queue_depth, &m))
         .await?
         .map_err(|e| ApiError::host(format!("exercise: {e}")))?;
     Ok((
         StatusCode::ACCEPTED,
-        Json(json!({"device": d.id, "seconds": seconds, "queue_depth": queue_depth})),
+        Json(json!({"device": d.id, "seconds": seconds, "queue_depth": queue_depth, "mix": mix})),
     )
         .into_response())
 }

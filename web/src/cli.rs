@@ -154,6 +154,11 @@ pub enum DeviceCmd {
         /// Commands in flight (1..=128).
         #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=128))]
         queue_depth: u32,
+        /// Which commands: `all` (reads, writes, FUA writes, SYNCHRONIZE
+        /// CACHE, UNMAP, WRITE SAME, COMPARE AND WRITE, VERIFY, each
+        /// verified), `rw`, or a list such as `read,write,unmap`.
+        #[arg(long, default_value = "all")]
+        mix: String,
     },
     /// Print the guest's recent log lines and its debug text.
     Log {
@@ -926,9 +931,10 @@ fn device(c: &Client, cmd: DeviceCmd, out: &mut String) -> Res<()> {
             id,
             secs,
             queue_depth,
+            mix,
         } => {
             let (p, jid) = lookup(c, "device", &id)?;
-            let body = json!({ "seconds": secs, "queue_depth": queue_depth });
+            let body = json!({ "seconds": secs, "queue_depth": queue_depth, "mix": mix });
             let v = c.call(
                 "POST",
                 &format!("/api/v1/devices/{p}/exercise"),

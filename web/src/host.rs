@@ -133,6 +133,38 @@ pub struct TenantResources {
     pub limits: TenantLimits,
 }
 
+/// The commands an exercise can send, by the names a `mix` lists (the
+/// daemon's initiator implements each).
+pub const EXERCISE_OPS: [&str; 9] = [
+    "read",
+    "write",
+    "fua",
+    "flush",
+    "unmap",
+    "zero",
+    "writesame",
+    "caw",
+    "verify",
+];
+
+/// Whether `mix` is a valid exercise mix: `all`, `rw`, or a non-empty
+/// comma-separated list of [`EXERCISE_OPS`].
+pub fn valid_mix(mix: &str) -> Result<(), String> {
+    let mix = mix.trim();
+    if mix.is_empty() || mix == "all" || mix == "rw" {
+        return Ok(());
+    }
+    for name in mix.split(',').map(str::trim) {
+        if !EXERCISE_OPS.contains(&name) {
+            return Err(format!(
+                "unknown command {name:?} (all, rw, or some of: {})",
+                EXERCISE_OPS.join(", ")
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// A device's state as the host sees it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -247,7 +279,9 @@ pub trait Host: Send + Sync + 'static {
     /// reads and writes) against the device for `secs` seconds at
     /// `queue_depth`, in the background. tcmu answers an error (real
     /// initiators send the I/O there).
-    fn exercise(&self, id: i64, secs: u32, queue_depth: u32) -> Result<(), String>;
+    /// `mix` is `all`, `rw` or a comma-separated list of [`EXERCISE_OPS`]
+    /// (checked by the API before the call).
+    fn exercise(&self, id: i64, secs: u32, queue_depth: u32, mix: &str) -> Result<(), String>;
     /// No module has the component with this content hash any more: drop
     /// its compiled code (instances still running keep their own).
     fn forget_module(&self, sha256: &str) {

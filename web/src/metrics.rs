@@ -778,7 +778,7 @@ mod tests {
         ) -> Result<(), String> {
             Ok(())
         }
-        fn exercise(&self, _: i64, _: u32, _: u32) -> Result<(), String> {
+        fn exercise(&self, _: i64, _: u32, _: u32, _: &str) -> Result<(), String> {
             Ok(())
         }
     }

@@ -199,7 +199,7 @@ impl Host for MockHost {
         self.push(Call::Unexport(dev.id, lun.clone()));
         Ok(())
     }
-    fn exercise(&self, id: i64, secs: u32, queue_depth: u32) -> Result<(), String> {
+    fn exercise(&self, id: i64, secs: u32, queue_depth: u32, _mix: &str) -> Result<(), String> {
         self.push(Call::Exercise(id, secs, queue_depth));
         Ok(())
     }
@@ -1733,11 +1733,13 @@ async fn stats_log_and_exercise() {
         )
         .await;
     assert_eq!(s, StatusCode::ACCEPTED, "{v}");
+    assert_eq!(v["mix"], "all", "the full command mix by default");
     assert!(env.host.calls().contains(&Call::Exercise(id, 5, 32)));
     for body in [
         json!({"seconds": 0, "queue_depth": 1}),
         json!({"seconds": 601, "queue_depth": 1}),
         json!({"seconds": 1, "queue_depth": 129}),
+        json!({"seconds": 1, "queue_depth": 1, "mix": "read,trim"}),
     ] {
         let (s, v) = env.call("POST", &path, Some(&a), Some(body)).await;
         assert_eq!(

@@ -603,14 +603,16 @@ fn device_subcommands_use_the_documented_routes() {
                 "5",
                 "--queue-depth",
                 "8",
+                "--mix",
+                "read,write,unmap",
             ],
             vec!["POST /api/v1/devices/3/exercise"],
-            Some(json!({"seconds": 5, "queue_depth": 8})),
+            Some(json!({"seconds": 5, "queue_depth": 8, "mix": "read,write,unmap"})),
         ),
         (
             vec!["device", "exercise", "3"],
             vec!["POST /api/v1/devices/3/exercise"],
-            Some(json!({"seconds": 10, "queue_depth": 16})),
+            Some(json!({"seconds": 10, "queue_depth": 16, "mix": "all"})),
         ),
         (
             vec!["device", "log", "3"],

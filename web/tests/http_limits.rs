@@ -71,7 +71,7 @@ impl Host for NullHost {
     fn unexport(&self, _: &DeviceSpec, _: &LunInfo) -> Result<(), String> {
         Ok(())
     }
-    fn exercise(&self, _: i64, _: u32, _: u32) -> Result<(), String> {
+    fn exercise(&self, _: i64, _: u32, _: u32, _: &str) -> Result<(), String> {
         Ok(())
     }
 }

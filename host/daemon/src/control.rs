@@ -823,7 +823,8 @@ impl Host for DaemonHost {
         removed
     }
 
-    fn exercise(&self, id: i64, secs: u32, queue_depth: u32) -> Result<(), String> {
+    fn exercise(&self, id: i64, secs: u32, queue_depth: u32, mix: &str) -> Result<(), String> {
+        let mix = demo::Mix::parse(mix)?;
         let m = self.get(id)?;
         let Some(sim) = &m.sim else {
             return Err("exercise runs the simulator's initiator; on real LIO devices send I/O from an initiator (e.g. fio on the LUN)".into());
@@ -839,6 +840,7 @@ impl Host for DaemonHost {
             fresh: false,
             label: format!("{}/{}", spec.tenant, spec.name),
             print: false,
+            mix,
         };
         let kernel = Arc::clone(&sim.kernel);
         let stop = Arc::clone(&sim.exercise_stop);

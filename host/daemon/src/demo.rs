@@ -87,6 +87,7 @@ pub fn run(cfg: &ServeConfig, stop: &Arc<AtomicBool>) -> Result<(), String> {
         fresh: true,
         label: "sim0".into(),
         print: true,
+        mix: Mix::all(),
     };
     let result = initiator(&mut kernel, &load, stop).map(drop);
     worker_stop.store(true, Ordering::Relaxed);
@@ -118,11 +119,134 @@ pub fn rw16(op: u8, lba: u64, blocks: u32) -> [u8; 16] {
     c
 }
 
+/// What the model says a block holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Blk {
+    /// Written by a write (or COMPARE AND WRITE) with this stamp.
+    Stamp(u64),
+    /// Zeros (never written on a fresh device, WRITE SAME of zeros, UNMAP
+    /// with LBPRZ).
+    Zero,
+    /// WRITE SAME of a block filled with this byte.
+    Pattern(u8),
+    /// Unknown (UNMAP without LBPRZ, blocks of an old device): not checked.
+    Unknown,
+}
+
+/// The kinds of command the initiator sends (`Mix`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Op {
+    /// READ(16), data checked against the model.
+    Read,
+    /// WRITE(16).
+    Write,
+    /// WRITE(16) with FUA.
+    FuaWrite,
+    /// SYNCHRONIZE CACHE(16) of the whole device.
+    Flush,
+    /// UNMAP of one range (only if the device reports LBPME).
+    Unmap,
+    /// WRITE SAME(16) of a zero block with UNMAP set.
+    WriteSameZero,
+    /// WRITE SAME(16) of a patterned block.
+    WriteSame,
+    /// COMPARE AND WRITE of one block: with the right data (GOOD), now and
+    /// then with wrong data (MISCOMPARE expected, nothing written).
+    CompareAndWrite,
+    /// VERIFY(16) with BYTCHK=1 against the model.
+    Verify,
+}
+
+impl Op {
+    const ALL: [Op; 9] = [
+        Op::Read,
+        Op::Write,
+        Op::FuaWrite,
+        Op::Flush,
+        Op::Unmap,
+        Op::WriteSameZero,
+        Op::WriteSame,
+        Op::CompareAndWrite,
+        Op::Verify,
+    ];
+
+    /// The name in mix strings and summaries.
+    pub fn name(self) -> &'static str {
+        match self {
+            Op::Read => "read",
+            Op::Write => "write",
+            Op::FuaWrite => "fua",
+            Op::Flush => "flush",
+            Op::Unmap => "unmap",
+            Op::WriteSameZero => "zero",
+            Op::WriteSame => "writesame",
+            Op::CompareAndWrite => "caw",
+            Op::Verify => "verify",
+        }
+    }
+
+    /// Relative weight in the full mix.
+    fn weight(self) -> u64 {
+        match self {
+            Op::Read => 35,
+            Op::Write => 30,
+            Op::FuaWrite => 5,
+            Op::Flush => 2,
+            Op::Unmap => 5,
+            Op::WriteSameZero => 4,
+            Op::WriteSame => 4,
+            Op::CompareAndWrite => 8,
+            Op::Verify => 7,
+        }
+    }
+}
+
+/// Which commands an exercise sends: `all` (the default), `rw` (reads and
+/// writes only), or a comma-separated list of [`Op::name`]s.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Mix(Vec<Op>);
+
+impl Mix {
+    /// Every kind of command.
+    pub fn all() -> Self {
+        Mix(Op::ALL.to_vec())
+    }
+
+    /// Parse `all`, `rw` or a list such as `read,write,unmap`.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        match text.trim() {
+            "" | "all" => return Ok(Self::all()),
+            "rw" => return Ok(Mix(vec![Op::Read, Op::Write])),
+            _ => {}
+        }
+        let mut ops = Vec::new();
+        for name in text.split(',').map(str::trim) {
+            let op = Op::ALL
+                .into_iter()
+                .find(|o| o.name() == name)
+                .ok_or_else(|| {
+                    let names: Vec<&str> = Op::ALL.iter().map(|o| o.name()).collect();
+                    format!(
+                        "unknown command {name:?} in the mix (all, rw, or some of: {})",
+                        names.join(", ")
+                    )
+                })?;
+            if !ops.contains(&op) {
+                ops.push(op);
+            }
+        }
+        Ok(Mix(ops))
+    }
+}
+
 struct Pending {
-    write: bool,
+    op: Op,
     lba: u64,
     blocks: u32,
-    stamp: u64,
+    /// The model's blocks once the command completes as expected.
+    after: Option<Blk>,
+    /// MISCOMPARE is the expected outcome.
+    miscompare: bool,
 }
 
 /// What the built-in initiator does.
@@ -142,6 +266,8 @@ pub struct Load {
     pub label: String,
     /// Print throughput every two seconds on stdout (else log it).
     pub print: bool,
+    /// The commands to send.
+    pub mix: Mix,
 }
 
 /// Error lines the initiator logs per second per device; a tenant can
@@ -205,6 +331,8 @@ pub fn initiator(k: &mut SimKernel, load: &Load, stop: &AtomicBool) -> Result<St
             "device of {dev_blocks} blocks is too small to exercise"
         ));
     }
+    // READ CAPACITY (16) byte 14: LBPME (80h), LBPRZ (40h).
+    let mut provisioning = 0u8;
     // The sd driver's attach sequence.
     let attach: [(&[u8], u32); 3] = [
         (&[0x00, 0, 0, 0, 0, 0], 0),
@@ -236,6 +364,9 @@ pub fn initiator(k: &mut SimKernel, load: &Load, stop: &AtomicBool) -> Result<St
                 cdb[0], done.status
             ));
         }
+        if cdb[0] == 0x9e {
+            provisioning = done.data_in.get(14).copied().unwrap_or(0);
+        }
         if cdb[0] == 0x12 {
             let d = &done.data_in;
             tracing::info!(
@@ -245,6 +376,19 @@ pub fn initiator(k: &mut SimKernel, load: &Load, stop: &AtomicBool) -> Result<St
             );
         }
     }
+    let (lbpme, lbprz) = (provisioning & 0x80 != 0, provisioning & 0x40 != 0);
+    // UNMAP is offered only with logical block provisioning.
+    let ops: Vec<Op> = load
+        .mix
+        .0
+        .iter()
+        .copied()
+        .filter(|o| *o != Op::Unmap || lbpme)
+        .collect();
+    if ops.is_empty() {
+        return Err("the mix has no command this device offers".into());
+    }
+    let total_weight: u64 = ops.iter().map(|o| o.weight()).sum();
     let mut rng = 0x2545_f491_4f6c_dd1du64;
     let mut next = || {
         rng ^= rng << 13;
@@ -252,11 +396,30 @@ pub fn initiator(k: &mut SimKernel, load: &Load, stop: &AtomicBool) -> Result<St
         rng ^= rng << 17;
         rng
     };
-    let mut written: HashMap<u64, u64> = HashMap::new();
+    let bsz = bs as usize;
+    // The model: what each block holds (absent: zero on a fresh device,
+    // unknown otherwise).
+    let mut model: HashMap<u64, Blk> = HashMap::new();
+    let state = |model: &HashMap<u64, Blk>, lba: u64| match model.get(&lba) {
+        Some(b) => *b,
+        None if load.fresh => Blk::Zero,
+        None => Blk::Unknown,
+    };
+    let expect = |blk: Blk, lba: u64, out: &mut [u8]| -> bool {
+        match blk {
+            Blk::Stamp(st) => fill(out, lba, st, bs),
+            Blk::Zero => out.fill(0),
+            Blk::Pattern(p) => out.fill(p),
+            Blk::Unknown => return false,
+        }
+        true
+    };
     let mut pending: HashMap<u64, Pending> = HashMap::new();
-    let mut buf = vec![0u8; 64 * 1024];
+    let mut buf = vec![0u8; 2 * 64 * 1024];
     let (mut tag, mut stamp) = (0u64, 0u64);
     let (mut ios, mut bytes, mut errors) = (0u64, 0u64, 0u64);
+    let mut per_op: HashMap<Op, u64> = HashMap::new();
+    let mut miscompares = 0u64;
     let (mut last, start) = (Instant::now(), Instant::now());
     let (mut last_ios, mut last_bytes) = (0u64, 0u64);
     let mut wind_down: Option<Instant> = None;
@@ -272,9 +435,24 @@ pub fn initiator(k: &mut SimKernel, load: &Load, stop: &AtomicBool) -> Result<St
         }
         let mut queued = false;
         while !stop.load(Ordering::Relaxed) && pending.len() < qd {
-            let blocks = unit * (1 + (next() % max_units) as u32);
-            let lba = next() % (dev_blocks - u64::from(blocks));
-            let write = next() % 2 == 0;
+            let mut pick = next() % total_weight;
+            let mut op = ops[0];
+            for o in &ops {
+                if pick < o.weight() {
+                    op = *o;
+                    break;
+                }
+                pick -= o.weight();
+            }
+            let blocks = match op {
+                Op::CompareAndWrite => 1,
+                Op::Flush => 0,
+                _ => unit * (1 + (next() % max_units) as u32),
+            };
+            let lba = match op {
+                Op::Flush => 0,
+                _ => next() % (dev_blocks - u64::from(blocks.max(1))),
+            };
             // Commands in flight at once have no order (SIMPLE task
             // attribute): never overlap a new command with one in flight, or
             // the check below could not tell which data is right.
@@ -284,36 +462,109 @@ pub fn initiator(k: &mut SimKernel, load: &Load, stop: &AtomicBool) -> Result<St
             if overlaps {
                 continue;
             }
+            let n = blocks as usize * bsz;
+            // COMPARE AND WRITE and VERIFY need to know what is there.
+            let known = (0..u64::from(blocks)).all(|b| state(&model, lba + b) != Blk::Unknown);
+            let op = match op {
+                Op::CompareAndWrite | Op::Verify if !known => Op::Read,
+                o => o,
+            };
             tag += 1;
-            let p = if write {
-                stamp += 1;
-                let n = (blocks * bs) as usize;
-                fill(&mut buf[..n], lba, stamp, bs);
-                k.model
-                    .submit_ref(tag, &rw16(0x8a, lba, blocks), DataRef::ToDevice(&buf[..n]))
-                    .map_err(|e| e.to_string())?;
-                Pending {
-                    write,
-                    lba,
-                    blocks,
-                    stamp,
-                }
-            } else {
-                k.model
-                    .submit_ref(
-                        tag,
-                        &rw16(0x88, lba, blocks),
-                        DataRef::FromDevice(blocks * bs),
+            let (cdb, data, after, miscompare): (Vec<u8>, DataRef<'_>, Option<Blk>, bool) = match op
+            {
+                Op::Read => (
+                    rw16(0x88, lba, blocks).to_vec(),
+                    DataRef::FromDevice(blocks * bs),
+                    None,
+                    false,
+                ),
+                Op::Write | Op::FuaWrite => {
+                    stamp += 1;
+                    fill(&mut buf[..n], lba, stamp, bs);
+                    let mut c = rw16(0x8a, lba, blocks);
+                    if op == Op::FuaWrite {
+                        c[1] = 0x08;
+                    }
+                    (
+                        c.to_vec(),
+                        DataRef::ToDevice(&buf[..n]),
+                        Some(Blk::Stamp(stamp)),
+                        false,
                     )
-                    .map_err(|e| e.to_string())?;
-                Pending {
-                    write,
-                    lba,
-                    blocks,
-                    stamp: 0,
+                }
+                Op::Flush => (rw16(0x91, 0, 0).to_vec(), DataRef::None, None, false),
+                Op::Unmap => {
+                    let mut p = [0u8; 24];
+                    p[1] = 22;
+                    p[3] = 16;
+                    p[8..16].copy_from_slice(&lba.to_be_bytes());
+                    p[16..20].copy_from_slice(&blocks.to_be_bytes());
+                    buf[..24].copy_from_slice(&p);
+                    let mut c = vec![0x42, 0, 0, 0, 0, 0, 0, 0, 24, 0];
+                    c[8] = 24;
+                    let after = if lbprz { Blk::Zero } else { Blk::Unknown };
+                    (c, DataRef::ToDevice(&buf[..24]), Some(after), false)
+                }
+                Op::WriteSameZero | Op::WriteSame => {
+                    let (byte, flags) = if op == Op::WriteSameZero {
+                        (0u8, 0x08) // UNMAP: may deallocate, reads zeros
+                    } else {
+                        ((next() % 255) as u8 + 1, 0)
+                    };
+                    buf[..bsz].fill(byte);
+                    let mut c = rw16(0x93, lba, blocks);
+                    c[1] = flags;
+                    let after = if byte == 0 {
+                        Blk::Zero
+                    } else {
+                        Blk::Pattern(byte)
+                    };
+                    (
+                        c.to_vec(),
+                        DataRef::ToDevice(&buf[..bsz]),
+                        Some(after),
+                        false,
+                    )
+                }
+                Op::CompareAndWrite => {
+                    stamp += 1;
+                    expect(state(&model, lba), lba, &mut buf[..bsz]);
+                    // One in eight compares against the wrong data.
+                    let wrong = next() % 8 == 0;
+                    if wrong {
+                        buf[bsz / 2] ^= 0x5a;
+                    }
+                    fill(&mut buf[bsz..2 * bsz], lba, stamp, bs);
+                    let mut c = vec![0u8; 16];
+                    c[0] = 0x89;
+                    c[2..10].copy_from_slice(&lba.to_be_bytes());
+                    c[13] = 1;
+                    let after = (!wrong).then_some(Blk::Stamp(stamp));
+                    (c, DataRef::ToDevice(&buf[..2 * bsz]), after, wrong)
+                }
+                Op::Verify => {
+                    for b in 0..u64::from(blocks) {
+                        let at = b as usize * bsz;
+                        expect(state(&model, lba + b), lba + b, &mut buf[at..at + bsz]);
+                    }
+                    let mut c = rw16(0x8f, lba, blocks);
+                    c[1] = 0x02; // BYTCHK 01b: compare with the data-out
+                    (c.to_vec(), DataRef::ToDevice(&buf[..n]), None, false)
                 }
             };
-            pending.insert(tag, p);
+            k.model
+                .submit_ref(tag, &cdb, data)
+                .map_err(|e| e.to_string())?;
+            pending.insert(
+                tag,
+                Pending {
+                    op,
+                    lba,
+                    blocks,
+                    after,
+                    miscompare,
+                },
+            );
             queued = true;
         }
         if queued {
@@ -329,29 +580,45 @@ pub fn initiator(k: &mut SimKernel, load: &Load, stop: &AtomicBool) -> Result<St
                 .remove(&c.tag)
                 .ok_or("completion for an unknown tag")?;
             ios += 1;
+            *per_op.entry(p.op).or_default() += 1;
             bytes += u64::from(p.blocks * bs);
-            if c.status != abi::SAM_STAT_GOOD {
-                errors += 1;
-                if throttle.allow(&load.label) {
-                    tracing::error!(device = %load.label, lba = p.lba, status = c.status, sense = ?&c.sense[..18.min(c.sense.len())], "I/O failed");
+            let key = c.sense.get(2).map(|k| k & 0xf);
+            if p.miscompare {
+                if c.status == abi::SAM_STAT_CHECK_CONDITION && key == Some(0x0e) {
+                    miscompares += 1;
+                } else {
+                    errors += 1;
+                    if throttle.allow(&load.label) {
+                        tracing::error!(device = %load.label, lba = p.lba, status = c.status, "COMPARE AND WRITE with wrong data did not report MISCOMPARE");
+                    }
                 }
                 continue;
             }
-            if p.write {
-                for b in 0..u64::from(p.blocks) {
-                    written.insert(p.lba + b, p.stamp);
+            if c.status != abi::SAM_STAT_GOOD {
+                errors += 1;
+                if throttle.allow(&load.label) {
+                    tracing::error!(device = %load.label, op = p.op.name(), lba = p.lba, status = c.status, sense = ?&c.sense[..18.min(c.sense.len())], "I/O failed");
                 }
-            } else {
-                let mut expect = vec![0u8; bs as usize];
-                for b in 0..u64::from(p.blocks) {
-                    let got = &c.data_in
-                        [(b * u64::from(bs)) as usize..((b + 1) * u64::from(bs)) as usize];
-                    match written.get(&(p.lba + b)) {
-                        Some(&s) => fill(&mut expect, p.lba + b, s, bs),
-                        None if load.fresh => expect.fill(0),
-                        None => continue,
+                // What the command left is unknown now.
+                if p.after.is_some() {
+                    for b in 0..u64::from(p.blocks) {
+                        model.insert(p.lba + b, Blk::Unknown);
                     }
-                    if got != expect.as_slice() {
+                }
+                continue;
+            }
+            if let Some(after) = p.after {
+                for b in 0..u64::from(p.blocks) {
+                    model.insert(p.lba + b, after);
+                }
+            } else if p.op == Op::Read {
+                let mut want = vec![0u8; bsz];
+                for b in 0..u64::from(p.blocks) {
+                    let got = &c.data_in[b as usize * bsz..(b as usize + 1) * bsz];
+                    if !expect(state(&model, p.lba + b), p.lba + b, &mut want) {
+                        continue;
+                    }
+                    if got != want.as_slice() {
                         errors += 1;
                         if throttle.allow(&load.label) {
                             tracing::error!(device = %load.label, lba = p.lba + b, "data mismatch on read-back");
@@ -387,10 +654,15 @@ pub fn initiator(k: &mut SimKernel, load: &Load, stop: &AtomicBool) -> Result<St
             (last, last_ios, last_bytes) = (Instant::now(), ios, bytes);
         }
     }
+    let kinds: Vec<String> = Op::ALL
+        .iter()
+        .filter_map(|o| per_op.get(o).map(|n| format!("{} {n}", o.name())))
+        .collect();
     let summary = format!(
-        "{}: stopped after {:.1} s: {ios} I/Os verified, {errors} errors",
+        "{}: stopped after {:.1} s: {ios} I/Os verified ({}; {miscompares} deliberate miscompares reported), {errors} errors",
         load.label,
-        start.elapsed().as_secs_f64()
+        start.elapsed().as_secs_f64(),
+        kinds.join(", ")
     );
     if load.print {
         println!("{summary}");
@@ -434,6 +706,20 @@ fn one(k: &mut SimKernel, cdb: &[u8], dir: DataRef<'_>) -> Result<Completion, St
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_mix_names_are_the_apis() {
+        let names: Vec<&str> = Op::ALL.iter().map(|o| o.name()).collect();
+        assert_eq!(names, wasmtap_web::host::EXERCISE_OPS);
+        assert_eq!(Mix::parse("all"), Ok(Mix::all()));
+        assert_eq!(Mix::parse("rw"), Ok(Mix(vec![Op::Read, Op::Write])));
+        assert_eq!(
+            Mix::parse("read, unmap,read"),
+            Ok(Mix(vec![Op::Read, Op::Unmap]))
+        );
+        let e = Mix::parse("read,trim").unwrap_err();
+        assert!(e.contains("\"trim\"") && e.contains("unmap"), "{e}");
+    }
 
     #[test]
     fn the_throttle_lets_a_few_lines_a_second_through() {

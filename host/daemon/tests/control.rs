@@ -107,7 +107,7 @@ fn hot_swaps_under_load_lose_and_fail_nothing() {
     h.validate(&v2)
         .expect("a custom section keeps the component valid");
     h.start(&s1).unwrap();
-    h.exercise(1, 6, 16).unwrap();
+    h.exercise(1, 6, 16, "all").unwrap();
     let mut swaps = 0;
     let start = Instant::now();
     // Swap back and forth while the verifying initiator keeps 16 commands
@@ -123,11 +123,32 @@ fn hot_swaps_under_load_lose_and_fail_nothing() {
     assert_eq!(live.state, DeviceState::Running);
     let c = &live.counters;
     assert!(c.reads > 100 && c.writes > 100, "{c:?} ({summary})");
-    // The only CHECK CONDITION is the power-on unit attention the initiator
-    // expects at attach.
+    // The only CHECK CONDITIONs are the power-on unit attention the
+    // initiator expects at attach and the MISCOMPAREs of its deliberately
+    // wrong COMPARE AND WRITEs (the full mix; the initiator counts any
+    // other outcome of those as an error).
+    let miscompares = c.errors_by_sense_key[0x0e];
     let errors: u64 = c.errors_by_sense_key.iter().sum();
-    assert_eq!(errors, 1, "{c:?}");
+    assert_eq!(errors, 1 + miscompares, "{c:?}");
     assert_eq!(c.errors_by_sense_key[6], 1);
+    assert!(
+        summary.contains(&format!("{miscompares} deliberate miscompares")),
+        "{summary}"
+    );
+    for op in [
+        "caw",
+        "verify",
+        "unmap",
+        "writesame",
+        "zero",
+        "fua",
+        "flush",
+    ] {
+        assert!(
+            summary.contains(&format!("{op} ")),
+            "{op} missing: {summary}"
+        );
+    }
     let swapped = live.log.iter().filter(|l| l.contains("hot swap")).count();
     assert_eq!(swapped, swaps, "{:?}", live.log);
     assert!(swaps >= 8, "only {swaps} swaps happened");
@@ -148,7 +169,7 @@ fn a_module_that_cannot_open_leaves_the_old_instance_serving() {
     };
     let err = h.rebind(&bad).unwrap_err();
     assert!(err.contains("invalid-config"), "{err}");
-    h.exercise(7, 2, 8).unwrap();
+    h.exercise(7, 2, 8, "all").unwrap();
     wait_exercise(&h, 7).expect("the old instance still serves 4 KiB-block I/O");
     assert_eq!(h.live(7).unwrap().state, DeviceState::Running);
     h.shutdown();
@@ -170,7 +191,7 @@ fn a_device_whose_module_does_not_open_is_offline_with_the_reason() {
             .contains("invalid-config"),
         "{live:?}"
     );
-    h.exercise(3, 1, 4).unwrap();
+    h.exercise(3, 1, 4, "all").unwrap();
     let err = wait_exercise(&h, 3).unwrap_err();
     assert!(err.contains("errors"), "{err}");
     let live = h.live(3).unwrap();
@@ -204,10 +225,10 @@ fn exercise_is_refused_while_one_runs_and_for_unknown_devices() {
     let h = host(&data);
     let ram = std::fs::read(wasmtap_example_guests::RAM).unwrap();
     h.start(&spec(&data, 4, "ram", &ram, "", 512)).unwrap();
-    h.exercise(4, 2, 4).unwrap();
-    let e = h.exercise(4, 2, 4).unwrap_err();
+    h.exercise(4, 2, 4, "all").unwrap();
+    let e = h.exercise(4, 2, 4, "all").unwrap_err();
     assert!(e.contains("already"), "{e}");
-    assert!(h.exercise(99, 1, 1).is_err());
+    assert!(h.exercise(99, 1, 1, "all").is_err());
     wait_exercise(&h, 4).unwrap();
     h.stop(4).unwrap();
     assert!(h.live(4).is_none());
@@ -246,7 +267,7 @@ fn resources_held_are_visible_and_the_instance_quota_holds_across_a_swap() {
     let e = h.rebind(&s2).expect_err("a swap needs a second instance");
     assert!(e.contains("limit of 1 instances"), "{e}");
     assert_eq!(h.live(1).unwrap().state, DeviceState::Running);
-    h.exercise(1, 1, 4).unwrap();
+    h.exercise(1, 1, 4, "all").unwrap();
     wait_exercise(&h, 1).expect("the old instance still serves");
     h.forget_module(&s2.module_sha256);
     h.shutdown();
@@ -266,7 +287,7 @@ fn a_slow_huge_debug_is_asked_once_at_a_time_and_cut() {
     h.start(&s1).unwrap();
     let s2 = spec(&data, 2, "raw-file", &raw_file(), "", 512);
     h.start(&s2).unwrap();
-    h.exercise(2, 3, 8).unwrap();
+    h.exercise(2, 3, 8, "all").unwrap();
     let start = Instant::now();
     let askers: Vec<_> = (0..64)
         .map(|_| {
