@@ -372,6 +372,52 @@ mod tests {
     }
 
     #[test]
+    fn check_flags() {
+        let cli = Cli::try_parse_from([
+            "wasmtap",
+            "check",
+            "m.wasm",
+            "--config",
+            "file=a.img",
+            "--size",
+            "32M",
+            "--block-size",
+            "4096",
+            "--json",
+        ])
+        .unwrap();
+        match cli.cmd {
+            Cmd::Check {
+                module,
+                config,
+                size,
+                block_size,
+                json,
+                keep,
+                ..
+            } => {
+                assert_eq!(module, PathBuf::from("m.wasm"));
+                assert_eq!(config, "file=a.img");
+                assert_eq!(size, "32M");
+                assert_eq!(block_size, 4096);
+                assert!(json);
+                assert_eq!(keep, None);
+            }
+            _ => unreachable!(),
+        }
+        assert!(
+            Cli::try_parse_from(["wasmtap", "check", "m.wasm", "--block-size", "1024"]).is_err()
+        );
+        match Cli::try_parse_from(["wasmtap", "check", "m.wasm"])
+            .unwrap()
+            .cmd
+        {
+            Cmd::Check { block_size, .. } => assert_eq!(block_size, 512),
+            _ => unreachable!(),
+        }
+    }
+
+    #[test]
     fn admin_token_flags() {
         let (cfg, _) = serve_args(&["--admin-token-file", "/run/secrets/t"])
             .unwrap()
