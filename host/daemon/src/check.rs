@@ -270,6 +270,30 @@ fn answer(c: &Completion) -> String {
     }
 }
 
+/// A command for a message: name, LBA and length where it has them.
+fn describe(cdb: &[u8]) -> String {
+    let at = |name: &str| {
+        if cdb.len() >= 14 {
+            let lba = u64::from_be_bytes(cdb[2..10].try_into().unwrap_or_default());
+            let n = u32::from_be_bytes(cdb[10..14].try_into().unwrap_or_default());
+            format!("{name} of {n} blocks at LBA {lba}")
+        } else {
+            name.to_string()
+        }
+    };
+    match cdb.first() {
+        Some(0x88) => at("READ(16)"),
+        Some(0x8a) => at("WRITE(16)"),
+        Some(0x93) => at("WRITE SAME(16)"),
+        Some(0x89) => "COMPARE AND WRITE".into(),
+        Some(0x00) => "TEST UNIT READY".into(),
+        Some(0x35 | 0x91) => "SYNCHRONIZE CACHE".into(),
+        Some(0x42) => "UNMAP".into(),
+        Some(op) => format!("command {op:#04x}"),
+        None => "an empty command".into(),
+    }
+}
+
 /// Where `got` first differs from `want`, for a read of `what`.
 fn compare(what: &str, lba: u64, bs: u32, want: &[u8], got: &[u8]) -> Result<(), String> {
     if got.len() != want.len() {
@@ -431,8 +455,8 @@ impl Sim {
             }
             if Instant::now() > deadline {
                 return Err(format!(
-                    "command {:#04x} got no answer within {} s",
-                    cdb[0],
+                    "{} got no answer within {} s",
+                    describe(cdb),
                     COMMAND_TIMEOUT.as_secs()
                 ));
             }
