@@ -132,6 +132,17 @@ impl Guests {
         Ok(m)
     }
 
+    /// Load `bytes` as the module called `name` (replacing a loaded module
+    /// of that name), with the same checks as [`module`](Self::module).
+    pub fn load(&mut self, name: &str, bytes: &[u8]) -> Result<Module, String> {
+        let m = self
+            .runtime
+            .load(bytes)
+            .map_err(|e| format!("module {name:?} refused: {e}"))?;
+        self.loaded.insert(name.to_string(), m.clone());
+        Ok(m)
+    }
+
     /// Open an instance of `module` for a device.
     pub fn open(
         &mut self,
@@ -142,10 +153,40 @@ impl Guests {
         region: Option<Arc<MappedRegion>>,
         geometry: Option<(u64, u32)>,
     ) -> Result<WasmBackend, String> {
+        self.open_with_storage(device, module, config, dir, region, None)
+    }
+
+    /// [`open`](Self::open) for a device of `size` bytes whose directory is
+    /// held to the `[guests]` storage limits for that size, as the control
+    /// plane's devices are.
+    pub fn open_sized(
+        &mut self,
+        device: &str,
+        module: &str,
+        config: &str,
+        dir: &Path,
+        region: Option<Arc<MappedRegion>>,
+        size: u64,
+    ) -> Result<WasmBackend, String> {
+        self.open_with_storage(device, module, config, dir, region, Some(size))
+    }
+
+    fn open_with_storage(
+        &mut self,
+        device: &str,
+        module: &str,
+        config: &str,
+        dir: &Path,
+        region: Option<Arc<MappedRegion>>,
+        size: Option<u64>,
+    ) -> Result<WasmBackend, String> {
         let m = self.module(module)?;
         std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
         let mut spec = InstanceSpec::new(m, config, self.tenant.clone());
         spec.limits = self.limits.instance();
+        if let Some(size) = size {
+            spec.storage = self.limits.storage(size);
+        }
         spec.dir = Some(dir.to_path_buf());
         spec.region = region;
         spec.device_geometry = geometry;

@@ -120,6 +120,11 @@ impl<B: BlockBackend> ScsiHandler<B> {
         })
     }
 
+    /// The backend the target runs on.
+    pub fn backend(&self) -> &B {
+        self.target.backend()
+    }
+
     /// Let EXTENDED COPY reach the devices of `scope` in `registry`, and
     /// make this device reachable from them through `tx`, its worker's
     /// control channel (see `crate::copy`). Call before the worker starts.

@@ -8,10 +8,12 @@
 //! * [`ramdisk`]: the native sparse RAM disk backend.
 //! * [`serve`]: device discovery (UIO scan), worker lifecycle, signals.
 //! * [`demo`]: the simulator frontend with a built-in, verifying initiator.
+//! * [`check`]: `wasmtap check`, a conformance battery for a module.
 //! * [`lun`], [`config`]: `wasmtap lun create|delete` and configuration.
 
 pub mod backstore;
 pub mod bench;
+pub mod check;
 pub mod config;
 pub mod control;
 pub mod copy;

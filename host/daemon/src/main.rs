@@ -10,6 +10,7 @@
 //! * `wasmtap demo`: one simulated device under a built-in verifying
 //!   initiator, printing throughput.
 //! * `wasmtap bench`: backend benchmarks on simulated devices.
+//! * `wasmtap check`: a conformance battery for a backstore module.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -73,6 +74,36 @@ enum Cmd {
         /// Directory for file-backed cases (default: /dev/shm, a tmpfs).
         #[arg(long, default_value = "/dev/shm")]
         dir: PathBuf,
+    },
+    /// Check a backstore module: load and open it as the daemon would, then
+    /// run a conformance battery on a simulated device through the SCSI
+    /// target (prints a table, or JSON; exits non-zero if a check fails).
+    Check {
+        /// The module (a WebAssembly component).
+        module: PathBuf,
+        /// Configuration string for the module's `open` (`size=` and
+        /// `sector=` are added unless set).
+        #[arg(long, default_value = "")]
+        config: String,
+        /// Device size, e.g. 64M or 1G.
+        #[arg(long, default_value = "64M")]
+        size: String,
+        /// Logical block size.
+        #[arg(long, default_value_t = 512, value_parser = clap::builder::TypedValueParser::map(clap::builder::PossibleValuesParser::new(["512", "4096"]), |s| s.parse::<u32>().unwrap_or(512)))]
+        block_size: u32,
+        /// Seconds of each random-I/O phase (queue depths 1, 8, 32; hot swap).
+        #[arg(long, default_value_t = 1.0)]
+        secs: f64,
+        /// Keep the data directory (device storage, cache) in DIR instead
+        /// of a temporary one removed at the end.
+        #[arg(long, value_name = "DIR")]
+        keep: Option<PathBuf>,
+        /// TOML configuration file whose `[guests]` limits apply (as `serve`).
+        #[arg(long = "daemon-config", value_name = "PATH")]
+        daemon_config: Option<PathBuf>,
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
     },
     /// Create or delete a TCMU backstore exported as a tcm_loop LUN.
     Lun {
@@ -233,6 +264,27 @@ fn main() -> ExitCode {
             json,
             dir,
         } => wasmtap::bench::run(&wasmtap::bench::all_rows(dir), secs, reps, json),
+        Cmd::Check {
+            module,
+            config,
+            size,
+            block_size,
+            secs,
+            keep,
+            daemon_config,
+            json,
+        } => {
+            return check(
+                module,
+                config,
+                &size,
+                block_size,
+                secs,
+                keep,
+                daemon_config,
+                json,
+            );
+        }
         Cmd::Lun { cmd } => match cmd {
             LunCmd::Create {
                 name,
@@ -261,6 +313,51 @@ fn main() -> ExitCode {
     }
 }
 
+/// `wasmtap check`.
+#[allow(clippy::too_many_arguments)]
+fn check(
+    module: PathBuf,
+    config: String,
+    size: &str,
+    block_size: u32,
+    secs: f64,
+    keep: Option<PathBuf>,
+    daemon_config: Option<PathBuf>,
+    json: bool,
+) -> ExitCode {
+    let setup = || -> Result<wasmtap::check::Options, String> {
+        let bytes = std::fs::read(&module).map_err(|e| format!("{}: {e}", module.display()))?;
+        let mut o = wasmtap::check::Options::new(&module.display().to_string(), bytes);
+        o.config = config;
+        o.size = wasmtap::config::parse_size(size)?;
+        o.block_size = block_size;
+        o.load_secs = secs;
+        o.keep = keep;
+        if let Some(p) = daemon_config {
+            o.limits = ServeConfig::from_file(&p)?.guests;
+        }
+        Ok(o)
+    };
+    let opts = match setup() {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("wasmtap: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let report = wasmtap::check::run(&opts);
+    if json {
+        println!("{}", report.json());
+    } else {
+        print!("{}", report.table());
+    }
+    if report.failed() {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -270,6 +367,52 @@ mod tests {
         all.extend_from_slice(args);
         match Cli::try_parse_from(all)?.cmd {
             Cmd::Serve(a) => Ok(a),
+            _ => unreachable!(),
+        }
+    }
+
+    #[test]
+    fn check_flags() {
+        let cli = Cli::try_parse_from([
+            "wasmtap",
+            "check",
+            "m.wasm",
+            "--config",
+            "file=a.img",
+            "--size",
+            "32M",
+            "--block-size",
+            "4096",
+            "--json",
+        ])
+        .unwrap();
+        match cli.cmd {
+            Cmd::Check {
+                module,
+                config,
+                size,
+                block_size,
+                json,
+                keep,
+                ..
+            } => {
+                assert_eq!(module, PathBuf::from("m.wasm"));
+                assert_eq!(config, "file=a.img");
+                assert_eq!(size, "32M");
+                assert_eq!(block_size, 4096);
+                assert!(json);
+                assert_eq!(keep, None);
+            }
+            _ => unreachable!(),
+        }
+        assert!(
+            Cli::try_parse_from(["wasmtap", "check", "m.wasm", "--block-size", "1024"]).is_err()
+        );
+        match Cli::try_parse_from(["wasmtap", "check", "m.wasm"])
+            .unwrap()
+            .cmd
+        {
+            Cmd::Check { block_size, .. } => assert_eq!(block_size, 512),
             _ => unreachable!(),
         }
     }

@@ -89,6 +89,15 @@ impl ManagedBackend {
         }
     }
 
+    /// Close the current guest instance (td_close), if one serves and no
+    /// command holds it. Afterwards the backend answers as failed.
+    pub fn close(&self) -> Result<(), String> {
+        match &**self.cur.borrow() {
+            Inner::Guest(b) => b.close().map_err(|e| e.to_string()),
+            Inner::Offline(_) => Ok(()),
+        }
+    }
+
     fn current(&self) -> Rc<Inner> {
         Rc::clone(&self.cur.borrow())
     }
