@@ -9,6 +9,7 @@
 //! * [`serve`]: device discovery (UIO scan), worker lifecycle, signals.
 //! * [`demo`]: the simulator frontend with a built-in, verifying initiator.
 //! * [`lun`], [`config`]: `wasmtap lun create|delete` and configuration.
+//! * [`scaffold`]: `wasmtap new`, a backstore crate from the template.
 
 pub mod backstore;
 pub mod bench;
@@ -22,5 +23,6 @@ pub mod lun;
 pub mod managed;
 pub mod offline;
 pub mod ramdisk;
+pub mod scaffold;
 pub mod serve;
 pub mod worker;
