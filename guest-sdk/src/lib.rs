@@ -4,8 +4,9 @@
 //! blocks live. The host (wasmtap) owns the SCSI protocol and the kernel's
 //! TCMU ring; it hands the backstore block *requests* and the backstore
 //! completes each one. The contract is the WIT package
-//! `wasmtap:backstore@0.1.1` (`wit/backstore.wit` in the wasmtap
-//! repository); this crate is everything an author needs to implement it:
+//! `wasmtap:backstore@0.1.1` (`wit/backstore.wit`, shipped in this crate
+//! and identical to the file the host binds); this crate is everything an
+//! author needs to implement it:
 //!
 //! * [`Backstore`] — a safe trait with defaults for everything but `open` and
 //!   `info`;
@@ -63,8 +64,19 @@
 //! wasmtap_guest_sdk::export_backstore!(Ram);
 //! ```
 //!
-//! Build it with `cargo build --release --target wasm32-wasip2` from a crate
-//! with `crate-type = ["cdylib"]`; the `.wasm` file is the component to
+//! # Setup
+//!
+//! * Rust **1.95** or newer (this crate's `rust-version`).
+//! * The component target: `rustup target add wasm32-wasip2`.
+//! * A library crate with `crate-type = ["cdylib", "rlib"]` under `[lib]`:
+//!   `cdylib` makes the component; without it the `wasm32-wasip2` build
+//!   writes only an `.rlib` and no `.wasm` file. `rlib` lets `cargo test`
+//!   link the unit tests natively.
+//! * `wasmtap new NAME` (from a wasmtap checkout) writes such a crate: a
+//!   RAM disk to start from, with a native unit test.
+//!
+//! Build with `cargo build --release --target wasm32-wasip2`; the `.wasm`
+//! file in `target/wasm32-wasip2/release/` is the component to
 //! upload. `docs/guest-guide.md` in the wasmtap repository walks through
 //! writing, building and testing a backstore; `example-guests/` holds the
 //! `null`, `ram` (sparse, request level) and `raw-file` (zero-copy) examples.
@@ -117,7 +129,7 @@ extern crate self as wasmtap_guest_sdk;
 #[allow(unsafe_code, missing_docs, missing_debug_implementations, clippy::all)]
 pub mod bindings {
     wit_bindgen::generate!({
-        path: "../wit",
+        path: "wit",
         world: "backstore",
         pub_export_macro: true,
         export_macro_name: "export",

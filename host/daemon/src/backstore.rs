@@ -153,7 +153,11 @@ impl Guests {
         region: Option<Arc<MappedRegion>>,
         geometry: Option<(u64, u32)>,
     ) -> Result<WasmBackend, String> {
-        self.open_with_storage(device, module, config, dir, region, None)
+        let facts = DeviceFacts {
+            storage_for: None,
+            geometry,
+        };
+        self.open_with_storage(device, module, config, dir, region, facts)
     }
 
     /// [`open`](Self::open) for a device of `size` bytes whose directory is
@@ -168,7 +172,13 @@ impl Guests {
         region: Option<Arc<MappedRegion>>,
         size: u64,
     ) -> Result<WasmBackend, String> {
-        self.open_with_storage(device, module, config, dir, region, Some(size))
+        // No geometry to enforce: `wasmtap check` compares the module's
+        // own with the one asked for, as a check of its own.
+        let facts = DeviceFacts {
+            storage_for: Some(size),
+            geometry: None,
+        };
+        self.open_with_storage(device, module, config, dir, region, facts)
     }
 
     fn open_with_storage(
@@ -178,22 +188,31 @@ impl Guests {
         config: &str,
         dir: &Path,
         region: Option<Arc<MappedRegion>>,
-        size: Option<u64>,
+        facts: DeviceFacts,
     ) -> Result<WasmBackend, String> {
         let m = self.module(module)?;
         std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
         let mut spec = InstanceSpec::new(m, config, self.tenant.clone());
         spec.limits = self.limits.instance();
-        if let Some(size) = size {
+        if let Some(size) = facts.storage_for {
             spec.storage = self.limits.storage(size);
         }
         spec.dir = Some(dir.to_path_buf());
         spec.region = region;
-        spec.device_geometry = geometry;
+        spec.device_geometry = facts.geometry;
         self.runtime
             .open(device, spec)
             .map_err(|e| format!("{device}: {e}"))
     }
+}
+
+/// What the host knows of the device an instance is opened for.
+#[derive(Debug, Clone, Copy)]
+struct DeviceFacts {
+    /// Hold the directory to the storage limits of a device this size.
+    storage_for: Option<u64>,
+    /// The device's size and sector size, which the module must report.
+    geometry: Option<(u64, u32)>,
 }
 
 impl crate::glue::Reconfigurable for WasmBackend {

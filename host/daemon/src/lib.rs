@@ -10,6 +10,7 @@
 //! * [`demo`]: the simulator frontend with a built-in, verifying initiator.
 //! * [`check`]: `wasmtap check`, a conformance battery for a module.
 //! * [`lun`], [`config`]: `wasmtap lun create|delete` and configuration.
+//! * [`scaffold`]: `wasmtap new`, a backstore crate from the template.
 
 pub mod backstore;
 pub mod bench;
@@ -24,5 +25,6 @@ pub mod lun;
 pub mod managed;
 pub mod offline;
 pub mod ramdisk;
+pub mod scaffold;
 pub mod serve;
 pub mod worker;

@@ -11,6 +11,7 @@
 //!   initiator, printing throughput.
 //! * `wasmtap bench`: backend benchmarks on simulated devices.
 //! * `wasmtap check`: a conformance battery for a backstore module.
+//! * `wasmtap new`: start a backstore crate from the template.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -18,7 +19,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 use wasmtap::config::{Frontend, ServeConfig};
-use wasmtap::{lun, serve};
+use wasmtap::{lun, scaffold, serve};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -109,6 +110,19 @@ enum Cmd {
     Lun {
         #[command(subcommand)]
         cmd: LunCmd,
+    },
+    /// Start a backstore crate: a RAM disk built with the guest SDK, ready
+    /// for `cargo build --release --target wasm32-wasip2`.
+    New {
+        /// Crate name (letters, digits, `-`, `_`).
+        name: String,
+        /// Directory to create (default: ./NAME); must not exist or be empty.
+        #[arg(long, value_name = "PATH")]
+        dir: Option<PathBuf>,
+        /// The guest SDK the crate depends on by path (default: the
+        /// `guest-sdk` of the checkout this binary was built from).
+        #[arg(long, value_name = "PATH")]
+        sdk: Option<PathBuf>,
     },
 }
 
@@ -303,6 +317,18 @@ fn main() -> ExitCode {
             ),
             LunCmd::Delete { name, configfs } => lun::delete(&configfs, &name),
         },
+        Cmd::New { name, dir, sdk } => {
+            scaffold::create(&name, dir.as_deref(), sdk.as_deref()).map(|dir| {
+                println!(
+                    "created backstore crate `{name}` in {}\n\
+                     build it: cd {} && cargo build --release --target wasm32-wasip2\n\
+                     component: target/wasm32-wasip2/release/{}.wasm",
+                    dir.display(),
+                    dir.display(),
+                    name.replace('-', "_"),
+                );
+            })
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -415,6 +441,18 @@ mod tests {
             Cmd::Check { block_size, .. } => assert_eq!(block_size, 512),
             _ => unreachable!(),
         }
+    }
+
+    #[test]
+    fn new_takes_a_name_and_options() {
+        let cli = Cli::try_parse_from(["wasmtap", "new", "disk", "--dir", "/tmp/d"]).unwrap();
+        let Cmd::New { name, dir, sdk } = cli.cmd else {
+            panic!("not `new`")
+        };
+        assert_eq!(name, "disk");
+        assert_eq!(dir, Some(PathBuf::from("/tmp/d")));
+        assert_eq!(sdk, None);
+        assert!(Cli::try_parse_from(["wasmtap", "new"]).is_err());
     }
 
     #[test]
