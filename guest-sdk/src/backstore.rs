@@ -162,13 +162,23 @@ pub trait Backstore: Sized + 'static {
     }
 
     /// Make `len` bytes at `offset` read as zeros. Default: write zeros with
-    /// [`write_at`](Backstore::write_at) in pieces of [`BOUNCE_LEN`].
+    /// [`write_at`](Backstore::write_at) in pieces of [`BOUNCE_LEN`]. A
+    /// backstore that serves requests itself (overriding
+    /// [`write`](Backstore::write) but not `write_at`) must override this
+    /// too: otherwise WRITE SAME fails, and the SDK logs why.
     fn write_zeroes(&mut self, offset: u64, len: u64) -> Result<()> {
         for piece in crate::Segments::new(offset, len, BOUNCE_LEN as u64) {
-            with_bounce(piece_len(piece.len), |buf| {
+            let r = with_bounce(piece_len(piece.len), |buf| {
                 buf.fill(0);
                 self.write_at(piece.offset, buf)
-            })?;
+            });
+            if r == Err(ErrorCode::Unsupported) {
+                crate::log::warn(
+                    "write-zeroes (WRITE SAME of zeros) failed: this backstore implements neither \
+                     write_zeroes nor write_at; override Backstore::write_zeroes",
+                );
+            }
+            r?;
         }
         Ok(())
     }

@@ -718,7 +718,15 @@ fn lookup(client: &Client, kind: &str, arg: &str) -> Res<(String, Value)> {
     if let Some(hit) = all.iter().find(|m| id_str(&m["id"]) == arg) {
         return Ok((seg(arg), hit["id"].clone()));
     }
-    let named: Vec<&&Value> = all.iter().filter(|m| m["name"] == arg).collect();
+    // `name@version` picks one version of a module among several.
+    let (name, version) = match arg.rsplit_once('@') {
+        Some((n, v)) if kind == "module" && !n.is_empty() => (n, Some(v)),
+        _ => (arg, None),
+    };
+    let named: Vec<&&Value> = all
+        .iter()
+        .filter(|m| m["name"] == name && version.is_none_or(|v| m["version"] == v))
+        .collect();
     match named.as_slice() {
         [one] => Ok((seg(&id_str(&one["id"])), one["id"].clone())),
         [] => Err(Failure::Other(format!(
@@ -736,8 +744,13 @@ fn lookup(client: &Client, kind: &str, arg: &str) -> Res<(String, Value)> {
                     format!("{} ({owner})", id_str(&m["id"]))
                 })
                 .collect();
+            let how = if kind == "module" {
+                "give the id or name@version"
+            } else {
+                "give the id"
+            };
             Err(Failure::Other(format!(
-                "{} {kind}s are named {arg:?} (ids {}): give the id",
+                "{} {kind}s are named {arg:?} (ids {}): {how}",
                 many.len(),
                 ids.join(", ")
             )))

@@ -990,3 +990,35 @@ fn create_and_bind_fail_when_the_device_did_not_come_up() {
     );
     assert!(r.unwrap_err().contains("device 3 is offline"));
 }
+
+#[test]
+fn module_name_at_version_picks_one_of_several() {
+    let two = || {
+        json!([
+            {"id": 7, "name": "mystore", "version": "1.2", "sha256": SHA_MINE, "size": 1,
+             "owner": "acme", "builtin": false, "imports": [], "exports": [], "bound_devices": []},
+            {"id": 9, "name": "mystore", "version": "2.0", "sha256": SHA_RAM, "size": 1,
+             "owner": "acme", "builtin": false, "imports": [], "exports": [], "bound_devices": []}
+        ])
+    };
+    let f = Fake::start(move |r| match (r.method.as_str(), r.path.as_str()) {
+        ("GET", "/api/v1/modules") => (200, two().to_string()),
+        ("POST", "/api/v1/devices") => (201, device3().to_string()),
+        _ => (404, "{}".into()),
+    });
+    let args = |m: &'static str| -> Vec<&'static str> {
+        vec![
+            "device", "create", "d", "--size", "1M", "--module", m, "--token", "t",
+        ]
+    };
+    // The bare name is ambiguous, and the error says how to choose.
+    let (r, _) = f.run(&args("mystore"), &[]);
+    let e = r.unwrap_err();
+    assert!(e.contains("name@version"), "{e}");
+    let (r, _) = f.run(&args("mystore@2.0"), &[]);
+    r.unwrap();
+    let last = f.requests().last().unwrap().json();
+    assert_eq!(last["module"], 9);
+    let (r, _) = f.run(&args("mystore@3"), &[]);
+    assert!(r.unwrap_err().contains("mystore@3"));
+}
