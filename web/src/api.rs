@@ -327,7 +327,7 @@ fn device_json(cp: &ControlPlane, d: &DeviceRow) -> Value {
             "version": d.module_version,
             "sha256": d.module_sha256,
         },
-        "config": d.config,
+        "config": crate::host::redact_config(&d.config),
         "created_at": rfc3339(d.created_at),
         "state": state,
         "reason": reason,

@@ -133,6 +133,37 @@ pub struct TenantResources {
     pub limits: TenantLimits,
 }
 
+/// Marks a configuration value secret: `key=secret:VALUE`. The backstore
+/// gets `key=VALUE`; the API, the UI and the daemon's log show
+/// `key=secret:***`. The value is kept in the database as given (the
+/// daemon must pass it again at every start), so the database file stays
+/// readable by the daemon's user only.
+pub const SECRET_PREFIX: &str = "secret:";
+
+fn map_values(config: &str, f: impl Fn(&str, &str) -> String) -> String {
+    config
+        .split(',')
+        .map(|entry| match entry.split_once('=') {
+            Some((k, v)) => match v.trim_start().strip_prefix(SECRET_PREFIX) {
+                Some(secret) => f(k, secret),
+                None => entry.to_string(),
+            },
+            None => entry.to_string(),
+        })
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// `config` as shown to people: secret values replaced by `***`.
+pub fn redact_config(config: &str) -> String {
+    map_values(config, |k, _| format!("{k}={SECRET_PREFIX}***"))
+}
+
+/// `config` as the backstore gets it: secret values without their marker.
+pub fn guest_config(config: &str) -> String {
+    map_values(config, |k, v| format!("{k}={v}"))
+}
+
 /// The commands an exercise can send, by the names a `mix` lists (the
 /// daemon's initiator implements each).
 pub const EXERCISE_OPS: [&str; 9] = [
@@ -292,5 +323,22 @@ pub trait Host: Send + Sync + 'static {
     fn tenant_resources(&self, tenant: &str) -> Option<TenantResources> {
         let _ = tenant;
         None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secret_values_are_hidden_from_people_and_given_to_the_backstore() {
+        let c = "file=d.img,key=secret:s3cr3t, token = secret:abc,flag";
+        assert_eq!(
+            redact_config(c),
+            "file=d.img,key=secret:***, token =secret:***,flag"
+        );
+        assert_eq!(guest_config(c), "file=d.img,key=s3cr3t, token =abc,flag");
+        assert!(!redact_config(c).contains("s3cr3t"));
+        assert_eq!(redact_config(""), "");
     }
 }

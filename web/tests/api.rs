@@ -1555,6 +1555,38 @@ async fn bind_swaps_the_module_and_keeps_db_and_host_in_step() {
         .await;
     assert_eq!((s, v["config"].clone()), (StatusCode::OK, json!("x=1")));
 
+    // A secret value reaches the host (the daemon strips the marker for
+    // the backstore) but is never shown back.
+    let (s, v) = env
+        .call(
+            "PUT",
+            &path,
+            Some(&a),
+            Some(json!({"module": ram, "config": "x=1,key=secret:hunter2"})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v["config"], "x=1,key=secret:***");
+    assert_eq!(
+        env.host.serving(id).unwrap().config,
+        "x=1,key=secret:hunter2"
+    );
+    let (_, v) = env
+        .admin("GET", &format!("/api/v1/devices/{id}"), None)
+        .await;
+    assert!(!v.to_string().contains("hunter2"), "{v}");
+    let (_, v) = env.admin("GET", "/api/v1/devices", None).await;
+    assert!(!v.to_string().contains("hunter2"), "{v}");
+    let (s, _) = env
+        .call(
+            "PUT",
+            &path,
+            Some(&a),
+            Some(json!({"module": ram, "config": "x=1"})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK);
+
     // The host refuses: 500, DB unchanged.
     let broken = env.module(&a, "broken", "1", b"broken").await;
     *env.host.fail_rebind_module.lock().unwrap() = Some("broken".into());

@@ -650,7 +650,11 @@ impl Ctx {
         }
         pass(format!(
             "opened in {open_ms} ms with config {:?}: {} blocks of {} bytes, max transfer {} blocks, discard {}, COMPARE AND WRITE up to {} blocks",
-            self.config,
+            with_geometry(
+                &wasmtap_web::host::redact_config(&self.opts.config),
+                self.opts.size,
+                self.opts.block_size
+            ),
             g.blocks,
             g.bs,
             g.max_transfer,
@@ -1391,7 +1395,11 @@ pub fn run(opts: &Options) -> Report {
         );
     } else if ok == Verdict::Pass {
         let mut ctx = Ctx {
-            config: with_geometry(&opts.config, opts.size, opts.block_size),
+            config: with_geometry(
+                &wasmtap_web::host::guest_config(&opts.config),
+                opts.size,
+                opts.block_size,
+            ),
             dir: root.join("devices").join("check"),
             opts: opts.clone(),
             guests,

@@ -295,7 +295,11 @@ impl DaemonHost {
     ) -> Result<WasmBackend, String> {
         let module = self.module(spec)?;
         std::fs::create_dir_all(&spec.dir).map_err(|e| format!("{}: {e}", spec.dir.display()))?;
-        let config = with_geometry(&spec.config, spec.size, spec.block_size);
+        let config = with_geometry(
+            &wasmtap_web::host::guest_config(&spec.config),
+            spec.size,
+            spec.block_size,
+        );
         let mut inst = InstanceSpec::new(module, config, self.tenant(spec));
         inst.dir = Some(spec.dir.clone());
         inst.region = region;

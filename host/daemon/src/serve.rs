@@ -516,7 +516,7 @@ fn start_worker(
     let blocks = attrs.size / u64::from(attrs.block_size);
     tracing::info!(
         device = %dev.name, uio = %dev.uio, size = attrs.size, block_size = attrs.block_size,
-        max_sectors = attrs.max_sectors, caps = ring.caps(), config = %dev.config,
+        max_sectors = attrs.max_sectors, caps = ring.caps(), config = %wasmtap_web::host::redact_config(&dev.config),
         "attached"
     );
     // A guest is opened here, before the worker starts, so a refused module
@@ -526,7 +526,11 @@ fn start_worker(
     let guest = match &spec {
         Ok(BackstoreSpec::Native) => Ok(None),
         Ok(BackstoreSpec::Guest { module, config }) => {
-            let config = backstore::with_geometry(config, attrs.size, attrs.block_size);
+            let config = backstore::with_geometry(
+                &wasmtap_web::host::guest_config(config),
+                attrs.size,
+                attrs.block_size,
+            );
             let device_dir = cfg
                 .data_dir
                 .join("devices")
