@@ -851,7 +851,18 @@ pub(crate) async fn create_device(
 
 pub(crate) async fn get_device(caller: Caller, State(cp): Cp, Path(id): Path<String>) -> ApiResult {
     let d = visible_device(&cp, &caller, &id)?;
-    ok(device_json(&cp, &d))
+    // The backstore's own counters come with its debug text (asked at most
+    // once a second per device, however many clients ask).
+    let host = cp.host.clone();
+    let id = d.id;
+    let stats = blocking(move || {
+        let _ = host.debug(id);
+        host.guest_stats(id)
+    })
+    .await?;
+    let mut v = device_json(&cp, &d);
+    v["guest_stats"] = json!(stats);
+    ok(v)
 }
 
 pub(crate) async fn delete_device(
@@ -1022,10 +1033,9 @@ pub(crate) async fn log(caller: Caller, State(cp): Cp, Path(id): Path<String>) -
     let d = visible_device(&cp, &caller, &id)?;
     let lines = cp.host.live(d.id).map(|l| l.log).unwrap_or_default();
     let host = cp.host.clone();
-    let debug = blocking(move || host.debug(d.id))
-        .await?
-        .unwrap_or_else(|e| e);
-    ok(json!({"log": lines, "debug": debug}))
+    let (debug, stats) = blocking(move || (host.debug(d.id), host.guest_stats(d.id))).await?;
+    let debug = debug.unwrap_or_else(|e| e);
+    ok(json!({"log": lines, "debug": debug, "guest_stats": stats}))
 }
 
 #[derive(Debug, Deserialize)]

@@ -974,6 +974,9 @@ fn device(c: &Client, cmd: DeviceCmd, out: &mut String) -> Res<()> {
                 if !debug.is_empty() {
                     let _ = writeln!(o, "--- debug ---\n{}", debug.trim_end());
                 }
+                if let Some(g) = v.get("guest_stats").filter(|g| g.is_object()) {
+                    let _ = writeln!(o, "--- backstore counters ---\n{}", guest_stats_text(g));
+                }
             });
         }
     }
@@ -1509,6 +1512,9 @@ fn device_block(out: &mut String, d: &Value) {
             rows.push(("mean latency", format!("{} µs", sum / n)));
         }
     }
+    if let Some(g) = d.get("guest_stats").filter(|g| g.is_object()) {
+        rows.push(("backstore says", guest_stats_text(g)));
+    }
     block(
         out,
         &rows,
@@ -1530,8 +1536,24 @@ fn device_block(out: &mut String, d: &Value) {
             "lun",
             "created_at",
             "counters",
+            "guest_stats",
         ],
     );
+}
+
+/// A backstore's own counters (its `stats()`), on one line.
+fn guest_stats_text(g: &Value) -> String {
+    let n = |k: &str| g[k].as_u64().unwrap_or(0);
+    format!(
+        "reads {} ({}), writes {} ({}), flushes {}, discards {}, errors {}",
+        n("reads"),
+        human_size(n("bytes_read")),
+        n("writes"),
+        human_size(n("bytes_written")),
+        n("flushes"),
+        n("discards"),
+        n("errors")
+    )
 }
 
 /// `used of max` for a tenant's usage against a quota.

@@ -267,6 +267,26 @@ pub struct DeviceLive {
     pub resources: Option<DeviceResources>,
 }
 
+/// The counters a backstore reports itself (its `stats()`), next to the
+/// host's own counters.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct GuestStats {
+    /// Reads it served.
+    pub reads: u64,
+    /// Writes it served.
+    pub writes: u64,
+    /// Bytes read.
+    pub bytes_read: u64,
+    /// Bytes written.
+    pub bytes_written: u64,
+    /// Flushes.
+    pub flushes: u64,
+    /// Discards.
+    pub discards: u64,
+    /// Errors it reported.
+    pub errors: u64,
+}
+
 /// A kernel LUN a device is exported as.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct LunInfo {
@@ -301,6 +321,12 @@ pub trait Host: Send + Sync + 'static {
     fn live(&self, id: i64) -> Option<DeviceLive>;
     /// The guest's `debug` text (blocking; answered by the device's worker).
     fn debug(&self, id: i64) -> Result<String, String>;
+    /// The backstore's own counters as of the last [`Host::debug`] answer
+    /// (asked together, under the same rate limit); `None` when none is
+    /// known (no guest, or it failed to answer).
+    fn guest_stats(&self, _id: i64) -> Option<GuestStats> {
+        None
+    }
     /// Export as a kernel LUN (tcmu frontend only; sim answers an error
     /// saying there is no LIO).
     fn export(&self, dev: &DeviceSpec) -> Result<LunInfo, String>;

@@ -93,6 +93,8 @@ struct Managed {
 struct DebugCache {
     last: Option<(Instant, Result<String, String>)>,
     asking: bool,
+    /// The guest's own counters, asked together with the debug text.
+    stats: Option<wasmtap_web::host::GuestStats>,
 }
 
 /// How long a `debug` answer is served from the cache.
@@ -778,10 +780,16 @@ impl Host for DaemonHost {
             c.asking = true;
         }
         let r = self.ask(id, |done| Control::Debug { done });
+        let stats = self.ask(id, |done| Control::Stats { done }).ok();
         let mut c = lock(&m.debug);
         c.asking = false;
         c.last = Some((Instant::now(), r.clone()));
+        c.stats = stats;
         r
+    }
+
+    fn guest_stats(&self, id: i64) -> Option<wasmtap_web::host::GuestStats> {
+        lock(&self.get(id).ok()?.debug).stats
     }
 
     fn export(&self, dev: &DeviceSpec) -> Result<LunInfo, String> {

@@ -223,6 +223,10 @@ pub trait Reconfigurable {
     fn debug(&self) -> Result<String, String> {
         Err("this backend has no debug output".into())
     }
+    /// The backend's own counters (a backstore's `stats()`).
+    fn guest_stats(&self) -> Result<wasmtap_web::host::GuestStats, String> {
+        Err("this backend keeps no counters of its own".into())
+    }
 }
 
 impl Reconfigurable for crate::ramdisk::RamDisk {
@@ -286,6 +290,10 @@ impl<B: BlockBackend + Reconfigurable + 'static> Handler for ScsiHandler<B> {
 
     fn debug(&mut self) -> Result<String, String> {
         self.target.backend().debug()
+    }
+
+    fn guest_stats(&mut self) -> Result<wasmtap_web::host::GuestStats, String> {
+        self.target.backend().guest_stats()
     }
 
     fn copy_io(&mut self, req: crate::copy::CopyRequest) -> BackgroundFuture {

@@ -180,4 +180,11 @@ impl crate::glue::Reconfigurable for ManagedBackend {
             Inner::Offline(d) => Ok(format!("offline: {}", d.reason)),
         }
     }
+
+    fn guest_stats(&self) -> Result<wasmtap_web::host::GuestStats, String> {
+        match &*self.current() {
+            Inner::Guest(b) => crate::glue::Reconfigurable::guest_stats(&**b),
+            Inner::Offline(d) => Err(format!("offline: {}", d.reason)),
+        }
+    }
 }

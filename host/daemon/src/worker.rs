@@ -76,6 +76,10 @@ pub trait Handler {
     fn debug(&mut self) -> Result<String, String> {
         Err("this backend has no debug output".into())
     }
+    /// The backend's own counters.
+    fn guest_stats(&mut self) -> Result<wasmtap_web::host::GuestStats, String> {
+        Err("this backend keeps no counters of its own".into())
+    }
     /// Called once per pass: background work to start, if some is waiting
     /// and none runs (the worker polls one at a time). Also the handler's
     /// chance to record state that must outlive the process.
@@ -104,6 +108,9 @@ impl<H: Handler + ?Sized> Handler for Box<H> {
     }
     fn debug(&mut self) -> Result<String, String> {
         (**self).debug()
+    }
+    fn guest_stats(&mut self) -> Result<wasmtap_web::host::GuestStats, String> {
+        (**self).guest_stats()
     }
     fn background(&mut self) -> Option<BackgroundFuture> {
         (**self).background()
@@ -143,6 +150,11 @@ pub enum Control {
     Debug {
         /// Where to send it.
         done: std::sync::mpsc::Sender<Result<String, String>>,
+    },
+    /// Ask the backend for its own counters.
+    Stats {
+        /// Where to send them.
+        done: std::sync::mpsc::Sender<Result<wasmtap_web::host::GuestStats, String>>,
     },
 }
 
@@ -471,6 +483,9 @@ pub fn run_until<B: Doorbell, H: Handler>(
                         let _ = done.send(handler.debug());
                     }
                     Control::CopyIo(req) => services.push(handler.copy_io(req)),
+                    Control::Stats { done } => {
+                        let _ = done.send(handler.guest_stats());
+                    }
                 }
             }
         }

@@ -172,6 +172,11 @@ fn a_module_that_cannot_open_leaves_the_old_instance_serving() {
     h.exercise(7, 2, 8, "all").unwrap();
     wait_exercise(&h, 7).expect("the old instance still serves 4 KiB-block I/O");
     assert_eq!(h.live(7).unwrap().state, DeviceState::Running);
+    // The backstore's own counters come with its debug text.
+    assert_eq!(h.guest_stats(7), None, "not asked yet");
+    h.debug(7).unwrap();
+    let g = h.guest_stats(7).expect("the guest answered stats()");
+    assert!(g.reads > 0 && g.writes > 0 && g.bytes_written > 0, "{g:?}");
     h.shutdown();
 }
 
@@ -184,12 +189,18 @@ fn a_device_whose_module_does_not_open_is_offline_with_the_reason() {
         .expect("start succeeds; the device comes up offline");
     let live = h.live(3).unwrap();
     assert_eq!(live.state, DeviceState::Offline);
+    let reason = live.reason.as_deref().unwrap_or("");
+    assert!(reason.contains("invalid-config"), "{live:?}");
+    // The guest's own words: the code by name and what it logged, which
+    // also stays in the device's log.
     assert!(
-        live.reason
-            .as_deref()
-            .unwrap_or("")
-            .contains("invalid-config"),
-        "{live:?}"
+        reason.contains("refused to open: invalid-config (it logged:"),
+        "{reason}"
+    );
+    assert!(
+        live.log.iter().any(|l| l.contains("999")),
+        "the guest's line about sector=999 is in the log: {:?}",
+        live.log
     );
     h.exercise(3, 1, 4, "all").unwrap();
     let err = wait_exercise(&h, 3).unwrap_err();

@@ -146,6 +146,7 @@ export async function devicePage(main, id, { session, navigate }) {
   // ---- log ----
   const logPre = h('pre', { class: 'log', testid: 'device-log', tabindex: '0', 'aria-label': 'Guest log' });
   const debugPre = h('pre', { class: 'log', testid: 'device-debug', tabindex: '0', 'aria-label': 'Guest debug text' });
+  const guestStats = h('p', { class: 'small', testid: 'device-guest-stats' });
   const logErr = h('div', { class: 'slot' });
 
   fill(main, 
@@ -174,7 +175,7 @@ export async function devicePage(main, id, { session, navigate }) {
         logErr, logPre),
       h('section', { class: 'card', 'aria-labelledby': 'dbg-h' },
         h('div', { class: 'card-head' }, h('h2', { id: 'dbg-h' }, 'Debug'), h('span', { class: 'small muted' }, 'the guest\'s own description of its state')),
-        debugPre)));
+        guestStats, debugPre)));
 
   function renderDevice(d) {
     dev = { ...dev, ...d };
@@ -306,6 +307,11 @@ export async function devicePage(main, id, { session, navigate }) {
       if (atBottom) logPre.scrollTop = logPre.scrollHeight;
       debugPre.textContent = (l && l.debug) ? l.debug : '';
       if (!debugPre.textContent) debugPre.append(h('span', { class: 'muted' }, 'No debug text.'));
+      const g = l && l.guest_stats;
+      clear(guestStats);
+      if (g) {
+        guestStats.append(`The backstore counts: ${g.reads} reads (${fmtBytes(g.bytes_read)}), ${g.writes} writes (${fmtBytes(g.bytes_written)}), ${g.flushes} flushes, ${g.discards} discards, ${g.errors} errors`);
+      }
     } catch (e) {
       if (stopped) return;
       fill(logErr, errorBox(e, 'log-error'));
