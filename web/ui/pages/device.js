@@ -120,7 +120,7 @@ export async function devicePage(main, id, { session, navigate }) {
     });
     exerciseCard = h('section', { class: 'card', 'aria-labelledby': 'ex-h' },
       h('h2', { id: 'ex-h' }, icon('play'), ' Exercise'),
-      h('p', { class: 'muted' }, 'Runs the built-in verifying initiator against this simulated device: random 4–64 KiB reads and writes, checked as they complete. Watch the charts below.'),
+      h('p', { class: 'muted' }, 'Runs the built-in verifying initiator against this simulated device: the whole command mix (reads, writes, FUA writes, cache flushes, UNMAP, WRITE SAME, COMPARE AND WRITE, VERIFY), each checked as it completes. Some COMPARE AND WRITEs carry wrong data on purpose: they must end in MISCOMPARE, which the check-condition tile counts. Watch the charts below.'),
       form, h('div', { class: 'row' }, exStatus), exErr);
   }
   function tickExercise() {
