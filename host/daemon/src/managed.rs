@@ -82,7 +82,17 @@ impl ManagedBackend {
             Ok(b) => Inner::Guest(Box::new(b)),
             Err(reason) => Inner::Offline(OfflineDisk::new(geometry.0, geometry.1, reason)),
         };
-        *observed.lock().unwrap_or_else(|p| p.into_inner()) = observe(&inner);
+        {
+            let mut o = observed.lock().unwrap_or_else(|p| p.into_inner());
+            let mut now = observe(&inner);
+            // An offline device keeps the log its guest wrote while failing
+            // to open (the control plane put it there before this worker
+            // started).
+            if now.log.is_none() {
+                now.log = o.log.take();
+            }
+            *o = now;
+        }
         Self {
             cur: RefCell::new(Rc::new(inner)),
             observed,
