@@ -1002,6 +1002,20 @@ impl<B: BlockBackend> Target<B> {
         fua: bool,
         buf: &dyn DataBuffer,
     ) -> Result<(), CommandError> {
+        self.write_locked(snap, range, fua, buf, false).await
+    }
+
+    /// One backend write of `range` from `buf`, after the checks every
+    /// write makes, holding the range lock shared (plain writes) or
+    /// exclusive (WRITE ATOMIC).
+    async fn write_locked(
+        &self,
+        snap: &Snap,
+        range: BlockRange,
+        fua: bool,
+        buf: &dyn DataBuffer,
+        exclusive: bool,
+    ) -> Result<(), CommandError> {
         let info = &snap.info;
         check_transfer(info, range)?;
         let end = range_end(info, range)?;
@@ -1011,7 +1025,7 @@ impl<B: BlockBackend> Target<B> {
         if bytes == 0 {
             return Ok(());
         }
-        let _g = self.lock_blocks(snap, range.lba.0, end, false).await?;
+        let _g = self.lock_blocks(snap, range.lba.0, end, exclusive).await?;
         self.backend
             .write(range.lba, BufRef::new(buf, 0, bytes)?, fua)
             .await
@@ -1535,18 +1549,7 @@ impl<B: BlockBackend> Target<B> {
                 return Err(len_field);
             }
         }
-        let end = range_end(info, range)?;
-        check_writable(info)?;
-        let bytes = bytes_of(info, range.blocks, range.len_field)?;
-        check_buffer(buf, bytes, range.len_field)?;
-        if bytes == 0 {
-            return Ok(());
-        }
-        let _g = self.lock_blocks(snap, range.lba.0, end, true).await?;
-        self.backend
-            .write(range.lba, BufRef::new(buf, 0, bytes)?, fua)
-            .await
-            .map_err(backend_err(BackendOp::Write))
+        self.write_locked(snap, range, fua, buf, true).await
     }
 
     /// BLOCK ERASE: discard every block (they read back as zeros, LBPRZ),

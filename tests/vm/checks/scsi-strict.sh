@@ -46,22 +46,23 @@ cdb10() {
         $(( ($4 >> 8) & 255 )) $(( $4 & 255 ))
 }
 
-# mk_lun NAME DEV_CONFIG N: backstore core/user_0/NAME and tcm_loop target naa.5001405c0ffee1N0
-mk_lun() {
-    _b=$CFG/core/user_0/$1
-    _tpg=$CFG/loopback/naa.5001405c0ffee1${3}0/tpgt_1
-    mkdir -p "$CFG/core/user_0" && mkdir "$_b" &&
-    write_attr "$_b/control" "dev_config=$2" &&
+# mk_on HBA NAME DEV_CONFIG N: backstore core/user_HBA/NAME and tcm_loop target naa.5001405c0ffee1N0,
+# nexus, lun_0 and the symlink (raw configfs writes, as targetcli would); rm_on HBA NAME N undoes it
+mk_on() {
+    _b=$CFG/core/user_$1/$2
+    _tpg=$CFG/loopback/naa.5001405c0ffee1${4}0/tpgt_1
+    mkdir -p "$CFG/core/user_$1" && mkdir "$_b" &&
+    write_attr "$_b/control" "dev_config=$3" &&
     write_attr "$_b/control" "dev_size=$((SIZE_MB * 1048576))" &&
     write_attr "$_b/enable" 1 &&
-    mkdir -p "$_tpg" && write_attr "$_tpg/nexus" "naa.5001405c0ffee1${3}1" &&
-    mkdir "$_tpg/lun/lun_0" && ln -s "$_b" "$_tpg/lun/lun_0/strict$3"
+    mkdir -p "$_tpg" && write_attr "$_tpg/nexus" "naa.5001405c0ffee1${4}1" &&
+    mkdir "$_tpg/lun/lun_0" && ln -s "$_b" "$_tpg/lun/lun_0/strict$4"
 }
-rm_lun() {
-    _tgt=$CFG/loopback/naa.5001405c0ffee1${2}0
-    rm "$_tgt/tpgt_1/lun/lun_0/strict$2" && rmdir "$_tgt/tpgt_1/lun/lun_0" &&
+rm_on() {
+    _tgt=$CFG/loopback/naa.5001405c0ffee1${3}0
+    rm "$_tgt/tpgt_1/lun/lun_0/strict$3" && rmdir "$_tgt/tpgt_1/lun/lun_0" &&
     write_attr "$_tgt/tpgt_1/nexus" NULL && rmdir "$_tgt/tpgt_1" && rmdir "$_tgt" &&
-    rmdir "$CFG/core/user_0/$1"
+    rmdir "$CFG/core/user_$1/$2"
 }
 
 # ---- checks on one LUN (SD set) --------------------------------------------------------
@@ -333,7 +334,7 @@ for spec in "native:wasmtap" "ram:wasmtap/ram" "raw-file:wasmtap/raw-file"; do
     section "$label backstore ($config), targetcli-style LUN"
     DISKS_BEFORE=$(our_disks | tr '\n' ' ')
     check "$label: backstore core/user_0/$name (dev_config=$config, ${SIZE_MB} MiB), tcm_loop target, nexus, LUN symlink" \
-        mk_lun "$name" "$config" "$N"
+        mk_on 0 "$name" "$config" "$N"
     if wait_until 30 one_new_disk && SD=$(new_disks) && wait_until 10 test -b "/dev/$SD"; then
         pass "$label: /dev/$SD: $(show_disks | grep "^$SD:")"
         lun_checks "$label" "$name"
@@ -341,7 +342,7 @@ for spec in "native:wasmtap" "ram:wasmtap/ram" "raw-file:wasmtap/raw-file"; do
         fail_with_log "$label: no new wasmtap /dev/sdX within 30 s (disks: $(show_disks | tr '\n' ';'))"
     fi
     _sd=${SD:-none}
-    check "$label: torn down by hand" rm_lun "$name" "$N"
+    check "$label: torn down by hand" rm_on 0 "$name" "$N"
     check "$label: sd device and backstore gone" all_of "wait_until 10 test ! -e /sys/block/$_sd" \
         "configfs_clean $name $CFG/loopback/naa.5001405c0ffee1${N}0"
     SD=""
@@ -349,23 +350,6 @@ done
 
 # ======================================================================================
 section "EXTENDED COPY between LUNs: same HBA reachable, another HBA not"
-# mk_on HBA NAME DEV_CONFIG N: like mk_lun on user_HBA
-mk_on() {
-    _b=$CFG/core/user_$1/$2
-    _tpg=$CFG/loopback/naa.5001405c0ffee1${4}0/tpgt_1
-    mkdir -p "$CFG/core/user_$1" && mkdir "$_b" &&
-    write_attr "$_b/control" "dev_config=$3" &&
-    write_attr "$_b/control" "dev_size=$((SIZE_MB * 1048576))" &&
-    write_attr "$_b/enable" 1 &&
-    mkdir -p "$_tpg" && write_attr "$_tpg/nexus" "naa.5001405c0ffee1${4}1" &&
-    mkdir "$_tpg/lun/lun_0" && ln -s "$_b" "$_tpg/lun/lun_0/strict$4"
-}
-rm_on() {
-    _tgt=$CFG/loopback/naa.5001405c0ffee1${3}0
-    rm "$_tgt/tpgt_1/lun/lun_0/strict$3" && rmdir "$_tgt/tpgt_1/lun/lun_0" &&
-    write_attr "$_tgt/tpgt_1/nexus" NULL && rmdir "$_tgt/tpgt_1" && rmdir "$_tgt" &&
-    rmdir "$CFG/core/user_$1/$2"
-}
 # up_disk HBA NAME DEV_CONFIG N: mk_on, then the one new wasmtap disk's name
 up_disk() {
     DISKS_BEFORE=$(our_disks | tr '\n' ' ')
