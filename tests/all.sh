@@ -12,6 +12,12 @@ cd "$(dirname "$0")/.."
 
 step() { printf '\n==> %s\n' "$*"; }
 
+step "toolchain"
+# What rust-toolchain.toml lists (Rust 1.95, clippy, rustfmt, the wasm32-wasip2
+# target); rustup does not add a listed target to a toolchain that is already
+# installed without it. A no-op when everything is there.
+rustup toolchain install
+
 step "rustfmt"
 cargo fmt --all --check
 

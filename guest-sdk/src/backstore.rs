@@ -5,12 +5,11 @@ use core::cell::RefCell;
 use core::fmt;
 use std::rc::Rc;
 
-use crate::bindings::exports::wasmtap::backstore::driver::{Disk, GuestDisk};
 use crate::geometry::SectorSize;
+use crate::host::requests::Request as HostRequest;
 use crate::request::{Batch, Counters, Request};
 use crate::{
-    BlockExtent, BlockState, DiskInfo, DiskStats, ErrorCode, Kind, OpenFlags, Parent, RawRequest,
-    Result,
+    BlockExtent, BlockState, DiskInfo, DiskStats, ErrorCode, Kind, OpenFlags, Parent, Result,
 };
 
 /// Size of the SDK's reusable buffer for the default [`Backstore::read`],
@@ -334,7 +333,7 @@ impl<T> fmt::Debug for ExportedDisk<T> {
 }
 
 impl<T: Backstore> ExportedDisk<T> {
-    fn request(&self, raw: RawRequest) -> Request {
+    fn request(&self, raw: HostRequest) -> Request {
         Request::new(raw, Rc::clone(&self.counters))
     }
 
@@ -354,16 +353,14 @@ impl<T: Backstore> ExportedDisk<T> {
     }
 }
 
+/// The `driver.disk` resource's methods, whichever host calls them: the
+/// generated export glue (`GuestDisk`, below) in the component, the
+/// in-process host natively ([`crate::testing`]).
 impl<T: Backstore> ExportedDisk<T> {
-    /// `block-status.query` on this disk.
-    pub fn block_status(&self, offset: u64, len: u64) -> Result<Vec<BlockExtent>> {
-        self.backstore().block_status(offset, len)
-    }
-}
-
-impl<T: Backstore> GuestDisk for ExportedDisk<T> {
-    fn open(config: String, flags: OpenFlags) -> Result<Disk> {
-        let backstore = T::open(&config, flags)?;
+    /// `disk.open`: the backstore's `open`, then the contract check of its
+    /// `info`.
+    pub(crate) fn open(config: &str, flags: OpenFlags) -> Result<Self> {
+        let backstore = T::open(config, flags)?;
         let info = backstore.info();
         if let Err(reason) = check_info(&info) {
             crate::log::error(&format!(
@@ -371,47 +368,47 @@ impl<T: Backstore> GuestDisk for ExportedDisk<T> {
             ));
             return Err(ErrorCode::Internal);
         }
-        Ok(Disk::new(Self {
+        Ok(Self {
             backstore: RefCell::new(backstore),
             counters: Rc::default(),
             read_only: info.read_only,
-        }))
+        })
     }
 
-    fn info(&self) -> DiskInfo {
+    pub(crate) fn info(&self) -> DiskInfo {
         self.backstore.borrow().info()
     }
 
-    fn get_parent_id(&self) -> Result<Option<String>> {
+    pub(crate) fn get_parent_id(&self) -> Result<Option<String>> {
         self.backstore.borrow().get_parent_id()
     }
 
-    fn validate_parent(&self, parent: Parent) -> Result<()> {
-        self.backstore().validate_parent(&parent)
+    pub(crate) fn validate_parent(&self, parent: &Parent) -> Result<()> {
+        self.backstore().validate_parent(parent)
     }
 
-    fn queue_read(&self, req: RawRequest) {
+    pub(crate) fn queue_read(&self, req: HostRequest) {
         let req = self.request(req);
         self.backstore().queue_read(req);
     }
 
-    fn queue_write(&self, req: RawRequest) {
+    pub(crate) fn queue_write(&self, req: HostRequest) {
         let req = self.request(req);
         if let Some(req) = self.refuse_if_read_only(req) {
             self.backstore().queue_write(req);
         }
     }
 
-    fn queue_batch(&self, reqs: Vec<RawRequest>) {
+    pub(crate) fn queue_batch(&self, reqs: Vec<HostRequest>) {
         crate::request::with_deferred_completions(|| self.queue_batch_now(reqs));
     }
 
-    fn flush(&self, req: RawRequest) {
+    pub(crate) fn flush(&self, req: HostRequest) {
         let req = self.request(req);
         self.backstore().queue_flush(req);
     }
 
-    fn discard(&self, req: RawRequest) {
+    pub(crate) fn discard(&self, req: HostRequest) {
         let req = self.request(req);
         if !matches!(req.kind(), Kind::Discard | Kind::WriteZeroes) {
             req.complete(Err(ErrorCode::Internal));
@@ -422,21 +419,30 @@ impl<T: Backstore> GuestDisk for ExportedDisk<T> {
         }
     }
 
-    fn debug(&self) -> String {
+    /// `block-status.query` on this disk.
+    pub fn block_status(&self, offset: u64, len: u64) -> Result<Vec<BlockExtent>> {
+        self.backstore().block_status(offset, len)
+    }
+
+    pub(crate) fn debug(&self) -> String {
         self.backstore.borrow().debug()
     }
 
-    fn stats(&self) -> DiskStats {
+    pub(crate) fn stats(&self) -> DiskStats {
         self.backstore.borrow().stats(self.counters.snapshot())
     }
 
-    fn close(&self) -> Result<()> {
+    pub(crate) fn close(&self) -> Result<()> {
         self.backstore().close()
     }
-}
 
-impl<T: Backstore> ExportedDisk<T> {
-    fn queue_batch_now(&self, reqs: Vec<RawRequest>) {
+    /// The backstore itself (tests look inside).
+    #[cfg(all(feature = "testing", not(target_arch = "wasm32")))]
+    pub(crate) fn inner(&self) -> core::cell::Ref<'_, T> {
+        self.backstore.borrow()
+    }
+
+    fn queue_batch_now(&self, reqs: Vec<HostRequest>) {
         if self.read_only {
             // Rare enough to filter one by one; the common case hands the
             // host's vector over untouched.
@@ -459,6 +465,69 @@ impl<T: Backstore> ExportedDisk<T> {
         ));
     }
 }
+
+/// The generated export glue: the component's `driver.disk` resource.
+#[cfg(target_arch = "wasm32")]
+impl<T: Backstore> crate::bindings::exports::wasmtap::backstore::driver::GuestDisk
+    for ExportedDisk<T>
+{
+    fn open(
+        config: String,
+        flags: OpenFlags,
+    ) -> Result<crate::bindings::exports::wasmtap::backstore::driver::Disk> {
+        Self::open(&config, flags)
+            .map(crate::bindings::exports::wasmtap::backstore::driver::Disk::new)
+    }
+
+    fn info(&self) -> DiskInfo {
+        Self::info(self)
+    }
+
+    fn get_parent_id(&self) -> Result<Option<String>> {
+        Self::get_parent_id(self)
+    }
+
+    fn validate_parent(&self, parent: Parent) -> Result<()> {
+        Self::validate_parent(self, &parent)
+    }
+
+    fn queue_read(&self, req: HostRequest) {
+        Self::queue_read(self, req);
+    }
+
+    fn queue_write(&self, req: HostRequest) {
+        Self::queue_write(self, req);
+    }
+
+    fn queue_batch(&self, reqs: Vec<HostRequest>) {
+        Self::queue_batch(self, reqs);
+    }
+
+    fn flush(&self, req: HostRequest) {
+        Self::flush(self, req);
+    }
+
+    fn discard(&self, req: HostRequest) {
+        Self::discard(self, req);
+    }
+
+    fn debug(&self) -> String {
+        Self::debug(self)
+    }
+
+    fn stats(&self) -> DiskStats {
+        Self::stats(self)
+    }
+
+    fn close(&self) -> Result<()> {
+        Self::close(self)
+    }
+}
+
+/// Compile-time check behind [`export_backstore!`](crate::export_backstore)
+/// in native builds, where the export glue is left out.
+#[doc(hidden)]
+pub const fn assert_backstore<T: Backstore>() {}
 
 #[cfg(test)]
 mod tests {

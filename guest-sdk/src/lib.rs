@@ -114,9 +114,20 @@
 //!
 //! # Native builds
 //!
-//! The crate also compiles for the build machine, so a backstore's pure logic
-//! can be unit tested with `cargo test`. Calls into the host (requests,
-//! storage) panic there; [`log`] prints to standard error instead.
+//! The crate also compiles for the build machine, so a backstore runs under
+//! `cargo test` natively. There the host is in process: [`storage`] is an
+//! in-memory directory, requests come with in-memory buffers, and [`log`]
+//! prints to standard error (and is kept for the test to read). With the
+//! `testing` feature, [`testing`] opens a backstore on such a host and
+//! drives it with requests the way the daemon does, including crashes that
+//! lose what was not synced:
+//!
+//! ```toml
+//! [dev-dependencies]
+//! wasmtap-guest-sdk = { path = "...", features = ["testing"] }
+//! ```
+//!
+//! The component (`wasm32`) build never contains the in-process host.
 
 extern crate self as wasmtap_guest_sdk;
 
@@ -141,11 +152,26 @@ pub mod bindings {
     });
 }
 
+/// The host the SDK's calls reach: the component's imports in a `wasm32`
+/// build, the in-process host ([`testing`] with the `testing` feature)
+/// natively. The two have the same shape, so the rest of the SDK is written
+/// once.
+mod host {
+    #[cfg(target_arch = "wasm32")]
+    pub(crate) use crate::bindings::wasmtap::backstore::{requests, storage};
+    #[cfg(not(target_arch = "wasm32"))]
+    pub(crate) use crate::native::{requests, storage};
+}
+
 mod backstore;
 pub mod config;
 pub mod geometry;
 pub mod log;
+#[cfg(not(target_arch = "wasm32"))]
+mod native;
 pub mod request;
+#[cfg(all(feature = "testing", not(target_arch = "wasm32")))]
+pub mod testing;
 
 pub use backstore::{BOUNCE_LEN, Backstore, disk_info};
 pub use config::{Config, ConfigError, parse_size};
@@ -172,13 +198,16 @@ pub type Result<T, E = ErrorCode> = core::result::Result<T, E>;
 /// [`ErrorCode::AccessDenied`]. Use [`File::read_at`]/[`File::write_at`] for
 /// metadata (headers, tables) and [`Request::submit_read`] /
 /// [`Request::submit_write`] for request data.
+///
+/// Natively (unit tests) the directory is the in-process host's, in memory:
+/// see [`testing`] (feature `testing`).
 pub mod storage {
-    pub use crate::bindings::wasmtap::backstore::storage::{File, open, remove};
+    pub use crate::host::storage::{File, open, remove};
 }
 
 #[doc(hidden)]
 pub mod __private {
-    pub use crate::backstore::ExportedDisk;
+    pub use crate::backstore::{ExportedDisk, assert_backstore};
     pub use wit_bindgen;
 }
 
@@ -222,13 +251,19 @@ macro_rules! export_backstore {
         // One fixed name per crate: a second export in the same module is a
         // duplicate definition, in another module a duplicate export symbol.
         #[doc(hidden)]
-        #[allow(non_camel_case_types)]
+        #[allow(non_camel_case_types, dead_code)]
         struct __wasmtap_backstore_export;
 
+        // Natively (unit tests) there are no exports, but the type must
+        // still be a backstore.
+        const _: () = $crate::__private::assert_backstore::<$backstore>();
+
+        #[cfg(target_arch = "wasm32")]
         impl $crate::bindings::exports::wasmtap::backstore::driver::Guest for __wasmtap_backstore_export {
             type Disk = $crate::__private::ExportedDisk<$backstore>;
         }
 
+        #[cfg(target_arch = "wasm32")]
         impl $crate::bindings::exports::wasmtap::backstore::block_status::Guest for __wasmtap_backstore_export {
             fn query(
                 disk: $crate::bindings::exports::wasmtap::backstore::driver::DiskBorrow<'_>,

@@ -5,8 +5,9 @@
 //! changes and failures, not every request.
 //!
 //! Compiled for anything but `wasm32` (unit tests of a backstore's logic on
-//! the build machine), the functions print to standard error instead, so
-//! code that logs can be tested natively.
+//! the build machine), the functions print to standard error instead, and
+//! the in-process host keeps the lines for the test to read
+//! (`testing::Host::logs`).
 
 pub use crate::bindings::wasmtap::backstore::log::Level;
 
@@ -15,7 +16,10 @@ pub fn log(level: Level, message: &str) {
     #[cfg(target_arch = "wasm32")]
     crate::bindings::wasmtap::backstore::log::log(level, message);
     #[cfg(not(target_arch = "wasm32"))]
-    eprintln!("[{level:?}] {message}");
+    {
+        eprintln!("[{level:?}] {message}");
+        crate::native::log(level, message);
+    }
 }
 
 /// Log at [`Level::Error`].

@@ -17,13 +17,17 @@ use core::fmt;
 use std::borrow::Cow;
 use std::rc::Rc;
 
-use crate::bindings::wasmtap::backstore::requests::RequestInfo;
 use crate::geometry::Segments;
+use crate::host::requests::{self as host, RequestInfo};
 use crate::storage::File;
-use crate::{DiskStats, ErrorCode, Kind, RawRequest, Result};
+use crate::{DiskStats, ErrorCode, Kind, Result};
+
+/// The host's request handle: the generated import resource in a `wasm32`
+/// build, the in-process host's natively.
+type HostRequest = host::Request;
 
 /// A request's answer waiting to be sent with the others of its batch.
-type Completion = (RawRequest, Result<()>);
+type Completion = (HostRequest, Result<()>);
 
 thread_local! {
     // While a `queue-batch` call runs: the completions made during it, sent
@@ -47,14 +51,14 @@ pub(crate) fn with_deferred_completions<R>(f: impl FnOnce() -> R) -> R {
     if !nested {
         let done = DEFERRED.with(|d| d.borrow_mut().take()).unwrap_or_default();
         if !done.is_empty() {
-            crate::bindings::wasmtap::backstore::requests::complete_batch(done);
+            host::complete_batch(done);
         }
     }
     r
 }
 
 /// Send `raw`'s completion now, or with its batch.
-fn send_completion(raw: RawRequest, status: Result<()>) {
+fn send_completion(raw: HostRequest, status: Result<()>) {
     let leftover = DEFERRED.with(|d| match d.borrow_mut().as_mut() {
         Some(v) => {
             v.push((raw, status));
@@ -63,7 +67,7 @@ fn send_completion(raw: RawRequest, status: Result<()>) {
         None => Some((raw, status)),
     });
     if let Some((raw, status)) = leftover {
-        RawRequest::complete(raw, status);
+        HostRequest::complete(raw, status);
     }
 }
 
@@ -121,7 +125,7 @@ impl Counters {
 /// Offsets (`at`) passed to the data methods are relative to the start of the
 /// request; [`Request::offset`] is the request's byte offset on the disk.
 pub struct Request {
-    raw: Option<RawRequest>,
+    raw: Option<HostRequest>,
     kind: Kind,
     offset: u64,
     length: u64,
@@ -144,7 +148,7 @@ impl fmt::Debug for Request {
 }
 
 impl Request {
-    pub(crate) fn new(raw: RawRequest, counters: Rc<Counters>) -> Self {
+    pub(crate) fn new(raw: HostRequest, counters: Rc<Counters>) -> Self {
         // One host call for all four fields (each call crosses the
         // component boundary, which costs more than the call's work).
         let info = raw.describe();
@@ -152,7 +156,7 @@ impl Request {
     }
 
     fn with_info(
-        raw: RawRequest,
+        raw: HostRequest,
         info: RequestInfo,
         counters: Rc<Counters>,
         data: Option<(Rc<Vec<u8>>, usize)>,
@@ -168,7 +172,7 @@ impl Request {
         }
     }
 
-    fn raw(&self) -> &RawRequest {
+    fn raw(&self) -> &HostRequest {
         // `raw` is only taken by `complete`/`into_raw`, which consume `self`.
         self.raw.as_ref().expect("request already completed")
     }
@@ -279,8 +283,10 @@ impl Request {
 
     /// The bare resource, for code that uses the generated bindings
     /// directly. The SDK no longer counts or guards it: completing it is
-    /// the caller's job.
-    pub fn into_raw(mut self) -> RawRequest {
+    /// the caller's job. Only in the component (`wasm32`) build: natively
+    /// requests come from the in-process host, not the bindings.
+    #[cfg(target_arch = "wasm32")]
+    pub fn into_raw(mut self) -> crate::RawRequest {
         self.raw.take().expect("request already completed")
     }
 }
@@ -307,7 +313,7 @@ impl Drop for Request {
 /// [`crate::Backstore::queue_batch`] (see `example-guests/raw-file`).
 #[derive(Default)]
 pub struct Transfers<'a> {
-    list: Vec<crate::bindings::wasmtap::backstore::requests::Transfer<'a>>,
+    list: Vec<host::Transfer<'a>>,
 }
 
 impl fmt::Debug for Transfers<'_> {
@@ -345,15 +351,14 @@ impl<'a> Transfers<'a> {
         len: u64,
         into_request: bool,
     ) {
-        self.list
-            .push(crate::bindings::wasmtap::backstore::requests::Transfer {
-                req: req.raw(),
-                file,
-                file_offset,
-                at,
-                len,
-                into_request,
-            });
+        self.list.push(host::Transfer {
+            req: req.raw(),
+            file,
+            file_offset,
+            at,
+            len,
+            into_request,
+        });
     }
 
     /// Submit every transfer in one host call; one result per transfer, in
@@ -362,7 +367,7 @@ impl<'a> Transfers<'a> {
         if self.list.is_empty() {
             return Vec::new();
         }
-        crate::bindings::wasmtap::backstore::requests::submit_batch(&self.list)
+        host::submit_batch(&self.list)
     }
 }
 
@@ -410,7 +415,7 @@ fn split_data(infos: Vec<RequestInfo>, has: &[bool], data: Vec<u8>) -> Vec<Descr
 /// Requests not taken out of the batch are failed with
 /// [`ErrorCode::Internal`] when the batch is dropped (see [`Request`]).
 pub struct Batch {
-    raws: std::iter::Zip<std::vec::IntoIter<RawRequest>, std::vec::IntoIter<Described>>,
+    raws: std::iter::Zip<std::vec::IntoIter<HostRequest>, std::vec::IntoIter<Described>>,
     counters: Rc<Counters>,
 }
 
@@ -424,20 +429,18 @@ impl fmt::Debug for Batch {
 
 impl Batch {
     /// `with_data`: fetch the writes' data in the same call.
-    pub(crate) fn new(raws: Vec<RawRequest>, counters: Rc<Counters>, with_data: bool) -> Self {
-        use crate::bindings::wasmtap::backstore::requests;
+    pub(crate) fn new(raws: Vec<HostRequest>, counters: Rc<Counters>, with_data: bool) -> Self {
         // Every request's kind, offset, length and FUA flag (and, if asked
         // for, every write's data) in one host call.
         let described: Vec<Described> = if raws.is_empty() {
             Vec::new()
         } else {
-            let borrowed: Vec<&RawRequest> = raws.iter().collect();
+            let borrowed: Vec<&HostRequest> = raws.iter().collect();
             if with_data {
-                let (infos, has, data) =
-                    requests::describe_batch_with_data(&borrowed, PREFETCH_MAX);
+                let (infos, has, data) = host::describe_batch_with_data(&borrowed, PREFETCH_MAX);
                 split_data(infos, &has, data)
             } else {
-                requests::describe_batch(&borrowed)
+                host::describe_batch(&borrowed)
                     .into_iter()
                     .map(|info| (info, None))
                     .collect()

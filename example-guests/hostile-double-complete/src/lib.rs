@@ -16,7 +16,7 @@
 //! bug. Within one `queue-read` call that cannot happen.)
 
 use wasmtap_guest_sdk::{
-    Backstore, Config, DiskInfo, OpenFlags, RawRequest, Request, Result, SectorSize, disk_info,
+    Backstore, Config, DiskInfo, OpenFlags, Request, Result, SectorSize, disk_info,
 };
 
 /// A disk whose reads complete twice.
@@ -45,12 +45,14 @@ impl Backstore for Twice {
         Ok(())
     }
 
+    // `Request::into_raw` exists only in the component build.
+    #[cfg(target_arch = "wasm32")]
     #[allow(unsafe_code)]
     fn queue_read(&mut self, req: Request) {
         let raw = req.into_raw();
         let handle = raw.handle();
         let status = raw.zero_data(0, raw.length());
-        RawRequest::complete(raw, status);
+        wasmtap_guest_sdk::RawRequest::complete(raw, status);
         wasmtap_guest_sdk::warn!(
             "hostile-double-complete: completing handle {handle} a second time"
         );
@@ -58,8 +60,8 @@ impl Backstore for Twice {
         // (the handle must be owned and live) to test the host's containment.
         // Wasmtime validates the index when lifting it, so the worst outcome
         // is a trap in this instance.
-        let again = unsafe { RawRequest::from_handle(handle) };
-        RawRequest::complete(again, Ok(()));
+        let again = unsafe { wasmtap_guest_sdk::RawRequest::from_handle(handle) };
+        wasmtap_guest_sdk::RawRequest::complete(again, Ok(()));
     }
 }
 

@@ -12,8 +12,8 @@
 //! request it did not create.
 
 use wasmtap_guest_sdk::{
-    Backstore, Config, DiskInfo, ErrorCode, OpenFlags, RawRequest, Request, Result, SectorSize,
-    disk_info, storage,
+    Backstore, Config, DiskInfo, ErrorCode, OpenFlags, Request, Result, SectorSize, disk_info,
+    storage,
 };
 
 /// The handle index used for `forge=unknown`.
@@ -23,6 +23,8 @@ pub const UNKNOWN_HANDLE: u32 = 0x00ff_fff0;
 #[derive(Debug)]
 pub struct Forger {
     size: u64,
+    // Read only by the component build's `queue_read`.
+    #[cfg_attr(not(target_arch = "wasm32"), allow(dead_code))]
     file: Option<storage::File>,
 }
 
@@ -56,6 +58,8 @@ impl Backstore for Forger {
         Ok(())
     }
 
+    // Resource handles exist only in the component build.
+    #[cfg(target_arch = "wasm32")]
     #[allow(unsafe_code)]
     fn queue_read(&mut self, req: Request) {
         let status = req.zero_data(0, req.length());
@@ -67,8 +71,8 @@ impl Backstore for Forger {
         // SAFETY: none — `handle` is not an owned request handle; forging it
         // is the point of this guest. Wasmtime validates index and type when
         // lifting it, so the worst outcome is a trap in this instance.
-        let forged = unsafe { RawRequest::from_handle(handle) };
-        RawRequest::complete(forged, Ok(()));
+        let forged = unsafe { wasmtap_guest_sdk::RawRequest::from_handle(handle) };
+        wasmtap_guest_sdk::RawRequest::complete(forged, Ok(()));
     }
 }
 

@@ -40,6 +40,8 @@ impl Backstore for Stall {
         Ok(())
     }
 
+    // `Request::into_raw` exists only in the component build.
+    #[cfg(target_arch = "wasm32")]
     fn queue_read(&mut self, req: Request) {
         // `into_raw` leaves the SDK's "complete on drop" safety net behind.
         self.kept.push(req.into_raw());

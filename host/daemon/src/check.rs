@@ -1084,16 +1084,20 @@ impl Ctx {
         }
         let chunk_bytes = (cb * bs) as usize;
         let persistent = self.persistent != Some(false);
-        // Per chunk: generation of its data (0: unknown) and epoch written.
-        let mut gens = vec![0u64; chunks];
-        let mut epoch_of = vec![0u32; chunks];
-        let mut busy = vec![false; chunks];
-        let mut epoch = 0u32;
-        // tag -> (chunk, write generation or 0 for a read, epoch at submission)
-        let mut inflight: HashMap<u64, (usize, u64, u32)> = HashMap::new();
+        let mut t = Tracker {
+            base,
+            cb,
+            bs,
+            gens: vec![0; chunks],
+            epoch_of: vec![0; chunks],
+            busy: vec![false; chunks],
+            epoch: 0,
+            inflight: HashMap::new(),
+            verified: 0,
+        };
         let mut rng = 0x2545_f491_4f6c_dd1du64 ^ qd as u64;
         let mut next_gen = 1u64;
-        let (mut reads, mut verified, mut writes) = (0u64, 0u64, 0u64);
+        let (mut reads, mut writes) = (0u64, 0u64);
         let start = Instant::now();
         let end = start + Duration::from_secs_f64(secs);
         let swap_at = start + Duration::from_secs_f64(secs * 0.4);
@@ -1121,7 +1125,7 @@ impl Ctx {
                 // instance: for a module that keeps nothing, what it reads
                 // or writes meanwhile proves nothing.
                 if !persistent {
-                    epoch += 1;
+                    t.epoch += 1;
                 }
             }
             let sim = self.sim()?;
@@ -1133,38 +1137,26 @@ impl Ctx {
                 got.clear();
                 sim.reap(&mut got)?;
                 for c in got.drain(..) {
-                    finish(
-                        &c,
-                        &mut inflight,
-                        &mut gens,
-                        &mut epoch_of,
-                        &mut busy,
-                        epoch,
-                        chunk_bytes,
-                        base,
-                        cb,
-                        bs,
-                        &mut verified,
-                    )?;
+                    t.finish(&c)?;
                 }
                 // A module that keeps nothing starts empty: what the old
                 // instance held is no longer expected.
                 if !persistent {
-                    epoch += 1;
+                    t.epoch += 1;
                 }
                 swapped = Some(start.elapsed().as_secs_f64());
                 swap_state = None;
             }
             let mut queued = false;
-            while now < end && inflight.len() < qd {
+            while now < end && t.inflight.len() < qd {
                 rng ^= rng << 13;
                 rng ^= rng >> 7;
                 rng ^= rng << 17;
                 let mut c = (rng % chunks as u64) as usize;
-                while busy[c] {
+                while t.busy[c] {
                     c = (c + 1) % chunks;
                 }
-                busy[c] = true;
+                t.busy[c] = true;
                 let lba = base + c as u64 * u64::from(cb);
                 let tag = sim.next_tag();
                 if rng >> 60 < 8 {
@@ -1172,11 +1164,11 @@ impl Ctx {
                     next_gen += 1;
                     let data = pattern(seed(c, g), chunk_bytes);
                     sim.submit(tag, &rw16(0x8a, lba, cb), DataRef::ToDevice(&data))?;
-                    inflight.insert(tag, (c, g, epoch));
+                    t.inflight.insert(tag, (c, g, t.epoch));
                     writes += 1;
                 } else {
                     sim.submit(tag, &rw16(0x88, lba, cb), DataRef::FromDevice(cb * bs))?;
-                    inflight.insert(tag, (c, 0, epoch));
+                    t.inflight.insert(tag, (c, 0, t.epoch));
                     reads += 1;
                 }
                 queued = true;
@@ -1184,13 +1176,13 @@ impl Ctx {
             if queued {
                 sim.ring()?;
             }
-            if inflight.is_empty() && swap_state.is_none() {
+            if t.inflight.is_empty() && swap_state.is_none() {
                 break;
             }
             if now > end + COMMAND_TIMEOUT {
                 return Err(format!(
                     "{} commands got no answer within {} s",
-                    inflight.len(),
+                    t.inflight.len(),
                     COMMAND_TIMEOUT.as_secs()
                 ));
             }
@@ -1199,25 +1191,14 @@ impl Ctx {
                 sim.wait()?;
             }
             for c in got.drain(..) {
-                finish(
-                    &c,
-                    &mut inflight,
-                    &mut gens,
-                    &mut epoch_of,
-                    &mut busy,
-                    epoch,
-                    chunk_bytes,
-                    base,
-                    cb,
-                    bs,
-                    &mut verified,
-                )?;
+                t.finish(&c)?;
             }
         }
         let elapsed = start.elapsed().as_secs_f64();
         let mut detail = format!(
-            "QD {qd}: {} commands in {elapsed:.1} s ({writes} writes, {reads} reads, {verified} verified), no errors",
-            reads + writes
+            "QD {qd}: {} commands in {elapsed:.1} s ({writes} writes, {reads} reads, {} verified), no errors",
+            reads + writes,
+            t.verified
         );
         if swap {
             let at = swapped.ok_or("the hot swap never completed")?;
@@ -1231,7 +1212,7 @@ impl Ctx {
                 let lba = base + first as u64 * u64::from(cb);
                 let data = sim.read(lba, n as u32 * cb)?;
                 for c in first..first + n {
-                    if gens[c] == 0 || epoch_of[c] != epoch {
+                    if t.gens[c] == 0 || t.epoch_of[c] != t.epoch {
                         continue;
                     }
                     let off = (c - first) * chunk_bytes;
@@ -1239,7 +1220,7 @@ impl Ctx {
                         &format!("READ(16) after the hot swap at LBA {lba}"),
                         lba + ((c - first) as u64 * u64::from(cb)),
                         bs,
-                        &pattern(seed(c, gens[c]), chunk_bytes),
+                        &pattern(seed(c, t.gens[c]), chunk_bytes),
                         &data[off..off + chunk_bytes],
                     )?;
                     checked += 1;
@@ -1258,47 +1239,59 @@ impl Ctx {
     }
 }
 
-/// Account for one completion of the random-I/O phase.
-#[allow(clippy::too_many_arguments)]
-fn finish(
-    c: &Completion,
-    inflight: &mut HashMap<u64, (usize, u64, u32)>,
-    gens: &mut [u64],
-    epoch_of: &mut [u32],
-    busy: &mut [bool],
-    epoch: u32,
-    chunk_bytes: usize,
+/// What the random-I/O phase knows about its chunks (each `cb` blocks of
+/// `bs` bytes from LBA `base`) and its commands in flight.
+struct Tracker {
     base: u64,
     cb: u32,
     bs: u32,
-    verified: &mut u64,
-) -> Result<(), String> {
-    let Some((chunk, g, submitted)) = inflight.remove(&c.tag) else {
-        return Ok(());
-    };
-    busy[chunk] = false;
-    let lba = base + chunk as u64 * u64::from(cb);
-    let what = if g == 0 { "READ(16)" } else { "WRITE(16)" };
-    if c.status != abi::SAM_STAT_GOOD {
-        return Err(format!("{what} of {cb} blocks at LBA {lba}: {}", answer(c)));
+    /// Per chunk: generation of its data (0: unknown), the epoch it was
+    /// written in, whether a command on it is in flight.
+    gens: Vec<u64>,
+    epoch_of: Vec<u32>,
+    busy: Vec<bool>,
+    /// See `Ctx::load`: 0 before a hot swap is asked for, 1 while it is
+    /// under way, 2 after; with a module that keeps data, always 0.
+    epoch: u32,
+    /// tag -> (chunk, write generation or 0 for a read, epoch at submission)
+    inflight: HashMap<u64, (usize, u64, u32)>,
+    /// Reads whose data was checked.
+    verified: u64,
+}
+
+impl Tracker {
+    /// Account for one completion.
+    fn finish(&mut self, c: &Completion) -> Result<(), String> {
+        let Some((chunk, g, submitted)) = self.inflight.remove(&c.tag) else {
+            return Ok(());
+        };
+        let (cb, bs, epoch) = (self.cb, self.bs, self.epoch);
+        self.busy[chunk] = false;
+        let lba = self.base + chunk as u64 * u64::from(cb);
+        let what = if g == 0 { "READ(16)" } else { "WRITE(16)" };
+        if c.status != abi::SAM_STAT_GOOD {
+            return Err(format!("{what} of {cb} blocks at LBA {lba}: {}", answer(c)));
+        }
+        if g != 0 {
+            // A write is known only if it certainly ran on the current instance.
+            self.gens[chunk] = if submitted == epoch { g } else { 0 };
+            self.epoch_of[chunk] = epoch;
+        } else if self.gens[chunk] != 0
+            && self.epoch_of[chunk] == epoch
+            && submitted == epoch
+            && epoch != 1
+        {
+            compare(
+                &format!("{what} of {cb} blocks at LBA {lba}"),
+                lba,
+                bs,
+                &pattern((chunk as u64) << 32 | self.gens[chunk], (cb * bs) as usize),
+                &c.data_in,
+            )?;
+            self.verified += 1;
+        }
+        Ok(())
     }
-    // Epochs (see `Ctx::load`): 0 before a hot swap is asked for, 1 while
-    // it is under way, 2 after; with a module that keeps data, always 0.
-    if g != 0 {
-        // A write is known only if it certainly ran on the current instance.
-        gens[chunk] = if submitted == epoch { g } else { 0 };
-        epoch_of[chunk] = epoch;
-    } else if gens[chunk] != 0 && epoch_of[chunk] == epoch && submitted == epoch && epoch != 1 {
-        compare(
-            &format!("{what} of {cb} blocks at LBA {lba}"),
-            lba,
-            bs,
-            &pattern((chunk as u64) << 32 | gens[chunk], chunk_bytes),
-            &c.data_in,
-        )?;
-        *verified += 1;
-    }
-    Ok(())
 }
 
 /// Files under `dir`, recursively.

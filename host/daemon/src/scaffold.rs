@@ -21,7 +21,8 @@ pub const LIB_RS: &str = include_str!("../../../templates/backstore/src/lib.rs")
 const TEMPLATE_NAME: &str = "my-backstore";
 /// The template's SDK dependency line (valid inside this repository),
 /// replaced by one naming the chosen SDK directory.
-const TEMPLATE_SDK_LINE: &str = r#"wasmtap-guest-sdk = { path = "../../guest-sdk" }"#;
+/// How the template's dependency and dev-dependency name the SDK.
+const TEMPLATE_SDK_PATH: &str = r#"path = "../../guest-sdk""#;
 
 /// The `guest-sdk` directory of the checkout this binary was built from.
 /// It may no longer exist (an installed binary, a moved checkout).
@@ -68,10 +69,7 @@ pub fn render(name: &str, sdk_dir: &Path) -> Result<Vec<(&'static str, String)>,
     // A TOML string literal, escaped as TOML wants it.
     let sdk = toml::Value::String(sdk.to_owned()).to_string();
     let cargo_toml = CARGO_TOML
-        .replace(
-            TEMPLATE_SDK_LINE,
-            &format!("wasmtap-guest-sdk = {{ path = {sdk} }}"),
-        )
+        .replace(TEMPLATE_SDK_PATH, &format!("path = {sdk}"))
         .replace(TEMPLATE_NAME, name)
         .replace(&TEMPLATE_NAME.replace('-', "_"), &name.replace('-', "_"));
     let lib_rs = LIB_RS
@@ -127,7 +125,7 @@ mod tests {
 
     #[test]
     fn template_has_the_lines_we_replace() {
-        assert!(CARGO_TOML.contains(TEMPLATE_SDK_LINE));
+        assert_eq!(CARGO_TOML.matches(TEMPLATE_SDK_PATH).count(), 2);
         assert!(CARGO_TOML.contains(&format!("name = \"{TEMPLATE_NAME}\"")));
         assert!(CARGO_TOML.contains(r#"crate-type = ["cdylib", "rlib"]"#));
     }
@@ -146,6 +144,9 @@ mod tests {
             parsed["dependencies"]["wasmtap-guest-sdk"]["path"].as_str(),
             Some("/src/wasmtap \"x\"/guest-sdk")
         );
+        let dev = &parsed["dev-dependencies"]["wasmtap-guest-sdk"];
+        assert_eq!(dev["path"].as_str(), Some("/src/wasmtap \"x\"/guest-sdk"));
+        assert_eq!(dev["features"][0].as_str(), Some("testing"));
     }
 
     #[test]

@@ -126,4 +126,22 @@ mod tests {
         let default = RamDisk::from_config("", OpenFlags::empty()).unwrap();
         assert_eq!(default.size(), DEFAULT_SIZE);
     }
+
+    /// The whole backstore, as the daemon drives it, on the SDK's
+    /// in-process host (the `testing` feature in `[dev-dependencies]`).
+    #[test]
+    fn serves_requests_on_the_in_process_host() {
+        use wasmtap_guest_sdk::testing::{Host, Req};
+
+        let host = Host::new();
+        let mut disk = host.open::<RamDisk>("size=1M").unwrap();
+        assert_eq!(disk.read(0, 4096).unwrap(), vec![0; 4096]);
+        disk.write(4096, &[7; 8192]).unwrap();
+        let tickets = disk.submit_batch([Req::read(4096, 8192), Req::flush()]);
+        assert_eq!(tickets[0].data(), vec![7; 8192]);
+        assert_eq!(tickets[1].status(), Some(Ok(())));
+        // Past the end: refused before the backstore sees it.
+        assert_eq!(disk.read(1 << 20, 512), Err(ErrorCode::OutOfRange));
+        disk.close().unwrap();
+    }
 }
