@@ -13,7 +13,7 @@ use wasmtap_scsi::{
     SgBuffer, Target,
 };
 
-use crate::worker::{BackgroundFuture, CommandFuture, Handler, Outcome};
+use crate::worker::{BackgroundFuture, CommandFuture, Handler};
 
 /// The shared region seen as the SCSI target's memory: offsets in, copies out.
 #[derive(Debug)]
@@ -259,7 +259,6 @@ impl<B: BlockBackend + Reconfigurable + 'static> Handler for ScsiHandler<B> {
             iovs.iter().map(to_extent).collect()
         };
         let n_inline = iovs.len().min(INLINE_IOVS);
-        let buf_len = cmd.data_len();
         Box::pin(async move {
             let mem = RegionMemory(&region);
             let extents: &[Extent] = if heap.is_empty() {
@@ -270,8 +269,7 @@ impl<B: BlockBackend + Reconfigurable + 'static> Handler for ScsiHandler<B> {
             let mut buf = SgBuffer::new(&mem, extents);
             // LIO has one I_T nexus per TCMU device from our point of view:
             // the ring does not say which initiator sent a command.
-            let done = target.execute(Nexus(0), &cdb[..cdb_len], &mut buf).await;
-            outcome(&done, buf_len)
+            target.execute(Nexus(0), &cdb[..cdb_len], &mut buf).await
         })
     }
 
@@ -327,26 +325,6 @@ impl<B: BlockBackend + Reconfigurable + 'static> Handler for ScsiHandler<B> {
             .map_err(|e| e.to_string());
         self.copy_geometry_changed();
         r
-    }
-}
-
-/// A target completion as a ring response.
-fn outcome(done: &wasmtap_scsi::Completion, buf_len: u64) -> Outcome {
-    let mut sense = [0u8; 96];
-    let s = done.sense();
-    let sense_len = s.len().min(96);
-    sense[..sense_len].copy_from_slice(&s[..sense_len]);
-    // Report a residual only for data-in that came up short. The kernel
-    // honours READ_LEN only for data-in commands and only when it is
-    // non-zero (tcmu_handle_completion), so a zero-length transfer cannot
-    // be expressed on the ring and is reported as a full one.
-    let read_len =
-        (done.data_in_len > 0 && done.data_in_len < buf_len).then_some(done.data_in_len as u32);
-    Outcome {
-        status: done.status as u8,
-        sense,
-        sense_len,
-        read_len,
     }
 }
 

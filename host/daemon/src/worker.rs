@@ -32,23 +32,12 @@ use std::time::{Duration, Instant};
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use wasmtap_kernel::{Doorbell, EventBell, MappedRegion};
 use wasmtap_ring::{Command, Entry, Response, Ring, RingError};
+use wasmtap_scsi::{Completion, IoKind, Status};
 
-/// The answer to one command, owned (sense copied out of the target).
-#[derive(Debug, Clone)]
-pub struct Outcome {
-    /// SAM status.
-    pub status: u8,
-    /// Sense bytes (valid `sense_len` bytes).
-    pub sense: [u8; 96],
-    /// Valid sense bytes.
-    pub sense_len: usize,
-    /// Short data-in length, if any.
-    pub read_len: Option<u32>,
-}
-
-/// A command in progress. Owns copies of what it needs (CDB, extents), never
-/// the ring's `Command`, so the worker can always complete the command.
-pub type CommandFuture = Pin<Box<dyn Future<Output = Outcome>>>;
+/// A command in progress, resolving to the SCSI target's answer. Owns
+/// copies of what it needs (CDB, extents), never the ring's `Command`, so
+/// the worker can always complete the command.
+pub type CommandFuture = Pin<Box<dyn Future<Output = Completion>>>;
 
 /// Work a device does after the command that started it has completed
 /// (a SANITIZE with IMMED set). Polled with the commands; dropped, i.e.
@@ -232,35 +221,8 @@ pub struct WorkerStats {
     pub latency_sum_us: AtomicU64,
 }
 
-/// What kind of transfer a CDB is, for the byte counters.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Class {
-    Read,
-    Write,
-    Other,
-}
-
-fn classify(cdb: &[u8]) -> Class {
-    match cdb.first() {
-        // READ (6), (10), (12), (16)
-        Some(0x08 | 0x28 | 0xa8 | 0x88) => Class::Read,
-        // WRITE (6), (10), (12), (16), WRITE AND VERIFY (10), (16)
-        Some(0x0a | 0x2a | 0xaa | 0x8a | 0x2e | 0x8e) => Class::Write,
-        _ => Class::Other,
-    }
-}
-
-/// The sense key of fixed (0x70/0x71) or descriptor (0x72/0x73) sense data.
-fn sense_key(sense: &[u8]) -> Option<usize> {
-    match sense.first().map(|b| b & 0x7f) {
-        Some(0x70 | 0x71) => sense.get(2).map(|k| usize::from(k & 0xf)),
-        Some(0x72 | 0x73) => sense.get(1).map(|k| usize::from(k & 0xf)),
-        _ => None,
-    }
-}
-
 impl WorkerStats {
-    fn record(&self, class: Class, len: u64, started: Instant, now: Instant, out: &Outcome) {
+    fn record(&self, len: u64, started: Instant, now: Instant, done: &Completion) {
         let us = now.saturating_duration_since(started).as_micros() as u64;
         let bucket = LATENCY_BOUNDS_US
             .iter()
@@ -268,26 +230,26 @@ impl WorkerStats {
             .unwrap_or(LATENCY_BOUNDS_US.len());
         self.latency[bucket].fetch_add(1, Ordering::Relaxed);
         self.latency_sum_us.fetch_add(us, Ordering::Relaxed);
-        if out.status == wasmtap_ring::abi::SAM_STAT_CHECK_CONDITION {
-            if let Some(k) = sense_key(&out.sense[..out.sense_len]) {
-                self.sense_keys[k].fetch_add(1, Ordering::Relaxed);
+        if done.status == Status::CheckCondition {
+            if let Some(k) = done.sense_key() {
+                self.sense_keys[usize::from(k)].fetch_add(1, Ordering::Relaxed);
             }
             return;
         }
-        if out.status != wasmtap_ring::abi::SAM_STAT_GOOD {
+        if done.status != Status::Good {
             return;
         }
-        match class {
-            Class::Read => {
+        match done.io {
+            IoKind::Read => {
                 self.reads.fetch_add(1, Ordering::Relaxed);
-                let n = out.read_len.map_or(len, u64::from);
+                let n = read_len(done, len).map_or(len, u64::from);
                 self.read_bytes.fetch_add(n, Ordering::Relaxed);
             }
-            Class::Write => {
+            IoKind::Write => {
                 self.writes.fetch_add(1, Ordering::Relaxed);
                 self.write_bytes.fetch_add(len, Ordering::Relaxed);
             }
-            Class::Other => {}
+            IoKind::Other => {}
         }
     }
 }
@@ -374,7 +336,15 @@ struct Pending {
     cmd: Command,
     fut: CommandFuture,
     started: Instant,
-    class: Class,
+}
+
+/// The READ_LEN to report for a completion of a command with `buf_len`
+/// bytes of data buffer: only for data-in that came up short. The kernel
+/// honours READ_LEN only for data-in commands and only when it is non-zero
+/// (tcmu_handle_completion), so a zero-length transfer cannot be expressed
+/// on the ring and is reported as a full one.
+fn read_len(done: &Completion, buf_len: u64) -> Option<u32> {
+    (done.data_in_len > 0 && done.data_in_len < buf_len).then_some(done.data_in_len as u32)
 }
 
 /// How a worker takes commands off its ring.
@@ -517,14 +487,8 @@ pub fn run_until<B: Doorbell, H: Handler>(
                 match e {
                     Entry::Command(cmd) => {
                         let started = started.unwrap_or_else(Instant::now);
-                        let class = classify(cmd.cdb());
                         let fut = handler.start(&region, &cmd);
-                        pending.push(Pending {
-                            cmd,
-                            fut,
-                            started,
-                            class,
-                        });
+                        pending.push(Pending { cmd, fut, started });
                     }
                     Entry::TaskManagement(t) => {
                         tracing::info!(tmr_type = t.tmr_type, cmd_ids = ?t.cmd_ids,
@@ -540,24 +504,20 @@ pub fn run_until<B: Doorbell, H: Handler>(
         let mut now: Option<Instant> = None;
         let mut i = 0;
         while i < pending.len() {
-            if let Poll::Ready(out) = pending[i].fut.as_mut().poll(&mut cx) {
-                let Pending {
-                    cmd,
-                    started,
-                    class,
-                    ..
-                } = pending.swap_remove(i);
-                if out.status == wasmtap_ring::abi::SAM_STAT_CHECK_CONDITION {
+            if let Poll::Ready(done) = pending[i].fut.as_mut().poll(&mut cx) {
+                let Pending { cmd, started, .. } = pending.swap_remove(i);
+                if done.status == Status::CheckCondition {
                     checks += 1;
                 }
-                let now = *now.get_or_insert_with(Instant::now);
-                stats.record(class, cmd.data_len(), started, now, &out);
-                let resp = Response {
-                    status: out.status,
-                    sense: &out.sense[..out.sense_len],
-                    read_len: out.read_len,
-                };
                 let bytes = cmd.data_len();
+                let now = *now.get_or_insert_with(Instant::now);
+                stats.record(bytes, started, now, &done);
+                // The target's answer, as the ring takes it.
+                let resp = Response {
+                    status: done.status.as_u8(),
+                    sense: done.sense(),
+                    read_len: read_len(&done, bytes),
+                };
                 ring.complete(cmd, &resp)?;
                 completed += 1;
                 // Large commands are published as they finish rather than at

@@ -516,6 +516,29 @@ pub fn find(opcode: u8, service_action: Option<u8>) -> Option<&'static OpInfo> {
         .find(|i| i.service_action == service_action)
 }
 
+/// What a command moves, for a transport's per-device counters: the
+/// READ and WRITE families (WRITE AND VERIFY counts as a write); everything
+/// else, data or not, is `Other`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum IoKind {
+    /// READ (6), (10), (12), (16).
+    Read,
+    /// WRITE (6), (10), (12), (16), WRITE AND VERIFY (10), (16).
+    Write,
+    /// Any other command.
+    #[default]
+    Other,
+}
+
+/// The [`IoKind`] of `opcode`.
+pub fn io_kind(opcode: u8) -> IoKind {
+    match opcode {
+        0x08 | 0x28 | 0xa8 | 0x88 => IoKind::Read,
+        0x0a | 0x2a | 0xaa | 0x8a | 0x2e | 0x8e => IoKind::Write,
+        _ => IoKind::Other,
+    }
+}
+
 /// Whether `opcode` is exempt from unit attention (SAM-5 5.14).
 pub fn ua_exempt(opcode: u8) -> bool {
     OPCODES

@@ -64,7 +64,7 @@ pub use backend::{
     BlockState, DiscardInfo, DiskInfo, GeometryError, WriteCache,
 };
 pub use buffer::{BufMut, BufRef, BufferError, DataBuffer, Extent, Memory, SgBuffer};
-pub use cdb::Command;
+pub use cdb::{Command, IoKind};
 pub use identity::{DeviceIdentity, IdentityError};
 pub use sense::{CommandError, Sense, SenseBytes, SenseFormat, SenseKey, Status};
 pub use target::{Completion, Nexus, SanitizeBusy, SanitizeState, Target};

@@ -10,7 +10,9 @@ use crate::backend::{
     GeometryError, WriteCache,
 };
 use crate::buffer::{BufMut, BufRef, DataBuffer};
-use crate::cdb::{self, BlockRange, ByteCheck, Command, Offered, PageControl, SanitizeAction};
+use crate::cdb::{
+    self, BlockRange, ByteCheck, Command, IoKind, Offered, PageControl, SanitizeAction,
+};
 use crate::identity::DeviceIdentity;
 use crate::lock::{RangeGuard, RangeLocks};
 use crate::pages;
@@ -37,6 +39,9 @@ pub struct Completion {
     /// transport reports `buffer length - data_in_len` as residual
     /// (TCMU: READ_LEN). Zero for commands without data-in.
     pub data_in_len: u64,
+    /// Whether the command was a READ, a WRITE or something else (for the
+    /// transport's counters; decoded once, here).
+    pub io: IoKind,
 }
 
 impl Completion {
@@ -46,6 +51,7 @@ impl Completion {
             status,
             sense: SenseBytes::EMPTY,
             data_in_len,
+            io: IoKind::Other,
         }
     }
     fn check(err: &CommandError) -> Self {
@@ -53,11 +59,20 @@ impl Completion {
             status: Status::CheckCondition,
             sense: err.sense().to_fixed(),
             data_in_len: 0,
+            io: IoKind::Other,
         }
     }
     /// The sense bytes.
     pub fn sense(&self) -> &[u8] {
         self.sense.as_slice()
+    }
+    /// The sense key's code (0 to 15), with CHECK CONDITION (the target
+    /// writes fixed-format sense, key in byte 2).
+    pub fn sense_key(&self) -> Option<u8> {
+        if self.status != Status::CheckCondition {
+            return None;
+        }
+        self.sense().get(2).map(|k| k & 0xf)
     }
 }
 
@@ -678,10 +693,12 @@ impl<B: BlockBackend> Target<B> {
     /// read from it, data-in written to its start. Never panics on CDB or
     /// data contents.
     pub async fn execute(&self, nexus: Nexus, cdb: &[u8], buf: &mut dyn DataBuffer) -> Completion {
-        match self.run(nexus, cdb, buf).await {
+        let mut done = match self.run(nexus, cdb, buf).await {
             Ok((status, n)) => Completion::done(status, n),
             Err(e) => Completion::check(&e),
-        }
+        };
+        done.io = cdb.first().map_or(IoKind::Other, |&op| cdb::io_kind(op));
+        done
     }
 
     async fn run(
