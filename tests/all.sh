@@ -40,6 +40,29 @@ fi
 cargo build -p wasmtap
 tests/browser/run.sh
 
+step "C backstore (example-guests/c-ram, Debian's clang and wasi-libc) through wasmtap check"
+c_packages=(clang lld wasi-libc libclang-rt-14-dev-wasm32)
+c_missing=()
+for p in "${c_packages[@]}"; do
+    status=$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null || true)
+    [[ $status == "install ok installed" ]] || c_missing+=("$p")
+done
+if [[ ${#c_missing[@]} -gt 0 ]]; then
+    if [[ $(id -u) -eq 0 ]]; then
+        apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${c_missing[@]}" >/dev/null
+    else
+        echo "the C backstore needs ${c_missing[*]}: run as root, or apt-get install them" >&2
+        exit 1
+    fi
+fi
+example-guests/c-ram/build.sh         # also runs its native unit tests
+cargo build -p wasmtap                 # (built for the browser step already)
+for block_size in 512 4096; do
+    "${CARGO_TARGET_DIR:-target}/debug/wasmtap" check --block-size "$block_size" \
+        "${CARGO_TARGET_DIR:-target}/wasm-guests/c-ram.wasm"
+done
+
 step "fuzz targets (short runs)"
 tests/fuzz.sh "${FUZZ_SECS:-30}"
 
