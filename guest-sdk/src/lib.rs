@@ -129,6 +129,13 @@
 //!
 //! The component (`wasm32`) build never contains the in-process host.
 
+// Natively without the `testing` feature nothing drives the export glue
+// and the in-process host (the component build and `testing` do).
+#![cfg_attr(
+    not(any(target_arch = "wasm32", feature = "testing")),
+    allow(dead_code)
+)]
+
 extern crate self as wasmtap_guest_sdk;
 
 /// The bindings generated from `wit/backstore.wit` (world `backstore`).
