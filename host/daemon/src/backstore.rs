@@ -215,25 +215,6 @@ struct DeviceFacts {
     geometry: Option<(u64, u32)>,
 }
 
-impl crate::glue::Reconfigurable for WasmBackend {
-    fn reconfigure(&self, _size: Option<u64>, _write_cache: Option<bool>) -> Result<(), String> {
-        Err("a WebAssembly backstore's geometry comes from its own configuration".into())
-    }
-
-    fn guest_stats(&self) -> Result<wasmtap_web::host::GuestStats, String> {
-        let s = self.stats().map_err(|e| e.to_string())?;
-        Ok(wasmtap_web::host::GuestStats {
-            reads: s.reads,
-            writes: s.writes,
-            bytes_read: s.bytes_read,
-            bytes_written: s.bytes_written,
-            flushes: s.flushes,
-            discards: s.discards,
-            errors: s.errors,
-        })
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

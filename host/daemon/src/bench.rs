@@ -9,7 +9,7 @@
 use std::fs::OpenOptions;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -22,8 +22,9 @@ use wasmtap_ring::sim::{DataRef, SimConfig};
 use crate::demo::rw16;
 use crate::filedisk::FileDisk;
 use crate::glue::ScsiHandler;
+use crate::managed::ManagedBackend;
 use crate::ramdisk::RamDisk;
-use crate::worker::{self, Handler, WorkerError, WorkerStats};
+use crate::worker::{self, Handler, WorkerStats};
 
 const BLOCK: u32 = 4096;
 const DEVICE_BYTES: u64 = 128 << 20;
@@ -129,7 +130,9 @@ pub type MakeHandler =
 pub fn native_ram() -> MakeHandler {
     Box::new(|_| {
         let disk = RamDisk::new(BLOCK, DEVICE_BYTES / u64::from(BLOCK), 1024, false);
-        Ok(Box::new(ScsiHandler::new("bench/ram", disk, None)?) as Box<dyn Handler>)
+        // As the daemon serves it (see `crate::managed`).
+        let backend = ManagedBackend::native(disk);
+        Ok(Box::new(ScsiHandler::new("bench/ram", backend, None)?) as Box<dyn Handler>)
     })
 }
 
@@ -176,21 +179,34 @@ pub fn run_case(make: MakeHandler, w: Workload, secs: f64) -> Result<Figures, St
         user.bell.clone(),
         Arc::clone(&user.region),
     );
-    let worker = thread::Builder::new()
-        .name("bench-dev".into())
-        .spawn(move || -> Result<(u64, u64, u64), WorkerError> {
-            let mut h = make(region).map_err(WorkerError::Setup)?;
-            let stats = WorkerStats::default();
-            let cpu0 = thread_cpu_ns();
-            worker::run(ring, &bell, &mut h, &wstop, &stats, 256, None)?;
-            let cpu = thread_cpu_ns().saturating_sub(cpu0);
-            Ok((
-                cpu,
+    let stats = Arc::new(WorkerStats::default());
+    let serve = worker::Serve {
+        ring,
+        bell,
+        stop: worker::stop_flag(wstop),
+        stats: Arc::clone(&stats),
+        tuning: 256.into(),
+        control: None,
+    };
+    // The worker thread's CPU time while it serves (not while it builds
+    // the handler).
+    let cpu0 = Arc::new(AtomicU64::new(0));
+    let cpu_start = Arc::clone(&cpu0);
+    let make = move || {
+        let h = make(region);
+        cpu_start.store(thread_cpu_ns(), Ordering::Relaxed);
+        h
+    };
+    let worker = worker::spawn("bench-dev".into(), serve, make, move |_, r| {
+        r.map(|()| {
+            (
+                thread_cpu_ns().saturating_sub(cpu0.load(Ordering::Relaxed)),
                 stats.commands.load(Ordering::Relaxed),
                 stats.sleeps.load(Ordering::Relaxed),
-            ))
+            )
         })
-        .map_err(|e| e.to_string())?;
+    })
+    .map_err(|e| e.to_string())?;
     let result = drive(&mut k, w, secs);
     stop.store(true, Ordering::Relaxed);
     let _ = user.bell.to_user.ring();
@@ -504,7 +520,12 @@ pub fn guest(data_dir: &Path, device: &str, module: &str, config: &str) -> MakeH
         let dir = data_dir.join("devices").join(&device);
         let geometry = Some((DEVICE_BYTES, BLOCK));
         let b = g.open(&device, &module, &config, &dir, Some(region), geometry)?;
-        Ok(Box::new(ScsiHandler::new(&format!("bench/{device}"), b, None)?) as Box<dyn Handler>)
+        let geometry = (BLOCK, DEVICE_BYTES / u64::from(BLOCK));
+        let backend = ManagedBackend::new(Ok(b), geometry, Arc::default());
+        Ok(
+            Box::new(ScsiHandler::new(&format!("bench/{device}"), backend, None)?)
+                as Box<dyn Handler>,
+        )
     })
 }
 

@@ -10,9 +10,9 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
-use std::thread::{self, JoinHandle};
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use wasmtap_kernel::sim::{self, SimKernel};
@@ -26,8 +26,8 @@ use crate::backstore::{Guests, with_geometry};
 use crate::config::GuestLimits;
 use crate::demo::rw16;
 use crate::glue::ScsiHandler;
-use crate::managed::ManagedBackend;
-use crate::worker::{self, Control, ControlTx, WorkerStats};
+use crate::managed::{DeviceHandler, ManagedBackend};
+use crate::worker::{self, Control, ControlTx};
 
 /// The name the module under test is loaded as.
 const MODULE: &str = "check";
@@ -319,7 +319,7 @@ fn compare(what: &str, lba: u64, bs: u32, want: &[u8], got: &[u8]) -> Result<(),
 struct Sim {
     k: SimKernel,
     region: Arc<MappedRegion>,
-    control: ControlTx,
+    control: ControlTx<DeviceHandler>,
     wake: EventBell,
     stop: Arc<AtomicBool>,
     worker: Option<JoinHandle<Result<(), String>>>,
@@ -350,30 +350,27 @@ impl Sim {
         let wake = user.bell.to_user.clone();
         let (control, ctl_rx) = worker::channel().map_err(|e| e.to_string())?;
         let transport_max = (TRANSPORT_MAX_BYTES / bs).max(1);
-        let worker = thread::Builder::new()
-            .name("check-dev".into())
-            .spawn(move || -> Result<(), String> {
-                let backend = ManagedBackend::new(
-                    Ok(backend),
-                    (bs, blocks),
-                    Arc::new(Mutex::new(Default::default())),
-                );
-                let mut h = ScsiHandler::new("check/dev", backend, Some(transport_max))?;
-                let r = worker::run(
-                    ring,
-                    &user.bell,
-                    &mut h,
-                    &wstop,
-                    &WorkerStats::default(),
-                    64,
-                    Some(&ctl_rx),
-                )
-                .map_err(|e| format!("worker: {e}"));
-                // Close the instance as a device removal would.
-                let closed = h.backend().close().map_err(|e| format!("close: {e}"));
-                r.and(closed)
-            })
-            .map_err(|e| e.to_string())?;
+        let make = move || {
+            let backend = ManagedBackend::new(Ok(backend), (bs, blocks), Arc::default());
+            ScsiHandler::new("check/dev", backend, Some(transport_max))
+        };
+        let serve = worker::Serve {
+            ring,
+            bell: user.bell,
+            stop: worker::stop_flag(wstop),
+            stats: Arc::default(),
+            tuning: 64.into(),
+            control: Some(ctl_rx),
+        };
+        let worker = worker::spawn("check-dev".into(), serve, make, |h, r| {
+            let r = r.map_err(|e| format!("worker: {e}"));
+            // Close the instance as a device removal would.
+            let closed = h.map_or(Ok(()), |h| {
+                h.backend().close().map_err(|e| format!("close: {e}"))
+            });
+            r.and(closed)
+        })
+        .map_err(|e| e.to_string())?;
         let mut s = Self {
             k,
             region,
@@ -1115,11 +1112,11 @@ impl Ctx {
                 let (tx, rx) = std::sync::mpsc::channel();
                 self.sim()?
                     .control
-                    .send(Control::Swap {
-                        backend: Box::new(b),
-                        done: tx,
-                    })
-                    .map_err(|_| "the worker is gone")?;
+                    .send(Control::WhenIdle(Box::new(move |h: &mut DeviceHandler| {
+                        let _ = tx.send(h.swap(Box::new(b)));
+                        None
+                    })))
+                    .map_err(|e| e.to_string())?;
                 swap_state = Some(rx);
                 // Until the swap is done, a command may run on either
                 // instance: for a module that keeps nothing, what it reads

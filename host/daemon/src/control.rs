@@ -20,7 +20,6 @@
 use std::collections::{HashMap, VecDeque};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{self, Sender};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
@@ -45,7 +44,7 @@ use crate::backstore::with_geometry;
 use crate::config::{GuestLimits, ServeConfig};
 use crate::demo::{self, Load};
 use crate::glue::ScsiHandler;
-use crate::managed::{ManagedBackend, Observed};
+use crate::managed::{DeviceHandler, ManagedBackend, Observed};
 use crate::worker::{self, Control, ControlTx, LATENCY_BOUNDS_US, WorkerError, WorkerStats};
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -59,7 +58,7 @@ const WORKER_ANSWER: Duration = Duration::from_secs(30);
 struct Run {
     handle: JoinHandle<()>,
     stats: Arc<WorkerStats>,
-    control: ControlTx,
+    control: ControlTx<DeviceHandler>,
     stop: Arc<AtomicBool>,
 }
 
@@ -361,12 +360,6 @@ impl DaemonHost {
             },
         };
         let observed = Arc::clone(&m.observed);
-        let (wstats, wstop, global, tuning) = (
-            Arc::clone(&stats),
-            Arc::clone(&stop),
-            Arc::clone(&self.stop),
-            self.tuning,
-        );
         let seed = format!("wasmtap/{}/{}", spec.tenant, spec.name);
         // Next to the device's directory, outside it: the guest cannot forge it.
         let sanitize_file = spec.dir.with_extension("sanitize");
@@ -376,41 +369,37 @@ impl DaemonHost {
             format!("tenant:{}", spec.tenant),
             control.clone(),
         );
+        let make = move || {
+            let backend = ManagedBackend::new(guest, (spec.block_size, blocks), observed);
+            let h = ScsiHandler::new(&seed, backend, transport_max)?;
+            Ok(h.persist_sanitize(sanitize_file)
+                .with_copy(&copies, &copy_scope, copy_tx))
+        };
+        // Stops on the device's own flag or the daemon's.
+        let either = StopEither(Arc::clone(&stop), Arc::clone(&self.stop));
+        let serve = worker::Serve {
+            ring,
+            bell,
+            stop: Box::new(move || either.is_set()),
+            stats: Arc::clone(&stats),
+            tuning: self.tuning,
+            control: Some(control_rx),
+        };
         let name = format!("{}/{}", spec.tenant, spec.name);
-        let handle = thread::Builder::new()
-            .name(format!("dev-{}", spec.id))
-            .spawn(move || {
-                let backend = ManagedBackend::new(guest, (spec.block_size, blocks), observed);
-                let mut handler = match ScsiHandler::new(&seed, backend, transport_max) {
-                    Ok(h) => {
-                        h.persist_sanitize(sanitize_file)
-                            .with_copy(&copies, &copy_scope, copy_tx)
-                    }
-                    Err(e) => {
-                        tracing::error!(device = %name, "cannot serve: {e}");
-                        return;
-                    }
-                };
-                // Stops on the device's own flag or the daemon's.
-                let stop = StopEither(wstop, global);
-                let r = worker::run_until(
-                    ring,
-                    &bell,
-                    &mut handler,
-                    &|| stop.is_set(),
-                    &wstats,
-                    tuning,
-                    Some(&control_rx),
-                );
-                match r {
-                    Ok(()) => tracing::info!(device = %name, "worker stopped"),
-                    Err(WorkerError::Doorbell(e)) if e.raw_os_error() == Some(nix::libc::EIO) => {
-                        tracing::info!(device = %name, "device removed")
-                    }
-                    Err(e) => tracing::error!(device = %name, "worker failed: {e}"),
+        let handle = worker::spawn(
+            format!("dev-{}", spec.id),
+            serve,
+            make,
+            move |_, r| match r {
+                Ok(()) => tracing::info!(device = %name, "worker stopped"),
+                Err(WorkerError::Setup(e)) => tracing::error!(device = %name, "cannot serve: {e}"),
+                Err(WorkerError::Doorbell(e)) if e.raw_os_error() == Some(nix::libc::EIO) => {
+                    tracing::info!(device = %name, "device removed")
                 }
-            })
-            .map_err(|e| format!("spawn worker: {e}"))?;
+                Err(e) => tracing::error!(device = %name, "worker failed: {e}"),
+            },
+        )
+        .map_err(|e| format!("spawn worker: {e}"))?;
         Ok(Run {
             handle,
             stats,
@@ -541,24 +530,28 @@ impl DaemonHost {
         }
     }
 
-    fn ask<T>(
+    /// Run `f` on device `id`'s handler, on its worker thread (when nothing
+    /// is in flight if `idle`), and wait for its answer.
+    fn ask<T: Send + 'static>(
         &self,
         id: i64,
-        make: impl FnOnce(Sender<Result<T, String>>) -> Control,
+        idle: bool,
+        f: impl FnOnce(&mut DeviceHandler) -> Result<T, String> + Send + 'static,
     ) -> Result<T, String> {
         let m = self.get(id)?;
-        let (tx, rx) = mpsc::channel();
-        {
+        let control = {
             let run = lock(&m.run);
             let Some(run) = run.as_ref().filter(|r| !r.handle.is_finished()) else {
                 return Err("the device is not being served right now".into());
             };
-            run.control
-                .send(make(tx))
-                .map_err(|_| "the device's worker has stopped".to_string())?;
-        }
-        rx.recv_timeout(WORKER_ANSWER)
-            .map_err(|_| "the device's worker did not answer in 30 s".to_string())?
+            run.control.clone()
+        };
+        let answer = if idle {
+            control.call_when_idle(WORKER_ANSWER, f)
+        } else {
+            control.call(WORKER_ANSWER, f)
+        };
+        answer.map_err(|e| e.to_string())?
     }
 }
 
@@ -660,10 +653,7 @@ impl Host for DaemonHost {
         spec.block_size = bs;
         let backend = self.open_guest(&spec, region)?;
         let from = lock(&m.spec).module_name.clone();
-        self.ask(dev.id, |done| Control::Swap {
-            backend: Box::new(backend),
-            done,
-        })?;
+        self.ask(dev.id, true, move |h| h.swap(Box::new(backend)))?;
         tracing::info!(device = %spec.name, tenant = %spec.tenant, %from, to = %spec.module_name, "hot swap done");
         note(
             &m.events,
@@ -779,8 +769,8 @@ impl Host for DaemonHost {
             }
             c.asking = true;
         }
-        let r = self.ask(id, |done| Control::Debug { done });
-        let stats = self.ask(id, |done| Control::Stats { done }).ok();
+        let r = self.ask(id, false, |h| h.debug());
+        let stats = self.ask(id, false, |h| h.guest_stats()).ok();
         let mut c = lock(&m.debug);
         c.asking = false;
         c.last = Some((Instant::now(), r.clone()));

@@ -3,8 +3,9 @@
 //! The SCSI target finds copy sources and destinations by their NAA
 //! designator through a [`CopyPeers`]; it finds itself without help. Each
 //! device's target lives on its own worker thread, so another device is
-//! reached by message: a [`RemoteLun`] sends [`Control::CopyIo`] to the
-//! owning worker, which runs the read or write on its own target (checked
+//! reached by message: a [`RemoteLun`] posts a [`CopyRequest`] to the
+//! owning worker (the [`Post`] the device registered: a job on its control
+//! channel), which runs the read or write on its own target (checked
 //! against its current geometry, as a command would be) and answers through
 //! a [`Reply`], waking the asking worker. Workers never block on each other,
 //! so two devices copying to each other cannot deadlock.
@@ -27,8 +28,6 @@ use std::task::{Context, Poll, Waker};
 use wasmtap_scsi::{
     BackendError, BackendErrorKind, BackendResult, CopyIo, CopyLun, CopyPeers, DiskInfo, Lba,
 };
-
-use crate::worker::{Control, ControlTx};
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
@@ -127,11 +126,24 @@ impl Future for Reply {
     }
 }
 
-#[derive(Debug, Clone)]
+/// How a registered device takes a copy request: hands it to its worker;
+/// `false` when the worker is gone.
+pub type Post = Arc<dyn Fn(CopyRequest) -> bool + Send + Sync>;
+
+#[derive(Clone)]
 struct Peer {
     scope: String,
-    tx: ControlTx,
+    post: Post,
     info: Arc<Mutex<DiskInfo>>,
+}
+
+impl std::fmt::Debug for Peer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Peer")
+            .field("scope", &self.scope)
+            .field("info", &self.info)
+            .finish_non_exhaustive()
+    }
 }
 
 /// The daemon's devices by NAA designator, for EXTENDED COPY.
@@ -169,14 +181,14 @@ impl Drop for Registration {
 
 impl CopyRegistry {
     /// Make the device with designator `naa` reachable by copies from its
-    /// `scope`, through its worker's control channel.
-    pub fn register(&self, naa: u64, scope: &str, tx: ControlTx, info: DiskInfo) -> Registration {
+    /// `scope`; `post` hands a request to its worker.
+    pub fn register(&self, naa: u64, scope: &str, post: Post, info: DiskInfo) -> Registration {
         let info = Arc::new(Mutex::new(info));
         lock(&self.0).insert(
             naa,
             Peer {
                 scope: scope.to_string(),
-                tx,
+                post,
                 info: Arc::clone(&info),
             },
         );
@@ -209,22 +221,25 @@ impl CopyPeers for ScopedPeers {
             return None;
         }
         let info = *lock(&peer.info);
-        Some(Rc::new(RemoteLun { tx: peer.tx, info }))
+        Some(Rc::new(RemoteLun {
+            post: peer.post,
+            info,
+        }))
     }
 }
 
 /// Another worker's device, reached by message.
 struct RemoteLun {
-    tx: ControlTx,
+    post: Post,
     info: DiskInfo,
 }
 
 impl RemoteLun {
     async fn ask(&self, op: CopyOp) -> Result<Vec<u8>, BackendError> {
         let (answer, reply) = reply();
-        self.tx
-            .send(Control::CopyIo(CopyRequest { op, reply }))
-            .map_err(|_| unavailable())?;
+        if !(self.post)(CopyRequest { op, reply }) {
+            return Err(unavailable());
+        }
         answer.await
     }
 }
@@ -312,9 +327,8 @@ mod tests {
     #[test]
     fn peers_outside_the_scope_are_not_found() {
         let reg = CopyRegistry::default();
-        let (tx, _rx) = crate::worker::channel().unwrap();
         let info = DiskInfo::simple(512, 1024);
-        let _a = reg.register(0x3000_0000_0000_0001, "tenant:a", tx, info);
+        let _a = reg.register(0x3000_0000_0000_0001, "tenant:a", Arc::new(|_| true), info);
         let naa = 0x3000_0000_0000_0001u64.to_be_bytes();
         assert!(reg.peers("tenant:a").locate(&naa).is_some());
         assert!(reg.peers("tenant:b").locate(&naa).is_none());

@@ -10,7 +10,6 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::thread;
 use std::time::{Duration, Instant};
 
 use wasmtap_kernel::sim::{self, SimKernel};
@@ -21,8 +20,9 @@ use wasmtap_ring::sim::{Completion, DataRef, SimConfig};
 use crate::backstore::{self, BackstoreSpec, Guests};
 use crate::config::ServeConfig;
 use crate::glue::ScsiHandler;
+use crate::managed::ManagedBackend;
 use crate::ramdisk::RamDisk;
-use crate::worker::{self, Handler, WorkerStats};
+use crate::worker::{self, WorkerStats};
 
 const BLOCK: u32 = 512;
 
@@ -60,20 +60,22 @@ pub fn run(cfg: &ServeConfig, stop: &Arc<AtomicBool>) -> Result<(), String> {
             )?)
         }
     };
-    let worker = thread::Builder::new()
-        .name("dev-sim0".into())
-        .spawn(move || {
-            let mut handler: Box<dyn Handler> = match guest {
-                None => Box::new(
-                    ScsiHandler::new("sim/sim0", RamDisk::new(BLOCK, blocks, 2048, false), None)
-                        .map_err(worker::WorkerError::Setup)?,
-                ),
-                Some(b) => Box::new(
-                    ScsiHandler::new("sim/sim0", b, None).map_err(worker::WorkerError::Setup)?,
-                ),
-            };
-            worker::run(ring, &bell, &mut handler, &wstop, &wstats, batch, None)
-        })
+    let make = move || {
+        let backend = match guest {
+            None => ManagedBackend::native(RamDisk::new(BLOCK, blocks, 2048, false)),
+            Some(b) => ManagedBackend::new(Ok(b), (BLOCK, blocks), Arc::default()),
+        };
+        ScsiHandler::new("sim/sim0", backend, None)
+    };
+    let serve = worker::Serve {
+        ring,
+        bell,
+        stop: worker::stop_flag(wstop),
+        stats: wstats,
+        tuning: batch.into(),
+        control: None,
+    };
+    let worker = worker::spawn("dev-sim0".into(), serve, make, |_, r| r)
         .map_err(|e| format!("spawn worker: {e}"))?;
     tracing::info!(
         size_mib = cfg.sim_size_mib,

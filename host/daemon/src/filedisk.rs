@@ -112,9 +112,3 @@ impl BlockBackend for FileDisk {
             .map_err(|_| io_err(lba))
     }
 }
-
-impl crate::glue::Reconfigurable for FileDisk {
-    fn reconfigure(&self, _size: Option<u64>, _write_cache: Option<bool>) -> Result<(), String> {
-        Err("the native file backend cannot be resized".into())
-    }
-}

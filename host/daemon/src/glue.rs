@@ -1,6 +1,6 @@
 //! Between the ring and the SCSI target: the TCMU region as the target's
-//! [`Memory`], a command's iovecs as its scatter/gather list, and the
-//! target's [`Completion`] as a ring response.
+//! [`Memory`], a command's iovecs as its scatter/gather list: the
+//! [`ScsiHandler`] that starts each command on the device's target.
 
 use std::path::PathBuf;
 use std::rc::Rc;
@@ -13,7 +13,8 @@ use wasmtap_scsi::{
     SgBuffer, Target,
 };
 
-use crate::worker::{BackgroundFuture, CommandFuture, Handler};
+use crate::copy::{CopyRegistry, CopyRequest};
+use crate::worker::{BackgroundFuture, CommandFuture, Control, ControlTx, Handler};
 
 /// The shared region seen as the SCSI target's memory: offsets in, copies out.
 #[derive(Debug)]
@@ -98,7 +99,7 @@ fn same_kind(a: SanitizeState, b: SanitizeState) -> bool {
     sanitize_text(a) == sanitize_text(b)
 }
 
-impl<B: BlockBackend> ScsiHandler<B> {
+impl<B: BlockBackend + 'static> ScsiHandler<B> {
     /// A handler for the device identified by `seed` (e.g. `hba/name`).
     /// `transport_max` is the kernel's limit on one command in blocks
     /// (`hw_max_sectors`), when there is a kernel: the LUN advertises and
@@ -128,18 +129,21 @@ impl<B: BlockBackend> ScsiHandler<B> {
     /// Let EXTENDED COPY reach the devices of `scope` in `registry`, and
     /// make this device reachable from them through `tx`, its worker's
     /// control channel (see `crate::copy`). Call before the worker starts.
-    pub fn with_copy(
-        mut self,
-        registry: &crate::copy::CopyRegistry,
-        scope: &str,
-        tx: crate::worker::ControlTx,
-    ) -> Self {
+    pub fn with_copy(mut self, registry: &CopyRegistry, scope: &str, tx: ControlTx<Self>) -> Self {
         match Rc::try_unwrap(self.target) {
             Ok(t) => {
                 let naa = t.identity().naa();
                 let info = t.info();
                 self.target = Rc::new(t.with_copy_peers(registry.peers(scope)));
-                self.copy = Some(registry.register(naa, scope, tx, info));
+                // Another device's copy I/O runs here as a job whose future
+                // the worker polls with the commands.
+                let post: crate::copy::Post = Arc::new(move |req: CopyRequest| {
+                    tx.send(Control::Now(Box::new(move |h: &mut Self| {
+                        Some(h.copy_io(req))
+                    })))
+                    .is_ok()
+                });
+                self.copy = Some(registry.register(naa, scope, post, info));
             }
             // Not reachable: the handler is not shared before its worker runs.
             Err(t) => self.target = t,
@@ -209,33 +213,7 @@ impl<B: BlockBackend> ScsiHandler<B> {
     }
 }
 
-/// What a worker can ask of its backend besides I/O: the kernel's RECONFIG
-/// (geometry changed at run time), a hot swap, the debug text.
-pub trait Reconfigurable {
-    /// Apply a new size in bytes and/or write-cache mode.
-    fn reconfigure(&self, size: Option<u64>, write_cache: Option<bool>) -> Result<(), String>;
-    /// Replace the WebAssembly instance behind the device (no command is in
-    /// flight when this is called).
-    fn swap(&self, _backend: Box<wasmtap_runtime::WasmBackend>) -> Result<(), String> {
-        Err("this device's backend cannot be swapped".into())
-    }
-    /// The backend's debug text.
-    fn debug(&self) -> Result<String, String> {
-        Err("this backend has no debug output".into())
-    }
-    /// The backend's own counters (a backstore's `stats()`).
-    fn guest_stats(&self) -> Result<wasmtap_web::host::GuestStats, String> {
-        Err("this backend keeps no counters of its own".into())
-    }
-}
-
-impl Reconfigurable for crate::ramdisk::RamDisk {
-    fn reconfigure(&self, size: Option<u64>, write_cache: Option<bool>) -> Result<(), String> {
-        crate::ramdisk::RamDisk::reconfigure(self, size, write_cache)
-    }
-}
-
-impl<B: BlockBackend + Reconfigurable + 'static> Handler for ScsiHandler<B> {
+impl<B: BlockBackend + 'static> Handler for ScsiHandler<B> {
     fn start(&mut self, region: &Arc<MappedRegion>, cmd: &Command) -> CommandFuture {
         let target = Rc::clone(&self.target);
         let region = Arc::clone(region);
@@ -273,35 +251,6 @@ impl<B: BlockBackend + Reconfigurable + 'static> Handler for ScsiHandler<B> {
         })
     }
 
-    fn swap(&mut self, backend: Box<wasmtap_runtime::WasmBackend>) -> Result<(), String> {
-        self.target.backend().swap(backend)?;
-        // Same geometry in the usual case; a new module reporting another
-        // size raises CAPACITY DATA HAS CHANGED, as a resize does.
-        let r = self
-            .target
-            .refresh_info()
-            .map(drop)
-            .map_err(|e| e.to_string());
-        self.copy_geometry_changed();
-        r
-    }
-
-    fn debug(&mut self) -> Result<String, String> {
-        self.target.backend().debug()
-    }
-
-    fn guest_stats(&mut self) -> Result<wasmtap_web::host::GuestStats, String> {
-        self.target.backend().guest_stats()
-    }
-
-    fn copy_io(&mut self, req: crate::copy::CopyRequest) -> BackgroundFuture {
-        let target = Rc::clone(&self.target);
-        Box::pin(async move {
-            let r = crate::copy::serve(&*target, req.op).await;
-            req.reply.send(r);
-        })
-    }
-
     fn background(&mut self) -> Option<BackgroundFuture> {
         self.save_sanitize_state();
         if !self.target.background_pending() {
@@ -314,10 +263,24 @@ impl<B: BlockBackend + Reconfigurable + 'static> Handler for ScsiHandler<B> {
             }
         }))
     }
+}
 
-    fn reconfigure(&mut self, size: Option<u64>, write_cache: Option<bool>) -> Result<(), String> {
-        self.target.backend().reconfigure(size, write_cache)?;
-        // Raises CAPACITY DATA HAS CHANGED on every nexus if the size moved.
+impl<B: BlockBackend + 'static> ScsiHandler<B> {
+    /// Serve another device's copy request on this device (see
+    /// `crate::copy`): a future the worker polls with its commands, which
+    /// answers the request.
+    pub fn copy_io(&mut self, req: CopyRequest) -> BackgroundFuture {
+        let target = Rc::clone(&self.target);
+        Box::pin(async move {
+            let r = crate::copy::serve(&*target, req.op).await;
+            req.reply.send(r);
+        })
+    }
+
+    /// The backend's geometry may have changed (a RECONFIG, a hot swap):
+    /// re-read it; if the size moved, the target raises CAPACITY DATA HAS
+    /// CHANGED on every nexus.
+    pub fn refresh(&mut self) -> Result<(), String> {
         let r = self
             .target
             .refresh_info()

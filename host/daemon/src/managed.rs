@@ -1,10 +1,13 @@
-//! The backend of a control-plane device: a WebAssembly instance that can
-//! be hot-swapped for another (a new module version), or an offline disk
-//! when the bound module cannot run.
+//! The backend of every device the daemon serves, whatever stores its
+//! blocks: a WebAssembly instance that can be hot-swapped for another (a new
+//! module version), the native RAM disk, or an offline disk when the bound
+//! module cannot run. [`DeviceHandler`] is the SCSI handler over it, with
+//! what the control plane asks of a device (swap, RECONFIG, debug text,
+//! counters) as methods the worker runs as control-channel jobs.
 //!
 //! Each I/O clones the current backend's `Rc` before awaiting it, so a swap
 //! never pulls a backend out from under a running command; the worker swaps
-//! only when no command is in flight anyway (see `Control::Swap`).
+//! only when no command is in flight anyway (`Control::WhenIdle`).
 
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -15,12 +18,18 @@ use wasmtap_scsi::{
     BackendError, BackendResult, BlockBackend, BlockExtent, Blocks, BufMut, BufRef, DiskInfo, Lba,
 };
 
+use crate::glue::ScsiHandler;
 use crate::offline::OfflineDisk;
+use crate::ramdisk::RamDisk;
 
 enum Inner {
     Guest(Box<WasmBackend>),
+    Native(RamDisk),
     Offline(OfflineDisk),
 }
+
+/// A device's SCSI handler: the target over a [`ManagedBackend`].
+pub type DeviceHandler = ScsiHandler<ManagedBackend>;
 
 /// What the control plane reads about the current instance, from any thread.
 #[derive(Debug, Clone, Default)]
@@ -45,6 +54,7 @@ impl std::fmt::Debug for ManagedBackend {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let kind = match &**self.cur.borrow() {
             Inner::Guest(_) => "guest",
+            Inner::Native(_) => "native",
             Inner::Offline(_) => "offline",
         };
         f.debug_struct("ManagedBackend")
@@ -61,6 +71,7 @@ fn observe(inner: &Inner) -> Observed {
             meter: Some(b.meter()),
             offline: None,
         },
+        Inner::Native(_) => Observed::default(),
         Inner::Offline(d) => Observed {
             status: None,
             log: None,
@@ -99,12 +110,20 @@ impl ManagedBackend {
         }
     }
 
+    /// Serve the native RAM disk.
+    pub fn native(disk: RamDisk) -> Self {
+        Self {
+            cur: RefCell::new(Rc::new(Inner::Native(disk))),
+            observed: Arc::default(),
+        }
+    }
+
     /// Close the current guest instance (td_close), if one serves and no
     /// command holds it. Afterwards the backend answers as failed.
     pub fn close(&self) -> Result<(), String> {
         match &**self.cur.borrow() {
             Inner::Guest(b) => b.close().map_err(|e| e.to_string()),
-            Inner::Offline(_) => Ok(()),
+            Inner::Native(_) | Inner::Offline(_) => Ok(()),
         }
     }
 
@@ -117,30 +136,35 @@ impl BlockBackend for ManagedBackend {
     fn info(&self) -> DiskInfo {
         match &*self.current() {
             Inner::Guest(b) => b.info(),
+            Inner::Native(d) => d.info(),
             Inner::Offline(d) => d.info(),
         }
     }
     async fn read(&self, lba: Lba, dst: BufMut<'_>) -> BackendResult {
         match &*self.current() {
             Inner::Guest(b) => b.read(lba, dst).await,
+            Inner::Native(d) => d.read(lba, dst).await,
             Inner::Offline(d) => d.read(lba, dst).await,
         }
     }
     async fn write(&self, lba: Lba, src: BufRef<'_>, fua: bool) -> BackendResult {
         match &*self.current() {
             Inner::Guest(b) => b.write(lba, src, fua).await,
+            Inner::Native(d) => d.write(lba, src, fua).await,
             Inner::Offline(d) => d.write(lba, src, fua).await,
         }
     }
     async fn flush(&self) -> BackendResult {
         match &*self.current() {
             Inner::Guest(b) => b.flush().await,
+            Inner::Native(d) => d.flush().await,
             Inner::Offline(d) => d.flush().await,
         }
     }
     async fn discard(&self, lba: Lba, blocks: Blocks) -> BackendResult {
         match &*self.current() {
             Inner::Guest(b) => b.discard(lba, blocks).await,
+            Inner::Native(d) => d.discard(lba, blocks).await,
             Inner::Offline(d) => d.discard(lba, blocks).await,
         }
     }
@@ -151,49 +175,94 @@ impl BlockBackend for ManagedBackend {
     ) -> Result<Vec<BlockExtent>, BackendError> {
         match &*self.current() {
             Inner::Guest(b) => b.block_status(lba, blocks).await,
+            Inner::Native(d) => d.block_status(lba, blocks).await,
             Inner::Offline(d) => d.block_status(lba, blocks).await,
         }
     }
     async fn write_zeroes(&self, lba: Lba, blocks: Blocks, may_unmap: bool) -> BackendResult {
         match &*self.current() {
             Inner::Guest(b) => b.write_zeroes(lba, blocks, may_unmap).await,
+            Inner::Native(d) => d.write_zeroes(lba, blocks, may_unmap).await,
             Inner::Offline(d) => d.write_zeroes(lba, blocks, may_unmap).await,
         }
     }
 }
 
-impl crate::glue::Reconfigurable for ManagedBackend {
-    fn reconfigure(&self, _size: Option<u64>, _write_cache: Option<bool>) -> Result<(), String> {
-        Err("a managed device's geometry is set through the control plane".into())
-    }
-
-    fn swap(&self, backend: Box<WasmBackend>) -> Result<(), String> {
+impl ManagedBackend {
+    /// Replace the WebAssembly instance (no command is in flight); the old
+    /// one is closed here, on the worker.
+    fn swap(&self, backend: Box<WasmBackend>) {
         let old = self.cur.replace(Rc::new(Inner::Guest(backend)));
         *self.observed.lock().unwrap_or_else(|p| p.into_inner()) = observe(&self.cur.borrow());
         // The worker swaps with nothing in flight, so this is the last
-        // reference and the old instance is closed here, on the worker.
+        // reference and the old instance is closed here.
         match Rc::try_unwrap(old) {
             Ok(Inner::Guest(b)) => {
                 if let Err(e) = b.close() {
                     tracing::warn!("closing the previous instance: {e}");
                 }
             }
-            Ok(Inner::Offline(_)) => {}
+            Ok(Inner::Native(_) | Inner::Offline(_)) => {}
             Err(_) => tracing::warn!("previous backend still referenced; it closes when released"),
         }
-        Ok(())
     }
 
-    fn debug(&self) -> Result<String, String> {
+    fn reconfigure(&self, size: Option<u64>, write_cache: Option<bool>) -> Result<(), String> {
         match &*self.current() {
+            Inner::Native(d) => d.reconfigure(size, write_cache),
+            Inner::Guest(_) => {
+                Err("a WebAssembly backstore's geometry comes from its own configuration".into())
+            }
+            Inner::Offline(d) => Err(format!("device is offline: {}", d.reason)),
+        }
+    }
+}
+
+impl DeviceHandler {
+    /// Hot swap: serve `backend` from now on (run with nothing in flight,
+    /// as a `Control::WhenIdle` job). A new module reporting another size
+    /// raises CAPACITY DATA HAS CHANGED, as a resize does.
+    pub fn swap(&mut self, backend: Box<WasmBackend>) -> Result<(), String> {
+        self.backend().swap(backend);
+        self.refresh()
+    }
+
+    /// The kernel changed the device (netlink RECONFIG): new size in bytes
+    /// and/or write-cache mode.
+    pub fn reconfigure(
+        &mut self,
+        size: Option<u64>,
+        write_cache: Option<bool>,
+    ) -> Result<(), String> {
+        self.backend().reconfigure(size, write_cache)?;
+        self.refresh()
+    }
+
+    /// The backstore's debug text (td_debug).
+    pub fn debug(&self) -> Result<String, String> {
+        match &*self.backend().current() {
             Inner::Guest(b) => b.debug().map_err(|e| e.to_string()),
+            Inner::Native(_) => Err("this backend has no debug output".into()),
             Inner::Offline(d) => Ok(format!("offline: {}", d.reason)),
         }
     }
 
-    fn guest_stats(&self) -> Result<wasmtap_web::host::GuestStats, String> {
-        match &*self.current() {
-            Inner::Guest(b) => crate::glue::Reconfigurable::guest_stats(&**b),
+    /// The backstore's own counters (its `stats()`).
+    pub fn guest_stats(&self) -> Result<wasmtap_web::host::GuestStats, String> {
+        match &*self.backend().current() {
+            Inner::Guest(b) => {
+                let s = b.stats().map_err(|e| e.to_string())?;
+                Ok(wasmtap_web::host::GuestStats {
+                    reads: s.reads,
+                    writes: s.writes,
+                    bytes_read: s.bytes_read,
+                    bytes_written: s.bytes_written,
+                    flushes: s.flushes,
+                    discards: s.discards,
+                    errors: s.errors,
+                })
+            }
+            Inner::Native(_) => Err("this backend keeps no counters of its own".into()),
             Inner::Offline(d) => Err(format!("offline: {}", d.reason)),
         }
     }

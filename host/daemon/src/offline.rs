@@ -58,9 +58,3 @@ impl BlockBackend for OfflineDisk {
         Err(offline())
     }
 }
-
-impl crate::glue::Reconfigurable for OfflineDisk {
-    fn reconfigure(&self, _size: Option<u64>, _write_cache: Option<bool>) -> Result<(), String> {
-        Err(format!("device is offline: {}", self.reason))
-    }
-}

@@ -24,9 +24,9 @@ use crate::backstore::{self, BackstoreSpec, Guests};
 use crate::config::{Frontend, ServeConfig};
 use crate::control::{self, DaemonHost};
 use crate::glue::ScsiHandler;
-use crate::offline::OfflineDisk;
+use crate::managed::{DeviceHandler, ManagedBackend};
 use crate::ramdisk::RamDisk;
-use crate::worker::{self, Control, ControlTx, Handler, WorkerError, WorkerStats};
+use crate::worker::{self, Control, ControlTx, WorkerError, WorkerStats};
 
 /// How often the device loop looks at the stop flag while it waits for
 /// netlink events between rescans (SIGTERM only sets a flag).
@@ -36,7 +36,7 @@ const STOP_POLL: Duration = Duration::from_millis(500);
 struct Running {
     handle: JoinHandle<()>,
     stats: Arc<WorkerStats>,
-    control: ControlTx,
+    control: ControlTx<DeviceHandler>,
 }
 
 /// `wasmtap demo`: one simulated device under the built-in initiator until
@@ -450,16 +450,12 @@ fn handle_event(
         }
         EventKind::Reconfig => match ev.uio().and_then(|u| workers.get(&u)) {
             Some(r) if ev.dev_size.is_some() || ev.write_cache.is_some() => {
-                let (tx, rx) = mpsc::channel();
-                let sent = r.control.send(Control::Reconfigure {
-                    size: ev.dev_size,
-                    write_cache: ev.write_cache,
-                    done: tx,
-                });
-                match sent.map(|()| rx.recv_timeout(Duration::from_secs(5))) {
-                    Ok(Ok(result)) => result,
-                    _ => Err("worker did not answer the reconfiguration".into()),
-                }
+                let (size, write_cache) = (ev.dev_size, ev.write_cache);
+                r.control
+                    .call(Duration::from_secs(5), move |h| {
+                        h.reconfigure(size, write_cache)
+                    })
+                    .unwrap_or_else(|e| Err(format!("reconfiguration: {e}")))
             }
             // dev_config changes take effect at the next attach.
             _ => Ok(()),
@@ -553,12 +549,7 @@ fn start_worker(
     }
     let stats = Arc::new(WorkerStats::default());
     let (control, control_rx) = worker::channel().map_err(|e| format!("worker channel: {e}"))?;
-    let (stop, stats2, name, tuning) = (
-        Arc::clone(stop),
-        Arc::clone(&stats),
-        dev.name.clone(),
-        cfg.tuning(),
-    );
+    let name = dev.name.clone();
     let uio_name = dev.uio.clone();
     let wwn_seed = format!("{}/{}", dev.hba, dev.name);
     // EXTENDED COPY reaches the LUNs of the same user_N HBA only (crate::copy).
@@ -572,65 +563,53 @@ fn start_worker(
         .data_dir
         .join("state")
         .join(format!("{}-{}.sanitize", dev.hba, dev.name));
-    let handle = thread::Builder::new()
-        .name(format!("dev-{}", dev.name))
-        .spawn(move || {
-            let handler: Result<Box<dyn Handler>, String> = match guest {
-                Err(reason) => {
-                    let disk = OfflineDisk::new(attrs.block_size, blocks, reason);
-                    ScsiHandler::new(&wwn_seed, disk, Some(attrs.max_sectors)).map(|h| {
-                        Box::new(h.with_copy(&copies, &copy_scope, copy_tx)) as Box<dyn Handler>
-                    })
-                }
-                Ok(None) => {
-                    let disk = RamDisk::new(
-                        attrs.block_size,
-                        blocks,
-                        u64::from(attrs.max_sectors),
-                        attrs.write_cache,
-                    );
-                    ScsiHandler::new(&wwn_seed, disk, Some(attrs.max_sectors)).map(|h| {
-                        Box::new(h.with_copy(&copies, &copy_scope, copy_tx)) as Box<dyn Handler>
-                    })
-                }
-                // A guest's data outlives the daemon, so does its sanitize
-                // state (the native RAM disk starts empty every time).
-                Ok(Some(backend)) => ScsiHandler::new(&wwn_seed, backend, Some(attrs.max_sectors))
-                    .map(|h| {
-                        let h = h.persist_sanitize(sanitize_file).with_copy(
-                            &copies,
-                            &copy_scope,
-                            copy_tx,
-                        );
-                        Box::new(h) as Box<dyn Handler>
-                    }),
-            };
-            let mut handler = match handler {
-                Ok(h) => h,
-                Err(e) => {
-                    tracing::error!(device = %name, "cannot serve: {e}");
-                    return;
-                }
-            };
-            match worker::run(
-                ring,
-                &handle.bell,
-                &mut handler,
-                &stop,
-                &stats2,
-                tuning,
-                Some(&control_rx),
-            ) {
-                Ok(()) => tracing::info!(device = %name, uio = %uio_name, "worker stopped"),
-                // The kernel tears the UIO device down on removal; its fd then
-                // fails with EIO. That is the device going away, not a fault.
-                Err(WorkerError::Doorbell(e)) if e.raw_os_error() == Some(nix::libc::EIO) => {
-                    tracing::info!(device = %name, uio = %uio_name, "device removed")
-                }
-                Err(e) => tracing::error!(device = %name, uio = %uio_name, "worker failed: {e}"),
+    // A guest's data outlives the daemon, so does its sanitize state (the
+    // native RAM disk starts empty every time).
+    let persist = matches!(guest, Ok(Some(_)));
+    let geometry = (attrs.block_size, blocks);
+    let make = move || {
+        let backend = match guest {
+            Ok(None) => ManagedBackend::native(RamDisk::new(
+                attrs.block_size,
+                blocks,
+                u64::from(attrs.max_sectors),
+                attrs.write_cache,
+            )),
+            Ok(Some(b)) => ManagedBackend::new(Ok(b), geometry, Arc::default()),
+            Err(reason) => ManagedBackend::new(Err(reason), geometry, Arc::default()),
+        };
+        let h = ScsiHandler::new(&wwn_seed, backend, Some(attrs.max_sectors))?;
+        let h = if persist {
+            h.persist_sanitize(sanitize_file)
+        } else {
+            h
+        };
+        Ok(h.with_copy(&copies, &copy_scope, copy_tx))
+    };
+    let serve = worker::Serve {
+        ring,
+        bell: handle.bell,
+        stop: worker::stop_flag(Arc::clone(stop)),
+        stats: Arc::clone(&stats),
+        tuning: cfg.tuning(),
+        control: Some(control_rx),
+    };
+    let handle = worker::spawn(
+        format!("dev-{}", dev.name),
+        serve,
+        make,
+        move |_, r| match r {
+            Ok(()) => tracing::info!(device = %name, uio = %uio_name, "worker stopped"),
+            Err(WorkerError::Setup(e)) => tracing::error!(device = %name, "cannot serve: {e}"),
+            // The kernel tears the UIO device down on removal; its fd then
+            // fails with EIO. That is the device going away, not a fault.
+            Err(WorkerError::Doorbell(e)) if e.raw_os_error() == Some(nix::libc::EIO) => {
+                tracing::info!(device = %name, uio = %uio_name, "device removed")
             }
-        })
-        .map_err(|e| format!("spawn worker: {e}"))?;
+            Err(e) => tracing::error!(device = %name, uio = %uio_name, "worker failed: {e}"),
+        },
+    )
+    .map_err(|e| format!("spawn worker: {e}"))?;
     Ok(Running {
         handle,
         stats,

@@ -45,43 +45,18 @@ pub type CommandFuture = Pin<Box<dyn Future<Output = Completion>>>;
 pub type BackgroundFuture = Pin<Box<dyn Future<Output = ()>>>;
 
 /// What executes commands for a worker: the SCSI target over a backend.
+///
+/// Everything else a device is asked (a hot swap, a RECONFIG, its debug
+/// text, another device's copy I/O) reaches the handler as a [`Job`] on the
+/// worker's control channel: the worker knows nothing of backends.
 pub trait Handler {
     /// Start executing `cmd`, whose data lives in `region`.
     fn start(&mut self, region: &Arc<MappedRegion>, cmd: &Command) -> CommandFuture;
-    /// The kernel changed the device (netlink RECONFIG): new size in bytes
-    /// and/or write-cache mode. Returns an error the kernel is told about.
-    fn reconfigure(
-        &mut self,
-        _size: Option<u64>,
-        _write_cache: Option<bool>,
-    ) -> Result<(), String> {
-        Err("this backend cannot be reconfigured".into())
-    }
-    /// Replace the backend (hot swap), called with no command in flight.
-    fn swap(&mut self, _backend: Box<wasmtap_runtime::WasmBackend>) -> Result<(), String> {
-        Err("this device's backend cannot be swapped".into())
-    }
-    /// The backend's debug text.
-    fn debug(&mut self) -> Result<String, String> {
-        Err("this backend has no debug output".into())
-    }
-    /// The backend's own counters.
-    fn guest_stats(&mut self) -> Result<wasmtap_web::host::GuestStats, String> {
-        Err("this backend keeps no counters of its own".into())
-    }
     /// Called once per pass: background work to start, if some is waiting
     /// and none runs (the worker polls one at a time). Also the handler's
     /// chance to record state that must outlive the process.
     fn background(&mut self) -> Option<BackgroundFuture> {
         None
-    }
-    /// Serve another device's copy request on this device: a future the
-    /// worker polls with its commands, which answers the request.
-    fn copy_io(&mut self, req: crate::copy::CopyRequest) -> BackgroundFuture {
-        req.reply.send(Err(wasmtap_scsi::BackendError::new(
-            wasmtap_scsi::BackendErrorKind::Unsupported,
-        )));
-        Box::pin(std::future::ready(()))
     }
 }
 
@@ -89,81 +64,75 @@ impl<H: Handler + ?Sized> Handler for Box<H> {
     fn start(&mut self, region: &Arc<MappedRegion>, cmd: &Command) -> CommandFuture {
         (**self).start(region, cmd)
     }
-    fn reconfigure(&mut self, size: Option<u64>, write_cache: Option<bool>) -> Result<(), String> {
-        (**self).reconfigure(size, write_cache)
-    }
-    fn swap(&mut self, backend: Box<wasmtap_runtime::WasmBackend>) -> Result<(), String> {
-        (**self).swap(backend)
-    }
-    fn debug(&mut self) -> Result<String, String> {
-        (**self).debug()
-    }
-    fn guest_stats(&mut self) -> Result<wasmtap_web::host::GuestStats, String> {
-        (**self).guest_stats()
-    }
     fn background(&mut self) -> Option<BackgroundFuture> {
         (**self).background()
     }
-    fn copy_io(&mut self, req: crate::copy::CopyRequest) -> BackgroundFuture {
-        (**self).copy_io(req)
-    }
 }
 
+/// Work the daemon hands a worker's handler, run on the worker's thread
+/// between passes. A future it returns is polled with the commands until
+/// it is done (and counts as in flight for [`Control::WhenIdle`]).
+pub type Job<H> = Box<dyn FnOnce(&mut H) -> Option<BackgroundFuture> + Send>;
+
 /// Requests from the daemon to one worker, handled between batches.
-#[derive(Debug)]
-pub enum Control {
-    /// Apply a RECONFIG; the result goes back on the channel.
-    Reconfigure {
-        /// New size in bytes.
-        size: Option<u64>,
-        /// New write-cache mode.
-        write_cache: Option<bool>,
-        /// Where to send the outcome.
-        done: std::sync::mpsc::Sender<Result<(), String>>,
-    },
+pub enum Control<H> {
     /// Stop serving (the device is being removed).
     Stop,
-    /// Hot swap: stop taking new commands, let every in-flight command
-    /// finish, then hand the new backend to [`Handler::swap`] and resume.
-    /// Nothing is failed or lost: new commands simply wait on the ring.
-    Swap {
-        /// The new backend, already opened.
-        backend: Box<wasmtap_runtime::WasmBackend>,
-        /// Where to send the outcome.
-        done: std::sync::mpsc::Sender<Result<(), String>>,
-    },
-    /// A read or write for an EXTENDED COPY running on another device
-    /// (see `crate::copy`).
-    CopyIo(crate::copy::CopyRequest),
-    /// Ask the backend for its debug text.
-    Debug {
-        /// Where to send it.
-        done: std::sync::mpsc::Sender<Result<String, String>>,
-    },
-    /// Ask the backend for its own counters.
-    Stats {
-        /// Where to send them.
-        done: std::sync::mpsc::Sender<Result<wasmtap_web::host::GuestStats, String>>,
-    },
+    /// Run the job at the next pass.
+    Now(Job<H>),
+    /// Run the job once nothing is in flight: stop taking new commands, let
+    /// every running command (and job future) finish, run it, resume. New
+    /// commands wait on the ring meanwhile, as behind a slow backend;
+    /// nothing is failed. A hot swap is one.
+    WhenIdle(Job<H>),
+}
+
+impl<H> std::fmt::Debug for Control<H> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Control::Stop => "Stop",
+            Control::Now(_) => "Now(..)",
+            Control::WhenIdle(_) => "WhenIdle(..)",
+        })
+    }
 }
 
 /// The daemon's end of a worker's control channel: sending also rings the
 /// worker's wake-up eventfd, so the worker needs no poll timeout.
-#[derive(Debug, Clone)]
-pub struct ControlTx {
-    tx: std::sync::mpsc::Sender<Control>,
+pub struct ControlTx<H> {
+    tx: std::sync::mpsc::Sender<Control<H>>,
     bell: EventBell,
+}
+
+impl<H> Clone for ControlTx<H> {
+    fn clone(&self) -> Self {
+        Self {
+            tx: self.tx.clone(),
+            bell: self.bell.clone(),
+        }
+    }
+}
+
+impl<H> std::fmt::Debug for ControlTx<H> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ControlTx").finish_non_exhaustive()
+    }
 }
 
 /// The worker's end of its control channel (see [`channel`]).
-#[derive(Debug)]
-pub struct ControlRx {
-    rx: std::sync::mpsc::Receiver<Control>,
+pub struct ControlRx<H> {
+    rx: std::sync::mpsc::Receiver<Control<H>>,
     bell: EventBell,
 }
 
+impl<H> std::fmt::Debug for ControlRx<H> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ControlRx").finish_non_exhaustive()
+    }
+}
+
 /// A control channel for one worker.
-pub fn channel() -> io::Result<(ControlTx, ControlRx)> {
+pub fn channel<H>() -> io::Result<(ControlTx<H>, ControlRx<H>)> {
     let (tx, rx) = std::sync::mpsc::channel();
     let bell = EventBell::new()?;
     Ok((
@@ -175,12 +144,60 @@ pub fn channel() -> io::Result<(ControlTx, ControlRx)> {
     ))
 }
 
-impl ControlTx {
+/// Why a [`ControlTx::call`] got no answer.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CallError {
+    /// The worker has stopped.
+    #[error("the device's worker has stopped")]
+    Gone,
+    /// The worker did not answer in time.
+    #[error("the device's worker did not answer in {} s", .0.as_secs())]
+    Timeout(Duration),
+}
+
+impl<H: 'static> ControlTx<H> {
     /// Queue `c` for the worker and wake it. Fails when the worker is gone.
-    pub fn send(&self, c: Control) -> Result<(), std::sync::mpsc::SendError<Control>> {
-        self.tx.send(c)?;
+    pub fn send(&self, c: Control<H>) -> Result<(), CallError> {
+        self.tx.send(c).map_err(|_| CallError::Gone)?;
         let _ = self.bell.ring();
         Ok(())
+    }
+
+    /// Run `f` on the handler at the next pass and wait up to `timeout`
+    /// for what it returns.
+    pub fn call<R: Send + 'static>(
+        &self,
+        timeout: Duration,
+        f: impl FnOnce(&mut H) -> R + Send + 'static,
+    ) -> Result<R, CallError> {
+        self.ask(timeout, f, Control::Now)
+    }
+
+    /// [`call`](ControlTx::call), run once nothing is in flight
+    /// ([`Control::WhenIdle`]).
+    pub fn call_when_idle<R: Send + 'static>(
+        &self,
+        timeout: Duration,
+        f: impl FnOnce(&mut H) -> R + Send + 'static,
+    ) -> Result<R, CallError> {
+        self.ask(timeout, f, Control::WhenIdle)
+    }
+
+    fn ask<R: Send + 'static>(
+        &self,
+        timeout: Duration,
+        f: impl FnOnce(&mut H) -> R + Send + 'static,
+        wrap: fn(Job<H>) -> Control<H>,
+    ) -> Result<R, CallError> {
+        let (tx, rx) = std::sync::mpsc::channel();
+        self.send(wrap(Box::new(move |h: &mut H| {
+            let _ = tx.send(f(h));
+            None
+        })))?;
+        rx.recv_timeout(timeout).map_err(|e| match e {
+            std::sync::mpsc::RecvTimeoutError::Timeout => CallError::Timeout(timeout),
+            std::sync::mpsc::RecvTimeoutError::Disconnected => CallError::Gone,
+        })
     }
 }
 
@@ -367,37 +384,91 @@ impl From<usize> for Tuning {
     }
 }
 
-/// Serve `ring` until `stop` is set, a `Control::Stop` arrives, or the
-/// device fails.
-pub fn run<B: Doorbell, H: Handler>(
-    ring: Ring<Arc<MappedRegion>>,
-    bell: &B,
-    handler: &mut H,
-    stop: &AtomicBool,
-    stats: &WorkerStats,
-    tuning: impl Into<Tuning>,
-    control: Option<&ControlRx>,
-) -> Result<(), WorkerError> {
-    run_until(
-        ring,
-        bell,
-        handler,
-        &|| stop.load(Ordering::Relaxed),
-        stats,
-        tuning,
-        control,
-    )
+/// What a worker thread serves, besides its handler.
+pub struct Serve<B, H> {
+    /// The device's ring.
+    pub ring: Ring<Arc<MappedRegion>>,
+    /// Its doorbell.
+    pub bell: B,
+    /// Stop when this says so (checked once per pass), besides on
+    /// [`Control::Stop`].
+    pub stop: Box<dyn Fn() -> bool + Send>,
+    /// The counters the control plane reads.
+    pub stats: Arc<WorkerStats>,
+    /// Batch size and ring polling.
+    pub tuning: Tuning,
+    /// The control channel, if the device has one (see [`channel`]).
+    pub control: Option<ControlRx<H>>,
 }
 
-/// [`run`] with the stop condition as a function (checked once per pass).
-pub fn run_until<B: Doorbell, H: Handler>(
+impl<B, H> std::fmt::Debug for Serve<B, H> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Serve")
+            .field("tuning", &self.tuning)
+            .field("control", &self.control.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+/// A stop condition that is `flag`.
+pub fn stop_flag(flag: Arc<AtomicBool>) -> Box<dyn Fn() -> bool + Send> {
+    Box::new(move || flag.load(Ordering::Relaxed))
+}
+
+/// Start a device's worker: a thread named `name` that builds its handler
+/// with `make` (handlers hold the target in an `Rc`, so they are made on
+/// the thread that runs them), serves until stopped or the device fails
+/// ([`run`]), and ends with `done`, given the handler (none if `make`
+/// failed) and how serving ended; what `done` returns is the thread's
+/// result. The one way every device, simulated or real, is run.
+pub fn spawn<B, H, R>(
+    name: String,
+    serve: Serve<B, H>,
+    make: impl FnOnce() -> Result<H, String> + Send + 'static,
+    done: impl FnOnce(Option<&mut H>, Result<(), WorkerError>) -> R + Send + 'static,
+) -> io::Result<std::thread::JoinHandle<R>>
+where
+    B: Doorbell + Send + 'static,
+    H: Handler + 'static,
+    R: Send + 'static,
+{
+    std::thread::Builder::new().name(name).spawn(move || {
+        let Serve {
+            ring,
+            bell,
+            stop,
+            stats,
+            tuning,
+            control,
+        } = serve;
+        match make() {
+            Ok(mut h) => {
+                let r = run(
+                    ring,
+                    &bell,
+                    &mut h,
+                    &*stop,
+                    &stats,
+                    tuning,
+                    control.as_ref(),
+                );
+                done(Some(&mut h), r)
+            }
+            Err(e) => done(None, Err(WorkerError::Setup(e))),
+        }
+    })
+}
+
+/// Serve `ring` until `stop` says so, a [`Control::Stop`] arrives, or the
+/// device fails. [`spawn`] runs it on a thread of its own.
+pub fn run<B: Doorbell, H: Handler>(
     mut ring: Ring<Arc<MappedRegion>>,
     bell: &B,
     handler: &mut H,
     stop: &dyn Fn() -> bool,
     stats: &WorkerStats,
     tuning: impl Into<Tuning>,
-    control: Option<&ControlRx>,
+    control: Option<&ControlRx<H>>,
 ) -> Result<(), WorkerError> {
     let Tuning { batch, poll } = tuning.into();
     let region = Arc::clone(ring.region());
@@ -420,60 +491,38 @@ pub fn run_until<B: Doorbell, H: Handler>(
     let mut entries: Vec<Entry> = Vec::with_capacity(batch);
     let mut pending: Vec<Pending> = Vec::new();
     let mut stopping: Option<Instant> = None;
-    type SwapIn = (
-        Box<wasmtap_runtime::WasmBackend>,
-        std::sync::mpsc::Sender<Result<(), String>>,
-    );
-    let mut swapping: Option<SwapIn> = None;
+    // Jobs waiting for nothing to be in flight, in order.
+    let mut when_idle: std::collections::VecDeque<Job<H>> = std::collections::VecDeque::new();
     let mut background: Option<BackgroundFuture> = None;
-    // Other devices' copy requests being served here.
+    // Futures of jobs (another device's copy I/O served here).
     let mut services: Vec<BackgroundFuture> = Vec::new();
     loop {
         if let Some(rx) = control {
             while let Ok(c) = rx.rx.try_recv() {
                 match c {
-                    Control::Reconfigure {
-                        size,
-                        write_cache,
-                        done,
-                    } => {
-                        let _ = done.send(handler.reconfigure(size, write_cache));
-                    }
                     Control::Stop => {
                         stopping.get_or_insert_with(Instant::now);
                     }
-                    Control::Swap { backend, done } => {
-                        if swapping.is_some() {
-                            let _ = done.send(Err("a hot swap is already under way".into()));
-                        } else {
-                            swapping = Some((backend, done));
-                        }
-                    }
-                    Control::Debug { done } => {
-                        let _ = done.send(handler.debug());
-                    }
-                    Control::CopyIo(req) => services.push(handler.copy_io(req)),
-                    Control::Stats { done } => {
-                        let _ = done.send(handler.guest_stats());
-                    }
+                    Control::Now(job) => services.extend(job(handler)),
+                    Control::WhenIdle(job) => when_idle.push_back(job),
                 }
             }
         }
         if stopping.is_none() && stop() {
             stopping = Some(Instant::now());
         }
-        // A hot swap waits for the commands in flight; new ones stay on the
-        // ring meanwhile (the kernel queues behind them as it would for a
-        // slow backend).
-        if pending.is_empty()
-            && services.is_empty()
-            && let Some((backend, done)) = swapping.take()
-        {
-            let _ = done.send(handler.swap(backend));
+        // A job that wants the device idle waits for the commands in
+        // flight; new ones stay on the ring meanwhile (the kernel queues
+        // behind them as it would for a slow backend).
+        while pending.is_empty() && services.is_empty() {
+            let Some(job) = when_idle.pop_front() else {
+                break;
+            };
+            services.extend(job(handler));
         }
 
         let mut drained = wasmtap_ring::Drained::default();
-        if stopping.is_none() && swapping.is_none() {
+        if stopping.is_none() && when_idle.is_empty() {
             entries.clear();
             drained = ring.drain(&mut entries, batch)?;
             // One clock read per pass, not per command: the commands of a

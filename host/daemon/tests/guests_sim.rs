@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 
 use wasmtap::backstore::{self, Guests};
 use wasmtap::glue::ScsiHandler;
+use wasmtap::managed::ManagedBackend;
 use wasmtap::ramdisk::RamDisk;
-use wasmtap::worker::Handler;
 use wasmtap_kernel::MappedRegion;
 use wasmtap_ring::abi;
 use wasmtap_ring::sim::{DataRef, SimConfig};
@@ -64,11 +64,8 @@ fn data_dir(tag: &str) -> PathBuf {
 fn native() -> impl FnOnce(Arc<MappedRegion>) -> Make {
     |_| {
         Box::new(|_| {
-            Ok(Box::new(ScsiHandler::new(
-                "t/native",
-                RamDisk::new(BS, BLOCKS, 256, false),
-                None,
-            )?) as Box<dyn Handler>)
+            let disk = ManagedBackend::native(RamDisk::new(BS, BLOCKS, 256, false));
+            ScsiHandler::new("t/native", disk, None)
         })
     }
 }
@@ -96,7 +93,10 @@ fn guest(
             )
             .unwrap();
         let seed = format!("t/{device}");
-        Box::new(move |_| Ok(Box::new(ScsiHandler::new(&seed, b, None)?) as Box<dyn Handler>))
+        Box::new(move |_| {
+            let backend = ManagedBackend::new(Ok(b), (BS, SIZE / u64::from(BS)), Arc::default());
+            ScsiHandler::new(&seed, backend, None)
+        })
     }
 }
 
@@ -320,12 +320,9 @@ fn a_guest_importing_sockets_is_refused_with_the_reason() {
 fn a_device_whose_backstore_cannot_run_answers_not_ready_instead_of_hanging() {
     let mut d = dev(|_| {
         Box::new(|_| {
-            let disk = wasmtap::offline::OfflineDisk::new(
-                BS,
-                BLOCKS,
-                "module \"nosuch\" not found".into(),
-            );
-            Ok(Box::new(ScsiHandler::new("t/offline", disk, None)?) as Box<dyn Handler>)
+            let reason = "module \"nosuch\" not found".to_string();
+            let disk = ManagedBackend::new(Err(reason), (BS, BLOCKS), Arc::default());
+            ScsiHandler::new("t/offline", disk, None)
         })
     });
     // The LUN can still be scanned ...

@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use wasmtap::config::{Frontend, ServeConfig};
 use wasmtap::glue::ScsiHandler;
+use wasmtap::managed::ManagedBackend;
 use wasmtap::ramdisk::RamDisk;
-use wasmtap::worker::{self, Handler};
 use wasmtap_ring::abi;
 use wasmtap_ring::sim::{DataRef, SimConfig};
 
@@ -37,8 +37,8 @@ fn rig_tuned(caps: u16, tuning: wasmtap::worker::Tuning) -> Dev {
     };
     Dev::with_tuning(cfg, BS, tuning, |_| {
         Box::new(|_| {
-            let disk = RamDisk::new(BS, BLOCKS, 256, false);
-            Ok(Box::new(ScsiHandler::new("test/e2e", disk, None)?) as Box<dyn Handler>)
+            let disk = ManagedBackend::native(RamDisk::new(BS, BLOCKS, 256, false));
+            ScsiHandler::new("test/e2e", disk, None)
         })
     })
 }
@@ -219,16 +219,13 @@ fn simulator_frontend_runs_verified_random_io() {
 #[test]
 fn reconfigure_resizes_and_raises_capacity_changed_once() {
     let mut rig = rig(abi::CAP_OOOC | abi::CAP_READ_LEN);
-    let (tx, rx) = std::sync::mpsc::channel();
+    let size = 2 * BLOCKS * u64::from(BS);
     rig.control
-        .send(worker::Control::Reconfigure {
-            size: Some(2 * BLOCKS * u64::from(BS)),
-            write_cache: None,
-            done: tx,
+        .call(Duration::from_secs(10), move |h| {
+            h.reconfigure(Some(size), None)
         })
+        .unwrap()
         .unwrap();
-    rig.wake.ring().unwrap();
-    rx.recv_timeout(Duration::from_secs(10)).unwrap().unwrap();
     let rc16 = [0x9e, 0x10, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 32, 0, 0];
     let ua = rig.exec(&rc16, DataRef::FromDevice(32));
     assert_eq!(

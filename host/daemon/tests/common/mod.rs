@@ -9,20 +9,22 @@ use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 pub use wasmtap::demo::rw16;
-use wasmtap::worker::{self, ControlTx, Handler, WorkerError, WorkerStats};
+use wasmtap::managed::DeviceHandler;
+use wasmtap::worker::{self, ControlTx, WorkerError};
 use wasmtap_kernel::sim::{self, SimKernel};
 use wasmtap_kernel::{EventBell, MappedRegion};
 use wasmtap_ring::Ring;
 use wasmtap_ring::abi;
 use wasmtap_ring::sim::{Completion, DataRef, SimConfig};
 
-/// Builds a device's handler on its worker thread.
-pub type Make = Box<dyn FnOnce(Arc<MappedRegion>) -> Result<Box<dyn Handler>, String> + Send>;
+/// Builds a device's handler on its worker thread (the daemon's own kind:
+/// the SCSI target over a `ManagedBackend`).
+pub type Make = Box<dyn FnOnce(Arc<MappedRegion>) -> Result<DeviceHandler, String> + Send>;
 
 /// One device: the kernel model on the test thread, the worker on its own.
 pub struct Dev {
     pub k: SimKernel,
-    pub control: ControlTx,
+    pub control: ControlTx<DeviceHandler>,
     pub wake: EventBell,
     block_size: u32,
     stop: Arc<AtomicBool>,
@@ -56,18 +58,17 @@ impl Dev {
         let wake = user.bell.to_user.clone();
         let (control, ctl_rx) = worker::channel().unwrap();
         let factory = make(Arc::clone(&user.region));
-        let worker = thread::spawn(move || {
-            let mut h = factory(Arc::clone(&user.region)).map_err(WorkerError::Setup)?;
-            worker::run(
-                ring,
-                &user.bell,
-                &mut h,
-                &wstop,
-                &WorkerStats::default(),
-                tuning,
-                Some(&ctl_rx),
-            )
-        });
+        let region = Arc::clone(&user.region);
+        let serve = worker::Serve {
+            ring,
+            bell: user.bell,
+            stop: worker::stop_flag(wstop),
+            stats: Arc::default(),
+            tuning,
+            control: Some(ctl_rx),
+        };
+        let worker =
+            worker::spawn("test-dev".into(), serve, move || factory(region), |_, r| r).unwrap();
         let mut d = Self {
             k,
             control,
