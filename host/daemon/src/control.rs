@@ -462,7 +462,7 @@ impl DaemonHost {
         {
             return Ok(());
         }
-        let (attrs, handle, ring) = crate::serve::open_device(cfg, dev)?;
+        let (attrs, handle, ring) = crate::attach::open_device(cfg, dev)?;
         let known = self.get(id).is_ok();
         let guest = if known {
             let mut spec = lock(&m.spec).clone();

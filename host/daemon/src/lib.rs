@@ -12,6 +12,7 @@
 //! * [`lun`], [`config`]: `wasmtap lun create|delete` and configuration.
 //! * [`scaffold`]: `wasmtap new`, a backstore crate from the template.
 
+pub mod attach;
 pub mod backstore;
 pub mod bench;
 pub mod check;

@@ -10,16 +10,14 @@ use std::sync::mpsc::{self, Receiver};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-use wasmtap_kernel::MappedRegion;
-use wasmtap_kernel::configfs::{self, DeviceAttrs};
+use wasmtap_kernel::configfs;
 use wasmtap_kernel::netlink::{self, DeviceEvent, EventKind, Replier};
-use wasmtap_kernel::uio::{self, SUBTYPE, UioDevice, UioHandle};
-use wasmtap_ring::abi::mailbox;
-use wasmtap_ring::{Ring, SharedRegion};
+use wasmtap_kernel::uio::{self, SUBTYPE, UioDevice};
 
 use wasmtap_web::host::{FrontendKind, Host};
 use wasmtap_web::{ControlPlane, WebConfig};
 
+use crate::attach;
 use crate::backstore::{self, BackstoreSpec, Guests};
 use crate::config::{Frontend, ServeConfig};
 use crate::control::{self, DaemonHost};
@@ -474,33 +472,6 @@ fn handle_event(
     }
 }
 
-/// Open a UIO device for serving: its configfs attributes, the mapped
-/// region and doorbell, and a ring engine attached to an empty ring.
-pub(crate) fn open_device(
-    cfg: &ServeConfig,
-    dev: &UioDevice,
-) -> Result<(DeviceAttrs, UioHandle, Ring<Arc<MappedRegion>>), String> {
-    let dir = dev.configfs_dir(&cfg.configfs);
-    let attrs = configfs::read_attrs(&dir).map_err(|e| e.to_string())?;
-    let handle = uio::open(&cfg.dev_dir, dev).map_err(|e| e.to_string())?;
-    let head = handle
-        .region
-        .load_u32_acquire(mailbox::CMD_HEAD as u64)
-        .map_err(|e| e.to_string())?;
-    let tail = handle
-        .region
-        .load_u32_acquire(mailbox::CMD_TAIL as u64)
-        .map_err(|e| e.to_string())?;
-    if head != tail {
-        // Entries left by a previous daemon may hold half-written responses;
-        // have the kernel fail them as retryable and start from an empty ring.
-        tracing::warn!(device = %dev.name, head, tail, "ring not empty at attach: resetting");
-        configfs::reset_ring(&dir).map_err(|e| e.to_string())?;
-    }
-    let ring = Ring::attach(Arc::clone(&handle.region)).map_err(|e| e.to_string())?;
-    Ok((attrs, handle, ring))
-}
-
 fn start_worker(
     cfg: &ServeConfig,
     dev: &UioDevice,
@@ -508,7 +479,7 @@ fn start_worker(
     guests: &mut Guests,
 ) -> Result<Running, String> {
     let spec = backstore::parse(&dev.config);
-    let (attrs, handle, ring) = open_device(cfg, dev)?;
+    let (attrs, handle, ring) = attach::open_device(cfg, dev)?;
     let blocks = attrs.size / u64::from(attrs.block_size);
     tracing::info!(
         device = %dev.name, uio = %dev.uio, size = attrs.size, block_size = attrs.block_size,
