@@ -143,45 +143,9 @@ impl Guests {
         Ok(m)
     }
 
-    /// Open an instance of `module` for a device.
+    /// Open an instance of `module` for a device whose directory is `dir`
+    /// and whose data lives in `region` (see [`DeviceFacts`]).
     pub fn open(
-        &mut self,
-        device: &str,
-        module: &str,
-        config: &str,
-        dir: &Path,
-        region: Option<Arc<MappedRegion>>,
-        geometry: Option<(u64, u32)>,
-    ) -> Result<WasmBackend, String> {
-        let facts = DeviceFacts {
-            storage_for: None,
-            geometry,
-        };
-        self.open_with_storage(device, module, config, dir, region, facts)
-    }
-
-    /// [`open`](Self::open) for a device of `size` bytes whose directory is
-    /// held to the `[guests]` storage limits for that size, as the control
-    /// plane's devices are.
-    pub fn open_sized(
-        &mut self,
-        device: &str,
-        module: &str,
-        config: &str,
-        dir: &Path,
-        region: Option<Arc<MappedRegion>>,
-        size: u64,
-    ) -> Result<WasmBackend, String> {
-        // No geometry to enforce: `wasmtap check` compares the module's
-        // own with the one asked for, as a check of its own.
-        let facts = DeviceFacts {
-            storage_for: Some(size),
-            geometry: None,
-        };
-        self.open_with_storage(device, module, config, dir, region, facts)
-    }
-
-    fn open_with_storage(
         &mut self,
         device: &str,
         module: &str,
@@ -207,12 +171,34 @@ impl Guests {
 }
 
 /// What the host knows of the device an instance is opened for.
-#[derive(Debug, Clone, Copy)]
-struct DeviceFacts {
+#[derive(Debug, Clone, Copy, Default)]
+pub struct DeviceFacts {
     /// Hold the directory to the storage limits of a device this size.
     storage_for: Option<u64>,
     /// The device's size and sector size, which the module must report.
     geometry: Option<(u64, u32)>,
+}
+
+impl DeviceFacts {
+    /// A device of `size` bytes in `sector`-byte blocks: the module must
+    /// report that geometry.
+    pub fn geometry(size: u64, sector: u32) -> Self {
+        Self {
+            storage_for: None,
+            geometry: Some((size, sector)),
+        }
+    }
+
+    /// A device of `size` bytes whose directory is held to the `[guests]`
+    /// storage limits for that size, as the control plane's devices are;
+    /// no geometry is enforced (`wasmtap check` compares the module's own
+    /// with the one asked for, as a check of its own).
+    pub fn sized(size: u64) -> Self {
+        Self {
+            storage_for: Some(size),
+            geometry: None,
+        }
+    }
 }
 
 #[cfg(test)]

@@ -518,8 +518,8 @@ pub fn guest(data_dir: &Path, device: &str, module: &str, config: &str) -> MakeH
     Box::new(move |region| {
         let mut g = crate::backstore::Guests::new(&data_dir)?;
         let dir = data_dir.join("devices").join(&device);
-        let geometry = Some((DEVICE_BYTES, BLOCK));
-        let b = g.open(&device, &module, &config, &dir, Some(region), geometry)?;
+        let facts = crate::backstore::DeviceFacts::geometry(DEVICE_BYTES, BLOCK);
+        let b = g.open(&device, &module, &config, &dir, Some(region), facts)?;
         let geometry = (BLOCK, DEVICE_BYTES / u64::from(BLOCK));
         let backend = ManagedBackend::new(Ok(b), geometry, Arc::default());
         Ok(

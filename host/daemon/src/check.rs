@@ -22,7 +22,7 @@ use wasmtap_ring::abi;
 use wasmtap_ring::sim::{Completion, DataRef, SimConfig};
 use wasmtap_runtime::WasmBackend;
 
-use crate::backstore::{Guests, with_geometry};
+use crate::backstore::{DeviceFacts, Guests, with_geometry};
 use crate::config::GuestLimits;
 use crate::demo::rw16;
 use crate::glue::ScsiHandler;
@@ -561,13 +561,14 @@ fn skip(detail: impl Into<String>) -> Outcome {
 
 impl Ctx {
     fn open_instance(&mut self, region: Arc<MappedRegion>) -> Result<WasmBackend, String> {
-        self.guests.open_sized(
+        let facts = DeviceFacts::sized(self.opts.size);
+        self.guests.open(
             "check",
             MODULE,
             &self.config,
             &self.dir,
             Some(region),
-            self.opts.size,
+            facts,
         )
     }
 
@@ -579,7 +580,14 @@ impl Ctx {
         let guests = &mut self.guests;
         let (config, dir, size) = (&self.config, &self.dir, self.opts.size);
         let sim = Sim::start(bs, blocks, |region| {
-            guests.open_sized("check", MODULE, config, dir, Some(region), size)
+            guests.open(
+                "check",
+                MODULE,
+                config,
+                dir,
+                Some(region),
+                DeviceFacts::sized(size),
+            )
         })?;
         self.sim = Some(sim);
         Ok(())

@@ -17,7 +17,7 @@ use wasmtap_ring::Ring;
 use wasmtap_ring::abi;
 use wasmtap_ring::sim::{Completion, DataRef, SimConfig};
 
-use crate::backstore::{self, BackstoreSpec, Guests};
+use crate::backstore::{self, BackstoreSpec, DeviceFacts, Guests};
 use crate::config::ServeConfig;
 use crate::glue::ScsiHandler;
 use crate::managed::ManagedBackend;
@@ -56,7 +56,7 @@ pub fn run(cfg: &ServeConfig, stop: &Arc<AtomicBool>) -> Result<(), String> {
                 &config,
                 &dir,
                 Some(Arc::clone(&user.region)),
-                Some((blocks * u64::from(BLOCK), BLOCK)),
+                DeviceFacts::geometry(blocks * u64::from(BLOCK), BLOCK),
             )?)
         }
     };

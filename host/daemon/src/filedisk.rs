@@ -40,6 +40,25 @@ impl FileDisk {
         let mut v = Vec::new();
         view_extents(&mut |e| v.push(e)).then_some(v)
     }
+
+    /// Move each extent of a buffer at `lba` with `io(file offset, extent)`,
+    /// which returns the bytes it moved; a short transfer is an error.
+    fn each_extent(
+        &self,
+        lba: Lba,
+        extents: Vec<Extent>,
+        mut io: impl FnMut(u64, &Extent) -> std::io::Result<usize>,
+    ) -> BackendResult {
+        let mut pos = lba.0 * u64::from(self.info.block_size);
+        for e in extents {
+            let n = io(pos, &e).map_err(|_| io_err(lba))?;
+            if (n as u64) < e.len {
+                return Err(io_err(lba));
+            }
+            pos += e.len;
+        }
+        Ok(())
+    }
 }
 
 fn io_err(lba: Lba) -> BackendError {
@@ -52,46 +71,29 @@ impl BlockBackend for FileDisk {
     }
 
     async fn read(&self, lba: Lba, mut dst: BufMut<'_>) -> BackendResult {
-        let mut pos = lba.0 * u64::from(self.info.block_size);
         if let Some(ext) = Self::extents(|f| dst.extents(f)) {
-            for e in ext {
-                let n = self
-                    .region
-                    .pread_from(&self.file, pos, e.addr, e.len)
-                    .map_err(|_| io_err(lba))?;
-                if (n as u64) < e.len {
-                    return Err(io_err(lba));
-                }
-                pos += e.len;
-            }
-        } else {
-            let mut tmp = vec![0u8; dst.len() as usize];
-            self.file
-                .read_exact_at(&mut tmp, pos)
-                .map_err(|_| io_err(lba))?;
-            dst.write_at(0, &tmp)?;
+            return self.each_extent(lba, ext, |pos, e| {
+                self.region.pread_from(&self.file, pos, e.addr, e.len)
+            });
         }
+        let mut tmp = vec![0u8; dst.len() as usize];
+        let pos = lba.0 * u64::from(self.info.block_size);
+        self.file
+            .read_exact_at(&mut tmp, pos)
+            .map_err(|_| io_err(lba))?;
+        dst.write_at(0, &tmp)?;
         Ok(())
     }
 
     async fn write(&self, lba: Lba, src: BufRef<'_>, _fua: bool) -> BackendResult {
-        let mut pos = lba.0 * u64::from(self.info.block_size);
         if let Some(ext) = Self::extents(|f| src.extents(f)) {
-            for e in ext {
-                let n = self
-                    .region
-                    .pwrite_to(&self.file, pos, e.addr, e.len)
-                    .map_err(|_| io_err(lba))?;
-                if (n as u64) < e.len {
-                    return Err(io_err(lba));
-                }
-                pos += e.len;
-            }
-        } else {
-            let tmp = src.to_vec()?;
-            self.file.write_all_at(&tmp, pos).map_err(|_| io_err(lba))?;
+            return self.each_extent(lba, ext, |pos, e| {
+                self.region.pwrite_to(&self.file, pos, e.addr, e.len)
+            });
         }
-        Ok(())
+        let tmp = src.to_vec()?;
+        let pos = lba.0 * u64::from(self.info.block_size);
+        self.file.write_all_at(&tmp, pos).map_err(|_| io_err(lba))
     }
 
     async fn flush(&self) -> BackendResult {

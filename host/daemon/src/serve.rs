@@ -18,7 +18,7 @@ use wasmtap_web::host::{FrontendKind, Host};
 use wasmtap_web::{ControlPlane, WebConfig};
 
 use crate::attach;
-use crate::backstore::{self, BackstoreSpec, Guests};
+use crate::backstore::{self, BackstoreSpec, DeviceFacts, Guests};
 use crate::config::{Frontend, ServeConfig};
 use crate::control::{self, DaemonHost};
 use crate::glue::ScsiHandler;
@@ -268,10 +268,15 @@ fn serve_tcmu(cfg: &ServeConfig, stop: &Arc<AtomicBool>, host: &DaemonHost) -> R
         "serving TCMU devices of handler subtype {SUBTYPE:?}"
     );
     let (events, replier) = start_netlink();
-    let mut guests = Guests::with_limits(&cfg.data_dir, &cfg.guests)?;
-    let mut workers: HashMap<String, Running> = HashMap::new();
+    let mut devs = Devices {
+        cfg,
+        stop,
+        host,
+        guests: Guests::with_limits(&cfg.data_dir, &cfg.guests)?,
+        workers: HashMap::new(),
+    };
     while !stop.load(Ordering::Relaxed) {
-        rescan(cfg, stop, &mut guests, &mut workers, host);
+        devs.rescan();
         // Wait for the next rescan, a netlink event, or a stop request
         // (seen within STOP_POLL).
         let deadline = Instant::now() + Duration::from_millis(cfg.rescan_ms);
@@ -286,20 +291,13 @@ fn serve_tcmu(cfg: &ServeConfig, stop: &Arc<AtomicBool>, host: &DaemonHost) -> R
                 continue;
             };
             match rx.recv_timeout(wait) {
-                Ok(ev) => handle_event(
-                    cfg,
-                    stop,
-                    &mut guests,
-                    &mut workers,
-                    host,
-                    replier.as_ref(),
-                    &ev,
-                ),
+                Ok(ev) => devs.handle_event(replier.as_ref(), &ev),
                 Err(mpsc::RecvTimeoutError::Timeout) => {}
                 Err(mpsc::RecvTimeoutError::Disconnected) => thread::sleep(wait),
             }
         }
     }
+    let workers = devs.workers;
     tracing::info!(devices = workers.len(), "shutting down");
     for r in workers.values() {
         let _ = r.control.send(Control::Stop);
@@ -347,6 +345,92 @@ fn start_netlink() -> (Option<Receiver<DeviceEvent>>, Option<Replier>) {
         Err(e) => {
             tracing::warn!("{e}; relying on periodic rescans of /sys/class/uio");
             (None, None)
+        }
+    }
+}
+
+/// The configfs LUNs being served, and what serving them needs.
+struct Devices<'a> {
+    cfg: &'a ServeConfig,
+    stop: &'a Arc<AtomicBool>,
+    /// Runs the control plane's devices (dev_config `wasmtap/@<id>`).
+    host: &'a DaemonHost,
+    guests: Guests,
+    /// By UIO device name.
+    workers: HashMap<String, Running>,
+}
+
+impl Devices<'_> {
+    /// Attach every new UIO device of our subtype; forget ended workers.
+    fn rescan(&mut self) {
+        let Self {
+            cfg,
+            stop,
+            host,
+            guests,
+            workers,
+        } = self;
+        rescan(cfg, stop, guests, workers, host);
+    }
+
+    /// React to a netlink event (and answer it if the kernel waits).
+    fn handle_event(&mut self, replier: Option<&Replier>, ev: &DeviceEvent) {
+        // Events for other handlers' devices are none of our business.
+        let Some(dir) = backstore_of(self.cfg, ev) else {
+            return;
+        };
+        tracing::info!(kind = ?ev.kind, device = ?ev.uio_name, "netlink event");
+        let status = self.apply(ev);
+        if let Err(e) = &status {
+            tracing::error!(kind = ?ev.kind, device = ?ev.uio_name, "{e}");
+        }
+        if netlink::needs_reply(&dir)
+            && let Some(rep) = replier
+        {
+            let code = if status.is_ok() { 0 } else { -nix::libc::EIO };
+            if let Err(e) = rep.reply(ev, code) {
+                tracing::error!("{e}");
+            }
+        }
+    }
+
+    fn apply(&mut self, ev: &DeviceEvent) -> Result<(), String> {
+        match ev.kind {
+            EventKind::Added => {
+                self.rescan();
+                // Control-plane devices are attached by the host (rescan
+                // logged any failure); the others get a worker here.
+                let managed = ev
+                    .uio_name
+                    .as_deref()
+                    .and_then(|n| uio::parse_uio_name(n, SUBTYPE))
+                    .is_some_and(|(_, _, config)| control::managed_id(&config).is_some());
+                match ev.uio() {
+                    Some(u) if !managed && !self.workers.contains_key(&u) => {
+                        Err(format!("{u} could not be attached"))
+                    }
+                    _ => Ok(()),
+                }
+            }
+            EventKind::Removed => {
+                if let Some(r) = ev.uio().and_then(|u| self.workers.remove(&u)) {
+                    let _ = r.control.send(Control::Stop);
+                    let _ = r.handle.join();
+                }
+                Ok(())
+            }
+            EventKind::Reconfig => match ev.uio().and_then(|u| self.workers.get(&u)) {
+                Some(r) if ev.dev_size.is_some() || ev.write_cache.is_some() => {
+                    let (size, write_cache) = (ev.dev_size, ev.write_cache);
+                    r.control
+                        .call(Duration::from_secs(5), move |h| {
+                            h.reconfigure(size, write_cache)
+                        })
+                        .unwrap_or_else(|e| Err(format!("reconfiguration: {e}")))
+                }
+                // dev_config changes take effect at the next attach.
+                _ => Ok(()),
+            },
         }
     }
 }
@@ -408,70 +492,6 @@ fn backstore_of(cfg: &ServeConfig, ev: &DeviceEvent) -> Option<PathBuf> {
     Some(configfs::backstore_dir(&cfg.configfs, hba, &dev))
 }
 
-fn handle_event(
-    cfg: &ServeConfig,
-    stop: &Arc<AtomicBool>,
-    guests: &mut Guests,
-    workers: &mut HashMap<String, Running>,
-    host: &DaemonHost,
-    replier: Option<&Replier>,
-    ev: &DeviceEvent,
-) {
-    // Events for other handlers' devices are none of our business.
-    let Some(dir) = backstore_of(cfg, ev) else {
-        return;
-    };
-    tracing::info!(kind = ?ev.kind, device = ?ev.uio_name, "netlink event");
-    let status: Result<(), String> = match ev.kind {
-        EventKind::Added => {
-            rescan(cfg, stop, guests, workers, host);
-            // Control-plane devices are attached by the host (rescan logged
-            // any failure); the others get a worker here.
-            let managed = ev
-                .uio_name
-                .as_deref()
-                .and_then(|n| uio::parse_uio_name(n, SUBTYPE))
-                .is_some_and(|(_, _, config)| control::managed_id(&config).is_some());
-            match ev.uio() {
-                Some(u) if !managed && !workers.contains_key(&u) => {
-                    Err(format!("{u} could not be attached"))
-                }
-                _ => Ok(()),
-            }
-        }
-        EventKind::Removed => {
-            if let Some(r) = ev.uio().and_then(|u| workers.remove(&u)) {
-                let _ = r.control.send(Control::Stop);
-                let _ = r.handle.join();
-            }
-            Ok(())
-        }
-        EventKind::Reconfig => match ev.uio().and_then(|u| workers.get(&u)) {
-            Some(r) if ev.dev_size.is_some() || ev.write_cache.is_some() => {
-                let (size, write_cache) = (ev.dev_size, ev.write_cache);
-                r.control
-                    .call(Duration::from_secs(5), move |h| {
-                        h.reconfigure(size, write_cache)
-                    })
-                    .unwrap_or_else(|e| Err(format!("reconfiguration: {e}")))
-            }
-            // dev_config changes take effect at the next attach.
-            _ => Ok(()),
-        },
-    };
-    if let Err(e) = &status {
-        tracing::error!(kind = ?ev.kind, device = ?ev.uio_name, "{e}");
-    }
-    if netlink::needs_reply(&dir)
-        && let Some(rep) = replier
-    {
-        let code = if status.is_ok() { 0 } else { -nix::libc::EIO };
-        if let Err(e) = rep.reply(ev, code) {
-            tracing::error!("{e}");
-        }
-    }
-}
-
 fn start_worker(
     cfg: &ServeConfig,
     dev: &UioDevice,
@@ -509,7 +529,7 @@ fn start_worker(
                     &config,
                     &device_dir,
                     Some(Arc::clone(&handle.region)),
-                    Some((attrs.size, attrs.block_size)),
+                    DeviceFacts::geometry(attrs.size, attrs.block_size),
                 )
                 .map(Some)
         }

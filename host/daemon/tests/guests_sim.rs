@@ -89,7 +89,7 @@ fn guest(
                 &config,
                 &dir.join("devices").join(&device),
                 Some(region),
-                Some((SIZE, BS)),
+                backstore::DeviceFacts::geometry(SIZE, BS),
             )
             .unwrap();
         let seed = format!("t/{device}");
