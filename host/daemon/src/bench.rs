@@ -20,9 +20,9 @@ use wasmtap_ring::abi;
 use wasmtap_ring::sim::{DataRef, SimConfig};
 
 use crate::demo::rw16;
+use crate::device::DeviceBackend;
 use crate::filedisk::FileDisk;
-use crate::glue::ScsiHandler;
-use crate::managed::ManagedBackend;
+use crate::handler::ScsiHandler;
 use crate::ramdisk::RamDisk;
 use crate::worker::{self, Handler, WorkerStats};
 
@@ -131,7 +131,7 @@ pub fn native_ram() -> MakeHandler {
     Box::new(|_| {
         let disk = RamDisk::new(BLOCK, DEVICE_BYTES / u64::from(BLOCK), 1024, false);
         // As the daemon serves it (see `crate::managed`).
-        let backend = ManagedBackend::native(disk);
+        let backend = DeviceBackend::native(disk);
         Ok(Box::new(ScsiHandler::new("bench/ram", backend, None)?) as Box<dyn Handler>)
     })
 }
@@ -521,7 +521,7 @@ pub fn guest(data_dir: &Path, device: &str, module: &str, config: &str) -> MakeH
         let facts = crate::backstore::DeviceFacts::geometry(DEVICE_BYTES, BLOCK);
         let b = g.open(&device, &module, &config, &dir, Some(region), facts)?;
         let geometry = (BLOCK, DEVICE_BYTES / u64::from(BLOCK));
-        let backend = ManagedBackend::new(Ok(b), geometry, Arc::default());
+        let backend = DeviceBackend::new(Ok(b), geometry, Arc::default());
         Ok(
             Box::new(ScsiHandler::new(&format!("bench/{device}"), backend, None)?)
                 as Box<dyn Handler>,

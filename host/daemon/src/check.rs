@@ -3,7 +3,7 @@
 //! The module is loaded and opened as the daemon does (the same runtime,
 //! `[guests]` limits and load checks, through [`Guests`]), then served on the
 //! kernel simulator through the real SCSI target and device worker, with
-//! the hot-swappable backend of control-plane devices ([`ManagedBackend`]).
+//! the hot-swappable backend of control-plane devices ([`DeviceBackend`]).
 //! An initiator on the calling thread runs named checks; each passes, fails
 //! with a specific reason (command, LBA, expected and got, sense), or is
 //! skipped with a note. The device's directory is a fresh temporary one.
@@ -25,8 +25,8 @@ use wasmtap_runtime::WasmBackend;
 use crate::backstore::{DeviceFacts, Guests, with_geometry};
 use crate::config::GuestLimits;
 use crate::demo::rw16;
-use crate::glue::ScsiHandler;
-use crate::managed::{DeviceHandler, ManagedBackend};
+use crate::device::{DeviceBackend, DeviceHandler};
+use crate::handler::ScsiHandler;
 use crate::worker::{self, Control, ControlTx};
 
 /// The name the module under test is loaded as.
@@ -351,7 +351,7 @@ impl Sim {
         let (control, ctl_rx) = worker::channel().map_err(|e| e.to_string())?;
         let transport_max = (TRANSPORT_MAX_BYTES / bs).max(1);
         let make = move || {
-            let backend = ManagedBackend::new(Ok(backend), (bs, blocks), Arc::default());
+            let backend = DeviceBackend::new(Ok(backend), (bs, blocks), Arc::default());
             ScsiHandler::new("check/dev", backend, Some(transport_max))
         };
         let serve = worker::Serve {

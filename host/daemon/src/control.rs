@@ -10,7 +10,7 @@
 //!   and the serve loop hands every UIO device with such a config to
 //!   [`DaemonHost::attach_tcmu`].
 //!
-//! Either way the worker's backend is a [`ManagedBackend`], so a hot swap
+//! Either way the worker's backend is a [`DeviceBackend`], so a hot swap
 //! (`rebind`) replaces the WebAssembly instance between commands: the new
 //! instance is opened first (a module that does not open leaves the old one
 //! serving and the error is returned), the worker stops taking new commands,
@@ -43,8 +43,8 @@ use wasmtap_web::host::{
 use crate::backstore::with_geometry;
 use crate::config::{GuestLimits, ServeConfig};
 use crate::demo::{self, Load};
-use crate::glue::ScsiHandler;
-use crate::managed::{DeviceHandler, ManagedBackend, Observed};
+use crate::device::{DeviceBackend, DeviceHandler, Observed};
+use crate::handler::ScsiHandler;
 use crate::worker::{self, Control, ControlTx, LATENCY_BOUNDS_US, WorkerError, WorkerStats};
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -370,7 +370,7 @@ impl DaemonHost {
             control.clone(),
         );
         let make = move || {
-            let backend = ManagedBackend::new(guest, (spec.block_size, blocks), observed);
+            let backend = DeviceBackend::new(guest, (spec.block_size, blocks), observed);
             let h = ScsiHandler::new(&seed, backend, transport_max)?;
             Ok(h.persist_sanitize(sanitize_file)
                 .with_copy(&copies, &copy_scope, copy_tx))

@@ -19,8 +19,8 @@ use wasmtap_ring::sim::{Completion, DataRef, SimConfig};
 
 use crate::backstore::{self, BackstoreSpec, DeviceFacts, Guests};
 use crate::config::ServeConfig;
-use crate::glue::ScsiHandler;
-use crate::managed::ManagedBackend;
+use crate::device::DeviceBackend;
+use crate::handler::ScsiHandler;
 use crate::ramdisk::RamDisk;
 use crate::worker::{self, WorkerStats};
 
@@ -62,8 +62,8 @@ pub fn run(cfg: &ServeConfig, stop: &Arc<AtomicBool>) -> Result<(), String> {
     };
     let make = move || {
         let backend = match guest {
-            None => ManagedBackend::native(RamDisk::new(BLOCK, blocks, 2048, false)),
-            Some(b) => ManagedBackend::new(Ok(b), (BLOCK, blocks), Arc::default()),
+            None => DeviceBackend::native(RamDisk::new(BLOCK, blocks, 2048, false)),
+            Some(b) => DeviceBackend::new(Ok(b), (BLOCK, blocks), Arc::default()),
         };
         ScsiHandler::new("sim/sim0", backend, None)
     };

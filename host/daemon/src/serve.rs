@@ -21,8 +21,8 @@ use crate::attach;
 use crate::backstore::{self, BackstoreSpec, DeviceFacts, Guests};
 use crate::config::{Frontend, ServeConfig};
 use crate::control::{self, DaemonHost};
-use crate::glue::ScsiHandler;
-use crate::managed::{DeviceHandler, ManagedBackend};
+use crate::device::{DeviceBackend, DeviceHandler};
+use crate::handler::ScsiHandler;
 use crate::ramdisk::RamDisk;
 use crate::worker::{self, Control, ControlTx, WorkerError, WorkerStats};
 
@@ -560,14 +560,14 @@ fn start_worker(
     let geometry = (attrs.block_size, blocks);
     let make = move || {
         let backend = match guest {
-            Ok(None) => ManagedBackend::native(RamDisk::new(
+            Ok(None) => DeviceBackend::native(RamDisk::new(
                 attrs.block_size,
                 blocks,
                 u64::from(attrs.max_sectors),
                 attrs.write_cache,
             )),
-            Ok(Some(b)) => ManagedBackend::new(Ok(b), geometry, Arc::default()),
-            Err(reason) => ManagedBackend::new(Err(reason), geometry, Arc::default()),
+            Ok(Some(b)) => DeviceBackend::new(Ok(b), geometry, Arc::default()),
+            Err(reason) => DeviceBackend::new(Err(reason), geometry, Arc::default()),
         };
         let h = ScsiHandler::new(&wwn_seed, backend, Some(attrs.max_sectors))?;
         let h = if persist {

@@ -8,8 +8,8 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use wasmtap::backstore::{self, Guests};
-use wasmtap::glue::ScsiHandler;
-use wasmtap::managed::ManagedBackend;
+use wasmtap::device::DeviceBackend;
+use wasmtap::handler::ScsiHandler;
 use wasmtap::ramdisk::RamDisk;
 use wasmtap_kernel::MappedRegion;
 use wasmtap_ring::abi;
@@ -64,7 +64,7 @@ fn data_dir(tag: &str) -> PathBuf {
 fn native() -> impl FnOnce(Arc<MappedRegion>) -> Make {
     |_| {
         Box::new(|_| {
-            let disk = ManagedBackend::native(RamDisk::new(BS, BLOCKS, 256, false));
+            let disk = DeviceBackend::native(RamDisk::new(BS, BLOCKS, 256, false));
             ScsiHandler::new("t/native", disk, None)
         })
     }
@@ -94,7 +94,7 @@ fn guest(
             .unwrap();
         let seed = format!("t/{device}");
         Box::new(move |_| {
-            let backend = ManagedBackend::new(Ok(b), (BS, SIZE / u64::from(BS)), Arc::default());
+            let backend = DeviceBackend::new(Ok(b), (BS, SIZE / u64::from(BS)), Arc::default());
             ScsiHandler::new(&seed, backend, None)
         })
     }
@@ -321,7 +321,7 @@ fn a_device_whose_backstore_cannot_run_answers_not_ready_instead_of_hanging() {
     let mut d = dev(|_| {
         Box::new(|_| {
             let reason = "module \"nosuch\" not found".to_string();
-            let disk = ManagedBackend::new(Err(reason), (BS, BLOCKS), Arc::default());
+            let disk = DeviceBackend::new(Err(reason), (BS, BLOCKS), Arc::default());
             ScsiHandler::new("t/offline", disk, None)
         })
     });

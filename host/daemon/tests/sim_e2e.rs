@@ -9,8 +9,8 @@ use std::thread;
 use std::time::Duration;
 
 use wasmtap::config::{Frontend, ServeConfig};
-use wasmtap::glue::ScsiHandler;
-use wasmtap::managed::ManagedBackend;
+use wasmtap::device::DeviceBackend;
+use wasmtap::handler::ScsiHandler;
 use wasmtap::ramdisk::RamDisk;
 use wasmtap_ring::abi;
 use wasmtap_ring::sim::{DataRef, SimConfig};
@@ -37,7 +37,7 @@ fn rig_tuned(caps: u16, tuning: wasmtap::worker::Tuning) -> Dev {
     };
     Dev::with_tuning(cfg, BS, tuning, |_| {
         Box::new(|_| {
-            let disk = ManagedBackend::native(RamDisk::new(BS, BLOCKS, 256, false));
+            let disk = DeviceBackend::native(RamDisk::new(BS, BLOCKS, 256, false));
             ScsiHandler::new("test/e2e", disk, None)
         })
     })

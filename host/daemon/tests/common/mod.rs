@@ -9,7 +9,7 @@ use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 pub use wasmtap::demo::rw16;
-use wasmtap::managed::DeviceHandler;
+use wasmtap::device::DeviceHandler;
 use wasmtap::worker::{self, ControlTx, WorkerError};
 use wasmtap_kernel::sim::{self, SimKernel};
 use wasmtap_kernel::{EventBell, MappedRegion};
@@ -18,7 +18,7 @@ use wasmtap_ring::abi;
 use wasmtap_ring::sim::{Completion, DataRef, SimConfig};
 
 /// Builds a device's handler on its worker thread (the daemon's own kind:
-/// the SCSI target over a `ManagedBackend`).
+/// the SCSI target over a `DeviceBackend`).
 pub type Make = Box<dyn FnOnce(Arc<MappedRegion>) -> Result<DeviceHandler, String> + Send>;
 
 /// One device: the kernel model on the test thread, the worker on its own.

@@ -18,7 +18,7 @@ use wasmtap_scsi::{
     BackendError, BackendResult, BlockBackend, BlockExtent, Blocks, BufMut, BufRef, DiskInfo, Lba,
 };
 
-use crate::glue::ScsiHandler;
+use crate::handler::ScsiHandler;
 use crate::offline::OfflineDisk;
 use crate::ramdisk::RamDisk;
 
@@ -28,8 +28,8 @@ enum Inner {
     Offline(OfflineDisk),
 }
 
-/// A device's SCSI handler: the target over a [`ManagedBackend`].
-pub type DeviceHandler = ScsiHandler<ManagedBackend>;
+/// A device's SCSI handler: the target over a [`DeviceBackend`].
+pub type DeviceHandler = ScsiHandler<DeviceBackend>;
 
 /// What the control plane reads about the current instance, from any thread.
 #[derive(Debug, Clone, Default)]
@@ -45,19 +45,19 @@ pub struct Observed {
 }
 
 /// See the module docs.
-pub struct ManagedBackend {
+pub struct DeviceBackend {
     cur: RefCell<Rc<Inner>>,
     observed: Arc<Mutex<Observed>>,
 }
 
-impl std::fmt::Debug for ManagedBackend {
+impl std::fmt::Debug for DeviceBackend {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let kind = match &**self.cur.borrow() {
             Inner::Guest(_) => "guest",
             Inner::Native(_) => "native",
             Inner::Offline(_) => "offline",
         };
-        f.debug_struct("ManagedBackend")
+        f.debug_struct("DeviceBackend")
             .field("current", &kind)
             .finish()
     }
@@ -81,7 +81,7 @@ fn observe(inner: &Inner) -> Observed {
     }
 }
 
-impl ManagedBackend {
+impl DeviceBackend {
     /// Serve `guest`, or an offline disk with `geometry` (block size, block
     /// count) and the reason the guest could not be opened.
     pub fn new(
@@ -132,7 +132,7 @@ impl ManagedBackend {
     }
 }
 
-impl BlockBackend for ManagedBackend {
+impl BlockBackend for DeviceBackend {
     fn info(&self) -> DiskInfo {
         match &*self.current() {
             Inner::Guest(b) => b.info(),
@@ -188,7 +188,7 @@ impl BlockBackend for ManagedBackend {
     }
 }
 
-impl ManagedBackend {
+impl DeviceBackend {
     /// Replace the WebAssembly instance (no command is in flight); the old
     /// one is closed here, on the worker.
     fn swap(&self, backend: Box<WasmBackend>) {
