@@ -2,7 +2,7 @@
 //! on, and the data buffer behind it.
 //!
 //! A request is done when the guest has called `complete` **and** every host
-//! I/O submitted for it has finished (architecture, data path step 6); or
+//! I/O submitted for it has finished (`docs/read-path.md`, step 8); or
 //! when its instance failed or it timed out, again only once its host I/O
 //! has drained: I/O still writing into the TCMU data area must never outlive
 //! the command, or it would scribble over the next command's buffer.

@@ -1,10 +1,11 @@
 //! The block backend seam: what the SCSI target asks of whatever stores the
-//! blocks (later the WebAssembly runtime; in tests [`crate::testing::MemBackend`]).
+//! blocks (the daemon's native RAM disk, the WebAssembly runtime; in tests
+//! [`crate::testing::MemBackend`]).
 //!
 //! Every operation returns a future, so the target can keep many commands in
 //! flight on one worker without a runtime of its own. The futures are not
 //! required to be `Send`: a device's target and backend live on that device's
-//! worker (architecture: no lock shared between devices).
+//! worker thread, and no lock is shared between devices (`docs/daemon.md`).
 
 use std::future::Future;
 
