@@ -13,7 +13,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use wasmtap_kernel::MappedRegion;
-use wasmtap_runtime::{InstanceSpec, Module, Runtime, RuntimeConfig, Tenant, WasmBackend};
+use wasmtap_runtime::{
+    InstanceSpec, LoadError, Module, OpenError, Runtime, RuntimeConfig, Tenant, WasmBackend,
+};
 
 use crate::config::GuestLimits;
 
@@ -33,8 +35,53 @@ pub enum BackstoreSpec {
     },
 }
 
+/// Why a backstore could not be found, loaded or opened.
+#[derive(Debug, thiserror::Error)]
+pub enum GuestError {
+    /// A dev_config names a module with characters module names never have.
+    #[error("invalid module name {0:?} (letters, digits, '-' and '_' only)")]
+    ModuleName(String),
+    /// The WebAssembly runtime could not start.
+    #[error("WebAssembly runtime: {0}")]
+    Runtime(String),
+    /// The module's file could not be read.
+    #[error("module {name:?}: {}: {source}", path.display())]
+    ReadModule {
+        /// The module.
+        name: String,
+        /// Where it was looked for.
+        path: PathBuf,
+        /// Why it could not be read.
+        source: std::io::Error,
+    },
+    /// The runtime refused the module.
+    #[error("module {name:?} refused: {source}")]
+    Refused {
+        /// The module.
+        name: String,
+        /// The runtime's reason.
+        source: LoadError,
+    },
+    /// The device's directory could not be made.
+    #[error("{}: {source}", path.display())]
+    Directory {
+        /// The directory.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The instance did not open.
+    #[error("{device}: {source}")]
+    Open {
+        /// The device.
+        device: String,
+        /// Why (the guest's error code and last log line, if it refused).
+        source: OpenError,
+    },
+}
+
 /// Parse the part of dev_config after `wasmtap/` (empty for plain `wasmtap`).
-pub fn parse(config: &str) -> Result<BackstoreSpec, String> {
+pub fn parse(config: &str) -> Result<BackstoreSpec, GuestError> {
     let (module, rest) = config.split_once('/').unwrap_or((config, ""));
     if module.is_empty() || module == "native" {
         return Ok(BackstoreSpec::Native);
@@ -43,9 +90,7 @@ pub fn parse(config: &str) -> Result<BackstoreSpec, String> {
         .chars()
         .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
     {
-        return Err(format!(
-            "invalid module name {module:?} (letters, digits, '-' and '_' only)"
-        ));
+        return Err(GuestError::ModuleName(module.to_string()));
     }
     Ok(BackstoreSpec::Guest {
         module: module.to_string(),
@@ -89,17 +134,17 @@ pub struct Guests {
 impl Guests {
     /// A runtime with its cache in `data_dir/cache`, modules from
     /// `data_dir/modules`.
-    pub fn new(data_dir: &Path) -> Result<Self, String> {
+    pub fn new(data_dir: &Path) -> Result<Self, GuestError> {
         Self::with_limits(data_dir, &GuestLimits::default())
     }
 
     /// [`new`](Self::new) with the configuration's `[guests]` limits.
-    pub fn with_limits(data_dir: &Path, limits: &GuestLimits) -> Result<Self, String> {
+    pub fn with_limits(data_dir: &Path, limits: &GuestLimits) -> Result<Self, GuestError> {
         let cfg = limits.runtime(RuntimeConfig {
             cache_dir: Some(data_dir.join("cache")),
             ..RuntimeConfig::default()
         });
-        let runtime = Runtime::new(cfg).map_err(|e| format!("WebAssembly runtime: {e}"))?;
+        let runtime = Runtime::new(cfg).map_err(|e| GuestError::Runtime(e.to_string()))?;
         Ok(Self {
             runtime,
             modules_dir: data_dir.join("modules"),
@@ -113,7 +158,7 @@ impl Guests {
     }
 
     /// The module called `name`, loaded and validated once.
-    pub fn module(&mut self, name: &str) -> Result<Module, String> {
+    pub fn module(&mut self, name: &str) -> Result<Module, GuestError> {
         if let Some(m) = self.loaded.get(name) {
             return Ok(m.clone());
         }
@@ -121,26 +166,33 @@ impl Guests {
             Some((_, b)) => b.to_vec(),
             None => {
                 let p = self.modules_dir.join(format!("{name}.wasm"));
-                std::fs::read(&p).map_err(|e| format!("module {name:?}: {}: {e}", p.display()))?
+                std::fs::read(&p).map_err(|source| GuestError::ReadModule {
+                    name: name.to_string(),
+                    path: p.clone(),
+                    source,
+                })?
             }
         };
-        let m = self
-            .runtime
-            .load(&bytes)
-            .map_err(|e| format!("module {name:?} refused: {e}"))?;
+        let m = self.load_checked(name, &bytes)?;
         self.loaded.insert(name.to_string(), m.clone());
         Ok(m)
     }
 
     /// Load `bytes` as the module called `name` (replacing a loaded module
     /// of that name), with the same checks as [`module`](Self::module).
-    pub fn load(&mut self, name: &str, bytes: &[u8]) -> Result<Module, String> {
-        let m = self
-            .runtime
-            .load(bytes)
-            .map_err(|e| format!("module {name:?} refused: {e}"))?;
+    pub fn load(&mut self, name: &str, bytes: &[u8]) -> Result<Module, GuestError> {
+        let m = self.load_checked(name, bytes)?;
         self.loaded.insert(name.to_string(), m.clone());
         Ok(m)
+    }
+
+    fn load_checked(&self, name: &str, bytes: &[u8]) -> Result<Module, GuestError> {
+        self.runtime
+            .load(bytes)
+            .map_err(|source| GuestError::Refused {
+                name: name.to_string(),
+                source,
+            })
     }
 
     /// Open an instance of `module` for a device whose directory is `dir`
@@ -153,9 +205,12 @@ impl Guests {
         dir: &Path,
         region: Option<Arc<MappedRegion>>,
         facts: DeviceFacts,
-    ) -> Result<WasmBackend, String> {
+    ) -> Result<WasmBackend, GuestError> {
         let m = self.module(module)?;
-        std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        std::fs::create_dir_all(dir).map_err(|source| GuestError::Directory {
+            path: dir.to_path_buf(),
+            source,
+        })?;
         let mut spec = InstanceSpec::new(m, config, self.tenant.clone());
         spec.limits = self.limits.instance();
         if let Some(size) = facts.storage_for {
@@ -166,7 +221,10 @@ impl Guests {
         spec.device_geometry = facts.geometry;
         self.runtime
             .open(device, spec)
-            .map_err(|e| format!("{device}: {e}"))
+            .map_err(|source| GuestError::Open {
+                device: device.to_string(),
+                source,
+            })
     }
 }
 
@@ -207,18 +265,18 @@ mod tests {
 
     #[test]
     fn dev_config_selects_native_or_guest() {
-        assert_eq!(parse(""), Ok(BackstoreSpec::Native));
-        assert_eq!(parse("native"), Ok(BackstoreSpec::Native));
+        assert_eq!(parse("").ok(), Some(BackstoreSpec::Native));
+        assert_eq!(parse("native").ok(), Some(BackstoreSpec::Native));
         assert_eq!(
-            parse("ram/size=64M,sector=4096"),
-            Ok(BackstoreSpec::Guest {
+            parse("ram/size=64M,sector=4096").ok(),
+            Some(BackstoreSpec::Guest {
                 module: "ram".into(),
                 config: "size=64M,sector=4096".into()
             })
         );
         assert_eq!(
-            parse("raw-file"),
-            Ok(BackstoreSpec::Guest {
+            parse("raw-file").ok(),
+            Some(BackstoreSpec::Guest {
                 module: "raw-file".into(),
                 config: String::new()
             })
@@ -247,6 +305,7 @@ mod tests {
         assert!(
             g.module("does-not-exist")
                 .unwrap_err()
+                .to_string()
                 .contains("does-not-exist")
         );
         let _ = std::fs::remove_dir_all(&dir);

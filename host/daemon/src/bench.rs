@@ -132,7 +132,10 @@ pub fn native_ram() -> MakeHandler {
         let disk = RamDisk::new(BLOCK, DEVICE_BYTES / u64::from(BLOCK), 1024, false);
         // As the daemon serves it (see `crate::managed`).
         let backend = DeviceBackend::native(disk);
-        Ok(Box::new(ScsiHandler::new("bench/ram", backend, None)?) as Box<dyn Handler>)
+        Ok(
+            Box::new(ScsiHandler::new("bench/ram", backend, None).map_err(|e| e.to_string())?)
+                as Box<dyn Handler>,
+        )
     })
 }
 
@@ -149,7 +152,10 @@ pub fn native_file(dir: &Path) -> MakeHandler {
             .map_err(|e| format!("{}: {e}", path.display()))?;
         f.set_len(DEVICE_BYTES).map_err(|e| e.to_string())?;
         let disk = FileDisk::new(f, region, BLOCK, 1024).map_err(|e| e.to_string())?;
-        Ok(Box::new(ScsiHandler::new("bench/file", disk, None)?) as Box<dyn Handler>)
+        Ok(
+            Box::new(ScsiHandler::new("bench/file", disk, None).map_err(|e| e.to_string())?)
+                as Box<dyn Handler>,
+        )
     })
 }
 
@@ -516,16 +522,18 @@ pub fn guest(data_dir: &Path, device: &str, module: &str, config: &str) -> MakeH
     );
     let config = crate::backstore::with_geometry(config, DEVICE_BYTES, BLOCK);
     Box::new(move |region| {
-        let mut g = crate::backstore::Guests::new(&data_dir)?;
+        let mut g = crate::backstore::Guests::new(&data_dir).map_err(|e| e.to_string())?;
         let dir = data_dir.join("devices").join(&device);
         let facts = crate::backstore::DeviceFacts::geometry(DEVICE_BYTES, BLOCK);
-        let b = g.open(&device, &module, &config, &dir, Some(region), facts)?;
+        let b = g
+            .open(&device, &module, &config, &dir, Some(region), facts)
+            .map_err(|e| e.to_string())?;
         let geometry = (BLOCK, DEVICE_BYTES / u64::from(BLOCK));
         let backend = DeviceBackend::new(Ok(b), geometry, Arc::default());
-        Ok(
-            Box::new(ScsiHandler::new(&format!("bench/{device}"), backend, None)?)
-                as Box<dyn Handler>,
-        )
+        Ok(Box::new(
+            ScsiHandler::new(&format!("bench/{device}"), backend, None)
+                .map_err(|e| e.to_string())?,
+        ) as Box<dyn Handler>)
     })
 }
 

@@ -562,14 +562,16 @@ fn skip(detail: impl Into<String>) -> Outcome {
 impl Ctx {
     fn open_instance(&mut self, region: Arc<MappedRegion>) -> Result<WasmBackend, String> {
         let facts = DeviceFacts::sized(self.opts.size);
-        self.guests.open(
-            "check",
-            MODULE,
-            &self.config,
-            &self.dir,
-            Some(region),
-            facts,
-        )
+        self.guests
+            .open(
+                "check",
+                MODULE,
+                &self.config,
+                &self.dir,
+                Some(region),
+                facts,
+            )
+            .map_err(|e| e.to_string())
     }
 
     fn start(&mut self) -> Result<(), String> {
@@ -580,14 +582,16 @@ impl Ctx {
         let guests = &mut self.guests;
         let (config, dir, size) = (&self.config, &self.dir, self.opts.size);
         let sim = Sim::start(bs, blocks, |region| {
-            guests.open(
-                "check",
-                MODULE,
-                config,
-                dir,
-                Some(region),
-                DeviceFacts::sized(size),
-            )
+            guests
+                .open(
+                    "check",
+                    MODULE,
+                    config,
+                    dir,
+                    Some(region),
+                    DeviceFacts::sized(size),
+                )
+                .map_err(|e| e.to_string())
         })?;
         self.sim = Some(sim);
         Ok(())
@@ -1121,7 +1125,7 @@ impl Ctx {
                 self.sim()?
                     .control
                     .send(Control::WhenIdle(Box::new(move |h: &mut DeviceHandler| {
-                        let _ = tx.send(h.swap(Box::new(b)));
+                        let _ = tx.send(h.swap(Box::new(b)).map_err(|e| e.to_string()));
                         None
                     })))
                     .map_err(|e| e.to_string())?;
@@ -1369,7 +1373,7 @@ pub fn run(opts: &Options) -> Report {
     let t = Instant::now();
     let setup = std::fs::create_dir_all(&root)
         .map_err(|e| format!("{}: {e}", root.display()))
-        .and_then(|()| Guests::with_limits(&root, &opts.limits));
+        .and_then(|()| Guests::with_limits(&root, &opts.limits).map_err(|e| e.to_string()));
     let mut guests = match setup {
         Ok(g) => g,
         Err(e) => {
@@ -1377,12 +1381,15 @@ pub fn run(opts: &Options) -> Report {
             return report;
         }
     };
-    let loaded = guests.load(MODULE, &opts.module).map(|_| {
-        format!(
-            "{} bytes accepted by the runtime's load checks",
-            opts.module.len()
-        )
-    });
+    let loaded = guests
+        .load(MODULE, &opts.module)
+        .map_err(|e| e.to_string())
+        .map(|_| {
+            format!(
+                "{} bytes accepted by the runtime's load checks",
+                opts.module.len()
+            )
+        });
     let ok = record(&mut report, "load", t, loaded.map(|d| (Verdict::Pass, d)));
     if opts.block_size != 512 && opts.block_size != 4096 {
         record(

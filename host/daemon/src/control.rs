@@ -372,8 +372,11 @@ impl DaemonHost {
         let make = move || {
             let backend = DeviceBackend::new(guest, (spec.block_size, blocks), observed);
             let h = ScsiHandler::new(&seed, backend, transport_max)?;
-            Ok(h.persist_sanitize(sanitize_file)
-                .with_copy(&copies, &copy_scope, copy_tx))
+            Ok::<_, crate::handler::HandlerError>(h.persist_sanitize(sanitize_file).with_copy(
+                &copies,
+                &copy_scope,
+                copy_tx,
+            ))
         };
         // Stops on the device's own flag or the daemon's.
         let either = StopEither(Arc::clone(&stop), Arc::clone(&self.stop));
@@ -462,7 +465,8 @@ impl DaemonHost {
         {
             return Ok(());
         }
-        let (attrs, handle, ring) = crate::attach::open_device(cfg, dev)?;
+        let (attrs, handle, ring) =
+            crate::attach::open_device(cfg, dev).map_err(|e| e.to_string())?;
         let known = self.get(id).is_ok();
         let guest = if known {
             let mut spec = lock(&m.spec).clone();
@@ -532,11 +536,11 @@ impl DaemonHost {
 
     /// Run `f` on device `id`'s handler, on its worker thread (when nothing
     /// is in flight if `idle`), and wait for its answer.
-    fn ask<T: Send + 'static>(
+    fn ask<T: Send + 'static, E: std::fmt::Display + Send + 'static>(
         &self,
         id: i64,
         idle: bool,
-        f: impl FnOnce(&mut DeviceHandler) -> Result<T, String> + Send + 'static,
+        f: impl FnOnce(&mut DeviceHandler) -> Result<T, E> + Send + 'static,
     ) -> Result<T, String> {
         let m = self.get(id)?;
         let control = {
@@ -551,7 +555,9 @@ impl DaemonHost {
         } else {
             control.call(WORKER_ANSWER, f)
         };
-        answer.map_err(|e| e.to_string())?
+        answer
+            .map_err(|e| e.to_string())?
+            .map_err(|e| e.to_string())
     }
 }
 

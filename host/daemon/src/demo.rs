@@ -43,21 +43,26 @@ pub fn run(cfg: &ServeConfig, stop: &Arc<AtomicBool>) -> Result<(), String> {
     let worker_stop = Arc::new(AtomicBool::new(false));
     let (wstop, wstats, batch) = (Arc::clone(&worker_stop), Arc::clone(&stats), cfg.batch);
     let bell = user.bell.clone();
-    let guest = match backstore::parse(&cfg.sim_backstore)? {
+    let guest = match backstore::parse(&cfg.sim_backstore).map_err(|e| e.to_string())? {
         BackstoreSpec::Native => None,
         BackstoreSpec::Guest { module, config } => {
             let config = backstore::with_geometry(&config, blocks * u64::from(BLOCK), BLOCK);
-            let mut guests = Guests::with_limits(&cfg.data_dir, &cfg.guests)?;
+            let mut guests =
+                Guests::with_limits(&cfg.data_dir, &cfg.guests).map_err(|e| e.to_string())?;
             let dir = cfg.data_dir.join("devices").join("sim-sim0");
             tracing::info!(%module, %config, "simulated device backed by a WebAssembly backstore");
-            Some(guests.open(
-                "sim0",
-                &module,
-                &config,
-                &dir,
-                Some(Arc::clone(&user.region)),
-                DeviceFacts::geometry(blocks * u64::from(BLOCK), BLOCK),
-            )?)
+            Some(
+                guests
+                    .open(
+                        "sim0",
+                        &module,
+                        &config,
+                        &dir,
+                        Some(Arc::clone(&user.region)),
+                        DeviceFacts::geometry(blocks * u64::from(BLOCK), BLOCK),
+                    )
+                    .map_err(|e| e.to_string())?,
+            )
         }
     };
     let make = move || {

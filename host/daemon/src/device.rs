@@ -31,6 +31,26 @@ enum Inner {
 /// A device's SCSI handler: the target over a [`DeviceBackend`].
 pub type DeviceHandler = ScsiHandler<DeviceBackend>;
 
+/// Why a device could not do what the control plane asked.
+#[derive(Debug, thiserror::Error)]
+pub enum DeviceError {
+    /// The device's backstore cannot run.
+    #[error("device is offline: {0}")]
+    Offline(String),
+    /// This kind of backend does not do that.
+    #[error("{0}")]
+    Unsupported(&'static str),
+    /// The WebAssembly instance failed the call.
+    #[error("{0}")]
+    Backstore(#[from] wasmtap_scsi::BackendError),
+    /// The backend refused the change.
+    #[error("{0}")]
+    Refused(String),
+    /// The backend's new geometry cannot be served.
+    #[error(transparent)]
+    Handler(#[from] crate::handler::HandlerError),
+}
+
 /// What the control plane reads about the current instance, from any thread.
 #[derive(Debug, Clone, Default)]
 pub struct Observed {
@@ -120,9 +140,9 @@ impl DeviceBackend {
 
     /// Close the current guest instance (td_close), if one serves and no
     /// command holds it. Afterwards the backend answers as failed.
-    pub fn close(&self) -> Result<(), String> {
+    pub fn close(&self) -> Result<(), DeviceError> {
         match &**self.cur.borrow() {
-            Inner::Guest(b) => b.close().map_err(|e| e.to_string()),
+            Inner::Guest(b) => Ok(b.close()?),
             Inner::Native(_) | Inner::Offline(_) => Ok(()),
         }
     }
@@ -207,13 +227,15 @@ impl DeviceBackend {
         }
     }
 
-    fn reconfigure(&self, size: Option<u64>, write_cache: Option<bool>) -> Result<(), String> {
+    fn reconfigure(&self, size: Option<u64>, write_cache: Option<bool>) -> Result<(), DeviceError> {
         match &*self.current() {
-            Inner::Native(d) => d.reconfigure(size, write_cache),
-            Inner::Guest(_) => {
-                Err("a WebAssembly backstore's geometry comes from its own configuration".into())
-            }
-            Inner::Offline(d) => Err(format!("device is offline: {}", d.reason)),
+            Inner::Native(d) => d
+                .reconfigure(size, write_cache)
+                .map_err(DeviceError::Refused),
+            Inner::Guest(_) => Err(DeviceError::Unsupported(
+                "a WebAssembly backstore's geometry comes from its own configuration",
+            )),
+            Inner::Offline(d) => Err(DeviceError::Offline(d.reason.clone())),
         }
     }
 }
@@ -222,9 +244,9 @@ impl DeviceHandler {
     /// Hot swap: serve `backend` from now on (run with nothing in flight,
     /// as a `Control::WhenIdle` job). A new module reporting another size
     /// raises CAPACITY DATA HAS CHANGED, as a resize does.
-    pub fn swap(&mut self, backend: Box<WasmBackend>) -> Result<(), String> {
+    pub fn swap(&mut self, backend: Box<WasmBackend>) -> Result<(), DeviceError> {
         self.backend().swap(backend);
-        self.refresh()
+        Ok(self.refresh()?)
     }
 
     /// The kernel changed the device (netlink RECONFIG): new size in bytes
@@ -233,25 +255,25 @@ impl DeviceHandler {
         &mut self,
         size: Option<u64>,
         write_cache: Option<bool>,
-    ) -> Result<(), String> {
+    ) -> Result<(), DeviceError> {
         self.backend().reconfigure(size, write_cache)?;
-        self.refresh()
+        Ok(self.refresh()?)
     }
 
     /// The backstore's debug text (td_debug).
-    pub fn debug(&self) -> Result<String, String> {
+    pub fn debug(&self) -> Result<String, DeviceError> {
         match &*self.backend().current() {
-            Inner::Guest(b) => b.debug().map_err(|e| e.to_string()),
-            Inner::Native(_) => Err("this backend has no debug output".into()),
+            Inner::Guest(b) => Ok(b.debug()?),
+            Inner::Native(_) => Err(DeviceError::Unsupported("this backend has no debug output")),
             Inner::Offline(d) => Ok(format!("offline: {}", d.reason)),
         }
     }
 
     /// The backstore's own counters (its `stats()`).
-    pub fn guest_stats(&self) -> Result<wasmtap_web::host::GuestStats, String> {
+    pub fn guest_stats(&self) -> Result<wasmtap_web::host::GuestStats, DeviceError> {
         match &*self.backend().current() {
             Inner::Guest(b) => {
-                let s = b.stats().map_err(|e| e.to_string())?;
+                let s = b.stats()?;
                 Ok(wasmtap_web::host::GuestStats {
                     reads: s.reads,
                     writes: s.writes,
@@ -262,8 +284,10 @@ impl DeviceHandler {
                     errors: s.errors,
                 })
             }
-            Inner::Native(_) => Err("this backend keeps no counters of its own".into()),
-            Inner::Offline(d) => Err(format!("offline: {}", d.reason)),
+            Inner::Native(_) => Err(DeviceError::Unsupported(
+                "this backend keeps no counters of its own",
+            )),
+            Inner::Offline(d) => Err(DeviceError::Offline(d.reason.clone())),
         }
     }
 }

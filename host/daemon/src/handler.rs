@@ -9,12 +9,23 @@ use std::sync::Arc;
 use wasmtap_kernel::MappedRegion;
 use wasmtap_ring::{Command, SharedRegion};
 use wasmtap_scsi::{
-    BlockBackend, Blocks, BufferError, DeviceIdentity, Extent, Memory, Nexus, SanitizeState,
-    SgBuffer, Target,
+    BlockBackend, Blocks, BufferError, DeviceIdentity, Extent, GeometryError, IdentityError,
+    Memory, Nexus, SanitizeState, SgBuffer, Target,
 };
 
 use crate::copy::{CopyRegistry, CopyRequest};
 use crate::worker::{BackgroundFuture, CommandFuture, Control, ControlTx, Handler};
+
+/// Why a device's handler could not be made, or its new geometry taken.
+#[derive(Debug, thiserror::Error)]
+pub enum HandlerError {
+    /// The device's name makes no valid identity.
+    #[error("device identity: {0}")]
+    Identity(#[from] IdentityError),
+    /// The backend reports a geometry the target cannot serve.
+    #[error("device geometry: {0}")]
+    Geometry(#[from] GeometryError),
+}
 
 /// The shared region seen as the SCSI target's memory: offsets in, copies out.
 #[derive(Debug)]
@@ -105,10 +116,9 @@ impl<B: BlockBackend + 'static> ScsiHandler<B> {
     /// (`hw_max_sectors`), when there is a kernel: the LUN advertises and
     /// enforces the smaller of it and the backend's own limit, so every
     /// backstore behind the same attributes answers alike.
-    pub fn new(seed: &str, backend: B, transport_max: Option<u32>) -> Result<Self, String> {
-        let identity = DeviceIdentity::new(&serial_for(seed)).map_err(|e| e.to_string())?;
-        let mut target =
-            Target::new(backend, identity).map_err(|e| format!("device geometry: {e}"))?;
+    pub fn new(seed: &str, backend: B, transport_max: Option<u32>) -> Result<Self, HandlerError> {
+        let identity = DeviceIdentity::new(&serial_for(seed))?;
+        let mut target = Target::new(backend, identity)?;
         if let Some(max) = transport_max {
             target = target.limit_transfer(Blocks(u64::from(max)));
         }
@@ -280,12 +290,12 @@ impl<B: BlockBackend + 'static> ScsiHandler<B> {
     /// The backend's geometry may have changed (a RECONFIG, a hot swap):
     /// re-read it; if the size moved, the target raises CAPACITY DATA HAS
     /// CHANGED on every nexus.
-    pub fn refresh(&mut self) -> Result<(), String> {
+    pub fn refresh(&mut self) -> Result<(), HandlerError> {
         let r = self
             .target
             .refresh_info()
             .map(drop)
-            .map_err(|e| e.to_string());
+            .map_err(HandlerError::from);
         self.copy_geometry_changed();
         r
     }

@@ -272,7 +272,7 @@ fn serve_tcmu(cfg: &ServeConfig, stop: &Arc<AtomicBool>, host: &DaemonHost) -> R
         cfg,
         stop,
         host,
-        guests: Guests::with_limits(&cfg.data_dir, &cfg.guests)?,
+        guests: Guests::with_limits(&cfg.data_dir, &cfg.guests).map_err(|e| e.to_string())?,
         workers: HashMap::new(),
     };
     while !stop.load(Ordering::Relaxed) {
@@ -422,11 +422,12 @@ impl Devices<'_> {
             EventKind::Reconfig => match ev.uio().and_then(|u| self.workers.get(&u)) {
                 Some(r) if ev.dev_size.is_some() || ev.write_cache.is_some() => {
                     let (size, write_cache) = (ev.dev_size, ev.write_cache);
-                    r.control
-                        .call(Duration::from_secs(5), move |h| {
-                            h.reconfigure(size, write_cache)
-                        })
-                        .unwrap_or_else(|e| Err(format!("reconfiguration: {e}")))
+                    match r.control.call(Duration::from_secs(5), move |h| {
+                        h.reconfigure(size, write_cache)
+                    }) {
+                        Ok(done) => done.map_err(|e| e.to_string()),
+                        Err(e) => Err(format!("reconfiguration: {e}")),
+                    }
                 }
                 // dev_config changes take effect at the next attach.
                 _ => Ok(()),
@@ -492,12 +493,23 @@ fn backstore_of(cfg: &ServeConfig, ev: &DeviceEvent) -> Option<PathBuf> {
     Some(configfs::backstore_dir(&cfg.configfs, hba, &dev))
 }
 
+/// Why a configfs LUN got no worker.
+#[derive(Debug, thiserror::Error)]
+enum StartError {
+    /// The device could not be opened for serving.
+    #[error(transparent)]
+    Attach(#[from] attach::AttachError),
+    /// The worker's channel or thread could not be made.
+    #[error("worker: {0}")]
+    Worker(#[from] std::io::Error),
+}
+
 fn start_worker(
     cfg: &ServeConfig,
     dev: &UioDevice,
     stop: &Arc<AtomicBool>,
     guests: &mut Guests,
-) -> Result<Running, String> {
+) -> Result<Running, StartError> {
     let spec = backstore::parse(&dev.config);
     let (attrs, handle, ring) = attach::open_device(cfg, dev)?;
     let blocks = attrs.size / u64::from(attrs.block_size);
@@ -532,14 +544,15 @@ fn start_worker(
                     DeviceFacts::geometry(attrs.size, attrs.block_size),
                 )
                 .map(Some)
+                .map_err(|e| e.to_string())
         }
-        Err(e) => Err(e.clone()),
+        Err(e) => Err(e.to_string()),
     };
     if let Err(e) = &guest {
         tracing::error!(device = %dev.name, uio = %dev.uio, "backstore unavailable, LUN answers NOT READY: {e}");
     }
     let stats = Arc::new(WorkerStats::default());
-    let (control, control_rx) = worker::channel().map_err(|e| format!("worker channel: {e}"))?;
+    let (control, control_rx) = worker::channel()?;
     let name = dev.name.clone();
     let uio_name = dev.uio.clone();
     let wwn_seed = format!("{}/{}", dev.hba, dev.name);
@@ -575,7 +588,7 @@ fn start_worker(
         } else {
             h
         };
-        Ok(h.with_copy(&copies, &copy_scope, copy_tx))
+        Ok::<_, crate::handler::HandlerError>(h.with_copy(&copies, &copy_scope, copy_tx))
     };
     let serve = worker::Serve {
         ring,
@@ -599,8 +612,7 @@ fn start_worker(
             }
             Err(e) => tracing::error!(device = %name, uio = %uio_name, "worker failed: {e}"),
         },
-    )
-    .map_err(|e| format!("spawn worker: {e}"))?;
+    )?;
     Ok(Running {
         handle,
         stats,

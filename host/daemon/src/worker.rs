@@ -421,15 +421,16 @@ pub fn stop_flag(flag: Arc<AtomicBool>) -> Box<dyn Fn() -> bool + Send> {
 /// ([`run`]), and ends with `done`, given the handler (none if `make`
 /// failed) and how serving ended; what `done` returns is the thread's
 /// result. The one way every device, simulated or real, is run.
-pub fn spawn<B, H, R>(
+pub fn spawn<B, H, E, R>(
     name: String,
     serve: Serve<B, H>,
-    make: impl FnOnce() -> Result<H, String> + Send + 'static,
+    make: impl FnOnce() -> Result<H, E> + Send + 'static,
     done: impl FnOnce(Option<&mut H>, Result<(), WorkerError>) -> R + Send + 'static,
 ) -> io::Result<std::thread::JoinHandle<R>>
 where
     B: Doorbell + Send + 'static,
     H: Handler + 'static,
+    E: std::fmt::Display,
     R: Send + 'static,
 {
     std::thread::Builder::new().name(name).spawn(move || {
@@ -454,7 +455,7 @@ where
                 );
                 done(Some(&mut h), r)
             }
-            Err(e) => done(None, Err(WorkerError::Setup(e))),
+            Err(e) => done(None, Err(WorkerError::Setup(e.to_string()))),
         }
     })
 }

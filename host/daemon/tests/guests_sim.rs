@@ -312,6 +312,11 @@ fn a_guest_importing_sockets_is_refused_with_the_reason() {
     let dir = data_dir("sockets");
     let mut g = Guests::new(&dir).unwrap();
     let err = g.module("hostile-sockets").unwrap_err();
+    assert!(
+        matches!(err, backstore::GuestError::Refused { .. }),
+        "{err:?}"
+    );
+    let err = err.to_string();
     assert!(err.contains("wasi:"), "{err}");
     assert!(err.contains("refused"), "{err}");
 }

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 pub use wasmtap::demo::rw16;
 use wasmtap::device::DeviceHandler;
+use wasmtap::handler::HandlerError;
 use wasmtap::worker::{self, ControlTx, WorkerError};
 use wasmtap_kernel::sim::{self, SimKernel};
 use wasmtap_kernel::{EventBell, MappedRegion};
@@ -19,7 +20,7 @@ use wasmtap_ring::sim::{Completion, DataRef, SimConfig};
 
 /// Builds a device's handler on its worker thread (the daemon's own kind:
 /// the SCSI target over a `DeviceBackend`).
-pub type Make = Box<dyn FnOnce(Arc<MappedRegion>) -> Result<DeviceHandler, String> + Send>;
+pub type Make = Box<dyn FnOnce(Arc<MappedRegion>) -> Result<DeviceHandler, HandlerError> + Send>;
 
 /// One device: the kernel model on the test thread, the worker on its own.
 pub struct Dev {
