@@ -550,11 +550,12 @@ impl DaemonHost {
             };
             run.control.clone()
         };
-        let answer = if idle {
-            control.call_when_idle(WORKER_ANSWER, f)
+        let when = if idle {
+            worker::When::Idle
         } else {
-            control.call(WORKER_ANSWER, f)
+            worker::When::Now
         };
+        let answer = control.call(when, WORKER_ANSWER, f);
         answer
             .map_err(|e| e.to_string())?
             .map_err(|e| e.to_string())

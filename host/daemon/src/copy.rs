@@ -128,22 +128,27 @@ impl Future for Reply {
 
 /// How a registered device takes a copy request: hands it to its worker;
 /// `false` when the worker is gone.
-pub type Post = Arc<dyn Fn(CopyRequest) -> bool + Send + Sync>;
-
 #[derive(Clone)]
+pub struct Post(Arc<dyn Fn(CopyRequest) -> bool + Send + Sync>);
+
+impl Post {
+    /// Post with `f`.
+    pub fn new(f: impl Fn(CopyRequest) -> bool + Send + Sync + 'static) -> Self {
+        Self(Arc::new(f))
+    }
+}
+
+impl std::fmt::Debug for Post {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Post(..)")
+    }
+}
+
+#[derive(Debug, Clone)]
 struct Peer {
     scope: String,
     post: Post,
     info: Arc<Mutex<DiskInfo>>,
-}
-
-impl std::fmt::Debug for Peer {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Peer")
-            .field("scope", &self.scope)
-            .field("info", &self.info)
-            .finish_non_exhaustive()
-    }
 }
 
 /// The daemon's devices by NAA designator, for EXTENDED COPY.
@@ -237,7 +242,7 @@ struct RemoteLun {
 impl RemoteLun {
     async fn ask(&self, op: CopyOp) -> Result<Vec<u8>, BackendError> {
         let (answer, reply) = reply();
-        if !(self.post)(CopyRequest { op, reply }) {
+        if !(self.post.0)(CopyRequest { op, reply }) {
             return Err(unavailable());
         }
         answer.await
@@ -328,7 +333,7 @@ mod tests {
     fn peers_outside_the_scope_are_not_found() {
         let reg = CopyRegistry::default();
         let info = DiskInfo::simple(512, 1024);
-        let _a = reg.register(0x3000_0000_0000_0001, "tenant:a", Arc::new(|_| true), info);
+        let _a = reg.register(0x3000_0000_0000_0001, "tenant:a", Post::new(|_| true), info);
         let naa = 0x3000_0000_0000_0001u64.to_be_bytes();
         assert!(reg.peers("tenant:a").locate(&naa).is_some());
         assert!(reg.peers("tenant:b").locate(&naa).is_none());

@@ -147,7 +147,7 @@ impl<B: BlockBackend + 'static> ScsiHandler<B> {
                 self.target = Rc::new(t.with_copy_peers(registry.peers(scope)));
                 // Another device's copy I/O runs here as a job whose future
                 // the worker polls with the commands.
-                let post: crate::copy::Post = Arc::new(move |req: CopyRequest| {
+                let post = crate::copy::Post::new(move |req: CopyRequest| {
                     tx.send(Control::Now(Box::new(move |h: &mut Self| {
                         Some(h.copy_io(req))
                     })))

@@ -422,9 +422,11 @@ impl Devices<'_> {
             EventKind::Reconfig => match ev.uio().and_then(|u| self.workers.get(&u)) {
                 Some(r) if ev.dev_size.is_some() || ev.write_cache.is_some() => {
                     let (size, write_cache) = (ev.dev_size, ev.write_cache);
-                    match r.control.call(Duration::from_secs(5), move |h| {
-                        h.reconfigure(size, write_cache)
-                    }) {
+                    match r
+                        .control
+                        .call(worker::When::Now, Duration::from_secs(5), move |h| {
+                            h.reconfigure(size, write_cache)
+                        }) {
                         Ok(done) => done.map_err(|e| e.to_string()),
                         Err(e) => Err(format!("reconfiguration: {e}")),
                     }

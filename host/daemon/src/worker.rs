@@ -144,6 +144,16 @@ pub fn channel<H>() -> io::Result<(ControlTx<H>, ControlRx<H>)> {
     ))
 }
 
+/// When a [`ControlTx::call`] runs: at the next pass ([`Control::Now`]) or
+/// once nothing is in flight ([`Control::WhenIdle`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum When {
+    /// At the next pass.
+    Now,
+    /// Once no command is in flight.
+    Idle,
+}
+
 /// Why a [`ControlTx::call`] got no answer.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum CallError {
@@ -163,37 +173,23 @@ impl<H: 'static> ControlTx<H> {
         Ok(())
     }
 
-    /// Run `f` on the handler at the next pass and wait up to `timeout`
-    /// for what it returns.
+    /// Run `f` on the handler `when` it should run and wait up to
+    /// `timeout` for what it returns.
     pub fn call<R: Send + 'static>(
         &self,
+        when: When,
         timeout: Duration,
         f: impl FnOnce(&mut H) -> R + Send + 'static,
-    ) -> Result<R, CallError> {
-        self.ask(timeout, f, Control::Now)
-    }
-
-    /// [`call`](ControlTx::call), run once nothing is in flight
-    /// ([`Control::WhenIdle`]).
-    pub fn call_when_idle<R: Send + 'static>(
-        &self,
-        timeout: Duration,
-        f: impl FnOnce(&mut H) -> R + Send + 'static,
-    ) -> Result<R, CallError> {
-        self.ask(timeout, f, Control::WhenIdle)
-    }
-
-    fn ask<R: Send + 'static>(
-        &self,
-        timeout: Duration,
-        f: impl FnOnce(&mut H) -> R + Send + 'static,
-        wrap: fn(Job<H>) -> Control<H>,
     ) -> Result<R, CallError> {
         let (tx, rx) = std::sync::mpsc::channel();
-        self.send(wrap(Box::new(move |h: &mut H| {
+        let job: Job<H> = Box::new(move |h: &mut H| {
             let _ = tx.send(f(h));
             None
-        })))?;
+        });
+        self.send(match when {
+            When::Now => Control::Now(job),
+            When::Idle => Control::WhenIdle(job),
+        })?;
         rx.recv_timeout(timeout).map_err(|e| match e {
             std::sync::mpsc::RecvTimeoutError::Timeout => CallError::Timeout(timeout),
             std::sync::mpsc::RecvTimeoutError::Disconnected => CallError::Gone,

@@ -221,9 +221,11 @@ fn reconfigure_resizes_and_raises_capacity_changed_once() {
     let mut rig = rig(abi::CAP_OOOC | abi::CAP_READ_LEN);
     let size = 2 * BLOCKS * u64::from(BS);
     rig.control
-        .call(Duration::from_secs(10), move |h| {
-            h.reconfigure(Some(size), None)
-        })
+        .call(
+            wasmtap::worker::When::Now,
+            Duration::from_secs(10),
+            move |h| h.reconfigure(Some(size), None),
+        )
         .unwrap()
         .unwrap();
     let rc16 = [0x9e, 0x10, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 32, 0, 0];
