@@ -80,7 +80,7 @@ fn null_guest_fails_read_write_with_the_difference() {
 
 #[test]
 fn trapping_guest_fails_its_first_read_with_the_sense() {
-    let r = check::run(&opts(wasmtap_example_guests::HOSTILE_TRAP, ""));
+    let r = check::run(&opts(wasmtap_hostile_guests::HOSTILE_TRAP, ""));
     let (v, d) = verdict(&r, "unwritten-zero");
     assert_eq!(v, Verdict::Fail);
     assert!(

@@ -53,10 +53,8 @@ fn data_dir(tag: &str) -> PathBuf {
     let _ = std::fs::remove_dir_all(&d);
     std::fs::create_dir_all(d.join("modules")).unwrap();
     // Hostile modules are not built in: install them as uploaded modules.
-    for (name, path) in wasmtap_example_guests::ALL {
-        if name.starts_with("hostile-") {
-            std::fs::copy(path, d.join("modules").join(format!("{name}.wasm"))).unwrap();
-        }
+    for (name, path) in wasmtap_hostile_guests::ALL {
+        std::fs::copy(path, d.join("modules").join(format!("{name}.wasm"))).unwrap();
     }
     d
 }
