@@ -24,6 +24,8 @@ pub struct Dev {
     pub k: SimKernel,
     pub control: ControlTx,
     pub wake: EventBell,
+    /// The worker's counters.
+    pub stats: Arc<WorkerStats>,
     block_size: u32,
     stop: Arc<AtomicBool>,
     worker: Option<JoinHandle<Result<(), WorkerError>>>,
@@ -56,6 +58,8 @@ impl Dev {
         let wake = user.bell.to_user.clone();
         let (control, ctl_rx) = worker::channel().unwrap();
         let factory = make(Arc::clone(&user.region));
+        let stats = Arc::new(WorkerStats::default());
+        let wstats = Arc::clone(&stats);
         let worker = thread::spawn(move || {
             let mut h = factory(Arc::clone(&user.region)).map_err(WorkerError::Setup)?;
             worker::run(
@@ -63,7 +67,7 @@ impl Dev {
                 &user.bell,
                 &mut h,
                 &wstop,
-                &WorkerStats::default(),
+                &wstats,
                 tuning,
                 Some(&ctl_rx),
             )
@@ -72,6 +76,7 @@ impl Dev {
             k,
             control,
             wake,
+            stats,
             block_size,
             stop,
             worker: Some(worker),
