@@ -71,13 +71,22 @@ fn surface(file: &str) -> Surface {
     surface
 }
 
+/// Every built guest, example and hostile (twelve).
+fn all_guests() -> impl Iterator<Item = &'static (&'static str, &'static str)> {
+    let all = wasmtap_example_guests::ALL
+        .iter()
+        .chain(wasmtap_hostile_guests::ALL);
+    assert_eq!(all.clone().count(), 12, "3 example guests, 9 hostile ones");
+    all
+}
+
 fn unversioned(name: &str) -> &str {
     name.split_once('@').map_or(name, |(n, _)| n)
 }
 
 #[test]
 fn every_guest_exports_the_driver() {
-    for (name, file) in wasmtap_example_guests::ALL {
+    for (name, file) in all_guests() {
         let s = surface(file);
         println!(
             "{name}:\n  imports: {:?}\n  exports: {:?}",
@@ -99,7 +108,7 @@ fn every_guest_exports_the_driver() {
 
 #[test]
 fn std_guests_import_only_the_contract_and_the_std_wasi_set() {
-    for (name, file) in wasmtap_example_guests::ALL {
+    for (name, file) in all_guests() {
         if *name == "hostile-sockets" {
             continue;
         }
@@ -131,7 +140,7 @@ fn storage_is_imported_only_by_guests_that_use_it() {
             .contains(storage)
     );
     assert!(
-        surface(wasmtap_example_guests::HOSTILE_ESCAPE)
+        surface(wasmtap_hostile_guests::HOSTILE_ESCAPE)
             .imports
             .contains(storage)
     );
@@ -144,7 +153,7 @@ fn storage_is_imported_only_by_guests_that_use_it() {
 
 #[test]
 fn sockets_guest_imports_wasi_sockets() {
-    let s = surface(wasmtap_example_guests::HOSTILE_SOCKETS);
+    let s = surface(wasmtap_hostile_guests::HOSTILE_SOCKETS);
     let sockets: Vec<_> = s
         .imports
         .iter()

@@ -1204,6 +1204,12 @@ impl Ctx {
             }
         }
         let elapsed = start.elapsed().as_secs_f64();
+        if reads + writes == 0 {
+            // A phase that sent nothing verified nothing (`--secs 0`).
+            return Err(format!(
+                "QD {qd}: no command sent in {secs} s, nothing verified"
+            ));
+        }
         let mut detail = format!(
             "QD {qd}: {} commands in {elapsed:.1} s ({writes} writes, {reads} reads, {} verified), no errors",
             reads + writes,

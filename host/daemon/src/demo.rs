@@ -323,8 +323,8 @@ impl Throttle {
 }
 
 /// Run the verifying initiator against the simulated kernel `k` until
-/// `stop`, then wait for everything queued. Errors if any command failed or
-/// any block read back wrong.
+/// `stop`, then wait for everything queued. Errors if any command failed,
+/// any block read back wrong, or no command completed at all.
 pub fn initiator(k: &mut SimKernel, load: &Load, stop: &AtomicBool) -> Result<String, String> {
     let mut throttle = Throttle::new(ERROR_LINES_PER_SEC);
     let (dev_blocks, qd, bs) = (load.blocks, load.queue_depth, load.block_size);
@@ -678,6 +678,11 @@ pub fn initiator(k: &mut SimKernel, load: &Load, stop: &AtomicBool) -> Result<St
     }
     if errors > 0 {
         return Err(format!("{errors} I/O errors or mismatches ({summary})"));
+    }
+    if ios == 0 {
+        return Err(format!(
+            "no I/O completed before the stop, nothing was verified ({summary})"
+        ));
     }
     Ok(summary)
 }

@@ -87,7 +87,7 @@ impl Env {
     }
 
     fn hog(&self, tok: &str) -> i64 {
-        let bytes = std::fs::read(wasmtap_example_guests::HOSTILE_HOG).unwrap();
+        let bytes = std::fs::read(wasmtap_hostile_guests::HOSTILE_HOG).unwrap();
         let (s, m) = upload(&self.d.url, tok, "hog", &bytes);
         assert_eq!(s, 201, "{m}");
         m["id"].as_i64().unwrap()

@@ -20,6 +20,16 @@ fn verdict(r: &Report, name: &str) -> (Verdict, String) {
     (c.verdict, c.detail.clone())
 }
 
+/// The command count of a random-I/O phase's detail ("QD 8: 1234 commands
+/// in ...").
+fn commands(detail: &str) -> u64 {
+    detail
+        .split_once(": ")
+        .and_then(|(_, rest)| rest.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no command count in {detail:?}"))
+}
+
 #[test]
 fn ram_guest_passes_and_is_reported_not_persistent() {
     let r = check::run(&opts(wasmtap_example_guests::RAM, ""));
@@ -30,7 +40,13 @@ fn ram_guest_passes_and_is_reported_not_persistent() {
     let (v, d) = verdict(&r, "durability-reopen");
     assert_eq!(v, Verdict::Skip, "{d}");
     assert!(d.contains("not persistent"), "{d}");
-    assert_eq!(verdict(&r, "hot-swap").0, Verdict::Pass);
+    // The random-I/O phases ran and sent commands (a skipped or empty
+    // phase would verify nothing).
+    for name in ["random-qd1", "random-qd8", "random-qd32", "hot-swap"] {
+        let (v, d) = verdict(&r, name);
+        assert_eq!(v, Verdict::Pass, "{name}: {d}");
+        assert!(commands(&d) > 0, "{name}: {d}");
+    }
     // The JSON has the same rows.
     let j: serde_json::Value = serde_json::from_str(&r.json()).unwrap();
     assert_eq!(j["passed"], true);
@@ -48,12 +64,14 @@ fn raw_file_guest_passes_and_its_data_survives_a_reopen() {
     o.keep = Some(keep.clone());
     let r = check::run(&o);
     assert!(!r.failed(), "{}", r.table());
+    assert_eq!(r.checks.len(), check::CHECKS.len(), "{}", r.table());
     assert!(
         r.checks.iter().all(|c| c.verdict == Verdict::Pass),
         "{}",
         r.table()
     );
     assert!(verdict(&r, "durability-reopen").1.contains("intact"));
+    assert!(commands(&verdict(&r, "random-qd8").1) > 0);
     // --keep leaves the device's image behind.
     let img = keep.join("devices/check/disk.img");
     assert_eq!(std::fs::metadata(&img).unwrap().len(), 64 << 20);
@@ -80,7 +98,7 @@ fn null_guest_fails_read_write_with_the_difference() {
 
 #[test]
 fn trapping_guest_fails_its_first_read_with_the_sense() {
-    let r = check::run(&opts(wasmtap_example_guests::HOSTILE_TRAP, ""));
+    let r = check::run(&opts(wasmtap_hostile_guests::HOSTILE_TRAP, ""));
     let (v, d) = verdict(&r, "unwritten-zero");
     assert_eq!(v, Verdict::Fail);
     assert!(
@@ -105,9 +123,20 @@ fn a_module_that_does_not_load_fails_load_and_runs_nothing_else() {
     let r = check::run(&Options::new("junk.wasm", b"not a component".to_vec()));
     assert_eq!(verdict(&r, "load").0, Verdict::Fail);
     assert!(verdict(&r, "load").1.contains("refused"));
+    assert_eq!(r.checks.len(), check::CHECKS.len(), "{}", r.table());
     assert!(
         r.checks[1..]
             .iter()
             .all(|c| c.verdict == Verdict::Skip && c.detail.starts_with("not run"))
     );
+}
+
+#[test]
+fn a_random_phase_that_sends_nothing_fails() {
+    let mut o = opts(wasmtap_example_guests::RAM, "");
+    o.load_secs = 0.0;
+    let r = check::run(&o);
+    let (v, d) = verdict(&r, "random-qd1");
+    assert_eq!(v, Verdict::Fail, "{d}");
+    assert!(d.contains("nothing verified"), "{d}");
 }

@@ -222,7 +222,7 @@ fn modules_are_refused_with_the_runtime_reason() {
     assert_eq!(code(b"\0asm\x01\0\0\0"), "core_module");
     // An empty component: valid, but it exports no driver.
     assert_eq!(code(b"\0asm\x0d\0\x01\0"), "wrong_world");
-    let sockets = std::fs::read(wasmtap_example_guests::HOSTILE_SOCKETS).unwrap();
+    let sockets = std::fs::read(wasmtap_hostile_guests::HOSTILE_SOCKETS).unwrap();
     let r = h.validate(&sockets).unwrap_err();
     assert_eq!(r.code, "forbidden_import", "{r:?}");
     assert!(r.message.contains("wasi:"), "{r:?}");
@@ -292,7 +292,7 @@ fn resources_held_are_visible_and_the_instance_quota_holds_across_a_swap() {
 fn a_slow_huge_debug_is_asked_once_at_a_time_and_cut() {
     let data = tmp("debug");
     let h = Arc::new(host(&data));
-    let hog = std::fs::read(wasmtap_example_guests::HOSTILE_HOG).unwrap();
+    let hog = std::fs::read(wasmtap_hostile_guests::HOSTILE_HOG).unwrap();
     let mut s1 = spec(&data, 1, "hostile-hog", &hog, "attack=debug", 512);
     s1.tenant = "hostile".into();
     h.start(&s1).unwrap();

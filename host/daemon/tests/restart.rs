@@ -66,9 +66,7 @@ fn a_restarted_daemon_brings_everything_back() {
         Some(json!({"seconds": 2, "queue_depth": 8})),
     );
     assert_eq!(s, 202);
-    wait_exercise(&u, &tok, id);
-    let line = last_exercise_line(&u, &tok, id);
-    assert!(line.contains("0 errors"), "{line}");
+    assert_exercise_verified(&u, &tok, id);
     d.stop();
     let image = data.join("devices").join(id.to_string()).join("disk.img");
     let before = file_hash(&image);
@@ -112,9 +110,7 @@ fn a_restarted_daemon_brings_everything_back() {
         Some(json!({"seconds": 1, "queue_depth": 4})),
     );
     assert_eq!(s, 202);
-    wait_exercise(&u, &tok, id);
-    let line = last_exercise_line(&u, &tok, id);
-    assert!(line.contains("0 errors"), "{line}");
+    assert_exercise_verified(&u, &tok, id);
     d.stop();
     let _ = std::fs::remove_dir_all(&data);
 }

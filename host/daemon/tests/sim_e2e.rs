@@ -9,6 +9,7 @@ use std::thread;
 use std::time::Duration;
 
 use wasmtap::config::{Frontend, ServeConfig};
+use wasmtap::demo::{self, Load, Mix};
 use wasmtap::device::DeviceBackend;
 use wasmtap::handler::ScsiHandler;
 use wasmtap::ramdisk::RamDisk;
@@ -134,6 +135,8 @@ fn many_in_flight(mut rig: Dev) {
     }
     for c in rig.wait(32) {
         let t = c.tag - 100;
+        assert_eq!(c.status, abi::SAM_STAT_GOOD, "read of block run {t}");
+        assert_eq!(c.data_in.len(), 4096, "read of block run {t}");
         assert!(
             c.data_in.iter().all(|&b| b == t as u8 + 1),
             "read of block run {t}"
@@ -213,7 +216,66 @@ fn simulator_frontend_runs_verified_random_io() {
         thread::sleep(Duration::from_secs(2));
         s2.store(true, Ordering::Relaxed);
     });
-    wasmtap::demo::run(&cfg, &stop).expect("no I/O errors or mismatches");
+    // `run` fails on any error or mismatch, and on a run that completed no
+    // I/O at all (which would verify nothing).
+    wasmtap::demo::run(&cfg, &stop).expect("I/O happened, without errors or mismatches");
+}
+
+/// The initiator behind `demo` and the control plane's exercise: it sends
+/// reads and writes that the worker counts, and its summary reports them.
+#[test]
+fn the_initiator_reports_the_io_it_verified() {
+    let mut rig = rig(abi::CAP_OOOC | abi::CAP_READ_LEN | abi::CAP_TMR);
+    let load = Load {
+        blocks: BLOCKS,
+        block_size: BS,
+        queue_depth: 8,
+        fresh: true,
+        label: "e2e".into(),
+        print: false,
+        mix: Mix::parse("rw").unwrap(),
+    };
+    let stop = Arc::new(AtomicBool::new(false));
+    let s2 = Arc::clone(&stop);
+    let timer = thread::spawn(move || {
+        thread::sleep(Duration::from_millis(500));
+        s2.store(true, Ordering::Relaxed);
+    });
+    let summary = demo::initiator(&mut rig.k, &load, &stop).expect("verified I/O");
+    timer.join().unwrap();
+    let verified: u64 = summary
+        .split_once(" I/Os verified")
+        .and_then(|(head, _)| head.rsplit(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no I/O count in {summary:?}"));
+    let (reads, writes) = (
+        rig.stats.reads.load(Ordering::Relaxed),
+        rig.stats.writes.load(Ordering::Relaxed),
+    );
+    assert!(verified > 0, "{summary}");
+    assert!(
+        reads > 0 && writes > 0,
+        "the worker served reads {reads}, writes {writes}: {summary}"
+    );
+}
+
+/// A run that completes no I/O verifies nothing: an error, not a pass.
+#[test]
+fn an_initiator_that_completes_no_io_fails() {
+    let mut rig = rig(abi::CAP_OOOC | abi::CAP_READ_LEN);
+    let load = Load {
+        blocks: BLOCKS,
+        block_size: BS,
+        queue_depth: 8,
+        fresh: true,
+        label: "idle".into(),
+        print: false,
+        mix: Mix::all(),
+    };
+    let stopped = AtomicBool::new(true);
+    let e = demo::initiator(&mut rig.k, &load, &stopped).unwrap_err();
+    assert!(e.contains("no I/O completed"), "{e}");
+    assert_eq!(rig.stats.reads.load(Ordering::Relaxed), 0);
 }
 
 #[test]

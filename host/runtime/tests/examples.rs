@@ -97,7 +97,7 @@ fn raw_file_guest_moves_data_zero_copy() {
 fn the_sockets_guest_is_refused_at_load() {
     let rt = runtime();
     let e = rt
-        .load(&std::fs::read(wasmtap_example_guests::HOSTILE_SOCKETS).unwrap())
+        .load(&std::fs::read(wasmtap_hostile_guests::HOSTILE_SOCKETS).unwrap())
         .unwrap_err();
     assert!(
         matches!(&e, LoadError::Import { name, forbidden: true } if name.starts_with("wasi:sockets/") || name.starts_with("wasi:filesystem/")),

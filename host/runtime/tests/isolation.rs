@@ -19,7 +19,7 @@ use wasmtap_runtime::{
 };
 
 fn hog(rt: &Runtime) -> wasmtap_runtime::Module {
-    rt.load(&std::fs::read(wasmtap_example_guests::HOSTILE_HOG).unwrap())
+    rt.load(&std::fs::read(wasmtap_hostile_guests::HOSTILE_HOG).unwrap())
         .unwrap()
 }
 

@@ -1,6 +1,6 @@
 //! The block backend seam: what the SCSI target asks of whatever stores the
 //! blocks (the daemon's native RAM disk, the WebAssembly runtime; in tests
-//! [`crate::testing::MemBackend`]).
+//! `testing::MemBackend`, feature `test-utils`).
 //!
 //! Every operation returns a future, so the target can keep many commands in
 //! flight on one worker without a runtime of its own. The futures are not

@@ -26,6 +26,8 @@
 //! * [`xcopy`]: EXTENDED COPY(LID1) and the RECEIVE COPY commands, with the
 //!   [`CopyPeers`] seam through which a transport lets copies reach its
 //!   other logical units.
+//! * `testing` (feature `test-utils`, for tests and fuzzing only): an
+//!   in-memory backend and a tiny executor.
 //!
 //! The standard sections each behaviour follows are cited next to the code.
 //! See `docs/scsi.md` in the repository for the design notes and the list
@@ -55,6 +57,7 @@ mod lock;
 pub mod pages;
 pub mod sense;
 pub mod target;
+#[cfg(any(test, feature = "test-utils"))]
 pub mod testing;
 pub mod units;
 pub mod xcopy;

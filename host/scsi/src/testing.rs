@@ -1,9 +1,9 @@
 //! Test doubles: an in-memory backend and a tiny executor.
 //!
-//! Always compiled (they are small and dependency-free) so the daemon's
-//! tests, the simulator and the fuzz target can drive a [`crate::Target`]
-//! without a runtime, and without a cargo feature whose absence would make
-//! the crate's doctests fail to build.
+//! Compiled for this crate's own tests and with the `test-utils` feature,
+//! which the daemon's tests and the fuzz targets enable (as
+//! dev-dependencies) to drive a [`crate::Target`] without a runtime. This
+//! crate's doctests get it through its dev-dependency on itself.
 
 use std::future::Future;
 use std::pin::Pin;

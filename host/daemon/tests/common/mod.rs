@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 pub use wasmtap::demo::rw16;
 use wasmtap::device::DeviceHandler;
 use wasmtap::handler::HandlerError;
-use wasmtap::worker::{self, ControlTx, WorkerError};
+use wasmtap::worker::{self, ControlTx, WorkerError, WorkerStats};
 use wasmtap_kernel::sim::{self, SimKernel};
 use wasmtap_kernel::{EventBell, MappedRegion};
 use wasmtap_ring::Ring;
@@ -27,6 +27,8 @@ pub struct Dev {
     pub k: SimKernel,
     pub control: ControlTx<DeviceHandler>,
     pub wake: EventBell,
+    /// The worker's counters.
+    pub stats: Arc<WorkerStats>,
     block_size: u32,
     stop: Arc<AtomicBool>,
     worker: Option<JoinHandle<Result<(), WorkerError>>>,
@@ -59,12 +61,13 @@ impl Dev {
         let wake = user.bell.to_user.clone();
         let (control, ctl_rx) = worker::channel().unwrap();
         let factory = make(Arc::clone(&user.region));
+        let stats = Arc::new(WorkerStats::default());
         let region = Arc::clone(&user.region);
         let serve = worker::Serve {
             ring,
             bell: user.bell,
             stop: worker::stop_flag(wstop),
-            stats: Arc::default(),
+            stats: Arc::clone(&stats),
             tuning,
             control: Some(ctl_rx),
         };
@@ -74,6 +77,7 @@ impl Dev {
             k,
             control,
             wake,
+            stats,
             block_size,
             stop,
             worker: Some(worker),

@@ -167,6 +167,24 @@ pub fn wait_exercise(url: &str, token: &str, id: i64) {
     }
 }
 
+/// Wait for the device's exercise to end and check its outcome line: it
+/// finished (not FAILED), verified some I/O, and counted no errors. (A
+/// FAILED line can also end in "0 errors", and a run that did nothing
+/// verified nothing.) Returns the line.
+pub fn assert_exercise_verified(url: &str, token: &str, id: i64) -> String {
+    wait_exercise(url, token, id);
+    let line = last_exercise_line(url, token, id);
+    assert!(line.contains("exercise finished"), "{line}");
+    assert!(line.contains(", 0 errors"), "{line}");
+    let ios: u64 = line
+        .split_once(" I/Os verified")
+        .and_then(|(head, _)| head.rsplit(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no I/O count in {line:?}"));
+    assert!(ios > 0, "{line}");
+    line
+}
+
 pub fn last_exercise_line(url: &str, token: &str, id: i64) -> String {
     let (_, l) = call(
         "GET",
