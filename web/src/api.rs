@@ -1,149 +1,27 @@
-//! The JSON API's handlers and extractors (docs/api.md).
+//! The JSON API's handlers (docs/api.md).
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use axum::Json;
-use axum::body::Bytes;
-use axum::extract::{FromRequest, FromRequestParts, Multipart, Path, Query, Request, State};
-use axum::http::request::Parts;
+use axum::extract::{Multipart, Path, Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
-use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
 use crate::app::{
     ControlPlane, create_private_dir, hash_token, new_token, write_content_addressed,
 };
+use crate::dto::Quota;
 use crate::error::ApiError;
+use crate::extract::{Admin, Body, Caller};
 use crate::host::{DeviceCounters, DeviceLive, DeviceState, FrontendKind};
 use crate::store::{DeviceRow, ModuleRow, NewDevice, NewModule, Report, Scope, rfc3339};
 
 type Cp = State<Arc<ControlPlane>>;
 type ApiResult = Result<Response, ApiError>;
-
-// ---------------------------------------------------------------- extractors
-
-/// The authenticated caller.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum Caller {
-    /// An admin token.
-    Admin {
-        /// The token's label.
-        label: String,
-    },
-    /// A tenant's token.
-    Tenant {
-        /// Tenant id.
-        id: i64,
-        /// Tenant name.
-        name: String,
-        /// The token's label.
-        label: String,
-    },
-}
-
-impl Caller {
-    pub(crate) fn scope(&self) -> Scope {
-        match self {
-            Caller::Admin { .. } => Scope::All,
-            Caller::Tenant { id, .. } => Scope::Tenant(*id),
-        }
-    }
-
-    fn who(&self) -> String {
-        match self {
-            Caller::Admin { label } => format!("admin:{label}"),
-            Caller::Tenant { name, label, .. } => format!("{name}:{label}"),
-        }
-    }
-}
-
-impl FromRequestParts<Arc<ControlPlane>> for Caller {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(
-        parts: &mut Parts,
-        cp: &Arc<ControlPlane>,
-    ) -> Result<Self, Self::Rejection> {
-        let header = parts
-            .headers
-            .get(header::AUTHORIZATION)
-            .ok_or_else(|| ApiError::unauthorized("missing Authorization: Bearer <token>"))?;
-        let token = header
-            .to_str()
-            .ok()
-            .and_then(|h| {
-                let (scheme, token) = h.split_once(' ')?;
-                scheme
-                    .eq_ignore_ascii_case("bearer")
-                    .then_some(token.trim())
-            })
-            .filter(|t| !t.is_empty())
-            .ok_or_else(|| {
-                ApiError::unauthorized("malformed Authorization header; expected Bearer <token>")
-            })?;
-        let owner = cp
-            .store
-            .lookup_token(&hash_token(token))?
-            .ok_or_else(|| ApiError::unauthorized("unknown or revoked token"))?;
-        Ok(match owner.tenant {
-            None => Caller::Admin { label: owner.label },
-            Some((id, name)) => Caller::Tenant {
-                id,
-                name,
-                label: owner.label,
-            },
-        })
-    }
-}
-
-/// An admin caller; tenants get 403.
-#[derive(Debug)]
-pub(crate) struct Admin;
-
-impl FromRequestParts<Arc<ControlPlane>> for Admin {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(
-        parts: &mut Parts,
-        cp: &Arc<ControlPlane>,
-    ) -> Result<Self, Self::Rejection> {
-        match Caller::from_request_parts(parts, cp).await? {
-            Caller::Admin { .. } => Ok(Admin),
-            Caller::Tenant { .. } => Err(ApiError::forbidden("this route needs the admin token")),
-        }
-    }
-}
-
-/// A JSON body; errors are `invalid_request` naming the field (serde's
-/// message), an empty body reads as `{}`.
-#[derive(Debug)]
-pub(crate) struct Body<T>(T);
-
-impl<T: DeserializeOwned> FromRequest<Arc<ControlPlane>> for Body<T> {
-    type Rejection = ApiError;
-
-    async fn from_request(req: Request, cp: &Arc<ControlPlane>) -> Result<Self, Self::Rejection> {
-        let bytes = Bytes::from_request(req, cp).await.map_err(|e| {
-            if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                ApiError::too_large(e.body_text())
-            } else {
-                ApiError::bad_request(e.body_text())
-            }
-        })?;
-        let bytes: &[u8] = if bytes.iter().all(u8::is_ascii_whitespace) {
-            b"{}"
-        } else {
-            &bytes
-        };
-        serde_json::from_slice(bytes)
-            .map(Body)
-            .map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))
-    }
-}
 
 fn parse_id(s: &str, what: &str) -> Result<i64, ApiError> {
     s.parse()
@@ -416,11 +294,11 @@ pub(crate) struct TenantBody {
 
 impl TenantBody {
     /// `base` with the fields this request sets.
-    fn apply(&self, base: crate::app::Quota) -> Result<crate::app::Quota, ApiError> {
+    fn apply(&self, base: Quota) -> Result<Quota, ApiError> {
         let f = |name: &str, v: Option<u64>, old: u64| -> Result<u64, ApiError> {
             Ok(check_limit(name, v)?.unwrap_or(old))
         };
-        Ok(crate::app::Quota {
+        Ok(Quota {
             max_devices: f("max_devices", self.max_devices, base.max_devices)?,
             max_total_bytes: f(
                 "max_total_bytes",

@@ -9,9 +9,9 @@ use axum::extract::State;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 
-use crate::api::Admin;
 use crate::app::ControlPlane;
 use crate::error::ApiError;
+use crate::extract::Admin;
 use crate::host::{DeviceLive, DeviceState};
 use crate::server::HttpStats;
 use crate::store::{DeviceRow, Scope};

@@ -11,7 +11,7 @@ use std::sync::{Mutex, MutexGuard};
 
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 
-use crate::app::Quota;
+use crate::dto::Quota;
 use crate::error::{ApiError, Error};
 use crate::host::LunInfo;
 
