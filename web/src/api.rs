@@ -577,15 +577,7 @@ pub(crate) async fn upload_module(
         let (host, bytes) = (cp.host.clone(), bytes.clone());
         blocking(move || host.validate(&bytes)).await?
     }
-    .map_err(|r| {
-        // A busy compiler is the daemon's state, not the module's fault.
-        let status = if r.code == "compiler_busy" {
-            StatusCode::SERVICE_UNAVAILABLE
-        } else {
-            StatusCode::UNPROCESSABLE_ENTITY
-        };
-        ApiError::new(status, r.code, r.message)
-    })?;
+    .map_err(ApiError::refusal)?;
     let new = NewModule {
         name,
         version,
@@ -719,7 +711,7 @@ pub(crate) async fn create_device(
         let host = cp.host.clone();
         if let Err(e) = blocking(move || host.start(&spec)).await? {
             undo(&cp, &row);
-            return Err(ApiError::host(format!("starting the device: {e}")));
+            return Err(ApiError::host("starting the device", e));
         }
         Ok(row)
     })
@@ -762,7 +754,7 @@ pub(crate) async fn delete_device(
             let (host, spec) = (cp.host.clone(), spec.clone());
             blocking(move || host.unexport(&spec, &lun))
                 .await?
-                .map_err(|e| ApiError::host(format!("removing the LUN: {e}")))?;
+                .map_err(|e| ApiError::host("removing the LUN", e))?;
             cp.store.clear_lun(d.id)?;
         }
         let host = cp.host.clone();
@@ -860,7 +852,7 @@ pub(crate) async fn bind_module(
         let host = cp.host.clone();
         blocking(move || host.rebind(&spec))
             .await?
-            .map_err(|e| ApiError::host(format!("rebinding: {e}")))?;
+            .map_err(|e| ApiError::host("rebinding", e))?;
         if let Err(e) = cp.store.set_binding(d.id, new.module_id, &new.config) {
             // Put the host back on what the database says.
             let (host, spec) = (cp.host.clone(), cp.spec(&d));
@@ -912,7 +904,7 @@ pub(crate) async fn log(caller: Caller, State(cp): Cp, Path(id): Path<String>) -
     let lines = cp.host.live(d.id).map(|l| l.log).unwrap_or_default();
     let host = cp.host.clone();
     let (debug, stats) = blocking(move || (host.debug(d.id), host.guest_stats(d.id))).await?;
-    let debug = debug.unwrap_or_else(|e| e);
+    let debug = debug.unwrap_or_else(|e| e.message);
     ok(json!({"log": lines, "debug": debug, "guest_stats": stats}))
 }
 
@@ -955,7 +947,7 @@ pub(crate) async fn exercise(
     let m = mix.clone();
     blocking(move || host.exercise(d.id, seconds, queue_depth, &m))
         .await?
-        .map_err(|e| ApiError::host(format!("exercise: {e}")))?;
+        .map_err(|e| ApiError::host("exercise", e))?;
     Ok((
         StatusCode::ACCEPTED,
         Json(json!({"device": d.id, "seconds": seconds, "queue_depth": queue_depth, "mix": mix})),
@@ -996,7 +988,7 @@ pub(crate) async fn export(_: Admin, State(cp): Cp, Path(id): Path<String>) -> A
         let (host, s) = (cp.host.clone(), spec.clone());
         let lun = blocking(move || host.export(&s))
             .await?
-            .map_err(|e| ApiError::host(format!("export: {e}")))?;
+            .map_err(|e| ApiError::host("export", e))?;
         if let Err(e) = cp.store.set_lun(d.id, &lun) {
             let (host, l) = (cp.host.clone(), lun.clone());
             let back = blocking(move || host.unexport(&spec, &l)).await;
@@ -1035,7 +1027,7 @@ pub(crate) async fn unexport(_: Admin, State(cp): Cp, Path(id): Path<String>) ->
         let (host, spec) = (cp.host.clone(), cp.spec(&d));
         blocking(move || host.unexport(&spec, &lun))
             .await?
-            .map_err(|e| ApiError::host(format!("unexport: {e}")))?;
+            .map_err(|e| ApiError::host("unexport", e))?;
         cp.store.clear_lun(d.id)?;
         Ok(())
     })

@@ -16,7 +16,7 @@ use serde_json::{Value, json};
 use tower::ServiceExt;
 use wasmtap_web::host::{
     DeviceCounters, DeviceLive, DeviceSpec, DeviceState, FrontendInfo, FrontendKind, Histogram,
-    Host, LunInfo, ModuleRefusal, ModuleReport,
+    Host, HostError, HostErrorKind, LunInfo, ModuleRefusal, ModuleReport,
 };
 use wasmtap_web::{ControlPlane, Quota, WebConfig, route_table};
 
@@ -42,6 +42,8 @@ struct MockHost {
     /// Rebinding to a module of this name fails.
     fail_rebind_module: Mutex<Option<String>>,
     fail_debug: Mutex<Option<String>>,
+    /// What `exercise` answers instead of starting.
+    fail_exercise: Mutex<Option<HostError>>,
     tcmu: AtomicBool,
     counters: Mutex<HashMap<i64, DeviceCounters>>,
     /// Content hashes the control plane said no module uses any more.
@@ -117,7 +119,7 @@ impl Host for MockHost {
             exports: vec!["wasmtap:backstore/device@0.1.0".into()],
         })
     }
-    fn start(&self, dev: &DeviceSpec) -> Result<(), String> {
+    fn start(&self, dev: &DeviceSpec) -> Result<(), HostError> {
         self.push(Call::Start(dev.clone()));
         if self.start_gate.load(Ordering::SeqCst) {
             let now = self.starting.fetch_add(1, Ordering::SeqCst) + 1;
@@ -128,21 +130,21 @@ impl Host for MockHost {
             self.starting.fetch_sub(1, Ordering::SeqCst);
         }
         if let Some(e) = self.fail_start.lock().unwrap().clone() {
-            return Err(e);
+            return Err(HostError::internal(e));
         }
         self.serving.lock().unwrap().insert(dev.id, dev.clone());
         Ok(())
     }
-    fn stop(&self, id: i64) -> Result<(), String> {
+    fn stop(&self, id: i64) -> Result<(), HostError> {
         self.push(Call::Stop(id));
         self.serving
             .lock()
             .unwrap()
             .remove(&id)
             .map(|_| ())
-            .ok_or_else(|| format!("unknown device {id}"))
+            .ok_or_else(|| HostError::not_running(format!("unknown device {id}")))
     }
-    fn rebind(&self, dev: &DeviceSpec) -> Result<(), String> {
+    fn rebind(&self, dev: &DeviceSpec) -> Result<(), HostError> {
         if !self.rebinding.lock().unwrap().insert(dev.id) {
             self.overlapping_rebinds.fetch_add(1, Ordering::SeqCst);
         }
@@ -154,7 +156,10 @@ impl Host for MockHost {
         self.push(Call::Rebind(dev.clone()));
         let fail = self.fail_rebind_module.lock().unwrap().clone();
         let result = if fail.as_deref() == Some(dev.module_name.as_str()) {
-            Err(format!("guest {} did not open", dev.module_name))
+            Err(HostError::refused(format!(
+                "guest {} did not open",
+                dev.module_name
+            )))
         } else {
             self.serving.lock().unwrap().insert(dev.id, dev.clone());
             Ok(())
@@ -180,28 +185,31 @@ impl Host for MockHost {
             resources: None,
         })
     }
-    fn debug(&self, id: i64) -> Result<String, String> {
+    fn debug(&self, id: i64) -> Result<String, HostError> {
         self.push(Call::Debug(id));
         match self.fail_debug.lock().unwrap().clone() {
-            Some(e) => Err(e),
+            Some(e) => Err(HostError::internal(e)),
             None => Ok(format!("debug of {id}")),
         }
     }
-    fn export(&self, dev: &DeviceSpec) -> Result<LunInfo, String> {
+    fn export(&self, dev: &DeviceSpec) -> Result<LunInfo, HostError> {
         self.push(Call::Export(dev.clone()));
         if self.tcmu.load(Ordering::SeqCst) {
             Ok(lun_for(dev.id))
         } else {
-            Err("no LIO".into())
+            Err(HostError::unsupported("no LIO"))
         }
     }
-    fn unexport(&self, dev: &DeviceSpec, lun: &LunInfo) -> Result<(), String> {
+    fn unexport(&self, dev: &DeviceSpec, lun: &LunInfo) -> Result<(), HostError> {
         self.push(Call::Unexport(dev.id, lun.clone()));
         Ok(())
     }
-    fn exercise(&self, id: i64, secs: u32, queue_depth: u32, _mix: &str) -> Result<(), String> {
+    fn exercise(&self, id: i64, secs: u32, queue_depth: u32, _mix: &str) -> Result<(), HostError> {
         self.push(Call::Exercise(id, secs, queue_depth));
-        Ok(())
+        match self.fail_exercise.lock().unwrap().clone() {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
     }
 }
 
@@ -1587,7 +1595,7 @@ async fn bind_swaps_the_module_and_keeps_db_and_host_in_step() {
         .await;
     assert_eq!(s, StatusCode::OK);
 
-    // The host refuses: 500, DB unchanged.
+    // The host refuses (the new module does not open): 422, DB unchanged.
     let broken = env.module(&a, "broken", "1", b"broken").await;
     *env.host.fail_rebind_module.lock().unwrap() = Some("broken".into());
     let (s, v) = env
@@ -1595,7 +1603,7 @@ async fn bind_swaps_the_module_and_keeps_db_and_host_in_step() {
         .await;
     assert_eq!(
         (s, err_code(&v)),
-        (StatusCode::INTERNAL_SERVER_ERROR, "host_error")
+        (StatusCode::UNPROCESSABLE_ENTITY, "refused")
     );
     assert!(err_msg(&v).contains("did not open"), "{v}");
     let (_, v) = env
@@ -1660,7 +1668,7 @@ async fn concurrent_binds_serialize() {
         if m == broken {
             assert_eq!(
                 (s, err_code(&v)),
-                (StatusCode::INTERNAL_SERVER_ERROR, "host_error")
+                (StatusCode::UNPROCESSABLE_ENTITY, "refused")
             );
         } else {
             assert_eq!(s, StatusCode::OK, "{v}");
@@ -1805,6 +1813,48 @@ async fn stats_log_and_exercise() {
         .await;
     assert_eq!(v["state"], "stopped");
     assert_eq!(v["counters"]["commands"], 0);
+}
+
+/// Every kind of host refusal answers its own status and code, with the
+/// host's message after what the API asked.
+#[tokio::test]
+async fn host_errors_answer_the_status_of_their_kind() {
+    let env = setup();
+    let a = env.tenant("a").await;
+    let ram = env.builtin("ram").await;
+    let id = id_of(&env.device(&a, "d", ram).await);
+    let path = format!("/api/v1/devices/{id}/exercise");
+    let cases = [
+        (
+            HostErrorKind::NotRunning,
+            StatusCode::CONFLICT,
+            "not_running",
+        ),
+        (HostErrorKind::Busy, StatusCode::SERVICE_UNAVAILABLE, "busy"),
+        (HostErrorKind::Conflict, StatusCode::CONFLICT, "conflict"),
+        (
+            HostErrorKind::Refused,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "refused",
+        ),
+        (HostErrorKind::Limit, StatusCode::CONFLICT, "quota_exceeded"),
+        (
+            HostErrorKind::Unsupported,
+            StatusCode::CONFLICT,
+            "unsupported",
+        ),
+        (
+            HostErrorKind::Internal,
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "host_error",
+        ),
+    ];
+    for (kind, status, code) in cases {
+        *env.host.fail_exercise.lock().unwrap() = Some(HostError::new(kind, "the host says no"));
+        let (s, v) = env.call("POST", &path, Some(&a), Some(json!({}))).await;
+        assert_eq!((s, err_code(&v)), (status, code), "{kind:?}: {v}");
+        assert_eq!(err_msg(&v), "exercise: the host says no", "{kind:?}");
+    }
 }
 
 #[tokio::test]
