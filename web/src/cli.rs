@@ -31,6 +31,8 @@ use std::time::Duration;
 
 use serde_json::{Map, Value, json};
 
+use crate::size::{human_size, parse_nonzero_size, parse_size};
+
 /// Where the daemon listens unless told otherwise.
 pub const DEFAULT_URL: &str = "http://127.0.0.1:8470";
 
@@ -94,7 +96,7 @@ pub enum DeviceCmd {
         /// Device name (unique within the tenant).
         name: String,
         /// Size, e.g. 64M, 1G, or bytes.
-        #[arg(long, value_parser = parse_size)]
+        #[arg(long, value_parser = parse_nonzero_size)]
         size: u64,
         /// Logical block size.
         #[arg(long, default_value_t = 512, value_parser = parse_block_size)]
@@ -634,46 +636,11 @@ fn multipart(
 // ---------------------------------------------------------------------------
 // Local parsing.
 
-/// Parse a size: bytes, or a number with a binary unit (K, M, G, T; `KiB`
-/// and `KB` mean the same as `K`).
-pub fn parse_size(s: &str) -> Result<u64, String> {
-    let t = s.trim();
-    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
-    let (num, unit) = t.split_at(split);
-    let n: u64 = num.parse().map_err(|_| format!("invalid size {s:?}"))?;
-    let shift = match unit.trim().to_ascii_lowercase().as_str() {
-        "" | "b" => 0,
-        "k" | "kb" | "kib" => 10,
-        "m" | "mb" | "mib" => 20,
-        "g" | "gb" | "gib" => 30,
-        "t" | "tb" | "tib" => 40,
-        _ => return Err(format!("invalid size unit in {s:?} (use K, M, G or T)")),
-    };
-    n.checked_mul(1u64 << shift)
-        .filter(|&v| v > 0)
-        .ok_or_else(|| format!("size {s:?} is zero or too large"))
-}
-
 fn parse_block_size(s: &str) -> Result<u32, String> {
     match s.trim() {
         "512" => Ok(512),
         "4096" | "4k" | "4K" => Ok(4096),
         _ => Err(format!("block size must be 512 or 4096, not {s:?}")),
-    }
-}
-
-/// `1536` → `1.5 KiB`; exact multiples print without a fraction.
-pub fn human_size(b: u64) -> String {
-    const UNITS: [&str; 6] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
-    let mut i = 0;
-    while i + 1 < UNITS.len() && b >= 1u64 << (10 * (i + 1)) {
-        i += 1;
-    }
-    let scale = 1u64 << (10 * i);
-    if b.is_multiple_of(scale) {
-        format!("{} {}", b / scale, UNITS[i])
-    } else {
-        format!("{:.1} {}", b as f64 / scale as f64, UNITS[i])
     }
 }
 
@@ -1695,19 +1662,6 @@ fn tenant_block(out: &mut String, t: &Value) {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn sizes() {
-        assert_eq!(parse_size("64M"), Ok(64 << 20));
-        assert_eq!(parse_size("1GiB"), Ok(1 << 30));
-        assert_eq!(parse_size("4096"), Ok(4096));
-        assert!(parse_size("0").is_err());
-        assert!(parse_size("1X").is_err());
-        assert_eq!(human_size(512), "512 B");
-        assert_eq!(human_size(64 << 20), "64 MiB");
-        assert_eq!(human_size(1536), "1.5 KiB");
-        assert_eq!(human_size(3 << 40), "3 TiB");
-    }
 
     #[test]
     fn times() {

@@ -30,6 +30,7 @@ pub mod host;
 pub mod metrics;
 mod routes;
 mod server;
+pub mod size;
 mod store;
 pub mod ui;
 
