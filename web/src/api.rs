@@ -7,18 +7,20 @@ use axum::Json;
 use axum::extract::{Multipart, Path, Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use serde::Deserialize;
-use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
 use crate::app::{
     ControlPlane, create_private_dir, hash_token, new_token, write_content_addressed,
 };
-use crate::dto::Quota;
+use crate::dto::{
+    self, BindRequest, CreateDevice, DeviceDetail, DeviceLog, DeviceStats, ExerciseRequest,
+    ExerciseStarted, Exported, ModuleRef, NewToken, Quota, Role, TenantRequest, Token,
+    TokenRequest, WhoAmI,
+};
 use crate::error::ApiError;
 use crate::extract::{Admin, Body, Caller};
 use crate::host::{DeviceCounters, DeviceLive, DeviceState, FrontendKind};
-use crate::store::{DeviceRow, ModuleRow, NewDevice, NewModule, Report, Scope, rfc3339};
+use crate::store::{DeviceRow, ModuleRow, NewDevice, NewModule, Report, Scope, TenantRow, rfc3339};
 
 type Cp = State<Arc<ControlPlane>>;
 type ApiResult = Result<Response, ApiError>;
@@ -89,20 +91,6 @@ fn valid_version(s: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'.' | b'_' | b'+' | b'-'))
 }
 
-/// A byte count: a JSON number, or a string in the grammar of
-/// [`crate::size`] (`"64M"`, `"1GiB"`).
-pub(crate) fn parse_size(v: &Value) -> Result<u64, String> {
-    match v {
-        Value::Number(n) => n
-            .as_u64()
-            .ok_or_else(|| format!("{n} is not a whole number of bytes")),
-        Value::String(s) => crate::size::parse_size(s),
-        other => Err(format!(
-            "expected a number of bytes or a string like \"64M\", got {other}"
-        )),
-    }
-}
-
 fn check_limit(field: &str, v: Option<u64>) -> Result<Option<u64>, ApiError> {
     match v {
         Some(n) if i64::try_from(n).is_err() => Err(ApiError::invalid(field, "too large")),
@@ -112,22 +100,33 @@ fn check_limit(field: &str, v: Option<u64>) -> Result<Option<u64>, ApiError> {
 
 // ---------------------------------------------------------------- JSON shapes
 
-fn module_json(cp: &ControlPlane, m: &ModuleRow, scope: Scope) -> Result<Value, ApiError> {
-    let bound = cp.store.bound_devices(m.id, scope)?;
-    Ok(json!({
-        "id": m.id,
-        "name": m.name,
-        "version": m.version,
-        "sha256": m.sha256,
-        "size": m.size,
-        "owner": m.owner,
-        "uploaded_by": m.uploaded_by,
-        "created_at": rfc3339(m.created_at),
-        "builtin": m.owner_id.is_none(),
-        "imports": m.report.imports,
-        "exports": m.report.exports,
-        "bound_devices": bound,
-    }))
+fn module_dto(cp: &ControlPlane, m: ModuleRow, scope: Scope) -> Result<dto::Module, ApiError> {
+    Ok(dto::Module {
+        bound_devices: cp.store.bound_devices(m.id, scope)?,
+        id: m.id,
+        name: m.name,
+        version: m.version,
+        sha256: m.sha256,
+        size: m.size,
+        owner: m.owner,
+        uploaded_by: m.uploaded_by,
+        created_at: rfc3339(m.created_at),
+        builtin: m.owner_id.is_none(),
+        imports: m.report.imports,
+        exports: m.report.exports,
+    })
+}
+
+/// A tenant as the API shows it; `resources` only where the route reports
+/// what its devices hold.
+fn tenant_dto(t: TenantRow, resources: Option<crate::host::TenantResources>) -> dto::Tenant {
+    dto::Tenant {
+        name: t.name,
+        quota: t.quota,
+        created_at: rfc3339(t.created_at),
+        usage: t.usage,
+        resources,
+    }
 }
 
 /// A device's live state, or `restoring` while the control plane has not
@@ -144,56 +143,47 @@ fn live_of(cp: &ControlPlane, id: i64) -> Option<DeviceLive> {
     Some(DeviceLive {
         state: DeviceState::Restoring,
         reason: Some("being restored since the daemon started".into()),
+        ..stopped()
+    })
+}
+
+/// What a device the host does not know shows: stopped, zero counters.
+fn stopped() -> DeviceLive {
+    DeviceLive {
+        state: DeviceState::Stopped,
+        reason: None,
         restarts: 0,
         counters: DeviceCounters::default(),
         log: Vec::new(),
         exercising: false,
         resources: None,
-    })
+    }
 }
 
-fn device_json(cp: &ControlPlane, d: &DeviceRow) -> Value {
-    let live = live_of(cp, d.id);
-    let (state, reason, restarts, exercising, counters, resources) = match live {
-        Some(l) => (
-            l.state,
-            l.reason,
-            l.restarts,
-            l.exercising,
-            l.counters,
-            l.resources,
-        ),
-        None => (
-            DeviceState::Stopped,
-            None,
-            0,
-            false,
-            DeviceCounters::default(),
-            None,
-        ),
-    };
-    json!({
-        "id": d.id,
-        "tenant": d.tenant,
-        "name": d.name,
-        "size": d.size,
-        "block_size": d.block_size,
-        "module": {
-            "id": d.module_id,
-            "name": d.module_name,
-            "version": d.module_version,
-            "sha256": d.module_sha256,
+fn device_dto(cp: &ControlPlane, d: &DeviceRow) -> dto::Device {
+    let live = live_of(cp, d.id).unwrap_or_else(stopped);
+    dto::Device {
+        id: d.id,
+        tenant: d.tenant.clone(),
+        name: d.name.clone(),
+        size: d.size,
+        block_size: d.block_size,
+        module: ModuleRef {
+            id: d.module_id,
+            name: d.module_name.clone(),
+            version: d.module_version.clone(),
+            sha256: d.module_sha256.clone(),
         },
-        "config": crate::host::redact_config(&d.config),
-        "created_at": rfc3339(d.created_at),
-        "state": state,
-        "reason": reason,
-        "restarts": restarts,
-        "exercising": exercising,
-        "counters": counters,
-        "resources": resources,
-        "lun": d.lun,
-    })
+        config: crate::host::redact_config(&d.config),
+        created_at: rfc3339(d.created_at),
+        state: live.state,
+        reason: live.reason,
+        restarts: live.restarts,
+        exercising: live.exercising,
+        counters: live.counters,
+        resources: live.resources,
+        lun: d.lun.clone(),
+    }
 }
 
 fn visible_device(cp: &ControlPlane, caller: &Caller, id: &str) -> Result<DeviceRow, ApiError> {
@@ -220,16 +210,16 @@ pub(crate) async fn openapi() -> Response {
 }
 
 pub(crate) async fn whoami(caller: Caller, State(cp): Cp) -> ApiResult {
-    let (role, tenant) = match &caller {
-        Caller::Admin { .. } => ("admin", None),
-        Caller::Tenant { name, .. } => ("tenant", Some(name.clone())),
+    let (role, tenant) = match caller {
+        Caller::Admin { .. } => (Role::Admin, None),
+        Caller::Tenant { name, .. } => (Role::Tenant, Some(name)),
     };
-    ok(json!({
-        "role": role,
-        "tenant": tenant,
-        "frontend": cp.host.frontend(),
-        "version": env!("CARGO_PKG_VERSION"),
-    }))
+    ok(WhoAmI {
+        role,
+        tenant,
+        frontend: cp.host.frontend(),
+        version: env!("CARGO_PKG_VERSION").into(),
+    })
 }
 
 fn asset_response(path: &str) -> Response {
@@ -255,91 +245,78 @@ pub(crate) async fn fallback() -> ApiError {
 
 // ---------------------------------------------------------------- tenants
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-/// A tenant's name (on create) and the quota fields a request may set;
-/// unset ones keep their value (or the default, for a new tenant).
-pub(crate) struct TenantBody {
-    name: Option<String>,
-    max_devices: Option<u64>,
-    max_total_bytes: Option<u64>,
-    max_guest_memory: Option<u64>,
-    max_open_files: Option<u64>,
-    max_instances: Option<u64>,
-    max_stored_files: Option<u64>,
-    max_modules: Option<u64>,
-    max_module_total_bytes: Option<u64>,
-}
-
-impl TenantBody {
-    /// `base` with the fields this request sets.
-    fn apply(&self, base: Quota) -> Result<Quota, ApiError> {
-        let f = |name: &str, v: Option<u64>, old: u64| -> Result<u64, ApiError> {
-            Ok(check_limit(name, v)?.unwrap_or(old))
-        };
-        Ok(Quota {
-            max_devices: f("max_devices", self.max_devices, base.max_devices)?,
-            max_total_bytes: f(
-                "max_total_bytes",
-                self.max_total_bytes,
-                base.max_total_bytes,
-            )?,
-            max_guest_memory: f(
-                "max_guest_memory",
-                self.max_guest_memory,
-                base.max_guest_memory,
-            )?,
-            max_open_files: f("max_open_files", self.max_open_files, base.max_open_files)?,
-            max_instances: f("max_instances", self.max_instances, base.max_instances)?,
-            max_stored_files: f(
-                "max_stored_files",
-                self.max_stored_files,
-                base.max_stored_files,
-            )?,
-            max_modules: f("max_modules", self.max_modules, base.max_modules)?,
-            max_module_total_bytes: f(
-                "max_module_total_bytes",
-                self.max_module_total_bytes,
-                base.max_module_total_bytes,
-            )?,
-        })
-    }
+/// `base` with the quota fields `req` sets.
+fn apply_quota(r: &TenantRequest, base: Quota) -> Result<Quota, ApiError> {
+    let f = |name: &str, v: Option<u64>, old: u64| -> Result<u64, ApiError> {
+        Ok(check_limit(name, v)?.unwrap_or(old))
+    };
+    Ok(Quota {
+        max_devices: f("max_devices", r.max_devices, base.max_devices)?,
+        max_total_bytes: f("max_total_bytes", r.max_total_bytes, base.max_total_bytes)?,
+        max_guest_memory: f(
+            "max_guest_memory",
+            r.max_guest_memory,
+            base.max_guest_memory,
+        )?,
+        max_open_files: f("max_open_files", r.max_open_files, base.max_open_files)?,
+        max_instances: f("max_instances", r.max_instances, base.max_instances)?,
+        max_stored_files: f(
+            "max_stored_files",
+            r.max_stored_files,
+            base.max_stored_files,
+        )?,
+        max_modules: f("max_modules", r.max_modules, base.max_modules)?,
+        max_module_total_bytes: f(
+            "max_module_total_bytes",
+            r.max_module_total_bytes,
+            base.max_module_total_bytes,
+        )?,
+    })
 }
 
 pub(crate) async fn list_tenants(_: Admin, State(cp): Cp) -> ApiResult {
-    let mut all = cp.store.tenants()?;
-    for t in &mut all {
-        t.resources = cp.host.tenant_resources(&t.name);
-    }
+    let all: Vec<dto::Tenant> = cp
+        .store
+        .tenants()?
+        .into_iter()
+        .map(|t| {
+            let held = cp.host.tenant_resources(&t.name);
+            tenant_dto(t, held)
+        })
+        .collect();
     ok(all)
 }
 
-pub(crate) async fn create_tenant(_: Admin, State(cp): Cp, Body(b): Body<TenantBody>) -> ApiResult {
+pub(crate) async fn create_tenant(
+    _: Admin,
+    State(cp): Cp,
+    Body(b): Body<TenantRequest>,
+) -> ApiResult {
     let name = b.name.as_deref().unwrap_or_default();
     check_name("name", name)?;
-    let q = b.apply(cp.default_quota)?;
+    let q = apply_quota(&b, cp.default_quota)?;
     let t = cp.store.create_tenant(name, &q)?;
-    created(t)
+    created(tenant_dto(t, None))
 }
 
 pub(crate) async fn get_tenant(_: Admin, State(cp): Cp, Path(name): Path<String>) -> ApiResult {
-    let mut t = tenant_by_name(&cp, &name)?;
-    t.resources = cp.host.tenant_resources(&t.name);
-    ok(t)
+    let t = tenant_by_name(&cp, &name)?;
+    let held = cp.host.tenant_resources(&t.name);
+    ok(tenant_dto(t, held))
 }
 
 pub(crate) async fn patch_tenant(
     _: Admin,
     State(cp): Cp,
     Path(name): Path<String>,
-    Body(b): Body<TenantBody>,
+    Body(b): Body<TenantRequest>,
 ) -> ApiResult {
     if b.name.is_some() {
         return Err(ApiError::invalid("name", "a tenant cannot be renamed"));
     }
     let t = tenant_by_name(&cp, &name)?;
-    cp.store.update_quota(t.id, &b.apply(t.quota)?)?;
-    ok(tenant_by_name(&cp, &name)?)
+    cp.store.update_quota(t.id, &apply_quota(&b, t.quota)?)?;
+    ok(tenant_dto(tenant_by_name(&cp, &name)?, None))
 }
 
 pub(crate) async fn delete_tenant(_: Admin, State(cp): Cp, Path(name): Path<String>) -> ApiResult {
@@ -347,17 +324,11 @@ pub(crate) async fn delete_tenant(_: Admin, State(cp): Cp, Path(name): Path<Stri
     no_content()
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct CreateToken {
-    label: String,
-}
-
 pub(crate) async fn create_token(
     _: Admin,
     State(cp): Cp,
     Path(name): Path<String>,
-    Body(b): Body<CreateToken>,
+    Body(b): Body<TokenRequest>,
 ) -> ApiResult {
     let t = tenant_by_name(&cp, &name)?;
     let label = b.label.trim();
@@ -368,17 +339,27 @@ pub(crate) async fn create_token(
     let row = cp
         .store
         .insert_token(Some(t.id), label, &hash_token(&token))?;
-    created(json!({
-        "id": row.id,
-        "label": row.label,
-        "token": token,
-        "created_at": rfc3339(row.created_at),
-    }))
+    created(NewToken {
+        id: row.id,
+        label: row.label,
+        token,
+        created_at: rfc3339(row.created_at),
+    })
 }
 
 pub(crate) async fn list_tokens(_: Admin, State(cp): Cp, Path(name): Path<String>) -> ApiResult {
     let t = tenant_by_name(&cp, &name)?;
-    ok(cp.store.list_tokens(t.id)?)
+    let all: Vec<Token> = cp
+        .store
+        .list_tokens(t.id)?
+        .into_iter()
+        .map(|r| Token {
+            id: r.id,
+            label: r.label,
+            created_at: rfc3339(r.created_at),
+        })
+        .collect();
+    ok(all)
 }
 
 pub(crate) async fn delete_token(
@@ -403,8 +384,8 @@ pub(crate) async fn list_modules(caller: Caller, State(cp): Cp) -> ApiResult {
     let list = cp
         .store
         .modules(scope)?
-        .iter()
-        .map(|m| module_json(&cp, m, scope))
+        .into_iter()
+        .map(|m| module_dto(&cp, m, scope))
         .collect::<Result<Vec<_>, _>>()?;
     ok(list)
 }
@@ -416,7 +397,7 @@ pub(crate) async fn get_module(caller: Caller, State(cp): Cp, Path(id): Path<Str
         .store
         .module(id, scope)?
         .ok_or_else(|| ApiError::not_found(format!("no module with id {id}")))?;
-    ok(module_json(&cp, &m, scope)?)
+    ok(module_dto(&cp, m, scope)?)
 }
 
 pub(crate) async fn delete_module(
@@ -576,7 +557,7 @@ pub(crate) async fn upload_module(
             .insert_module(&new, || write_content_addressed(&path, &bytes))
     })
     .await??;
-    created(module_json(&cp, &m, caller.scope())?)
+    created(module_dto(&cp, m, caller.scope())?)
 }
 
 // ---------------------------------------------------------------- devices
@@ -590,25 +571,13 @@ pub(crate) async fn list_devices(
         (Scope::All, Some(t)) => Scope::Tenant(tenant_by_name(&cp, t)?.id),
         (scope, _) => scope,
     };
-    let list: Vec<Value> = cp
+    let list: Vec<dto::Device> = cp
         .store
         .devices(scope)?
         .iter()
-        .map(|d| device_json(&cp, d))
+        .map(|d| device_dto(&cp, d))
         .collect();
     ok(list)
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct CreateDevice {
-    tenant: Option<String>,
-    name: String,
-    size: Value,
-    block_size: Option<u32>,
-    module: i64,
-    #[serde(default)]
-    config: String,
 }
 
 fn check_config(config: &str) -> Result<(), ApiError> {
@@ -641,7 +610,7 @@ pub(crate) async fn create_device(
             format!("{block_size}: must be 512 or 4096"),
         ));
     }
-    let size = parse_size(&b.size).map_err(|e| ApiError::invalid("size", e))?;
+    let size = b.size.bytes().map_err(|e| ApiError::invalid("size", e))?;
     if size == 0 || size % u64::from(block_size) != 0 || i64::try_from(size).is_err() {
         return Err(ApiError::invalid(
             "size",
@@ -695,7 +664,7 @@ pub(crate) async fn create_device(
         Ok(row)
     })
     .await?;
-    created(device_json(&cp, &row))
+    created(device_dto(&cp, &row))
 }
 
 pub(crate) async fn get_device(caller: Caller, State(cp): Cp, Path(id): Path<String>) -> ApiResult {
@@ -709,9 +678,10 @@ pub(crate) async fn get_device(caller: Caller, State(cp): Cp, Path(id): Path<Str
         host.guest_stats(id)
     })
     .await?;
-    let mut v = device_json(&cp, &d);
-    v["guest_stats"] = json!(stats);
-    ok(v)
+    ok(DeviceDetail {
+        device: device_dto(&cp, &d),
+        guest_stats: stats,
+    })
 }
 
 pub(crate) async fn delete_device(
@@ -754,13 +724,6 @@ pub(crate) async fn delete_device(
     no_content()
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct Bind {
-    module: i64,
-    config: Option<String>,
-}
-
 /// Counts a bind to a module as pending until dropped.
 struct PendingBind {
     cp: Arc<ControlPlane>,
@@ -787,7 +750,7 @@ pub(crate) async fn bind_module(
     caller: Caller,
     State(cp): Cp,
     Path(id): Path<String>,
-    Body(b): Body<Bind>,
+    Body(b): Body<BindRequest>,
 ) -> ApiResult {
     let d = visible_device(&cp, &caller, &id)?;
     if let Some(c) = &b.config {
@@ -845,7 +808,7 @@ pub(crate) async fn bind_module(
         Ok(new)
     })
     .await?;
-    ok(device_json(&cp, &row))
+    ok(device_dto(&cp, &row))
 }
 
 fn now_ms() -> u64 {
@@ -856,26 +819,15 @@ fn now_ms() -> u64 {
 
 pub(crate) async fn stats(caller: Caller, State(cp): Cp, Path(id): Path<String>) -> ApiResult {
     let d = visible_device(&cp, &caller, &id)?;
-    let at_ms = now_ms();
-    let v = match live_of(&cp, d.id) {
-        Some(l) => json!({
-            "at_ms": at_ms,
-            "state": l.state,
-            "reason": l.reason,
-            "restarts": l.restarts,
-            "counters": l.counters,
-            "resources": l.resources,
-        }),
-        None => json!({
-            "at_ms": at_ms,
-            "state": DeviceState::Stopped,
-            "reason": null,
-            "restarts": 0,
-            "counters": DeviceCounters::default(),
-            "resources": null,
-        }),
-    };
-    ok(v)
+    let l = live_of(&cp, d.id).unwrap_or_else(stopped);
+    ok(DeviceStats {
+        at_ms: now_ms(),
+        state: l.state,
+        reason: l.reason,
+        restarts: l.restarts,
+        counters: l.counters,
+        resources: l.resources,
+    })
 }
 
 pub(crate) async fn log(caller: Caller, State(cp): Cp, Path(id): Path<String>) -> ApiResult {
@@ -883,24 +835,18 @@ pub(crate) async fn log(caller: Caller, State(cp): Cp, Path(id): Path<String>) -
     let lines = cp.host.live(d.id).map(|l| l.log).unwrap_or_default();
     let host = cp.host.clone();
     let (debug, stats) = blocking(move || (host.debug(d.id), host.guest_stats(d.id))).await?;
-    let debug = debug.unwrap_or_else(|e| e.message);
-    ok(json!({"log": lines, "debug": debug, "guest_stats": stats}))
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct Exercise {
-    seconds: Option<u32>,
-    queue_depth: Option<u32>,
-    /// `all` (default), `rw`, or a list of `host::EXERCISE_OPS`.
-    mix: Option<String>,
+    ok(DeviceLog {
+        log: lines,
+        debug: debug.unwrap_or_else(|e| e.message),
+        guest_stats: stats,
+    })
 }
 
 pub(crate) async fn exercise(
     caller: Caller,
     State(cp): Cp,
     Path(id): Path<String>,
-    Body(b): Body<Exercise>,
+    Body(b): Body<ExerciseRequest>,
 ) -> ApiResult {
     let d = visible_device(&cp, &caller, &id)?;
     let seconds = b.seconds.unwrap_or(10);
@@ -927,11 +873,13 @@ pub(crate) async fn exercise(
     blocking(move || host.exercise(d.id, seconds, queue_depth, &m))
         .await?
         .map_err(|e| ApiError::host("exercise", e))?;
-    Ok((
-        StatusCode::ACCEPTED,
-        Json(json!({"device": d.id, "seconds": seconds, "queue_depth": queue_depth, "mix": mix})),
-    )
-        .into_response())
+    let started = ExerciseStarted {
+        device: d.id,
+        seconds,
+        queue_depth,
+        mix,
+    };
+    Ok((StatusCode::ACCEPTED, Json(started)).into_response())
 }
 
 pub(crate) async fn export(_: Admin, State(cp): Cp, Path(id): Path<String>) -> ApiResult {
@@ -980,7 +928,7 @@ pub(crate) async fn export(_: Admin, State(cp): Cp, Path(id): Path<String>) -> A
         Ok(lun)
     })
     .await?;
-    ok(json!({ "lun": lun }))
+    ok(Exported { lun })
 }
 
 pub(crate) async fn unexport(_: Admin, State(cp): Cp, Path(id): Path<String>) -> ApiResult {
@@ -1035,16 +983,5 @@ mod tests {
         ] {
             assert!(!valid_name(bad), "{bad}");
         }
-    }
-
-    #[test]
-    fn sizes() {
-        assert_eq!(parse_size(&json!(4096)), Ok(4096));
-        assert_eq!(parse_size(&json!("64M")), Ok(64 << 20));
-        assert_eq!(parse_size(&json!("1mb")), Ok(1 << 20));
-        assert!(parse_size(&json!("64X")).is_err());
-        assert!(parse_size(&json!(-1)).is_err());
-        assert!(parse_size(&json!(1.5)).is_err());
-        assert!(parse_size(&json!(null)).is_err());
     }
 }

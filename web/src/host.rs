@@ -10,7 +10,7 @@
 use std::path::PathBuf;
 
 /// Which kernel interface the daemon serves devices through.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum FrontendKind {
     /// Real LIO TCMU devices.
@@ -20,7 +20,7 @@ pub enum FrontendKind {
 }
 
 /// What the UI tells the user about the frontend.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct FrontendInfo {
     /// The kind.
     pub kind: FrontendKind,
@@ -81,7 +81,7 @@ pub struct DeviceSpec {
 
 /// A tenant's limits as the data plane enforces them (from its quota; see
 /// docs/limits.md).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 pub struct TenantLimits {
     /// Guest linear memory of all its instances, bytes.
     pub memory: u64,
@@ -96,7 +96,7 @@ pub struct TenantLimits {
 }
 
 /// What a device holds of the shared resources, with its own limits.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 pub struct DeviceResources {
     /// Guest linear memory, bytes.
     pub memory: u64,
@@ -117,7 +117,7 @@ pub struct DeviceResources {
 }
 
 /// What a tenant holds in this daemon, and its limits.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 pub struct TenantResources {
     /// Guest linear memory, bytes.
     pub memory: u64,
@@ -197,7 +197,7 @@ pub fn valid_mix(mix: &str) -> Result<(), String> {
 }
 
 /// A device's state as the host sees it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum DeviceState {
     /// Serving.
@@ -213,10 +213,23 @@ pub enum DeviceState {
     Restoring,
 }
 
+impl DeviceState {
+    /// Its name in the API (`running`, `degraded`, ...).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeviceState::Running => "running",
+            DeviceState::Degraded => "degraded",
+            DeviceState::Offline => "offline",
+            DeviceState::Stopped => "stopped",
+            DeviceState::Restoring => "restoring",
+        }
+    }
+}
+
 /// A latency histogram: `counts[i]` commands took at most `bounds_us[i]`
 /// microseconds (and more than `bounds_us[i-1]`); the last count is the
 /// overflow bucket (`counts.len() == bounds_us.len() + 1`).
-#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Histogram {
     /// Upper bounds in microseconds, increasing.
     pub bounds_us: Vec<u64>,
@@ -228,7 +241,7 @@ pub struct Histogram {
 
 /// Live counters of one device (monotonic since the device started in
 /// this daemon process, except `in_flight`).
-#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct DeviceCounters {
     /// Commands completed.
     pub commands: u64,
@@ -269,7 +282,7 @@ pub struct DeviceLive {
 
 /// The counters a backstore reports itself (its `stats()`), next to the
 /// host's own counters.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct GuestStats {
     /// Reads it served.
     pub reads: u64,
@@ -418,6 +431,14 @@ pub trait Host: Send + Sync + 'static {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn state_names_are_the_api_names() {
+        use DeviceState::*;
+        for s in [Running, Degraded, Offline, Stopped, Restoring] {
+            assert_eq!(serde_json::to_value(s).unwrap(), s.as_str());
+        }
+    }
 
     #[test]
     fn secret_values_are_hidden_from_people_and_given_to_the_backstore() {

@@ -11,7 +11,7 @@ use std::sync::{Mutex, MutexGuard};
 
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 
-use crate::dto::Quota;
+use crate::dto::{BoundDevice, Quota, Usage};
 use crate::error::{ApiError, Error};
 use crate::host::LunInfo;
 
@@ -106,37 +106,20 @@ impl Scope {
 }
 
 /// A tenant with its quota and usage.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct TenantRow {
-    #[serde(skip)]
     pub id: i64,
     pub name: String,
-    #[serde(flatten)]
     pub quota: Quota,
-    #[serde(serialize_with = "ser_time")]
     pub created_at: i64,
     pub usage: Usage,
-    /// What its running devices hold in the data plane (filled in by the
-    /// API handlers; absent when none of its devices ran in this daemon).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub resources: Option<crate::host::TenantResources>,
-}
-
-/// What a tenant uses.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-pub(crate) struct Usage {
-    pub devices: u64,
-    pub total_bytes: u64,
-    pub modules: u64,
-    pub module_bytes: u64,
 }
 
 /// A token as listed (never its secret or hash).
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct TokenRow {
     pub id: i64,
     pub label: String,
-    #[serde(serialize_with = "ser_time")]
     pub created_at: i64,
 }
 
@@ -212,19 +195,6 @@ pub(crate) struct NewDevice {
     pub block_size: u32,
     pub module_id: i64,
     pub config: String,
-}
-
-/// A device bound to a module, as a module lists it.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-pub(crate) struct BoundDevice {
-    pub id: i64,
-    pub name: String,
-    pub tenant: String,
-}
-
-/// Serializes a Unix time as RFC 3339 UTC.
-pub(crate) fn ser_time<S: serde::Serializer>(t: &i64, s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_str(&rfc3339(*t))
 }
 
 /// `2024-05-06T07:08:09Z` for a Unix time (proleptic Gregorian, UTC).
@@ -395,7 +365,6 @@ fn tenant_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<TenantRow> {
             modules: to_u64(r.get(8)?),
             module_bytes: to_u64(r.get(9)?),
         },
-        resources: None,
     })
 }
 

@@ -1815,6 +1815,115 @@ async fn stats_log_and_exercise() {
     assert_eq!(v["counters"]["commands"], 0);
 }
 
+/// `v` reads as a `T` and writes back as exactly `v`: the shared DTOs are
+/// the shapes the server emits (the CLI parses its answers with them).
+fn same_shape<T: serde::de::DeserializeOwned + serde::Serialize>(v: &Value) {
+    let t: T = serde_json::from_value(v.clone())
+        .unwrap_or_else(|e| panic!("{}: {e}: {v}", std::any::type_name::<T>()));
+    assert_eq!(
+        &serde_json::to_value(t).unwrap(),
+        v,
+        "{}",
+        std::any::type_name::<T>()
+    );
+}
+
+#[tokio::test]
+async fn every_answer_has_the_shape_of_its_dto() {
+    use wasmtap_web::dto;
+    let env = setup();
+    env.host.counters.lock().unwrap().insert(
+        1,
+        DeviceCounters {
+            commands: 3,
+            errors_by_sense_key: vec![0; 16],
+            ..DeviceCounters::default()
+        },
+    );
+    let a = env.tenant("a").await;
+    let (_, v) = env.call("GET", "/api/v1/whoami", Some(&a), None).await;
+    same_shape::<dto::WhoAmI>(&v);
+    let (_, v) = env.admin("GET", "/api/v1/whoami", None).await;
+    same_shape::<dto::WhoAmI>(&v);
+    let (_, v) = env.admin("GET", "/api/v1/tenants", None).await;
+    same_shape::<Vec<dto::Tenant>>(&v);
+    let (_, v) = env
+        .admin(
+            "PATCH",
+            "/api/v1/tenants/a",
+            Some(json!({"max_modules": 3})),
+        )
+        .await;
+    same_shape::<dto::Tenant>(&v);
+    let (_, v) = env
+        .admin(
+            "POST",
+            "/api/v1/tenants/a/tokens",
+            Some(json!({"label": "more"})),
+        )
+        .await;
+    same_shape::<dto::NewToken>(&v);
+    let (_, v) = env.admin("GET", "/api/v1/tenants/a/tokens", None).await;
+    same_shape::<Vec<dto::Token>>(&v);
+    let m = env.module(&a, "mine", "1", b"mine").await;
+    let d = env.device(&a, "d", m).await;
+    same_shape::<dto::Device>(&d);
+    let id = id_of(&d);
+    assert_eq!(id, 1);
+    let (_, v) = env.call("GET", "/api/v1/modules", Some(&a), None).await;
+    same_shape::<Vec<dto::Module>>(&v);
+    let (_, v) = env
+        .call("GET", &format!("/api/v1/modules/{m}"), Some(&a), None)
+        .await;
+    same_shape::<dto::Module>(&v);
+    let (_, v) = env.call("GET", "/api/v1/devices", Some(&a), None).await;
+    same_shape::<Vec<dto::Device>>(&v);
+    let (_, v) = env
+        .call("GET", &format!("/api/v1/devices/{id}"), Some(&a), None)
+        .await;
+    same_shape::<dto::DeviceDetail>(&v);
+    for route in ["stats", "log"] {
+        let (_, v) = env
+            .call(
+                "GET",
+                &format!("/api/v1/devices/{id}/{route}"),
+                Some(&a),
+                None,
+            )
+            .await;
+        match route {
+            "stats" => same_shape::<dto::DeviceStats>(&v),
+            _ => same_shape::<dto::DeviceLog>(&v),
+        }
+    }
+    let (s, v) = env
+        .call(
+            "POST",
+            &format!("/api/v1/devices/{id}/exercise"),
+            Some(&a),
+            Some(json!({"seconds": 2})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::ACCEPTED);
+    same_shape::<dto::ExerciseStarted>(&v);
+    let (_, v) = env
+        .call(
+            "PUT",
+            &format!("/api/v1/devices/{id}/module"),
+            Some(&a),
+            Some(json!({"module": m})),
+        )
+        .await;
+    same_shape::<dto::Device>(&v);
+    env.host.tcmu.store(true, Ordering::SeqCst);
+    let (_, v) = env
+        .admin("POST", &format!("/api/v1/devices/{id}/export"), None)
+        .await;
+    same_shape::<dto::Exported>(&v);
+    let (_, v) = env.call("GET", "/api/v1/tenants", Some(&a), None).await;
+    same_shape::<dto::ErrorBody>(&v);
+}
+
 /// Every kind of host refusal answers its own status and code, with the
 /// host's message after what the API asked.
 #[tokio::test]
