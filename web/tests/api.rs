@@ -2303,6 +2303,100 @@ async fn devices_are_restored_in_parallel_while_the_api_serves() {
 
 /// The whole stack over a real socket: a request, and an oversized upload
 /// answered 413 while the client has not finished sending.
+/// The CLI against the real server (over TCP, with the mock host): every
+/// command group parses the answers it gets.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cli_reads_what_the_server_answers() {
+    use wasmtap_web::cli::{self, ClientOpts, Command, DeviceCmd, ModuleCmd, TenantCmd, TokenCmd};
+    let env = setup();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(env.cp.clone().serve(listener, async {
+        let _ = stop_rx.await;
+    }));
+    let a = env.tenant("a").await;
+    let m = env.module(&a, "mine", "1", b"mine").await;
+    let run = |token: &str, cmd: Command| {
+        let opts = ClientOpts {
+            url: Some(url.clone()),
+            token: Some(token.to_string()),
+            json: false,
+        };
+        tokio::task::spawn_blocking(move || {
+            let mut out = Vec::new();
+            let r = cli::run_with(&opts, cmd, &|_| None, &mut out);
+            (r, String::from_utf8(out).unwrap())
+        })
+    };
+    let admin = env.admin.clone();
+    let ok = |(r, out): (Result<(), String>, String)| {
+        r.unwrap_or_else(|e| panic!("{e}\n{out}"));
+        out
+    };
+    let out = ok(run(
+        &a,
+        Command::Device(DeviceCmd::Create {
+            name: "d".into(),
+            size: 1 << 20,
+            block_size: 512,
+            module: "mine".into(),
+            config: "k=secret:v".into(),
+            tenant: None,
+        }),
+    )
+    .await
+    .unwrap());
+    assert!(out.starts_with("created device 1 (d)\n"), "{out}");
+    assert!(out.contains("k=secret:***"), "{out}");
+    for cmd in [
+        Command::Device(DeviceCmd::List),
+        Command::Device(DeviceCmd::Show { id: "d".into() }),
+        Command::Device(DeviceCmd::Log { id: "1".into() }),
+        Command::Device(DeviceCmd::Exercise {
+            id: "d".into(),
+            secs: 1,
+            queue_depth: 1,
+            mix: "rw".into(),
+        }),
+        Command::Device(DeviceCmd::Bind {
+            id: "d".into(),
+            module: format!("{m}"),
+            config: None,
+        }),
+        Command::Module(ModuleCmd::List),
+        Command::Module(ModuleCmd::Show {
+            id: "mine@1".into(),
+        }),
+    ] {
+        ok(run(&a, cmd).await.unwrap());
+    }
+    for cmd in [
+        Command::Tenant(TenantCmd::List),
+        Command::Tenant(TenantCmd::Show { name: "a".into() }),
+        Command::Tenant(TenantCmd::Token {
+            cmd: TokenCmd::Create {
+                tenant: "a".into(),
+                label: "more".into(),
+            },
+        }),
+        Command::Tenant(TenantCmd::Token {
+            cmd: TokenCmd::List { tenant: "a".into() },
+        }),
+        Command::Device(DeviceCmd::Rm { id: "1".into() }),
+    ] {
+        ok(run(&admin, cmd).await.unwrap());
+    }
+    // An error answer reads as code and message.
+    let (r, _) = run(&a, Command::Tenant(TenantCmd::List)).await.unwrap();
+    assert_eq!(
+        r.unwrap_err(),
+        "forbidden: this route needs the admin token"
+    );
+    stop_tx.send(()).unwrap();
+    server.await.unwrap().unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn served_over_tcp() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
