@@ -19,7 +19,7 @@ use crate::dto::{
 };
 use crate::error::ApiError;
 use crate::extract::{Admin, Body, Caller};
-use crate::host::{DeviceCounters, DeviceLive, DeviceState, FrontendKind};
+use crate::host::{DeviceCounters, DeviceLive, DeviceState, FrontendKind, Host, HostError};
 use crate::store::{DeviceRow, ModuleRow, NewDevice, NewModule, Report, Scope, TenantRow, rfc3339};
 
 type Cp = State<Arc<ControlPlane>>;
@@ -186,11 +186,64 @@ fn device_dto(cp: &ControlPlane, d: &DeviceRow) -> dto::Device {
     }
 }
 
-fn visible_device(cp: &ControlPlane, caller: &Caller, id: &str) -> Result<DeviceRow, ApiError> {
+/// Device `id` (as the route names it) if `scope` may see it, else 404.
+fn visible_device(cp: &ControlPlane, scope: Scope, id: &str) -> Result<DeviceRow, ApiError> {
     let id = parse_id(id, "device")?;
     cp.store
-        .device(id, caller.scope())?
+        .device(id, scope)?
         .ok_or_else(|| ApiError::not_found(format!("no device with id {id}")))
+}
+
+/// Runs `change` on device `id` to its end even if the client goes away
+/// (detached), holding the device's lock, on the device as the database
+/// has it once the lock is held (a delete may have come first: 404).
+async fn change_device<T, Fut>(
+    cp: &Arc<ControlPlane>,
+    id: i64,
+    change: impl FnOnce(Arc<ControlPlane>, DeviceRow) -> Fut + Send + 'static,
+) -> Result<T, ApiError>
+where
+    T: Send + 'static,
+    Fut: Future<Output = Result<T, ApiError>> + Send + 'static,
+{
+    let cp = Arc::clone(cp);
+    detached(async move {
+        let _guard = cp.lock_device(id).await;
+        let d = cp
+            .store
+            .device(id, Scope::All)?
+            .ok_or_else(|| ApiError::not_found(format!("no device with id {id}")))?;
+        change(cp, d).await
+    })
+    .await
+}
+
+/// Records in the database what the host just did (`record`'s outcome);
+/// if that failed, `undo`es it on the host, so the two stay in step, and
+/// answers the database's error.
+async fn record_or_undo(
+    cp: &ControlPlane,
+    what: String,
+    record: Result<(), rusqlite::Error>,
+    undo: impl FnOnce(&dyn Host) -> Result<(), HostError> + Send + 'static,
+) -> Result<(), ApiError> {
+    let Err(e) = record else { return Ok(()) };
+    let undone = host_call(cp, "undoing", undo).await;
+    tracing::error!("recording {what}: {e}; undone on the host: {undone:?}");
+    Err(e.into())
+}
+
+/// A blocking call of the data plane; its refusal answers `context: why`
+/// with the status of its kind.
+async fn host_call<T: Send + 'static>(
+    cp: &ControlPlane,
+    context: &'static str,
+    call: impl FnOnce(&dyn Host) -> Result<T, HostError> + Send + 'static,
+) -> Result<T, ApiError> {
+    let host = Arc::clone(&cp.host);
+    blocking(move || call(&*host))
+        .await?
+        .map_err(|e| ApiError::host(context, e))
 }
 
 fn tenant_by_name(cp: &ControlPlane, name: &str) -> Result<crate::store::TenantRow, ApiError> {
@@ -656,10 +709,9 @@ pub(crate) async fn create_device(
             )));
         }
         let spec = cp.spec(&row);
-        let host = cp.host.clone();
-        if let Err(e) = blocking(move || host.start(&spec)).await? {
+        if let Err(e) = host_call(&cp, "starting the device", move |h| h.start(&spec)).await {
             undo(&cp, &row);
-            return Err(ApiError::host("starting the device", e));
+            return Err(e);
         }
         Ok(row)
     })
@@ -668,7 +720,7 @@ pub(crate) async fn create_device(
 }
 
 pub(crate) async fn get_device(caller: Caller, State(cp): Cp, Path(id): Path<String>) -> ApiResult {
-    let d = visible_device(&cp, &caller, &id)?;
+    let d = visible_device(&cp, caller.scope(), &id)?;
     // The backstore's own counters come with its debug text (asked at most
     // once a second per device, however many clients ask).
     let host = cp.host.clone();
@@ -689,26 +741,16 @@ pub(crate) async fn delete_device(
     State(cp): Cp,
     Path(id): Path<String>,
 ) -> ApiResult {
-    let d = visible_device(&cp, &caller, &id)?;
-    let cp2 = cp.clone();
-    detached(async move {
-        let cp = cp2;
-        let _guard = cp.lock_device(d.id).await;
-        let d = cp
-            .store
-            .device(d.id, Scope::All)?
-            .ok_or_else(|| ApiError::not_found(format!("no device with id {}", d.id)))?;
-        let spec = cp.spec(&d);
+    let d = visible_device(&cp, caller.scope(), &id)?;
+    change_device(&cp, d.id, |cp, d| async move {
         if let Some(lun) = d.lun.clone() {
-            let (host, spec) = (cp.host.clone(), spec.clone());
-            blocking(move || host.unexport(&spec, &lun))
-                .await?
-                .map_err(|e| ApiError::host("removing the LUN", e))?;
+            let spec = cp.spec(&d);
+            host_call(&cp, "removing the LUN", move |h| h.unexport(&spec, &lun)).await?;
             cp.store.clear_lun(d.id)?;
         }
-        let host = cp.host.clone();
-        if let Err(e) = blocking(move || host.stop(d.id)).await? {
-            tracing::warn!("stopping device {} ({}/{}): {e}", d.id, d.tenant, d.name);
+        let id = d.id;
+        if let Err(e) = host_call(&cp, "stopping", move |h| h.stop(id)).await {
+            tracing::warn!("device {} ({}/{}): {}", d.id, d.tenant, d.name, e.message);
         }
         cp.store.delete_device(d.id)?;
         match std::fs::remove_dir_all(&d.dir) {
@@ -752,18 +794,11 @@ pub(crate) async fn bind_module(
     Path(id): Path<String>,
     Body(b): Body<BindRequest>,
 ) -> ApiResult {
-    let d = visible_device(&cp, &caller, &id)?;
+    let d = visible_device(&cp, caller.scope(), &id)?;
     if let Some(c) = &b.config {
         check_config(c)?;
     }
-    let cp2 = cp.clone();
-    let row = detached(async move {
-        let cp = cp2;
-        let _guard = cp.lock_device(d.id).await;
-        let d = cp
-            .store
-            .device(d.id, Scope::All)?
-            .ok_or_else(|| ApiError::not_found(format!("no device with id {}", d.id)))?;
+    let row = change_device(&cp, d.id, move |cp, d| async move {
         let (m, _pending) = {
             // Lock order: pending binds, then the database (as in delete).
             let mut pending = cp.pending_binds.lock().unwrap_or_else(|e| e.into_inner());
@@ -791,20 +826,14 @@ pub(crate) async fn bind_module(
             new.config = c;
         }
         let spec = cp.spec(&new);
-        let host = cp.host.clone();
-        blocking(move || host.rebind(&spec))
-            .await?
-            .map_err(|e| ApiError::host("rebinding", e))?;
-        if let Err(e) = cp.store.set_binding(d.id, new.module_id, &new.config) {
-            // Put the host back on what the database says.
-            let (host, spec) = (cp.host.clone(), cp.spec(&d));
-            let back = blocking(move || host.rebind(&spec)).await;
-            tracing::error!(
-                "recording the binding of device {}: {e}; host switched back: {back:?}",
-                d.id
-            );
-            return Err(e.into());
-        }
+        host_call(&cp, "rebinding", move |h| h.rebind(&spec)).await?;
+        // Else the host goes back to what the database says.
+        let (recorded, old) = (
+            cp.store.set_binding(d.id, new.module_id, &new.config),
+            cp.spec(&d),
+        );
+        let what = format!("the binding of device {}", d.id);
+        record_or_undo(&cp, what, recorded, move |h| h.rebind(&old)).await?;
         Ok(new)
     })
     .await?;
@@ -818,7 +847,7 @@ fn now_ms() -> u64 {
 }
 
 pub(crate) async fn stats(caller: Caller, State(cp): Cp, Path(id): Path<String>) -> ApiResult {
-    let d = visible_device(&cp, &caller, &id)?;
+    let d = visible_device(&cp, caller.scope(), &id)?;
     let l = live_of(&cp, d.id).unwrap_or_else(stopped);
     ok(DeviceStats {
         at_ms: now_ms(),
@@ -831,7 +860,7 @@ pub(crate) async fn stats(caller: Caller, State(cp): Cp, Path(id): Path<String>)
 }
 
 pub(crate) async fn log(caller: Caller, State(cp): Cp, Path(id): Path<String>) -> ApiResult {
-    let d = visible_device(&cp, &caller, &id)?;
+    let d = visible_device(&cp, caller.scope(), &id)?;
     let lines = cp.host.live(d.id).map(|l| l.log).unwrap_or_default();
     let host = cp.host.clone();
     let (debug, stats) = blocking(move || (host.debug(d.id), host.guest_stats(d.id))).await?;
@@ -848,7 +877,7 @@ pub(crate) async fn exercise(
     Path(id): Path<String>,
     Body(b): Body<ExerciseRequest>,
 ) -> ApiResult {
-    let d = visible_device(&cp, &caller, &id)?;
+    let d = visible_device(&cp, caller.scope(), &id)?;
     let seconds = b.seconds.unwrap_or(10);
     let queue_depth = b.queue_depth.unwrap_or(16);
     if !(1..=600).contains(&seconds) {
@@ -868,11 +897,11 @@ pub(crate) async fn exercise(
             "exercise runs on the simulator only; on LIO, send I/O from an initiator",
         ));
     }
-    let host = cp.host.clone();
     let m = mix.clone();
-    blocking(move || host.exercise(d.id, seconds, queue_depth, &m))
-        .await?
-        .map_err(|e| ApiError::host("exercise", e))?;
+    host_call(&cp, "exercise", move |h| {
+        h.exercise(d.id, seconds, queue_depth, &m)
+    })
+    .await?;
     let started = ExerciseStarted {
         device: d.id,
         seconds,
@@ -883,13 +912,7 @@ pub(crate) async fn exercise(
 }
 
 pub(crate) async fn export(_: Admin, State(cp): Cp, Path(id): Path<String>) -> ApiResult {
-    let d = visible_device(
-        &cp,
-        &Caller::Admin {
-            label: String::new(),
-        },
-        &id,
-    )?;
+    let d = visible_device(&cp, Scope::All, &id)?;
     let frontend = cp.host.frontend();
     if frontend.kind != FrontendKind::Tcmu {
         return Err(ApiError::unsupported(format!(
@@ -897,14 +920,7 @@ pub(crate) async fn export(_: Admin, State(cp): Cp, Path(id): Path<String>) -> A
             frontend.note
         )));
     }
-    let cp2 = cp.clone();
-    let lun = detached(async move {
-        let cp = cp2;
-        let _guard = cp.lock_device(d.id).await;
-        let d = cp
-            .store
-            .device(d.id, Scope::All)?
-            .ok_or_else(|| ApiError::not_found(format!("no device with id {}", d.id)))?;
+    let lun = change_device(&cp, d.id, |cp, d| async move {
         if let Some(lun) = &d.lun {
             return Err(ApiError::conflict(format!(
                 "device {} is already exported as {}/{} LUN {}",
@@ -912,19 +928,11 @@ pub(crate) async fn export(_: Admin, State(cp): Cp, Path(id): Path<String>) -> A
             )));
         }
         let spec = cp.spec(&d);
-        let (host, s) = (cp.host.clone(), spec.clone());
-        let lun = blocking(move || host.export(&s))
-            .await?
-            .map_err(|e| ApiError::host("export", e))?;
-        if let Err(e) = cp.store.set_lun(d.id, &lun) {
-            let (host, l) = (cp.host.clone(), lun.clone());
-            let back = blocking(move || host.unexport(&spec, &l)).await;
-            tracing::error!(
-                "recording the LUN of device {}: {e}; unexported again: {back:?}",
-                d.id
-            );
-            return Err(e.into());
-        }
+        let s = spec.clone();
+        let lun = host_call(&cp, "export", move |h| h.export(&s)).await?;
+        let (recorded, l) = (cp.store.set_lun(d.id, &lun), lun.clone());
+        let what = format!("the LUN of device {}", d.id);
+        record_or_undo(&cp, what, recorded, move |h| h.unexport(&spec, &l)).await?;
         Ok(lun)
     })
     .await?;
@@ -932,29 +940,14 @@ pub(crate) async fn export(_: Admin, State(cp): Cp, Path(id): Path<String>) -> A
 }
 
 pub(crate) async fn unexport(_: Admin, State(cp): Cp, Path(id): Path<String>) -> ApiResult {
-    let d = visible_device(
-        &cp,
-        &Caller::Admin {
-            label: String::new(),
-        },
-        &id,
-    )?;
-    let cp2 = cp.clone();
-    detached(async move {
-        let cp = cp2;
-        let _guard = cp.lock_device(d.id).await;
-        let d = cp
-            .store
-            .device(d.id, Scope::All)?
-            .ok_or_else(|| ApiError::not_found(format!("no device with id {}", d.id)))?;
+    let d = visible_device(&cp, Scope::All, &id)?;
+    change_device(&cp, d.id, |cp, d| async move {
         let lun = d
             .lun
             .clone()
             .ok_or_else(|| ApiError::not_found(format!("device {} is not exported", d.id)))?;
-        let (host, spec) = (cp.host.clone(), cp.spec(&d));
-        blocking(move || host.unexport(&spec, &lun))
-            .await?
-            .map_err(|e| ApiError::host("unexport", e))?;
+        let spec = cp.spec(&d);
+        host_call(&cp, "unexport", move |h| h.unexport(&spec, &lun)).await?;
         cp.store.clear_lun(d.id)?;
         Ok(())
     })

@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
+use axum::handler::Handler;
 use axum::routing::{MethodFilter, MethodRouter, on};
 
 use crate::app::ControlPlane;
@@ -53,7 +54,17 @@ struct Routes {
 }
 
 impl Routes {
-    fn add(
+    /// `handler` serves `method path`.
+    fn add<H, T>(self, method: &'static str, path: &'static str, handler: H) -> Self
+    where
+        H: Handler<T, Arc<ControlPlane>>,
+        T: 'static,
+    {
+        self.route(method, path, |f| on(f, handler))
+    }
+
+    /// `method path` is served by the method router `mr` makes.
+    fn route(
         mut self,
         method: &'static str,
         path: &'static str,
@@ -75,72 +86,46 @@ impl Routes {
 
 /// Every route. `upload_limit` is the body limit of the module upload.
 fn build_routes(upload_limit: usize) -> Routes {
-    let r = Routes {
+    let mut r = Routes {
         router: Router::new(),
         table: Vec::new(),
     };
-    r.add("GET", "/api/v1/openapi.json", |f| on(f, api::openapi))
-        .add("GET", "/api/v1/whoami", |f| on(f, api::whoami))
-        .add("GET", "/api/v1/tenants", |f| on(f, api::list_tenants))
-        .add("POST", "/api/v1/tenants", |f| on(f, api::create_tenant))
-        .add("GET", "/api/v1/tenants/{name}", |f| on(f, api::get_tenant))
-        .add("PATCH", "/api/v1/tenants/{name}", |f| {
-            on(f, api::patch_tenant)
-        })
-        .add("DELETE", "/api/v1/tenants/{name}", |f| {
-            on(f, api::delete_tenant)
-        })
-        .add("POST", "/api/v1/tenants/{name}/tokens", |f| {
-            on(f, api::create_token)
-        })
-        .add("GET", "/api/v1/tenants/{name}/tokens", |f| {
-            on(f, api::list_tokens)
-        })
-        .add("DELETE", "/api/v1/tenants/{name}/tokens/{id}", |f| {
-            on(f, api::delete_token)
-        })
-        .add("GET", "/api/v1/modules", |f| on(f, api::list_modules))
-        .add("POST", "/api/v1/modules", |f| {
+    r = r
+        .add("GET", "/api/v1/openapi.json", api::openapi)
+        .add("GET", "/api/v1/whoami", api::whoami)
+        .add("GET", "/api/v1/tenants", api::list_tenants)
+        .add("POST", "/api/v1/tenants", api::create_tenant)
+        .add("GET", "/api/v1/tenants/{name}", api::get_tenant)
+        .add("PATCH", "/api/v1/tenants/{name}", api::patch_tenant)
+        .add("DELETE", "/api/v1/tenants/{name}", api::delete_tenant)
+        .add("POST", "/api/v1/tenants/{name}/tokens", api::create_token)
+        .add("GET", "/api/v1/tenants/{name}/tokens", api::list_tokens)
+        .add(
+            "DELETE",
+            "/api/v1/tenants/{name}/tokens/{id}",
+            api::delete_token,
+        )
+        .add("GET", "/api/v1/modules", api::list_modules)
+        .route("POST", "/api/v1/modules", |f| {
             on(f, api::upload_module).layer(DefaultBodyLimit::max(upload_limit))
         })
-        .add("GET", "/api/v1/modules/{id}", |f| on(f, api::get_module))
-        .add("DELETE", "/api/v1/modules/{id}", |f| {
-            on(f, api::delete_module)
-        })
-        .add("GET", "/api/v1/devices", |f| on(f, api::list_devices))
-        .add("POST", "/api/v1/devices", |f| on(f, api::create_device))
-        .add("GET", "/api/v1/devices/{id}", |f| on(f, api::get_device))
-        .add("DELETE", "/api/v1/devices/{id}", |f| {
-            on(f, api::delete_device)
-        })
-        .add("PUT", "/api/v1/devices/{id}/module", |f| {
-            on(f, api::bind_module)
-        })
-        .add("GET", "/api/v1/devices/{id}/stats", |f| on(f, api::stats))
-        .add("GET", "/api/v1/devices/{id}/log", |f| on(f, api::log))
-        .add("POST", "/api/v1/devices/{id}/exercise", |f| {
-            on(f, api::exercise)
-        })
-        .add("POST", "/api/v1/devices/{id}/export", |f| {
-            on(f, api::export)
-        })
-        .add("DELETE", "/api/v1/devices/{id}/export", |f| {
-            on(f, api::unexport)
-        })
-        .add("GET", "/metrics", |f| on(f, metrics::handler))
-        .add("GET", "/", |f| on(f, api::ui_index))
-        .add("GET", "/ui/{*path}", |f| on(f, api::ui_asset))
-        .map_router(|r| r.fallback(api::fallback))
-}
-
-impl Routes {
-    fn map_router(
-        mut self,
-        f: impl FnOnce(Router<Arc<ControlPlane>>) -> Router<Arc<ControlPlane>>,
-    ) -> Self {
-        self.router = f(self.router);
-        self
-    }
+        .add("GET", "/api/v1/modules/{id}", api::get_module)
+        .add("DELETE", "/api/v1/modules/{id}", api::delete_module)
+        .add("GET", "/api/v1/devices", api::list_devices)
+        .add("POST", "/api/v1/devices", api::create_device)
+        .add("GET", "/api/v1/devices/{id}", api::get_device)
+        .add("DELETE", "/api/v1/devices/{id}", api::delete_device)
+        .add("PUT", "/api/v1/devices/{id}/module", api::bind_module)
+        .add("GET", "/api/v1/devices/{id}/stats", api::stats)
+        .add("GET", "/api/v1/devices/{id}/log", api::log)
+        .add("POST", "/api/v1/devices/{id}/exercise", api::exercise)
+        .add("POST", "/api/v1/devices/{id}/export", api::export)
+        .add("DELETE", "/api/v1/devices/{id}/export", api::unexport)
+        .add("GET", "/metrics", metrics::handler)
+        .add("GET", "/", api::ui_index)
+        .add("GET", "/ui/{*path}", api::ui_asset);
+    r.router = r.router.fallback(api::fallback);
+    r
 }
 
 /// `(method, path)` of every route the router serves (paths in axum's

@@ -11,6 +11,8 @@ use serde::de::DeserializeOwned;
 
 use crate::dto::ErrorBody;
 
+use super::render::{Columns, table};
+
 /// Where the daemon listens unless told otherwise.
 pub const DEFAULT_URL: &str = "http://127.0.0.1:8470";
 
@@ -255,6 +257,30 @@ impl Client {
     /// `GET path`, read as `T`.
     pub(super) fn get<T: DeserializeOwned>(&self, path: &str) -> Res<Reply<T>> {
         self.call("GET", path, Body::Empty)
+    }
+
+    /// `GET path`: a list, shown as a table of `cols`, one `row` each.
+    pub(super) fn list<T: DeserializeOwned>(
+        &self,
+        out: &mut String,
+        path: &str,
+        cols: &Columns,
+        row: impl Fn(&T) -> Vec<String>,
+    ) -> Res<()> {
+        let r = self.get::<Vec<T>>(path)?;
+        self.show(out, &r, |o, items| table(o, cols, items, row));
+        Ok(())
+    }
+
+    /// `DELETE path`; then says `done` (under `--json`, nothing: the answer
+    /// is empty).
+    pub(super) fn delete(&self, out: &mut String, path: &str, done: &str) -> Res<()> {
+        let r = self.call::<()>("DELETE", path, Body::Empty)?;
+        self.show(out, &r, |o, ()| {
+            o.push_str(done);
+            o.push('\n');
+        });
+        Ok(())
     }
 
     /// Under `--json`, the answer's JSON as the API sent it (pretty, and

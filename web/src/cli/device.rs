@@ -11,7 +11,7 @@ use crate::size::{human_size, parse_nonzero_size};
 
 use super::client::{Body, Client, Failure, Res};
 use super::lookup;
-use super::render::{block, guest_stats_text, lun_text, or_dash, size_in_full, table};
+use super::render::{Columns, block, guest_stats_text, lun_text, or_dash, size_in_full};
 
 /// `wasmtap device ...`: devices (LUNs backed by a module).
 #[derive(Debug, clap::Subcommand)]
@@ -125,8 +125,7 @@ pub(super) fn run(c: &Client, cmd: DeviceCmd, out: &mut String) -> Res<()> {
             came_up(&r.data)?;
         }
         DeviceCmd::List => {
-            let r = c.get::<Vec<Device>>("/api/v1/devices")?;
-            c.show(out, &r, |o, list| device_table(o, list));
+            c.list(out, "/api/v1/devices", &DEVICES, device_row)?;
         }
         DeviceCmd::Show { id } => {
             let id = lookup::device(c, &id)?;
@@ -151,10 +150,8 @@ pub(super) fn run(c: &Client, cmd: DeviceCmd, out: &mut String) -> Res<()> {
         }
         DeviceCmd::Rm { id } => {
             let id = lookup::device(c, &id)?;
-            let r = c.call::<()>("DELETE", &format!("/api/v1/devices/{id}"), Body::Empty)?;
-            c.show(out, &r, |o, ()| {
-                let _ = writeln!(o, "deleted device {id}");
-            });
+            let path = format!("/api/v1/devices/{id}");
+            c.delete(out, &path, &format!("deleted device {id}"))?;
         }
         DeviceCmd::Export { id } => {
             let id = lookup::device(c, &id)?;
@@ -167,10 +164,7 @@ pub(super) fn run(c: &Client, cmd: DeviceCmd, out: &mut String) -> Res<()> {
         DeviceCmd::Unexport { id } => {
             let id = lookup::device(c, &id)?;
             let path = format!("/api/v1/devices/{id}/export");
-            let r = c.call::<()>("DELETE", &path, Body::Empty)?;
-            c.show(out, &r, |o, ()| {
-                let _ = writeln!(o, "removed the LUN of device {id}");
-            });
+            c.delete(out, &path, &format!("removed the LUN of device {id}"))?;
         }
         DeviceCmd::Exercise {
             id,
@@ -236,31 +230,25 @@ fn came_up(d: &Device) -> Res<()> {
     )))
 }
 
-fn device_table(out: &mut String, list: &[Device]) {
-    let rows: Vec<Vec<String>> = list
-        .iter()
-        .map(|d| {
-            vec![
-                d.id.to_string(),
-                d.name.clone(),
-                d.tenant.clone(),
-                human_size(d.size),
-                d.block_size.to_string(),
-                d.module.name.clone(),
-                d.state.as_str().into(),
-                d.lun.as_ref().map_or("-".into(), |l| l.lun.to_string()),
-            ]
-        })
-        .collect();
-    table(
-        out,
-        &[
-            "ID", "NAME", "TENANT", "SIZE", "BLOCK", "MODULE", "STATE", "LUN",
-        ],
-        &[3, 4],
-        &rows,
-        "devices",
-    );
+const DEVICES: Columns = Columns {
+    headers: &[
+        "ID", "NAME", "TENANT", "SIZE", "BLOCK", "MODULE", "STATE", "LUN",
+    ],
+    right: &[3, 4],
+    what: "devices",
+};
+
+fn device_row(d: &Device) -> Vec<String> {
+    vec![
+        d.id.to_string(),
+        d.name.clone(),
+        d.tenant.clone(),
+        human_size(d.size),
+        d.block_size.to_string(),
+        d.module.name.clone(),
+        d.state.as_str().into(),
+        d.lun.as_ref().map_or("-".into(), |l| l.lun.to_string()),
+    ]
 }
 
 /// A device in full; `guest` is what the backstore counts itself.

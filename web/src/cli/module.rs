@@ -8,7 +8,7 @@ use crate::size::human_size;
 
 use super::client::{Body, Client, Res, multipart, seg};
 use super::lookup;
-use super::render::{block, lines, or_dash, size_in_full, table};
+use super::render::{Columns, block, lines, or_dash, size_in_full};
 
 /// `wasmtap module ...`: WebAssembly backstore modules.
 #[derive(Debug, clap::Subcommand)]
@@ -85,8 +85,7 @@ pub(super) fn run(c: &Client, cmd: ModuleCmd, out: &mut String) -> Res<()> {
             });
         }
         ModuleCmd::List => {
-            let r = c.get::<Vec<Module>>("/api/v1/modules")?;
-            c.show(out, &r, |o, list| module_table(o, list));
+            c.list(out, "/api/v1/modules", &MODULES, module_row)?;
         }
         ModuleCmd::Show { id } => {
             let id = lookup::module(c, &id)?;
@@ -95,10 +94,8 @@ pub(super) fn run(c: &Client, cmd: ModuleCmd, out: &mut String) -> Res<()> {
         }
         ModuleCmd::Rm { id } => {
             let id = lookup::module(c, &id)?;
-            let r = c.call::<()>("DELETE", &format!("/api/v1/modules/{id}"), Body::Empty)?;
-            c.show(out, &r, |o, ()| {
-                let _ = writeln!(o, "deleted module {id}");
-            });
+            let path = format!("/api/v1/modules/{id}");
+            c.delete(out, &path, &format!("deleted module {id}"))?;
         }
     }
     Ok(())
@@ -111,30 +108,24 @@ fn owner_text(m: &Module) -> String {
     }
 }
 
-fn module_table(out: &mut String, list: &[Module]) {
-    let rows: Vec<Vec<String>> = list
-        .iter()
-        .map(|m| {
-            vec![
-                m.id.to_string(),
-                m.name.clone(),
-                or_dash(m.version.as_str()),
-                human_size(m.size),
-                owner_text(m),
-                m.bound_devices.len().to_string(),
-                m.sha256.chars().take(12).collect(),
-            ]
-        })
-        .collect();
-    table(
-        out,
-        &[
-            "ID", "NAME", "VERSION", "SIZE", "OWNER", "DEVICES", "SHA256",
-        ],
-        &[3, 5],
-        &rows,
-        "modules",
-    );
+const MODULES: Columns = Columns {
+    headers: &[
+        "ID", "NAME", "VERSION", "SIZE", "OWNER", "DEVICES", "SHA256",
+    ],
+    right: &[3, 5],
+    what: "modules",
+};
+
+fn module_row(m: &Module) -> Vec<String> {
+    vec![
+        m.id.to_string(),
+        m.name.clone(),
+        or_dash(m.version.as_str()),
+        human_size(m.size),
+        owner_text(m),
+        m.bound_devices.len().to_string(),
+        m.sha256.chars().take(12).collect(),
+    ]
 }
 
 fn module_block(out: &mut String, m: &Module) {

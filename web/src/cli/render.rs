@@ -6,20 +6,35 @@ use std::fmt::Write as _;
 use crate::host::{GuestStats, LunInfo};
 use crate::size::human_size;
 
-/// Left-aligned columns except those listed in `right`; two spaces apart.
-pub(super) fn table(
+/// A table's columns: their headers, which of them are right-aligned, and
+/// what its rows are (for `no ...` when there are none).
+#[derive(Debug)]
+pub(super) struct Columns {
+    pub(super) headers: &'static [&'static str],
+    pub(super) right: &'static [usize],
+    pub(super) what: &'static str,
+}
+
+/// `items` as a table, one `row` each: columns two spaces apart,
+/// left-aligned except those `cols` puts right.
+pub(super) fn table<T>(
     out: &mut String,
-    headers: &[&str],
-    right: &[usize],
-    rows: &[Vec<String>],
-    what: &str,
+    cols: &Columns,
+    items: &[T],
+    row: impl Fn(&T) -> Vec<String>,
 ) {
+    let rows: Vec<Vec<String>> = items.iter().map(row).collect();
+    let Columns {
+        headers,
+        right,
+        what,
+    } = cols;
     if rows.is_empty() {
         let _ = writeln!(out, "no {what}");
         return;
     }
     let mut w: Vec<usize> = headers.iter().map(|h| h.chars().count()).collect();
-    for r in rows {
+    for r in &rows {
         for (i, c) in r.iter().enumerate() {
             w[i] = w[i].max(c.chars().count());
         }
@@ -46,7 +61,7 @@ pub(super) fn table(
     };
     let hdr: Vec<String> = headers.iter().map(|h| h.to_string()).collect();
     line(out, &hdr);
-    for r in rows {
+    for r in &rows {
         line(out, r);
     }
 }

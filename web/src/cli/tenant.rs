@@ -6,7 +6,7 @@ use crate::dto::{NewToken, Tenant, TenantRequest, Token, TokenRequest};
 use crate::size::{human_size, parse_size};
 
 use super::client::{Body, Client, Failure, Res, seg};
-use super::render::{block, table};
+use super::render::{Columns, block};
 
 /// `wasmtap tenant ...`: tenants and their tokens (admin only).
 #[derive(Debug, clap::Subcommand)]
@@ -142,8 +142,7 @@ pub(super) fn run(c: &Client, cmd: TenantCmd, out: &mut String) -> Res<()> {
             c.show(out, &r, tenant_block);
         }
         TenantCmd::List => {
-            let r = c.get::<Vec<Tenant>>("/api/v1/tenants")?;
-            c.show(out, &r, |o, list| tenant_table(o, list));
+            c.list(out, "/api/v1/tenants", &TENANTS, tenant_row)?;
         }
         TenantCmd::Show { name } => {
             let r = c.get::<Tenant>(&format!("/api/v1/tenants/{}", seg(&name)))?;
@@ -151,10 +150,7 @@ pub(super) fn run(c: &Client, cmd: TenantCmd, out: &mut String) -> Res<()> {
         }
         TenantCmd::Rm { name } => {
             let path = format!("/api/v1/tenants/{}", seg(&name));
-            let r = c.call::<()>("DELETE", &path, Body::Empty)?;
-            c.show(out, &r, |o, ()| {
-                let _ = writeln!(o, "deleted tenant {name}");
-            });
+            c.delete(out, &path, &format!("deleted tenant {name}"))?;
         }
         TenantCmd::Token { cmd } => token(c, cmd, out)?,
     }
@@ -178,21 +174,17 @@ fn token(c: &Client, cmd: TokenCmd, out: &mut String) -> Res<()> {
         }
         TokenCmd::List { tenant } => {
             let path = format!("/api/v1/tenants/{}/tokens", seg(&tenant));
-            let r = c.get::<Vec<Token>>(&path)?;
-            c.show(out, &r, |o, list| {
-                let rows: Vec<Vec<String>> = list
-                    .iter()
-                    .map(|t| vec![t.id.to_string(), t.label.clone(), t.created_at.clone()])
-                    .collect();
-                table(o, &["ID", "LABEL", "CREATED"], &[], &rows, "tokens");
-            });
+            c.list(out, &path, &TOKENS, |t: &Token| {
+                vec![t.id.to_string(), t.label.clone(), t.created_at.clone()]
+            })?;
         }
         TokenCmd::Revoke { tenant, id } => {
             let path = format!("/api/v1/tenants/{}/tokens/{}", seg(&tenant), seg(&id));
-            let r = c.call::<()>("DELETE", &path, Body::Empty)?;
-            c.show(out, &r, |o, ()| {
-                let _ = writeln!(o, "revoked token {id} of tenant {tenant}");
-            });
+            c.delete(
+                out,
+                &path,
+                &format!("revoked token {id} of tenant {tenant}"),
+            )?;
         }
     }
     Ok(())
@@ -210,27 +202,27 @@ fn count(n: u64) -> String {
     n.to_string()
 }
 
-fn tenant_table(out: &mut String, list: &[Tenant]) {
-    let rows: Vec<Vec<String>> = list
-        .iter()
-        .map(|t| {
-            let (u, q) = (&t.usage, &t.quota);
-            vec![
-                t.name.clone(),
-                usage(Some(u.devices), q.max_devices, count),
-                usage(Some(u.total_bytes), q.max_total_bytes, human_size),
-                human_size(q.max_guest_memory),
-            ]
-        })
-        .collect();
-    table(
-        out,
-        &["NAME", "DEVICES", "TOTAL SIZE", "GUEST MEMORY"],
-        &[],
-        &rows,
-        "tenants",
-    );
+const TENANTS: Columns = Columns {
+    headers: &["NAME", "DEVICES", "TOTAL SIZE", "GUEST MEMORY"],
+    right: &[],
+    what: "tenants",
+};
+
+fn tenant_row(t: &Tenant) -> Vec<String> {
+    let (u, q) = (&t.usage, &t.quota);
+    vec![
+        t.name.clone(),
+        usage(Some(u.devices), q.max_devices, count),
+        usage(Some(u.total_bytes), q.max_total_bytes, human_size),
+        human_size(q.max_guest_memory),
+    ]
 }
+
+const TOKENS: Columns = Columns {
+    headers: &["ID", "LABEL", "CREATED"],
+    right: &[],
+    what: "tokens",
+};
 
 fn tenant_block(out: &mut String, t: &Tenant) {
     let (u, q, held) = (&t.usage, &t.quota, t.resources.as_ref());
