@@ -1,149 +1,29 @@
-//! The JSON API's handlers and extractors (docs/api.md).
+//! The JSON API's handlers (docs/api.md).
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use axum::Json;
-use axum::body::Bytes;
-use axum::extract::{FromRequest, FromRequestParts, Multipart, Path, Query, Request, State};
-use axum::http::request::Parts;
+use axum::extract::{Multipart, Path, Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use serde::Deserialize;
-use serde::de::DeserializeOwned;
-use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
 use crate::app::{
     ControlPlane, create_private_dir, hash_token, new_token, write_content_addressed,
 };
+use crate::dto::{
+    self, BindRequest, CreateDevice, DeviceDetail, DeviceLog, DeviceStats, ExerciseRequest,
+    ExerciseStarted, Exported, ModuleRef, NewToken, Quota, Role, TenantRequest, Token,
+    TokenRequest, WhoAmI,
+};
 use crate::error::ApiError;
-use crate::host::{DeviceCounters, DeviceLive, DeviceState, FrontendKind};
-use crate::store::{DeviceRow, ModuleRow, NewDevice, NewModule, Report, Scope, rfc3339};
+use crate::extract::{Admin, Body, Caller};
+use crate::host::{DeviceCounters, DeviceLive, DeviceState, FrontendKind, Host, HostError};
+use crate::store::{DeviceRow, ModuleRow, NewDevice, NewModule, Report, Scope, TenantRow, rfc3339};
 
 type Cp = State<Arc<ControlPlane>>;
 type ApiResult = Result<Response, ApiError>;
-
-// ---------------------------------------------------------------- extractors
-
-/// The authenticated caller.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum Caller {
-    /// An admin token.
-    Admin {
-        /// The token's label.
-        label: String,
-    },
-    /// A tenant's token.
-    Tenant {
-        /// Tenant id.
-        id: i64,
-        /// Tenant name.
-        name: String,
-        /// The token's label.
-        label: String,
-    },
-}
-
-impl Caller {
-    pub(crate) fn scope(&self) -> Scope {
-        match self {
-            Caller::Admin { .. } => Scope::All,
-            Caller::Tenant { id, .. } => Scope::Tenant(*id),
-        }
-    }
-
-    fn who(&self) -> String {
-        match self {
-            Caller::Admin { label } => format!("admin:{label}"),
-            Caller::Tenant { name, label, .. } => format!("{name}:{label}"),
-        }
-    }
-}
-
-impl FromRequestParts<Arc<ControlPlane>> for Caller {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(
-        parts: &mut Parts,
-        cp: &Arc<ControlPlane>,
-    ) -> Result<Self, Self::Rejection> {
-        let header = parts
-            .headers
-            .get(header::AUTHORIZATION)
-            .ok_or_else(|| ApiError::unauthorized("missing Authorization: Bearer <token>"))?;
-        let token = header
-            .to_str()
-            .ok()
-            .and_then(|h| {
-                let (scheme, token) = h.split_once(' ')?;
-                scheme
-                    .eq_ignore_ascii_case("bearer")
-                    .then_some(token.trim())
-            })
-            .filter(|t| !t.is_empty())
-            .ok_or_else(|| {
-                ApiError::unauthorized("malformed Authorization header; expected Bearer <token>")
-            })?;
-        let owner = cp
-            .store
-            .lookup_token(&hash_token(token))?
-            .ok_or_else(|| ApiError::unauthorized("unknown or revoked token"))?;
-        Ok(match owner.tenant {
-            None => Caller::Admin { label: owner.label },
-            Some((id, name)) => Caller::Tenant {
-                id,
-                name,
-                label: owner.label,
-            },
-        })
-    }
-}
-
-/// An admin caller; tenants get 403.
-#[derive(Debug)]
-pub(crate) struct Admin;
-
-impl FromRequestParts<Arc<ControlPlane>> for Admin {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(
-        parts: &mut Parts,
-        cp: &Arc<ControlPlane>,
-    ) -> Result<Self, Self::Rejection> {
-        match Caller::from_request_parts(parts, cp).await? {
-            Caller::Admin { .. } => Ok(Admin),
-            Caller::Tenant { .. } => Err(ApiError::forbidden("this route needs the admin token")),
-        }
-    }
-}
-
-/// A JSON body; errors are `invalid_request` naming the field (serde's
-/// message), an empty body reads as `{}`.
-#[derive(Debug)]
-pub(crate) struct Body<T>(T);
-
-impl<T: DeserializeOwned> FromRequest<Arc<ControlPlane>> for Body<T> {
-    type Rejection = ApiError;
-
-    async fn from_request(req: Request, cp: &Arc<ControlPlane>) -> Result<Self, Self::Rejection> {
-        let bytes = Bytes::from_request(req, cp).await.map_err(|e| {
-            if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                ApiError::too_large(e.body_text())
-            } else {
-                ApiError::bad_request(e.body_text())
-            }
-        })?;
-        let bytes: &[u8] = if bytes.iter().all(u8::is_ascii_whitespace) {
-            b"{}"
-        } else {
-            &bytes
-        };
-        serde_json::from_slice(bytes)
-            .map(Body)
-            .map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))
-    }
-}
 
 fn parse_id(s: &str, what: &str) -> Result<i64, ApiError> {
     s.parse()
@@ -211,41 +91,6 @@ fn valid_version(s: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'.' | b'_' | b'+' | b'-'))
 }
 
-/// A byte count: a JSON number, or a string of digits with an optional
-/// binary suffix (`K`, `M`, `G`, `T`, optionally followed by `iB` or `B`).
-pub(crate) fn parse_size(v: &Value) -> Result<u64, String> {
-    match v {
-        Value::Number(n) => n
-            .as_u64()
-            .ok_or_else(|| format!("{n} is not a whole number of bytes")),
-        Value::String(s) => {
-            let t = s.trim();
-            let digits = t.bytes().take_while(u8::is_ascii_digit).count();
-            let (num, suffix) = t.split_at(digits);
-            let n: u64 = num
-                .parse()
-                .map_err(|_| format!("{s:?} is not a size (e.g. 1048576, \"64M\", \"1G\")"))?;
-            let unit = suffix
-                .strip_suffix("iB")
-                .or_else(|| suffix.strip_suffix('B'))
-                .unwrap_or(suffix);
-            let shift = match unit {
-                "" => 0,
-                "K" | "k" => 10,
-                "M" | "m" => 20,
-                "G" | "g" => 30,
-                "T" | "t" => 40,
-                _ => return Err(format!("{s:?}: unknown unit {suffix:?} (K, M, G, T)")),
-            };
-            n.checked_mul(1u64 << shift)
-                .ok_or_else(|| format!("{s:?} is too large"))
-        }
-        other => Err(format!(
-            "expected a number of bytes or a string like \"64M\", got {other}"
-        )),
-    }
-}
-
 fn check_limit(field: &str, v: Option<u64>) -> Result<Option<u64>, ApiError> {
     match v {
         Some(n) if i64::try_from(n).is_err() => Err(ApiError::invalid(field, "too large")),
@@ -255,22 +100,33 @@ fn check_limit(field: &str, v: Option<u64>) -> Result<Option<u64>, ApiError> {
 
 // ---------------------------------------------------------------- JSON shapes
 
-fn module_json(cp: &ControlPlane, m: &ModuleRow, scope: Scope) -> Result<Value, ApiError> {
-    let bound = cp.store.bound_devices(m.id, scope)?;
-    Ok(json!({
-        "id": m.id,
-        "name": m.name,
-        "version": m.version,
-        "sha256": m.sha256,
-        "size": m.size,
-        "owner": m.owner,
-        "uploaded_by": m.uploaded_by,
-        "created_at": rfc3339(m.created_at),
-        "builtin": m.owner_id.is_none(),
-        "imports": m.report.imports,
-        "exports": m.report.exports,
-        "bound_devices": bound,
-    }))
+fn module_dto(cp: &ControlPlane, m: ModuleRow, scope: Scope) -> Result<dto::Module, ApiError> {
+    Ok(dto::Module {
+        bound_devices: cp.store.bound_devices(m.id, scope)?,
+        id: m.id,
+        name: m.name,
+        version: m.version,
+        sha256: m.sha256,
+        size: m.size,
+        owner: m.owner,
+        uploaded_by: m.uploaded_by,
+        created_at: rfc3339(m.created_at),
+        builtin: m.owner_id.is_none(),
+        imports: m.report.imports,
+        exports: m.report.exports,
+    })
+}
+
+/// A tenant as the API shows it; `resources` only where the route reports
+/// what its devices hold.
+fn tenant_dto(t: TenantRow, resources: Option<crate::host::TenantResources>) -> dto::Tenant {
+    dto::Tenant {
+        name: t.name,
+        quota: t.quota,
+        created_at: rfc3339(t.created_at),
+        usage: t.usage,
+        resources,
+    }
 }
 
 /// A device's live state, or `restoring` while the control plane has not
@@ -287,63 +143,107 @@ fn live_of(cp: &ControlPlane, id: i64) -> Option<DeviceLive> {
     Some(DeviceLive {
         state: DeviceState::Restoring,
         reason: Some("being restored since the daemon started".into()),
+        ..stopped()
+    })
+}
+
+/// What a device the host does not know shows: stopped, zero counters.
+fn stopped() -> DeviceLive {
+    DeviceLive {
+        state: DeviceState::Stopped,
+        reason: None,
         restarts: 0,
         counters: DeviceCounters::default(),
         log: Vec::new(),
         exercising: false,
         resources: None,
-    })
+    }
 }
 
-fn device_json(cp: &ControlPlane, d: &DeviceRow) -> Value {
-    let live = live_of(cp, d.id);
-    let (state, reason, restarts, exercising, counters, resources) = match live {
-        Some(l) => (
-            l.state,
-            l.reason,
-            l.restarts,
-            l.exercising,
-            l.counters,
-            l.resources,
-        ),
-        None => (
-            DeviceState::Stopped,
-            None,
-            0,
-            false,
-            DeviceCounters::default(),
-            None,
-        ),
-    };
-    json!({
-        "id": d.id,
-        "tenant": d.tenant,
-        "name": d.name,
-        "size": d.size,
-        "block_size": d.block_size,
-        "module": {
-            "id": d.module_id,
-            "name": d.module_name,
-            "version": d.module_version,
-            "sha256": d.module_sha256,
+fn device_dto(cp: &ControlPlane, d: &DeviceRow) -> dto::Device {
+    let live = live_of(cp, d.id).unwrap_or_else(stopped);
+    dto::Device {
+        id: d.id,
+        tenant: d.tenant.clone(),
+        name: d.name.clone(),
+        size: d.size,
+        block_size: d.block_size,
+        module: ModuleRef {
+            id: d.module_id,
+            name: d.module_name.clone(),
+            version: d.module_version.clone(),
+            sha256: d.module_sha256.clone(),
         },
-        "config": crate::host::redact_config(&d.config),
-        "created_at": rfc3339(d.created_at),
-        "state": state,
-        "reason": reason,
-        "restarts": restarts,
-        "exercising": exercising,
-        "counters": counters,
-        "resources": resources,
-        "lun": d.lun,
-    })
+        config: crate::host::redact_config(&d.config),
+        created_at: rfc3339(d.created_at),
+        state: live.state,
+        reason: live.reason,
+        restarts: live.restarts,
+        exercising: live.exercising,
+        counters: live.counters,
+        resources: live.resources,
+        lun: d.lun.clone(),
+    }
 }
 
-fn visible_device(cp: &ControlPlane, caller: &Caller, id: &str) -> Result<DeviceRow, ApiError> {
+/// Device `id` (as the route names it) if `scope` may see it, else 404.
+fn visible_device(cp: &ControlPlane, scope: Scope, id: &str) -> Result<DeviceRow, ApiError> {
     let id = parse_id(id, "device")?;
     cp.store
-        .device(id, caller.scope())?
+        .device(id, scope)?
         .ok_or_else(|| ApiError::not_found(format!("no device with id {id}")))
+}
+
+/// Runs `change` on device `id` to its end even if the client goes away
+/// (detached), holding the device's lock, on the device as the database
+/// has it once the lock is held (a delete may have come first: 404).
+async fn change_device<T, Fut>(
+    cp: &Arc<ControlPlane>,
+    id: i64,
+    change: impl FnOnce(Arc<ControlPlane>, DeviceRow) -> Fut + Send + 'static,
+) -> Result<T, ApiError>
+where
+    T: Send + 'static,
+    Fut: Future<Output = Result<T, ApiError>> + Send + 'static,
+{
+    let cp = Arc::clone(cp);
+    detached(async move {
+        let _guard = cp.lock_device(id).await;
+        let d = cp
+            .store
+            .device(id, Scope::All)?
+            .ok_or_else(|| ApiError::not_found(format!("no device with id {id}")))?;
+        change(cp, d).await
+    })
+    .await
+}
+
+/// Records in the database what the host just did (`record`'s outcome);
+/// if that failed, `undo`es it on the host, so the two stay in step, and
+/// answers the database's error.
+async fn record_or_undo(
+    cp: &ControlPlane,
+    what: String,
+    record: Result<(), rusqlite::Error>,
+    undo: impl FnOnce(&dyn Host) -> Result<(), HostError> + Send + 'static,
+) -> Result<(), ApiError> {
+    let Err(e) = record else { return Ok(()) };
+    let undone = host_call(cp, "undoing", undo).await;
+    tracing::error!("recording {what}: {e}; undone on the host: {undone:?}");
+    Err(e.into())
+}
+
+/// A blocking call of the data plane; its refusal answers `context: why`
+/// with the status of its kind.
+async fn host_call<T: Send + 'static>(
+    cp: &ControlPlane,
+    context: &'static str,
+    call: impl FnOnce(&dyn Host) -> Result<T, HostError> + Send + 'static,
+) -> Result<T, ApiError> {
+    let host = Arc::clone(&cp.host);
+    blocking(move || call(&*host))
+        .await?
+        .map_err(|e| ApiError::host(context, e))
 }
 
 fn tenant_by_name(cp: &ControlPlane, name: &str) -> Result<crate::store::TenantRow, ApiError> {
@@ -363,16 +263,16 @@ pub(crate) async fn openapi() -> Response {
 }
 
 pub(crate) async fn whoami(caller: Caller, State(cp): Cp) -> ApiResult {
-    let (role, tenant) = match &caller {
-        Caller::Admin { .. } => ("admin", None),
-        Caller::Tenant { name, .. } => ("tenant", Some(name.clone())),
+    let (role, tenant) = match caller {
+        Caller::Admin { .. } => (Role::Admin, None),
+        Caller::Tenant { name, .. } => (Role::Tenant, Some(name)),
     };
-    ok(json!({
-        "role": role,
-        "tenant": tenant,
-        "frontend": cp.host.frontend(),
-        "version": env!("CARGO_PKG_VERSION"),
-    }))
+    ok(WhoAmI {
+        role,
+        tenant,
+        frontend: cp.host.frontend(),
+        version: env!("CARGO_PKG_VERSION").into(),
+    })
 }
 
 fn asset_response(path: &str) -> Response {
@@ -398,91 +298,78 @@ pub(crate) async fn fallback() -> ApiError {
 
 // ---------------------------------------------------------------- tenants
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-/// A tenant's name (on create) and the quota fields a request may set;
-/// unset ones keep their value (or the default, for a new tenant).
-pub(crate) struct TenantBody {
-    name: Option<String>,
-    max_devices: Option<u64>,
-    max_total_bytes: Option<u64>,
-    max_guest_memory: Option<u64>,
-    max_open_files: Option<u64>,
-    max_instances: Option<u64>,
-    max_stored_files: Option<u64>,
-    max_modules: Option<u64>,
-    max_module_total_bytes: Option<u64>,
-}
-
-impl TenantBody {
-    /// `base` with the fields this request sets.
-    fn apply(&self, base: crate::app::Quota) -> Result<crate::app::Quota, ApiError> {
-        let f = |name: &str, v: Option<u64>, old: u64| -> Result<u64, ApiError> {
-            Ok(check_limit(name, v)?.unwrap_or(old))
-        };
-        Ok(crate::app::Quota {
-            max_devices: f("max_devices", self.max_devices, base.max_devices)?,
-            max_total_bytes: f(
-                "max_total_bytes",
-                self.max_total_bytes,
-                base.max_total_bytes,
-            )?,
-            max_guest_memory: f(
-                "max_guest_memory",
-                self.max_guest_memory,
-                base.max_guest_memory,
-            )?,
-            max_open_files: f("max_open_files", self.max_open_files, base.max_open_files)?,
-            max_instances: f("max_instances", self.max_instances, base.max_instances)?,
-            max_stored_files: f(
-                "max_stored_files",
-                self.max_stored_files,
-                base.max_stored_files,
-            )?,
-            max_modules: f("max_modules", self.max_modules, base.max_modules)?,
-            max_module_total_bytes: f(
-                "max_module_total_bytes",
-                self.max_module_total_bytes,
-                base.max_module_total_bytes,
-            )?,
-        })
-    }
+/// `base` with the quota fields `req` sets.
+fn apply_quota(r: &TenantRequest, base: Quota) -> Result<Quota, ApiError> {
+    let f = |name: &str, v: Option<u64>, old: u64| -> Result<u64, ApiError> {
+        Ok(check_limit(name, v)?.unwrap_or(old))
+    };
+    Ok(Quota {
+        max_devices: f("max_devices", r.max_devices, base.max_devices)?,
+        max_total_bytes: f("max_total_bytes", r.max_total_bytes, base.max_total_bytes)?,
+        max_guest_memory: f(
+            "max_guest_memory",
+            r.max_guest_memory,
+            base.max_guest_memory,
+        )?,
+        max_open_files: f("max_open_files", r.max_open_files, base.max_open_files)?,
+        max_instances: f("max_instances", r.max_instances, base.max_instances)?,
+        max_stored_files: f(
+            "max_stored_files",
+            r.max_stored_files,
+            base.max_stored_files,
+        )?,
+        max_modules: f("max_modules", r.max_modules, base.max_modules)?,
+        max_module_total_bytes: f(
+            "max_module_total_bytes",
+            r.max_module_total_bytes,
+            base.max_module_total_bytes,
+        )?,
+    })
 }
 
 pub(crate) async fn list_tenants(_: Admin, State(cp): Cp) -> ApiResult {
-    let mut all = cp.store.tenants()?;
-    for t in &mut all {
-        t.resources = cp.host.tenant_resources(&t.name);
-    }
+    let all: Vec<dto::Tenant> = cp
+        .store
+        .tenants()?
+        .into_iter()
+        .map(|t| {
+            let held = cp.host.tenant_resources(&t.name);
+            tenant_dto(t, held)
+        })
+        .collect();
     ok(all)
 }
 
-pub(crate) async fn create_tenant(_: Admin, State(cp): Cp, Body(b): Body<TenantBody>) -> ApiResult {
+pub(crate) async fn create_tenant(
+    _: Admin,
+    State(cp): Cp,
+    Body(b): Body<TenantRequest>,
+) -> ApiResult {
     let name = b.name.as_deref().unwrap_or_default();
     check_name("name", name)?;
-    let q = b.apply(cp.default_quota)?;
+    let q = apply_quota(&b, cp.default_quota)?;
     let t = cp.store.create_tenant(name, &q)?;
-    created(t)
+    created(tenant_dto(t, None))
 }
 
 pub(crate) async fn get_tenant(_: Admin, State(cp): Cp, Path(name): Path<String>) -> ApiResult {
-    let mut t = tenant_by_name(&cp, &name)?;
-    t.resources = cp.host.tenant_resources(&t.name);
-    ok(t)
+    let t = tenant_by_name(&cp, &name)?;
+    let held = cp.host.tenant_resources(&t.name);
+    ok(tenant_dto(t, held))
 }
 
 pub(crate) async fn patch_tenant(
     _: Admin,
     State(cp): Cp,
     Path(name): Path<String>,
-    Body(b): Body<TenantBody>,
+    Body(b): Body<TenantRequest>,
 ) -> ApiResult {
     if b.name.is_some() {
         return Err(ApiError::invalid("name", "a tenant cannot be renamed"));
     }
     let t = tenant_by_name(&cp, &name)?;
-    cp.store.update_quota(t.id, &b.apply(t.quota)?)?;
-    ok(tenant_by_name(&cp, &name)?)
+    cp.store.update_quota(t.id, &apply_quota(&b, t.quota)?)?;
+    ok(tenant_dto(tenant_by_name(&cp, &name)?, None))
 }
 
 pub(crate) async fn delete_tenant(_: Admin, State(cp): Cp, Path(name): Path<String>) -> ApiResult {
@@ -490,17 +377,11 @@ pub(crate) async fn delete_tenant(_: Admin, State(cp): Cp, Path(name): Path<Stri
     no_content()
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct CreateToken {
-    label: String,
-}
-
 pub(crate) async fn create_token(
     _: Admin,
     State(cp): Cp,
     Path(name): Path<String>,
-    Body(b): Body<CreateToken>,
+    Body(b): Body<TokenRequest>,
 ) -> ApiResult {
     let t = tenant_by_name(&cp, &name)?;
     let label = b.label.trim();
@@ -511,17 +392,27 @@ pub(crate) async fn create_token(
     let row = cp
         .store
         .insert_token(Some(t.id), label, &hash_token(&token))?;
-    created(json!({
-        "id": row.id,
-        "label": row.label,
-        "token": token,
-        "created_at": rfc3339(row.created_at),
-    }))
+    created(NewToken {
+        id: row.id,
+        label: row.label,
+        token,
+        created_at: rfc3339(row.created_at),
+    })
 }
 
 pub(crate) async fn list_tokens(_: Admin, State(cp): Cp, Path(name): Path<String>) -> ApiResult {
     let t = tenant_by_name(&cp, &name)?;
-    ok(cp.store.list_tokens(t.id)?)
+    let all: Vec<Token> = cp
+        .store
+        .list_tokens(t.id)?
+        .into_iter()
+        .map(|r| Token {
+            id: r.id,
+            label: r.label,
+            created_at: rfc3339(r.created_at),
+        })
+        .collect();
+    ok(all)
 }
 
 pub(crate) async fn delete_token(
@@ -546,8 +437,8 @@ pub(crate) async fn list_modules(caller: Caller, State(cp): Cp) -> ApiResult {
     let list = cp
         .store
         .modules(scope)?
-        .iter()
-        .map(|m| module_json(&cp, m, scope))
+        .into_iter()
+        .map(|m| module_dto(&cp, m, scope))
         .collect::<Result<Vec<_>, _>>()?;
     ok(list)
 }
@@ -559,7 +450,7 @@ pub(crate) async fn get_module(caller: Caller, State(cp): Cp, Path(id): Path<Str
         .store
         .module(id, scope)?
         .ok_or_else(|| ApiError::not_found(format!("no module with id {id}")))?;
-    ok(module_json(&cp, &m, scope)?)
+    ok(module_dto(&cp, m, scope)?)
 }
 
 pub(crate) async fn delete_module(
@@ -699,15 +590,7 @@ pub(crate) async fn upload_module(
         let (host, bytes) = (cp.host.clone(), bytes.clone());
         blocking(move || host.validate(&bytes)).await?
     }
-    .map_err(|r| {
-        // A busy compiler is the daemon's state, not the module's fault.
-        let status = if r.code == "compiler_busy" {
-            StatusCode::SERVICE_UNAVAILABLE
-        } else {
-            StatusCode::UNPROCESSABLE_ENTITY
-        };
-        ApiError::new(status, r.code, r.message)
-    })?;
+    .map_err(ApiError::refusal)?;
     let new = NewModule {
         name,
         version,
@@ -727,7 +610,7 @@ pub(crate) async fn upload_module(
             .insert_module(&new, || write_content_addressed(&path, &bytes))
     })
     .await??;
-    created(module_json(&cp, &m, caller.scope())?)
+    created(module_dto(&cp, m, caller.scope())?)
 }
 
 // ---------------------------------------------------------------- devices
@@ -741,25 +624,13 @@ pub(crate) async fn list_devices(
         (Scope::All, Some(t)) => Scope::Tenant(tenant_by_name(&cp, t)?.id),
         (scope, _) => scope,
     };
-    let list: Vec<Value> = cp
+    let list: Vec<dto::Device> = cp
         .store
         .devices(scope)?
         .iter()
-        .map(|d| device_json(&cp, d))
+        .map(|d| device_dto(&cp, d))
         .collect();
     ok(list)
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct CreateDevice {
-    tenant: Option<String>,
-    name: String,
-    size: Value,
-    block_size: Option<u32>,
-    module: i64,
-    #[serde(default)]
-    config: String,
 }
 
 fn check_config(config: &str) -> Result<(), ApiError> {
@@ -792,7 +663,7 @@ pub(crate) async fn create_device(
             format!("{block_size}: must be 512 or 4096"),
         ));
     }
-    let size = parse_size(&b.size).map_err(|e| ApiError::invalid("size", e))?;
+    let size = b.size.bytes().map_err(|e| ApiError::invalid("size", e))?;
     if size == 0 || size % u64::from(block_size) != 0 || i64::try_from(size).is_err() {
         return Err(ApiError::invalid(
             "size",
@@ -838,19 +709,18 @@ pub(crate) async fn create_device(
             )));
         }
         let spec = cp.spec(&row);
-        let host = cp.host.clone();
-        if let Err(e) = blocking(move || host.start(&spec)).await? {
+        if let Err(e) = host_call(&cp, "starting the device", move |h| h.start(&spec)).await {
             undo(&cp, &row);
-            return Err(ApiError::host(format!("starting the device: {e}")));
+            return Err(e);
         }
         Ok(row)
     })
     .await?;
-    created(device_json(&cp, &row))
+    created(device_dto(&cp, &row))
 }
 
 pub(crate) async fn get_device(caller: Caller, State(cp): Cp, Path(id): Path<String>) -> ApiResult {
-    let d = visible_device(&cp, &caller, &id)?;
+    let d = visible_device(&cp, caller.scope(), &id)?;
     // The backstore's own counters come with its debug text (asked at most
     // once a second per device, however many clients ask).
     let host = cp.host.clone();
@@ -860,9 +730,10 @@ pub(crate) async fn get_device(caller: Caller, State(cp): Cp, Path(id): Path<Str
         host.guest_stats(id)
     })
     .await?;
-    let mut v = device_json(&cp, &d);
-    v["guest_stats"] = json!(stats);
-    ok(v)
+    ok(DeviceDetail {
+        device: device_dto(&cp, &d),
+        guest_stats: stats,
+    })
 }
 
 pub(crate) async fn delete_device(
@@ -870,26 +741,16 @@ pub(crate) async fn delete_device(
     State(cp): Cp,
     Path(id): Path<String>,
 ) -> ApiResult {
-    let d = visible_device(&cp, &caller, &id)?;
-    let cp2 = cp.clone();
-    detached(async move {
-        let cp = cp2;
-        let _guard = cp.lock_device(d.id).await;
-        let d = cp
-            .store
-            .device(d.id, Scope::All)?
-            .ok_or_else(|| ApiError::not_found(format!("no device with id {}", d.id)))?;
-        let spec = cp.spec(&d);
+    let d = visible_device(&cp, caller.scope(), &id)?;
+    change_device(&cp, d.id, |cp, d| async move {
         if let Some(lun) = d.lun.clone() {
-            let (host, spec) = (cp.host.clone(), spec.clone());
-            blocking(move || host.unexport(&spec, &lun))
-                .await?
-                .map_err(|e| ApiError::host(format!("removing the LUN: {e}")))?;
+            let spec = cp.spec(&d);
+            host_call(&cp, "removing the LUN", move |h| h.unexport(&spec, &lun)).await?;
             cp.store.clear_lun(d.id)?;
         }
-        let host = cp.host.clone();
-        if let Err(e) = blocking(move || host.stop(d.id)).await? {
-            tracing::warn!("stopping device {} ({}/{}): {e}", d.id, d.tenant, d.name);
+        let id = d.id;
+        if let Err(e) = host_call(&cp, "stopping", move |h| h.stop(id)).await {
+            tracing::warn!("device {} ({}/{}): {}", d.id, d.tenant, d.name, e.message);
         }
         cp.store.delete_device(d.id)?;
         match std::fs::remove_dir_all(&d.dir) {
@@ -903,13 +764,6 @@ pub(crate) async fn delete_device(
     })
     .await?;
     no_content()
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct Bind {
-    module: i64,
-    config: Option<String>,
 }
 
 /// Counts a bind to a module as pending until dropped.
@@ -938,20 +792,13 @@ pub(crate) async fn bind_module(
     caller: Caller,
     State(cp): Cp,
     Path(id): Path<String>,
-    Body(b): Body<Bind>,
+    Body(b): Body<BindRequest>,
 ) -> ApiResult {
-    let d = visible_device(&cp, &caller, &id)?;
+    let d = visible_device(&cp, caller.scope(), &id)?;
     if let Some(c) = &b.config {
         check_config(c)?;
     }
-    let cp2 = cp.clone();
-    let row = detached(async move {
-        let cp = cp2;
-        let _guard = cp.lock_device(d.id).await;
-        let d = cp
-            .store
-            .device(d.id, Scope::All)?
-            .ok_or_else(|| ApiError::not_found(format!("no device with id {}", d.id)))?;
+    let row = change_device(&cp, d.id, move |cp, d| async move {
         let (m, _pending) = {
             // Lock order: pending binds, then the database (as in delete).
             let mut pending = cp.pending_binds.lock().unwrap_or_else(|e| e.into_inner());
@@ -979,24 +826,18 @@ pub(crate) async fn bind_module(
             new.config = c;
         }
         let spec = cp.spec(&new);
-        let host = cp.host.clone();
-        blocking(move || host.rebind(&spec))
-            .await?
-            .map_err(|e| ApiError::host(format!("rebinding: {e}")))?;
-        if let Err(e) = cp.store.set_binding(d.id, new.module_id, &new.config) {
-            // Put the host back on what the database says.
-            let (host, spec) = (cp.host.clone(), cp.spec(&d));
-            let back = blocking(move || host.rebind(&spec)).await;
-            tracing::error!(
-                "recording the binding of device {}: {e}; host switched back: {back:?}",
-                d.id
-            );
-            return Err(e.into());
-        }
+        host_call(&cp, "rebinding", move |h| h.rebind(&spec)).await?;
+        // Else the host goes back to what the database says.
+        let (recorded, old) = (
+            cp.store.set_binding(d.id, new.module_id, &new.config),
+            cp.spec(&d),
+        );
+        let what = format!("the binding of device {}", d.id);
+        record_or_undo(&cp, what, recorded, move |h| h.rebind(&old)).await?;
         Ok(new)
     })
     .await?;
-    ok(device_json(&cp, &row))
+    ok(device_dto(&cp, &row))
 }
 
 fn now_ms() -> u64 {
@@ -1006,54 +847,37 @@ fn now_ms() -> u64 {
 }
 
 pub(crate) async fn stats(caller: Caller, State(cp): Cp, Path(id): Path<String>) -> ApiResult {
-    let d = visible_device(&cp, &caller, &id)?;
-    let at_ms = now_ms();
-    let v = match live_of(&cp, d.id) {
-        Some(l) => json!({
-            "at_ms": at_ms,
-            "state": l.state,
-            "reason": l.reason,
-            "restarts": l.restarts,
-            "counters": l.counters,
-            "resources": l.resources,
-        }),
-        None => json!({
-            "at_ms": at_ms,
-            "state": DeviceState::Stopped,
-            "reason": null,
-            "restarts": 0,
-            "counters": DeviceCounters::default(),
-            "resources": null,
-        }),
-    };
-    ok(v)
+    let d = visible_device(&cp, caller.scope(), &id)?;
+    let l = live_of(&cp, d.id).unwrap_or_else(stopped);
+    ok(DeviceStats {
+        at_ms: now_ms(),
+        state: l.state,
+        reason: l.reason,
+        restarts: l.restarts,
+        counters: l.counters,
+        resources: l.resources,
+    })
 }
 
 pub(crate) async fn log(caller: Caller, State(cp): Cp, Path(id): Path<String>) -> ApiResult {
-    let d = visible_device(&cp, &caller, &id)?;
+    let d = visible_device(&cp, caller.scope(), &id)?;
     let lines = cp.host.live(d.id).map(|l| l.log).unwrap_or_default();
     let host = cp.host.clone();
     let (debug, stats) = blocking(move || (host.debug(d.id), host.guest_stats(d.id))).await?;
-    let debug = debug.unwrap_or_else(|e| e);
-    ok(json!({"log": lines, "debug": debug, "guest_stats": stats}))
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct Exercise {
-    seconds: Option<u32>,
-    queue_depth: Option<u32>,
-    /// `all` (default), `rw`, or a list of `host::EXERCISE_OPS`.
-    mix: Option<String>,
+    ok(DeviceLog {
+        log: lines,
+        debug: debug.unwrap_or_else(|e| e.message),
+        guest_stats: stats,
+    })
 }
 
 pub(crate) async fn exercise(
     caller: Caller,
     State(cp): Cp,
     Path(id): Path<String>,
-    Body(b): Body<Exercise>,
+    Body(b): Body<ExerciseRequest>,
 ) -> ApiResult {
-    let d = visible_device(&cp, &caller, &id)?;
+    let d = visible_device(&cp, caller.scope(), &id)?;
     let seconds = b.seconds.unwrap_or(10);
     let queue_depth = b.queue_depth.unwrap_or(16);
     if !(1..=600).contains(&seconds) {
@@ -1073,26 +897,22 @@ pub(crate) async fn exercise(
             "exercise runs on the simulator only; on LIO, send I/O from an initiator",
         ));
     }
-    let host = cp.host.clone();
     let m = mix.clone();
-    blocking(move || host.exercise(d.id, seconds, queue_depth, &m))
-        .await?
-        .map_err(|e| ApiError::host(format!("exercise: {e}")))?;
-    Ok((
-        StatusCode::ACCEPTED,
-        Json(json!({"device": d.id, "seconds": seconds, "queue_depth": queue_depth, "mix": mix})),
-    )
-        .into_response())
+    host_call(&cp, "exercise", move |h| {
+        h.exercise(d.id, seconds, queue_depth, &m)
+    })
+    .await?;
+    let started = ExerciseStarted {
+        device: d.id,
+        seconds,
+        queue_depth,
+        mix,
+    };
+    Ok((StatusCode::ACCEPTED, Json(started)).into_response())
 }
 
 pub(crate) async fn export(_: Admin, State(cp): Cp, Path(id): Path<String>) -> ApiResult {
-    let d = visible_device(
-        &cp,
-        &Caller::Admin {
-            label: String::new(),
-        },
-        &id,
-    )?;
+    let d = visible_device(&cp, Scope::All, &id)?;
     let frontend = cp.host.frontend();
     if frontend.kind != FrontendKind::Tcmu {
         return Err(ApiError::unsupported(format!(
@@ -1100,14 +920,7 @@ pub(crate) async fn export(_: Admin, State(cp): Cp, Path(id): Path<String>) -> A
             frontend.note
         )));
     }
-    let cp2 = cp.clone();
-    let lun = detached(async move {
-        let cp = cp2;
-        let _guard = cp.lock_device(d.id).await;
-        let d = cp
-            .store
-            .device(d.id, Scope::All)?
-            .ok_or_else(|| ApiError::not_found(format!("no device with id {}", d.id)))?;
+    let lun = change_device(&cp, d.id, |cp, d| async move {
         if let Some(lun) = &d.lun {
             return Err(ApiError::conflict(format!(
                 "device {} is already exported as {}/{} LUN {}",
@@ -1115,49 +928,26 @@ pub(crate) async fn export(_: Admin, State(cp): Cp, Path(id): Path<String>) -> A
             )));
         }
         let spec = cp.spec(&d);
-        let (host, s) = (cp.host.clone(), spec.clone());
-        let lun = blocking(move || host.export(&s))
-            .await?
-            .map_err(|e| ApiError::host(format!("export: {e}")))?;
-        if let Err(e) = cp.store.set_lun(d.id, &lun) {
-            let (host, l) = (cp.host.clone(), lun.clone());
-            let back = blocking(move || host.unexport(&spec, &l)).await;
-            tracing::error!(
-                "recording the LUN of device {}: {e}; unexported again: {back:?}",
-                d.id
-            );
-            return Err(e.into());
-        }
+        let s = spec.clone();
+        let lun = host_call(&cp, "export", move |h| h.export(&s)).await?;
+        let (recorded, l) = (cp.store.set_lun(d.id, &lun), lun.clone());
+        let what = format!("the LUN of device {}", d.id);
+        record_or_undo(&cp, what, recorded, move |h| h.unexport(&spec, &l)).await?;
         Ok(lun)
     })
     .await?;
-    ok(json!({ "lun": lun }))
+    ok(Exported { lun })
 }
 
 pub(crate) async fn unexport(_: Admin, State(cp): Cp, Path(id): Path<String>) -> ApiResult {
-    let d = visible_device(
-        &cp,
-        &Caller::Admin {
-            label: String::new(),
-        },
-        &id,
-    )?;
-    let cp2 = cp.clone();
-    detached(async move {
-        let cp = cp2;
-        let _guard = cp.lock_device(d.id).await;
-        let d = cp
-            .store
-            .device(d.id, Scope::All)?
-            .ok_or_else(|| ApiError::not_found(format!("no device with id {}", d.id)))?;
+    let d = visible_device(&cp, Scope::All, &id)?;
+    change_device(&cp, d.id, |cp, d| async move {
         let lun = d
             .lun
             .clone()
             .ok_or_else(|| ApiError::not_found(format!("device {} is not exported", d.id)))?;
-        let (host, spec) = (cp.host.clone(), cp.spec(&d));
-        blocking(move || host.unexport(&spec, &lun))
-            .await?
-            .map_err(|e| ApiError::host(format!("unexport: {e}")))?;
+        let spec = cp.spec(&d);
+        host_call(&cp, "unexport", move |h| h.unexport(&spec, &lun)).await?;
         cp.store.clear_lun(d.id)?;
         Ok(())
     })
@@ -1186,22 +976,5 @@ mod tests {
         ] {
             assert!(!valid_name(bad), "{bad}");
         }
-    }
-
-    #[test]
-    fn sizes() {
-        assert_eq!(parse_size(&json!(4096)), Ok(4096));
-        assert_eq!(parse_size(&json!("4096")), Ok(4096));
-        assert_eq!(parse_size(&json!("64M")), Ok(64 << 20));
-        assert_eq!(parse_size(&json!("64MiB")), Ok(64 << 20));
-        assert_eq!(parse_size(&json!("1G")), Ok(1 << 30));
-        assert_eq!(parse_size(&json!("2k")), Ok(2048));
-        assert_eq!(parse_size(&json!("1T")), Ok(1 << 40));
-        assert!(parse_size(&json!("64X")).is_err());
-        assert!(parse_size(&json!("M")).is_err());
-        assert!(parse_size(&json!(-1)).is_err());
-        assert!(parse_size(&json!(1.5)).is_err());
-        assert!(parse_size(&json!("99999999999T")).is_err());
-        assert!(parse_size(&json!(null)).is_err());
     }
 }

@@ -1,78 +1,19 @@
-//! [`ControlPlane`]: opening the state, restoring devices, and the router.
+//! [`ControlPlane`]: the control plane's state (database, data directory,
+//! the host, per-device locks), opening it and restoring devices. The
+//! router that serves it is assembled in `routes`.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
-use axum::Router;
-use axum::extract::DefaultBodyLimit;
-use axum::routing::{MethodFilter, MethodRouter, on};
 use sha2::{Digest, Sha256};
 
-use crate::api;
+use crate::dto::Quota;
 use crate::error::Error;
 use crate::host::{DeviceSpec, Host};
-use crate::server::{self, HttpLimits, HttpStats};
+use crate::server::{HttpLimits, HttpStats};
 use crate::store::{DeviceRow, NewModule, Report, Scope, Store};
-
-/// Per-tenant limits.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct Quota {
-    /// Devices a tenant may own.
-    pub max_devices: u64,
-    /// Sum of its devices' sizes, in bytes.
-    pub max_total_bytes: u64,
-    /// Guest memory budget shared by its devices' instances, in bytes.
-    pub max_guest_memory: u64,
-    /// Files its guests may hold open at once, all devices together.
-    pub max_open_files: u64,
-    /// Guest instances at once (each running device has one; a hot swap
-    /// holds a second for a moment).
-    pub max_instances: u64,
-    /// Files its devices' directories may hold, all together.
-    pub max_stored_files: u64,
-    /// Modules it may own.
-    pub max_modules: u64,
-    /// Bytes of all its modules together.
-    pub max_module_total_bytes: u64,
-}
-
-impl Default for Quota {
-    /// 16 devices, 64 GiB of devices, 1 GiB of guest memory, 256 open
-    /// files, 64 instances, 10,000 stored files, 32 modules of 256 MiB
-    /// together.
-    fn default() -> Self {
-        Self {
-            max_devices: 16,
-            max_total_bytes: 64 << 30,
-            max_guest_memory: 1 << 30,
-            max_open_files: 256,
-            max_instances: 64,
-            max_stored_files: 10_000,
-            max_modules: 32,
-            max_module_total_bytes: 256 << 20,
-        }
-    }
-}
-
-impl Quota {
-    /// The limits the data plane enforces for a tenant with this quota.
-    /// Stored bytes are the devices' sizes plus the same allowance each
-    /// device gets for an image format's metadata (an eighth and 16 MiB).
-    pub fn data_plane(&self) -> crate::host::TenantLimits {
-        let t = self.max_total_bytes;
-        crate::host::TenantLimits {
-            memory: self.max_guest_memory,
-            open_files: self.max_open_files,
-            instances: self.max_instances,
-            storage_bytes: t
-                .saturating_add(t / 8)
-                .saturating_add(self.max_devices.saturating_mul(16 << 20)),
-            storage_files: self.max_stored_files,
-        }
-    }
-}
 
 /// Devices [`ControlPlane::restore`] brings back at once.
 pub const RESTORE_PARALLEL: usize = 4;
@@ -164,7 +105,7 @@ pub struct ControlPlane {
     pub(crate) pending_binds: Mutex<HashMap<i64, usize>>,
     pub(crate) started: SystemTime,
     /// Limits of [`ControlPlane::serve`].
-    http_limits: HttpLimits,
+    pub(crate) http_limits: HttpLimits,
     /// Counters of [`ControlPlane::serve`], for `/metrics`.
     pub(crate) http_stats: Arc<HttpStats>,
 }
@@ -509,38 +450,6 @@ impl ControlPlane {
         }
     }
 
-    /// The router: `/api/v1/*`, `/metrics`, `/` and `/ui/*`. Every
-    /// response carries the security headers (CSP, `X-Frame-Options`,
-    /// `X-Content-Type-Options`, `Referrer-Policy`).
-    pub fn router(self: Arc<Self>) -> Router {
-        let upload_limit = usize::try_from(self.max_module_bytes)
-            .unwrap_or(usize::MAX)
-            .saturating_add(1 << 20);
-        build_routes(upload_limit)
-            .router
-            .with_state(self)
-            .layer(axum::middleware::map_response(
-                |mut r: axum::response::Response| async move {
-                    server::add_security_headers(r.headers_mut());
-                    r
-                },
-            ))
-    }
-
-    /// Serves [`ControlPlane::router`] on `listener` until `shutdown`
-    /// resolves, under the timeouts and connection limits of
-    /// [`WebConfig::http`] (HTTP/1.1). After `shutdown` it stops accepting,
-    /// closes idle connections and lets requests in progress finish.
-    pub async fn serve(
-        self: Arc<Self>,
-        listener: tokio::net::TcpListener,
-        shutdown: impl Future<Output = ()> + Send + 'static,
-    ) -> std::io::Result<()> {
-        let limits = self.http_limits;
-        let stats = Arc::clone(&self.http_stats);
-        server::serve(self.router(), limits, stats, listener, shutdown).await
-    }
-
     /// The content-addressed file of a module.
     pub(crate) fn module_path(&self, sha256: &str) -> PathBuf {
         self.modules_dir().join(format!("{sha256}.wasm"))
@@ -592,108 +501,4 @@ impl ControlPlane {
             .unwrap_or_else(|e| e.into_inner())
             .remove(&id);
     }
-}
-
-/// The routes, and `(method, path)` of each for the OpenAPI test.
-pub(crate) struct Routes {
-    pub(crate) router: Router<Arc<ControlPlane>>,
-    pub(crate) table: Vec<(&'static str, &'static str)>,
-}
-
-impl Routes {
-    fn add(
-        mut self,
-        method: &'static str,
-        path: &'static str,
-        mr: impl FnOnce(MethodFilter) -> MethodRouter<Arc<ControlPlane>>,
-    ) -> Self {
-        let filter = match method {
-            "GET" => MethodFilter::GET,
-            "POST" => MethodFilter::POST,
-            "PUT" => MethodFilter::PUT,
-            "PATCH" => MethodFilter::PATCH,
-            "DELETE" => MethodFilter::DELETE,
-            other => unreachable!("method {other} is not used"),
-        };
-        self.router = self.router.route(path, mr(filter));
-        self.table.push((method, path));
-        self
-    }
-}
-
-/// Every route. `upload_limit` is the body limit of the module upload.
-pub(crate) fn build_routes(upload_limit: usize) -> Routes {
-    use crate::metrics;
-    let r = Routes {
-        router: Router::new(),
-        table: Vec::new(),
-    };
-    r.add("GET", "/api/v1/openapi.json", |f| on(f, api::openapi))
-        .add("GET", "/api/v1/whoami", |f| on(f, api::whoami))
-        .add("GET", "/api/v1/tenants", |f| on(f, api::list_tenants))
-        .add("POST", "/api/v1/tenants", |f| on(f, api::create_tenant))
-        .add("GET", "/api/v1/tenants/{name}", |f| on(f, api::get_tenant))
-        .add("PATCH", "/api/v1/tenants/{name}", |f| {
-            on(f, api::patch_tenant)
-        })
-        .add("DELETE", "/api/v1/tenants/{name}", |f| {
-            on(f, api::delete_tenant)
-        })
-        .add("POST", "/api/v1/tenants/{name}/tokens", |f| {
-            on(f, api::create_token)
-        })
-        .add("GET", "/api/v1/tenants/{name}/tokens", |f| {
-            on(f, api::list_tokens)
-        })
-        .add("DELETE", "/api/v1/tenants/{name}/tokens/{id}", |f| {
-            on(f, api::delete_token)
-        })
-        .add("GET", "/api/v1/modules", |f| on(f, api::list_modules))
-        .add("POST", "/api/v1/modules", |f| {
-            on(f, api::upload_module).layer(DefaultBodyLimit::max(upload_limit))
-        })
-        .add("GET", "/api/v1/modules/{id}", |f| on(f, api::get_module))
-        .add("DELETE", "/api/v1/modules/{id}", |f| {
-            on(f, api::delete_module)
-        })
-        .add("GET", "/api/v1/devices", |f| on(f, api::list_devices))
-        .add("POST", "/api/v1/devices", |f| on(f, api::create_device))
-        .add("GET", "/api/v1/devices/{id}", |f| on(f, api::get_device))
-        .add("DELETE", "/api/v1/devices/{id}", |f| {
-            on(f, api::delete_device)
-        })
-        .add("PUT", "/api/v1/devices/{id}/module", |f| {
-            on(f, api::bind_module)
-        })
-        .add("GET", "/api/v1/devices/{id}/stats", |f| on(f, api::stats))
-        .add("GET", "/api/v1/devices/{id}/log", |f| on(f, api::log))
-        .add("POST", "/api/v1/devices/{id}/exercise", |f| {
-            on(f, api::exercise)
-        })
-        .add("POST", "/api/v1/devices/{id}/export", |f| {
-            on(f, api::export)
-        })
-        .add("DELETE", "/api/v1/devices/{id}/export", |f| {
-            on(f, api::unexport)
-        })
-        .add("GET", "/metrics", |f| on(f, metrics::handler))
-        .add("GET", "/", |f| on(f, api::ui_index))
-        .add("GET", "/ui/{*path}", |f| on(f, api::ui_asset))
-        .map_router(|r| r.fallback(api::fallback))
-}
-
-impl Routes {
-    fn map_router(
-        mut self,
-        f: impl FnOnce(Router<Arc<ControlPlane>>) -> Router<Arc<ControlPlane>>,
-    ) -> Self {
-        self.router = f(self.router);
-        self
-    }
-}
-
-/// `(method, path)` of every route the router serves (paths in axum's
-/// syntax: `{id}`, `{*path}`).
-pub fn route_table() -> Vec<(&'static str, &'static str)> {
-    build_routes(0).table
 }

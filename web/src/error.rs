@@ -4,6 +4,9 @@
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 
+use crate::dto::{ErrorBody, ErrorDetail};
+use crate::host::{HostError, HostErrorKind, ModuleRefusal};
+
 /// Why [`crate::ControlPlane::open`] failed.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -93,9 +96,29 @@ impl ApiError {
     pub fn bad_request(message: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, "invalid_request", message)
     }
-    /// 500 `host_error`: the data plane refused.
-    pub fn host(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "host_error", message)
+    /// The data plane refused (`context`: what the API asked of it). The
+    /// one place a [`HostErrorKind`] becomes a status and a code.
+    pub fn host(context: &str, e: HostError) -> Self {
+        let (status, code) = match e.kind {
+            HostErrorKind::NotRunning => (StatusCode::CONFLICT, "not_running"),
+            HostErrorKind::Busy => (StatusCode::SERVICE_UNAVAILABLE, "busy"),
+            HostErrorKind::Conflict => (StatusCode::CONFLICT, "conflict"),
+            HostErrorKind::Refused => (StatusCode::UNPROCESSABLE_ENTITY, "refused"),
+            HostErrorKind::Limit => (StatusCode::CONFLICT, "quota_exceeded"),
+            HostErrorKind::Unsupported => (StatusCode::CONFLICT, "unsupported"),
+            HostErrorKind::Internal => (StatusCode::INTERNAL_SERVER_ERROR, "host_error"),
+        };
+        Self::new(status, code, format!("{context}: {}", e.message))
+    }
+    /// The host refused a module: 422 with the refusal's code, except 503
+    /// for `compiler_busy` (the daemon's state, not the module's fault).
+    pub fn refusal(r: ModuleRefusal) -> Self {
+        let status = if r.code == "compiler_busy" {
+            StatusCode::SERVICE_UNAVAILABLE
+        } else {
+            StatusCode::UNPROCESSABLE_ENTITY
+        };
+        Self::new(status, r.code, r.message)
     }
     /// 500 `internal`: a bug or an I/O/database failure of the control plane.
     pub fn internal(message: impl Into<String>) -> Self {
@@ -126,7 +149,12 @@ impl From<rusqlite::Error> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = serde_json::json!({"error": {"code": self.code, "message": self.message}});
+        let body = ErrorBody {
+            error: ErrorDetail {
+                code: self.code.into(),
+                message: self.message,
+            },
+        };
         (self.status, axum::Json(body)).into_response()
     }
 }

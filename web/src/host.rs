@@ -10,7 +10,7 @@
 use std::path::PathBuf;
 
 /// Which kernel interface the daemon serves devices through.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum FrontendKind {
     /// Real LIO TCMU devices.
@@ -20,7 +20,7 @@ pub enum FrontendKind {
 }
 
 /// What the UI tells the user about the frontend.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct FrontendInfo {
     /// The kind.
     pub kind: FrontendKind,
@@ -81,7 +81,7 @@ pub struct DeviceSpec {
 
 /// A tenant's limits as the data plane enforces them (from its quota; see
 /// docs/limits.md).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 pub struct TenantLimits {
     /// Guest linear memory of all its instances, bytes.
     pub memory: u64,
@@ -96,7 +96,7 @@ pub struct TenantLimits {
 }
 
 /// What a device holds of the shared resources, with its own limits.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 pub struct DeviceResources {
     /// Guest linear memory, bytes.
     pub memory: u64,
@@ -117,7 +117,7 @@ pub struct DeviceResources {
 }
 
 /// What a tenant holds in this daemon, and its limits.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 pub struct TenantResources {
     /// Guest linear memory, bytes.
     pub memory: u64,
@@ -197,7 +197,7 @@ pub fn valid_mix(mix: &str) -> Result<(), String> {
 }
 
 /// A device's state as the host sees it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum DeviceState {
     /// Serving.
@@ -213,10 +213,23 @@ pub enum DeviceState {
     Restoring,
 }
 
+impl DeviceState {
+    /// Its name in the API (`running`, `degraded`, ...).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeviceState::Running => "running",
+            DeviceState::Degraded => "degraded",
+            DeviceState::Offline => "offline",
+            DeviceState::Stopped => "stopped",
+            DeviceState::Restoring => "restoring",
+        }
+    }
+}
+
 /// A latency histogram: `counts[i]` commands took at most `bounds_us[i]`
 /// microseconds (and more than `bounds_us[i-1]`); the last count is the
 /// overflow bucket (`counts.len() == bounds_us.len() + 1`).
-#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Histogram {
     /// Upper bounds in microseconds, increasing.
     pub bounds_us: Vec<u64>,
@@ -228,7 +241,7 @@ pub struct Histogram {
 
 /// Live counters of one device (monotonic since the device started in
 /// this daemon process, except `in_flight`).
-#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct DeviceCounters {
     /// Commands completed.
     pub commands: u64,
@@ -269,7 +282,7 @@ pub struct DeviceLive {
 
 /// The counters a backstore reports itself (its `stats()`), next to the
 /// host's own counters.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct GuestStats {
     /// Reads it served.
     pub reads: u64,
@@ -298,6 +311,69 @@ pub struct LunInfo {
     pub lun: u32,
 }
 
+/// Why the data plane refused a call: a [`HostErrorKind`] the API answers
+/// with its own status and code (`ApiError::host`, the one place that maps
+/// them), and the host's own words.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct HostError {
+    /// What kind of refusal.
+    pub kind: HostErrorKind,
+    /// What and why, for people.
+    pub message: String,
+}
+
+/// The kinds of [`HostError`]: what the refusal means for the caller.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HostErrorKind {
+    /// The host does not serve the device now (never started, stopped, or
+    /// its worker is gone). API: 409 `not_running`.
+    NotRunning,
+    /// The device did not answer in time: try again. API: 503 `busy`.
+    Busy,
+    /// The call conflicts with what the device is doing (an exercise or a
+    /// hot swap already under way). API: 409 `conflict`.
+    Conflict,
+    /// The data plane refused what was asked: the module or its
+    /// configuration did not open, an unusable geometry, an invalid
+    /// exercise mix. API: 422 `refused`.
+    Refused,
+    /// A limit the data plane enforces for the tenant leaves no room (e.g.
+    /// its instances). API: 409 `quota_exceeded`.
+    Limit,
+    /// Not possible on this frontend (no LIO to export to; the built-in
+    /// initiator runs on the simulator only). API: 409 `unsupported`.
+    Unsupported,
+    /// The data plane failed (I/O, configfs, threads). API: 500 `host_error`.
+    Internal,
+}
+
+impl HostError {
+    /// An error of `kind`.
+    pub fn new(kind: HostErrorKind, message: impl Into<String>) -> Self {
+        Self {
+            kind,
+            message: message.into(),
+        }
+    }
+    /// [`HostErrorKind::NotRunning`].
+    pub fn not_running(message: impl Into<String>) -> Self {
+        Self::new(HostErrorKind::NotRunning, message)
+    }
+    /// [`HostErrorKind::Refused`].
+    pub fn refused(message: impl Into<String>) -> Self {
+        Self::new(HostErrorKind::Refused, message)
+    }
+    /// [`HostErrorKind::Unsupported`].
+    pub fn unsupported(message: impl Into<String>) -> Self {
+        Self::new(HostErrorKind::Unsupported, message)
+    }
+    /// [`HostErrorKind::Internal`].
+    pub fn internal(message: impl Into<String>) -> Self {
+        Self::new(HostErrorKind::Internal, message)
+    }
+}
+
 /// The data plane, as the control plane sees it.
 pub trait Host: Send + Sync + 'static {
     /// The frontend devices are served through.
@@ -310,35 +386,35 @@ pub trait Host: Send + Sync + 'static {
     /// on tcmu it is served once exported (and re-attached if its LUN
     /// already exists). A guest that cannot open is not an error here: the
     /// device comes up `Offline` with the reason.
-    fn start(&self, dev: &DeviceSpec) -> Result<(), String>;
+    fn start(&self, dev: &DeviceSpec) -> Result<(), HostError>;
     /// Stop serving a device (before delete); in-flight commands finish.
-    fn stop(&self, id: i64) -> Result<(), String>;
+    fn stop(&self, id: i64) -> Result<(), HostError>;
     /// Hot swap: drain in-flight commands, close the old instance, open
     /// `dev`'s (new) module, resume. No command is lost or failed. On error
     /// the old instance keeps serving and the error says why.
-    fn rebind(&self, dev: &DeviceSpec) -> Result<(), String>;
+    fn rebind(&self, dev: &DeviceSpec) -> Result<(), HostError>;
     /// Live state and counters; `None` if the host does not know the id.
     fn live(&self, id: i64) -> Option<DeviceLive>;
     /// The guest's `debug` text (blocking; answered by the device's worker).
-    fn debug(&self, id: i64) -> Result<String, String>;
+    fn debug(&self, id: i64) -> Result<String, HostError>;
     /// The backstore's own counters as of the last [`Host::debug`] answer
     /// (asked together, under the same rate limit); `None` when none is
     /// known (no guest, or it failed to answer).
     fn guest_stats(&self, _id: i64) -> Option<GuestStats> {
         None
     }
-    /// Export as a kernel LUN (tcmu frontend only; sim answers an error
-    /// saying there is no LIO).
-    fn export(&self, dev: &DeviceSpec) -> Result<LunInfo, String>;
+    /// Export as a kernel LUN (tcmu frontend only; sim answers
+    /// [`HostErrorKind::Unsupported`], saying there is no LIO).
+    fn export(&self, dev: &DeviceSpec) -> Result<LunInfo, HostError>;
     /// Remove the LUN and its backstore.
-    fn unexport(&self, dev: &DeviceSpec, lun: &LunInfo) -> Result<(), String>;
+    fn unexport(&self, dev: &DeviceSpec, lun: &LunInfo) -> Result<(), HostError>;
     /// Sim frontend: run the built-in verifying initiator (random 4–64 KiB
     /// reads and writes) against the device for `secs` seconds at
-    /// `queue_depth`, in the background. tcmu answers an error (real
-    /// initiators send the I/O there).
+    /// `queue_depth`, in the background. tcmu answers
+    /// [`HostErrorKind::Unsupported`] (real initiators send the I/O there).
     /// `mix` is `all`, `rw` or a comma-separated list of [`EXERCISE_OPS`]
     /// (checked by the API before the call).
-    fn exercise(&self, id: i64, secs: u32, queue_depth: u32, mix: &str) -> Result<(), String>;
+    fn exercise(&self, id: i64, secs: u32, queue_depth: u32, mix: &str) -> Result<(), HostError>;
     /// No module has the component with this content hash any more: drop
     /// its compiled code (instances still running keep their own).
     fn forget_module(&self, sha256: &str) {
@@ -355,6 +431,14 @@ pub trait Host: Send + Sync + 'static {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn state_names_are_the_api_names() {
+        use DeviceState::*;
+        for s in [Running, Degraded, Offline, Stopped, Restoring] {
+            assert_eq!(serde_json::to_value(s).unwrap(), s.as_str());
+        }
+    }
 
     #[test]
     fn secret_values_are_hidden_from_people_and_given_to_the_backstore() {

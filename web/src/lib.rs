@@ -23,13 +23,19 @@
 mod api;
 mod app;
 pub mod cli;
+pub mod dto;
 mod error;
+mod extract;
 pub mod host;
 pub mod metrics;
+mod routes;
 mod server;
+pub mod size;
 mod store;
 pub mod ui;
 
-pub use app::{ControlPlane, Quota, RESTORE_PARALLEL, WebConfig, route_table};
+pub use app::{ControlPlane, RESTORE_PARALLEL, WebConfig};
+pub use dto::Quota;
 pub use error::{ApiError, Error};
+pub use routes::route_table;
 pub use server::{CONTENT_SECURITY_POLICY, HttpLimits, add_security_headers};

@@ -9,9 +9,9 @@ use axum::extract::State;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 
-use crate::api::Admin;
 use crate::app::ControlPlane;
 use crate::error::ApiError;
+use crate::extract::Admin;
 use crate::host::{DeviceLive, DeviceState};
 use crate::server::HttpStats;
 use crate::store::{DeviceRow, Scope};
@@ -710,6 +710,8 @@ mod tests {
         assert!(p.is_power_of_two() && p >= 4096, "{p}");
     }
 
+    use crate::host::HostError;
+
     /// A host that serves every device with fixed counters.
     #[derive(Debug)]
     struct FixedHost;
@@ -727,13 +729,13 @@ mod tests {
         ) -> Result<crate::host::ModuleReport, crate::host::ModuleRefusal> {
             Ok(Default::default())
         }
-        fn start(&self, _: &crate::host::DeviceSpec) -> Result<(), String> {
+        fn start(&self, _: &crate::host::DeviceSpec) -> Result<(), HostError> {
             Ok(())
         }
-        fn stop(&self, _: i64) -> Result<(), String> {
+        fn stop(&self, _: i64) -> Result<(), HostError> {
             Ok(())
         }
-        fn rebind(&self, _: &crate::host::DeviceSpec) -> Result<(), String> {
+        fn rebind(&self, _: &crate::host::DeviceSpec) -> Result<(), HostError> {
             Ok(())
         }
         fn live(&self, id: i64) -> Option<DeviceLive> {
@@ -765,20 +767,20 @@ mod tests {
                 }),
             })
         }
-        fn debug(&self, _: i64) -> Result<String, String> {
+        fn debug(&self, _: i64) -> Result<String, HostError> {
             Ok(String::new())
         }
-        fn export(&self, _: &crate::host::DeviceSpec) -> Result<crate::host::LunInfo, String> {
-            Err("no".into())
+        fn export(&self, _: &crate::host::DeviceSpec) -> Result<crate::host::LunInfo, HostError> {
+            Err(HostError::unsupported("no"))
         }
         fn unexport(
             &self,
             _: &crate::host::DeviceSpec,
             _: &crate::host::LunInfo,
-        ) -> Result<(), String> {
+        ) -> Result<(), HostError> {
             Ok(())
         }
-        fn exercise(&self, _: i64, _: u32, _: u32, _: &str) -> Result<(), String> {
+        fn exercise(&self, _: i64, _: u32, _: u32, _: &str) -> Result<(), HostError> {
             Ok(())
         }
     }

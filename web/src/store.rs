@@ -9,9 +9,12 @@
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
 
-use rusqlite::{Connection, OptionalExtension, Transaction, params};
+use rusqlite::types::Value;
+use rusqlite::{
+    Connection, OptionalExtension, Params, ToSql, Transaction, params, params_from_iter,
+};
 
-use crate::app::Quota;
+use crate::dto::{BoundDevice, Quota, Usage};
 use crate::error::{ApiError, Error};
 use crate::host::LunInfo;
 
@@ -106,37 +109,20 @@ impl Scope {
 }
 
 /// A tenant with its quota and usage.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct TenantRow {
-    #[serde(skip)]
     pub id: i64,
     pub name: String,
-    #[serde(flatten)]
     pub quota: Quota,
-    #[serde(serialize_with = "ser_time")]
     pub created_at: i64,
     pub usage: Usage,
-    /// What its running devices hold in the data plane (filled in by the
-    /// API handlers; absent when none of its devices ran in this daemon).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub resources: Option<crate::host::TenantResources>,
-}
-
-/// What a tenant uses.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-pub(crate) struct Usage {
-    pub devices: u64,
-    pub total_bytes: u64,
-    pub modules: u64,
-    pub module_bytes: u64,
 }
 
 /// A token as listed (never its secret or hash).
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct TokenRow {
     pub id: i64,
     pub label: String,
-    #[serde(serialize_with = "ser_time")]
     pub created_at: i64,
 }
 
@@ -214,19 +200,6 @@ pub(crate) struct NewDevice {
     pub config: String,
 }
 
-/// A device bound to a module, as a module lists it.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-pub(crate) struct BoundDevice {
-    pub id: i64,
-    pub name: String,
-    pub tenant: String,
-}
-
-/// Serializes a Unix time as RFC 3339 UTC.
-pub(crate) fn ser_time<S: serde::Serializer>(t: &i64, s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_str(&rfc3339(*t))
-}
-
 /// `2024-05-06T07:08:09Z` for a Unix time (proleptic Gregorian, UTC).
 pub(crate) fn rfc3339(t: i64) -> String {
     let days = t.div_euclid(86_400);
@@ -255,6 +228,57 @@ fn to_i64(v: u64) -> i64 {
 
 fn to_u64(v: i64) -> u64 {
     u64::try_from(v).unwrap_or(0)
+}
+
+/// How a selected row becomes a value.
+type FromRow<T> = fn(&rusqlite::Row<'_>) -> rusqlite::Result<T>;
+
+/// The row `sql` selects, if any (on the store's connection or in a
+/// transaction).
+fn one<T>(
+    conn: &Connection,
+    sql: &str,
+    p: impl Params,
+    map: FromRow<T>,
+) -> rusqlite::Result<Option<T>> {
+    conn.query_row(sql, p, map).optional()
+}
+
+/// Every row `sql` selects.
+fn all<T>(
+    conn: &Connection,
+    sql: &str,
+    p: impl Params,
+    map: FromRow<T>,
+) -> rusqlite::Result<Vec<T>> {
+    let mut st = conn.prepare(sql)?;
+    st.query_map(p, map)?.collect()
+}
+
+/// Tenant `key` (`t.id = ?1` or `t.name = ?1`).
+fn tenant_where(
+    conn: &Connection,
+    key: &str,
+    value: impl ToSql,
+) -> rusqlite::Result<Option<TenantRow>> {
+    one(
+        conn,
+        &format!("{TENANT_SELECT} WHERE {key} = ?1"),
+        [value],
+        tenant_from_row,
+    )
+}
+
+/// Module `id` if `scope` may see it (its own or a built-in).
+fn visible_module(conn: &Connection, id: i64, scope: Scope) -> rusqlite::Result<Option<ModuleRow>> {
+    one(
+        conn,
+        &format!(
+            "{MODULE_SELECT} WHERE m.id = ?1 AND (?2 IS NULL OR m.owner_id IS NULL OR m.owner_id = ?2)"
+        ),
+        params![id, scope.tenant()],
+        module_from_row,
+    )
 }
 
 /// The database.
@@ -296,23 +320,63 @@ pub(crate) fn connect(path: &Path) -> Result<Connection, Error> {
     Ok(conn)
 }
 
-const DEVICE_SELECT: &str = "SELECT d.id, d.tenant_id, t.name, d.name, d.size, d.block_size,
+/// A tenant's quota columns (of `tenants`; no other table has them), in
+/// the order [`quota_at`] reads them and [`quota_values`] writes them.
+macro_rules! quota_columns {
+    () => {
+        "max_devices, max_total_bytes, max_guest_memory, max_open_files,
+        max_instances, max_stored_files, max_modules, max_module_total_bytes"
+    };
+}
+
+/// A quota as the values of [`quota_columns`].
+fn quota_values(q: &Quota) -> [i64; 8] {
+    [
+        q.max_devices,
+        q.max_total_bytes,
+        q.max_guest_memory,
+        q.max_open_files,
+        q.max_instances,
+        q.max_stored_files,
+        q.max_modules,
+        q.max_module_total_bytes,
+    ]
+    .map(to_i64)
+}
+
+/// The quota in the eight columns from `first` on ([`quota_columns`]).
+fn quota_at(r: &rusqlite::Row<'_>, first: usize) -> rusqlite::Result<Quota> {
+    let q = |i: usize| r.get(first + i).map(to_u64);
+    Ok(Quota {
+        max_devices: q(0)?,
+        max_total_bytes: q(1)?,
+        max_guest_memory: q(2)?,
+        max_open_files: q(3)?,
+        max_instances: q(4)?,
+        max_stored_files: q(5)?,
+        max_modules: q(6)?,
+        max_module_total_bytes: q(7)?,
+    })
+}
+
+const DEVICE_SELECT: &str = concat!(
+    "SELECT d.id, d.tenant_id, t.name, d.name, d.size, d.block_size,
         d.module_id, m.name, m.version, m.sha256, d.config, d.dir, d.created_at,
-        t.max_guest_memory, l.backstore, l.wwn, l.lun, t.max_devices, t.max_total_bytes,
-        t.max_open_files, t.max_instances, t.max_stored_files, t.max_modules,
-        t.max_module_total_bytes
-    FROM devices d
+        l.backstore, l.wwn, l.lun, ",
+    quota_columns!(),
+    " FROM devices d
     JOIN tenants t ON t.id = d.tenant_id
     JOIN modules m ON m.id = d.module_id
-    LEFT JOIN luns l ON l.device_id = d.id";
+    LEFT JOIN luns l ON l.device_id = d.id"
+);
 
 fn device_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<DeviceRow> {
-    let backstore: Option<String> = r.get(14)?;
+    let backstore: Option<String> = r.get(13)?;
     let lun = match backstore {
         Some(backstore) => Some(LunInfo {
             backstore,
-            wwn: r.get(15)?,
-            lun: r.get(16)?,
+            wwn: r.get(14)?,
+            lun: r.get(15)?,
         }),
         None => None,
     };
@@ -330,16 +394,7 @@ fn device_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<DeviceRow> {
         config: r.get(10)?,
         dir: PathBuf::from(r.get::<_, String>(11)?),
         created_at: r.get(12)?,
-        tenant_quota: Quota {
-            max_guest_memory: to_u64(r.get(13)?),
-            max_devices: to_u64(r.get(17)?),
-            max_total_bytes: to_u64(r.get(18)?),
-            max_open_files: to_u64(r.get(19)?),
-            max_instances: to_u64(r.get(20)?),
-            max_stored_files: to_u64(r.get(21)?),
-            max_modules: to_u64(r.get(22)?),
-            max_module_total_bytes: to_u64(r.get(23)?),
-        },
+        tenant_quota: quota_at(r, 16)?,
         lun,
     })
 }
@@ -364,38 +419,28 @@ fn module_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ModuleRow> {
     })
 }
 
-const TENANT_SELECT: &str = "SELECT t.id, t.name, t.max_devices, t.max_total_bytes,
-        t.max_guest_memory, t.created_at,
+const TENANT_SELECT: &str = concat!(
+    "SELECT t.id, t.name, t.created_at,
         (SELECT COUNT(*) FROM devices d WHERE d.tenant_id = t.id),
         (SELECT COALESCE(SUM(d.size), 0) FROM devices d WHERE d.tenant_id = t.id),
         (SELECT COUNT(*) FROM modules m WHERE m.owner_id = t.id),
-        (SELECT COALESCE(SUM(m.size), 0) FROM modules m WHERE m.owner_id = t.id),
-        t.max_open_files, t.max_instances, t.max_stored_files, t.max_modules,
-        t.max_module_total_bytes
-    FROM tenants t";
+        (SELECT COALESCE(SUM(m.size), 0) FROM modules m WHERE m.owner_id = t.id), ",
+    quota_columns!(),
+    " FROM tenants t"
+);
 
 fn tenant_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<TenantRow> {
     Ok(TenantRow {
         id: r.get(0)?,
         name: r.get(1)?,
-        quota: Quota {
-            max_devices: to_u64(r.get(2)?),
-            max_total_bytes: to_u64(r.get(3)?),
-            max_guest_memory: to_u64(r.get(4)?),
-            max_open_files: to_u64(r.get(10)?),
-            max_instances: to_u64(r.get(11)?),
-            max_stored_files: to_u64(r.get(12)?),
-            max_modules: to_u64(r.get(13)?),
-            max_module_total_bytes: to_u64(r.get(14)?),
-        },
-        created_at: r.get(5)?,
+        created_at: r.get(2)?,
         usage: Usage {
-            devices: to_u64(r.get(6)?),
-            total_bytes: to_u64(r.get(7)?),
-            modules: to_u64(r.get(8)?),
-            module_bytes: to_u64(r.get(9)?),
+            devices: to_u64(r.get(3)?),
+            total_bytes: to_u64(r.get(4)?),
+            modules: to_u64(r.get(5)?),
+            module_bytes: to_u64(r.get(6)?),
         },
-        resources: None,
+        quota: quota_at(r, 7)?,
     })
 }
 
@@ -470,37 +515,37 @@ impl Store {
 
     /// Who the token with this hash belongs to.
     pub(crate) fn lookup_token(&self, hash: &str) -> Result<Option<TokenOwner>, rusqlite::Error> {
-        self.lock()
-            .query_row(
-                "SELECT k.id, k.label, k.tenant_id, t.name FROM tokens k
-                 LEFT JOIN tenants t ON t.id = k.tenant_id WHERE k.hash = ?1",
-                [hash],
-                |r| {
-                    let tenant_id: Option<i64> = r.get(2)?;
-                    let tenant_name: Option<String> = r.get(3)?;
-                    Ok(TokenOwner {
-                        token_id: r.get(0)?,
-                        label: r.get(1)?,
-                        tenant: tenant_id.zip(tenant_name),
-                    })
-                },
-            )
-            .optional()
+        one(
+            &self.lock(),
+            "SELECT k.id, k.label, k.tenant_id, t.name FROM tokens k
+             LEFT JOIN tenants t ON t.id = k.tenant_id WHERE k.hash = ?1",
+            [hash],
+            |r| {
+                let tenant_id: Option<i64> = r.get(2)?;
+                let tenant_name: Option<String> = r.get(3)?;
+                Ok(TokenOwner {
+                    token_id: r.get(0)?,
+                    label: r.get(1)?,
+                    tenant: tenant_id.zip(tenant_name),
+                })
+            },
+        )
     }
 
     /// A tenant's tokens.
     pub(crate) fn list_tokens(&self, tenant_id: i64) -> Result<Vec<TokenRow>, rusqlite::Error> {
-        let conn = self.lock();
-        let mut st = conn
-            .prepare("SELECT id, label, created_at FROM tokens WHERE tenant_id = ?1 ORDER BY id")?;
-        st.query_map([tenant_id], |r| {
-            Ok(TokenRow {
-                id: r.get(0)?,
-                label: r.get(1)?,
-                created_at: r.get(2)?,
-            })
-        })?
-        .collect()
+        all(
+            &self.lock(),
+            "SELECT id, label, created_at FROM tokens WHERE tenant_id = ?1 ORDER BY id",
+            [tenant_id],
+            |r| {
+                Ok(TokenRow {
+                    id: r.get(0)?,
+                    label: r.get(1)?,
+                    created_at: r.get(2)?,
+                })
+            },
+        )
     }
 
     /// Deletes one of a tenant's tokens; false if it has no such token.
@@ -518,24 +563,14 @@ impl Store {
     pub(crate) fn create_tenant(&self, name: &str, q: &Quota) -> Result<TenantRow, ApiError> {
         {
             let conn = self.lock();
-            let n = conn.execute(
-                "INSERT INTO tenants (name, max_devices, max_total_bytes, max_guest_memory,
-                    created_at, max_open_files, max_instances, max_stored_files, max_modules,
-                    max_module_total_bytes)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10) ON CONFLICT (name) DO NOTHING",
-                params![
-                    name,
-                    to_i64(q.max_devices),
-                    to_i64(q.max_total_bytes),
-                    to_i64(q.max_guest_memory),
-                    now_secs(),
-                    to_i64(q.max_open_files),
-                    to_i64(q.max_instances),
-                    to_i64(q.max_stored_files),
-                    to_i64(q.max_modules),
-                    to_i64(q.max_module_total_bytes),
-                ],
-            )?;
+            let sql = concat!(
+                "INSERT INTO tenants (name, created_at, ",
+                quota_columns!(),
+                ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10) ON CONFLICT (name) DO NOTHING"
+            );
+            let head = [Value::from(name.to_owned()), Value::from(now_secs())];
+            let values = head.into_iter().chain(quota_values(q).map(Value::from));
+            let n = conn.execute(sql, params_from_iter(values))?;
             if n == 0 {
                 return Err(ApiError::conflict(format!(
                     "a tenant named {name:?} already exists"
@@ -548,51 +583,29 @@ impl Store {
 
     /// One tenant by id.
     pub(crate) fn tenant_by_id(&self, id: i64) -> Result<Option<TenantRow>, rusqlite::Error> {
-        self.lock()
-            .query_row(
-                &format!("{TENANT_SELECT} WHERE t.id = ?1"),
-                [id],
-                tenant_from_row,
-            )
-            .optional()
+        tenant_where(&self.lock(), "t.id", id)
     }
 
     /// One tenant by name.
     pub(crate) fn tenant(&self, name: &str) -> Result<Option<TenantRow>, rusqlite::Error> {
-        self.lock()
-            .query_row(
-                &format!("{TENANT_SELECT} WHERE t.name = ?1"),
-                [name],
-                tenant_from_row,
-            )
-            .optional()
+        tenant_where(&self.lock(), "t.name", name)
     }
 
     /// All tenants, by name.
     pub(crate) fn tenants(&self) -> Result<Vec<TenantRow>, rusqlite::Error> {
-        let conn = self.lock();
-        let mut st = conn.prepare(&format!("{TENANT_SELECT} ORDER BY t.name"))?;
-        st.query_map([], tenant_from_row)?.collect()
+        let sql = format!("{TENANT_SELECT} ORDER BY t.name");
+        all(&self.lock(), &sql, [], tenant_from_row)
     }
 
     /// Sets a tenant's quotas.
     pub(crate) fn update_quota(&self, id: i64, q: &Quota) -> Result<(), rusqlite::Error> {
-        self.lock().execute(
-            "UPDATE tenants SET max_devices = ?2, max_total_bytes = ?3, max_guest_memory = ?4,
-                max_open_files = ?5, max_instances = ?6, max_stored_files = ?7,
-                max_modules = ?8, max_module_total_bytes = ?9 WHERE id = ?1",
-            params![
-                id,
-                to_i64(q.max_devices),
-                to_i64(q.max_total_bytes),
-                to_i64(q.max_guest_memory),
-                to_i64(q.max_open_files),
-                to_i64(q.max_instances),
-                to_i64(q.max_stored_files),
-                to_i64(q.max_modules),
-                to_i64(q.max_module_total_bytes),
-            ],
-        )?;
+        let sql = concat!(
+            "UPDATE tenants SET (",
+            quota_columns!(),
+            ") = (?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) WHERE id = ?1"
+        );
+        let values = std::iter::once(id).chain(quota_values(q));
+        self.lock().execute(sql, params_from_iter(values))?;
         Ok(())
     }
 
@@ -600,14 +613,7 @@ impl Store {
     pub(crate) fn delete_tenant(&self, name: &str) -> Result<(), ApiError> {
         let mut conn = self.lock();
         let tx = conn.transaction()?;
-        let Some(t) = tx
-            .query_row(
-                &format!("{TENANT_SELECT} WHERE t.name = ?1"),
-                [name],
-                tenant_from_row,
-            )
-            .optional()?
-        else {
+        let Some(t) = tenant_where(&tx, "t.name", name)? else {
             return Err(ApiError::not_found(format!("no tenant named {name:?}")));
         };
         if t.usage.devices > 0 || t.usage.modules > 0 {
@@ -629,13 +635,8 @@ impl Store {
         &self,
         sha256: &str,
     ) -> Result<Option<ModuleRow>, rusqlite::Error> {
-        self.lock()
-            .query_row(
-                &format!("{MODULE_SELECT} WHERE m.owner_id IS NULL AND m.sha256 = ?1"),
-                [sha256],
-                module_from_row,
-            )
-            .optional()
+        let sql = format!("{MODULE_SELECT} WHERE m.owner_id IS NULL AND m.sha256 = ?1");
+        one(&self.lock(), &sql, [sha256], module_from_row)
     }
 
     /// Whether `owner` already has a module `name` `version`.
@@ -700,11 +701,8 @@ impl Store {
                 )));
             }
             if let Some(owner) = m.owner_id {
-                let t = conn.query_row(
-                    &format!("{TENANT_SELECT} WHERE t.id = ?1"),
-                    [owner],
-                    tenant_from_row,
-                )?;
+                let t = tenant_where(&conn, "t.id", owner)?
+                    .ok_or(rusqlite::Error::QueryReturnedNoRows)?;
                 Self::module_quota(&t, m.size)?;
             }
             put_file().map_err(|e| ApiError::internal(format!("storing module file: {e}")))?;
@@ -735,26 +733,15 @@ impl Store {
         id: i64,
         scope: Scope,
     ) -> Result<Option<ModuleRow>, rusqlite::Error> {
-        self.lock()
-            .query_row(
-                &format!(
-                    "{MODULE_SELECT} WHERE m.id = ?1
-                     AND (?2 IS NULL OR m.owner_id IS NULL OR m.owner_id = ?2)"
-                ),
-                params![id, scope.tenant()],
-                module_from_row,
-            )
-            .optional()
+        visible_module(&self.lock(), id, scope)
     }
 
     /// The modules `scope` may see, by id.
     pub(crate) fn modules(&self, scope: Scope) -> Result<Vec<ModuleRow>, rusqlite::Error> {
-        let conn = self.lock();
-        let mut st = conn.prepare(&format!(
+        let sql = format!(
             "{MODULE_SELECT} WHERE ?1 IS NULL OR m.owner_id IS NULL OR m.owner_id = ?1 ORDER BY m.id"
-        ))?;
-        st.query_map(params![scope.tenant()], module_from_row)?
-            .collect()
+        );
+        all(&self.lock(), &sql, [scope.tenant()], module_from_row)
     }
 
     /// Devices bound to module `id` that `scope` may see.
@@ -763,19 +750,19 @@ impl Store {
         id: i64,
         scope: Scope,
     ) -> Result<Vec<BoundDevice>, rusqlite::Error> {
-        let conn = self.lock();
-        let mut st = conn.prepare(
+        all(
+            &self.lock(),
             "SELECT d.id, d.name, t.name FROM devices d JOIN tenants t ON t.id = d.tenant_id
              WHERE d.module_id = ?1 AND (?2 IS NULL OR d.tenant_id = ?2) ORDER BY d.id",
-        )?;
-        st.query_map(params![id, scope.tenant()], |r| {
-            Ok(BoundDevice {
-                id: r.get(0)?,
-                name: r.get(1)?,
-                tenant: r.get(2)?,
-            })
-        })?
-        .collect()
+            params![id, scope.tenant()],
+            |r| {
+                Ok(BoundDevice {
+                    id: r.get(0)?,
+                    name: r.get(1)?,
+                    tenant: r.get(2)?,
+                })
+            },
+        )
     }
 
     /// Deletes a module: 404 if `scope` cannot see it, 409 for a built-in or
@@ -790,16 +777,7 @@ impl Store {
     ) -> Result<Option<String>, ApiError> {
         let mut conn = self.lock();
         let tx = conn.transaction()?;
-        let m = tx
-            .query_row(
-                &format!(
-                    "{MODULE_SELECT} WHERE m.id = ?1
-                     AND (?2 IS NULL OR m.owner_id IS NULL OR m.owner_id = ?2)"
-                ),
-                params![id, scope.tenant()],
-                module_from_row,
-            )
-            .optional()?
+        let m = visible_module(&tx, id, scope)?
             .ok_or_else(|| ApiError::not_found(format!("no module with id {id}")))?;
         if m.owner_id.is_none() {
             return Err(ApiError::conflict(format!(
@@ -863,13 +841,7 @@ impl Store {
         d: &NewDevice,
         dir_of: impl FnOnce(i64) -> PathBuf,
     ) -> Result<i64, ApiError> {
-        let t = tx
-            .query_row(
-                &format!("{TENANT_SELECT} WHERE t.id = ?1"),
-                [d.tenant_id],
-                tenant_from_row,
-            )
-            .optional()?
+        let t = tenant_where(tx, "t.id", d.tenant_id)?
             .ok_or_else(|| ApiError::invalid("tenant", "no such tenant"))?;
         let visible: bool = tx.query_row(
             "SELECT EXISTS (SELECT 1 FROM modules WHERE id = ?1
@@ -935,23 +907,19 @@ impl Store {
         id: i64,
         scope: Scope,
     ) -> Result<Option<DeviceRow>, rusqlite::Error> {
-        self.lock()
-            .query_row(
-                &format!("{DEVICE_SELECT} WHERE d.id = ?1 AND (?2 IS NULL OR d.tenant_id = ?2)"),
-                params![id, scope.tenant()],
-                device_from_row,
-            )
-            .optional()
+        let sql = format!("{DEVICE_SELECT} WHERE d.id = ?1 AND (?2 IS NULL OR d.tenant_id = ?2)");
+        one(
+            &self.lock(),
+            &sql,
+            params![id, scope.tenant()],
+            device_from_row,
+        )
     }
 
     /// The devices `scope` may see, by id.
     pub(crate) fn devices(&self, scope: Scope) -> Result<Vec<DeviceRow>, rusqlite::Error> {
-        let conn = self.lock();
-        let mut st = conn.prepare(&format!(
-            "{DEVICE_SELECT} WHERE ?1 IS NULL OR d.tenant_id = ?1 ORDER BY d.id"
-        ))?;
-        st.query_map(params![scope.tenant()], device_from_row)?
-            .collect()
+        let sql = format!("{DEVICE_SELECT} WHERE ?1 IS NULL OR d.tenant_id = ?1 ORDER BY d.id");
+        all(&self.lock(), &sql, [scope.tenant()], device_from_row)
     }
 
     /// Records a device's new binding (after the host switched to it).

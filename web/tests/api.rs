@@ -16,7 +16,7 @@ use serde_json::{Value, json};
 use tower::ServiceExt;
 use wasmtap_web::host::{
     DeviceCounters, DeviceLive, DeviceSpec, DeviceState, FrontendInfo, FrontendKind, Histogram,
-    Host, LunInfo, ModuleRefusal, ModuleReport,
+    Host, HostError, HostErrorKind, LunInfo, ModuleRefusal, ModuleReport,
 };
 use wasmtap_web::{ControlPlane, Quota, WebConfig, route_table};
 
@@ -42,6 +42,8 @@ struct MockHost {
     /// Rebinding to a module of this name fails.
     fail_rebind_module: Mutex<Option<String>>,
     fail_debug: Mutex<Option<String>>,
+    /// What `exercise` answers instead of starting.
+    fail_exercise: Mutex<Option<HostError>>,
     tcmu: AtomicBool,
     counters: Mutex<HashMap<i64, DeviceCounters>>,
     /// Content hashes the control plane said no module uses any more.
@@ -117,7 +119,7 @@ impl Host for MockHost {
             exports: vec!["wasmtap:backstore/device@0.1.0".into()],
         })
     }
-    fn start(&self, dev: &DeviceSpec) -> Result<(), String> {
+    fn start(&self, dev: &DeviceSpec) -> Result<(), HostError> {
         self.push(Call::Start(dev.clone()));
         if self.start_gate.load(Ordering::SeqCst) {
             let now = self.starting.fetch_add(1, Ordering::SeqCst) + 1;
@@ -128,21 +130,21 @@ impl Host for MockHost {
             self.starting.fetch_sub(1, Ordering::SeqCst);
         }
         if let Some(e) = self.fail_start.lock().unwrap().clone() {
-            return Err(e);
+            return Err(HostError::internal(e));
         }
         self.serving.lock().unwrap().insert(dev.id, dev.clone());
         Ok(())
     }
-    fn stop(&self, id: i64) -> Result<(), String> {
+    fn stop(&self, id: i64) -> Result<(), HostError> {
         self.push(Call::Stop(id));
         self.serving
             .lock()
             .unwrap()
             .remove(&id)
             .map(|_| ())
-            .ok_or_else(|| format!("unknown device {id}"))
+            .ok_or_else(|| HostError::not_running(format!("unknown device {id}")))
     }
-    fn rebind(&self, dev: &DeviceSpec) -> Result<(), String> {
+    fn rebind(&self, dev: &DeviceSpec) -> Result<(), HostError> {
         if !self.rebinding.lock().unwrap().insert(dev.id) {
             self.overlapping_rebinds.fetch_add(1, Ordering::SeqCst);
         }
@@ -154,7 +156,10 @@ impl Host for MockHost {
         self.push(Call::Rebind(dev.clone()));
         let fail = self.fail_rebind_module.lock().unwrap().clone();
         let result = if fail.as_deref() == Some(dev.module_name.as_str()) {
-            Err(format!("guest {} did not open", dev.module_name))
+            Err(HostError::refused(format!(
+                "guest {} did not open",
+                dev.module_name
+            )))
         } else {
             self.serving.lock().unwrap().insert(dev.id, dev.clone());
             Ok(())
@@ -180,28 +185,31 @@ impl Host for MockHost {
             resources: None,
         })
     }
-    fn debug(&self, id: i64) -> Result<String, String> {
+    fn debug(&self, id: i64) -> Result<String, HostError> {
         self.push(Call::Debug(id));
         match self.fail_debug.lock().unwrap().clone() {
-            Some(e) => Err(e),
+            Some(e) => Err(HostError::internal(e)),
             None => Ok(format!("debug of {id}")),
         }
     }
-    fn export(&self, dev: &DeviceSpec) -> Result<LunInfo, String> {
+    fn export(&self, dev: &DeviceSpec) -> Result<LunInfo, HostError> {
         self.push(Call::Export(dev.clone()));
         if self.tcmu.load(Ordering::SeqCst) {
             Ok(lun_for(dev.id))
         } else {
-            Err("no LIO".into())
+            Err(HostError::unsupported("no LIO"))
         }
     }
-    fn unexport(&self, dev: &DeviceSpec, lun: &LunInfo) -> Result<(), String> {
+    fn unexport(&self, dev: &DeviceSpec, lun: &LunInfo) -> Result<(), HostError> {
         self.push(Call::Unexport(dev.id, lun.clone()));
         Ok(())
     }
-    fn exercise(&self, id: i64, secs: u32, queue_depth: u32, _mix: &str) -> Result<(), String> {
+    fn exercise(&self, id: i64, secs: u32, queue_depth: u32, _mix: &str) -> Result<(), HostError> {
         self.push(Call::Exercise(id, secs, queue_depth));
-        Ok(())
+        match self.fail_exercise.lock().unwrap().clone() {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
     }
 }
 
@@ -1587,7 +1595,7 @@ async fn bind_swaps_the_module_and_keeps_db_and_host_in_step() {
         .await;
     assert_eq!(s, StatusCode::OK);
 
-    // The host refuses: 500, DB unchanged.
+    // The host refuses (the new module does not open): 422, DB unchanged.
     let broken = env.module(&a, "broken", "1", b"broken").await;
     *env.host.fail_rebind_module.lock().unwrap() = Some("broken".into());
     let (s, v) = env
@@ -1595,7 +1603,7 @@ async fn bind_swaps_the_module_and_keeps_db_and_host_in_step() {
         .await;
     assert_eq!(
         (s, err_code(&v)),
-        (StatusCode::INTERNAL_SERVER_ERROR, "host_error")
+        (StatusCode::UNPROCESSABLE_ENTITY, "refused")
     );
     assert!(err_msg(&v).contains("did not open"), "{v}");
     let (_, v) = env
@@ -1660,7 +1668,7 @@ async fn concurrent_binds_serialize() {
         if m == broken {
             assert_eq!(
                 (s, err_code(&v)),
-                (StatusCode::INTERNAL_SERVER_ERROR, "host_error")
+                (StatusCode::UNPROCESSABLE_ENTITY, "refused")
             );
         } else {
             assert_eq!(s, StatusCode::OK, "{v}");
@@ -1805,6 +1813,157 @@ async fn stats_log_and_exercise() {
         .await;
     assert_eq!(v["state"], "stopped");
     assert_eq!(v["counters"]["commands"], 0);
+}
+
+/// `v` reads as a `T` and writes back as exactly `v`: the shared DTOs are
+/// the shapes the server emits (the CLI parses its answers with them).
+fn same_shape<T: serde::de::DeserializeOwned + serde::Serialize>(v: &Value) {
+    let t: T = serde_json::from_value(v.clone())
+        .unwrap_or_else(|e| panic!("{}: {e}: {v}", std::any::type_name::<T>()));
+    assert_eq!(
+        &serde_json::to_value(t).unwrap(),
+        v,
+        "{}",
+        std::any::type_name::<T>()
+    );
+}
+
+#[tokio::test]
+async fn every_answer_has_the_shape_of_its_dto() {
+    use wasmtap_web::dto;
+    let env = setup();
+    env.host.counters.lock().unwrap().insert(
+        1,
+        DeviceCounters {
+            commands: 3,
+            errors_by_sense_key: vec![0; 16],
+            ..DeviceCounters::default()
+        },
+    );
+    let a = env.tenant("a").await;
+    let (_, v) = env.call("GET", "/api/v1/whoami", Some(&a), None).await;
+    same_shape::<dto::WhoAmI>(&v);
+    let (_, v) = env.admin("GET", "/api/v1/whoami", None).await;
+    same_shape::<dto::WhoAmI>(&v);
+    let (_, v) = env.admin("GET", "/api/v1/tenants", None).await;
+    same_shape::<Vec<dto::Tenant>>(&v);
+    let (_, v) = env
+        .admin(
+            "PATCH",
+            "/api/v1/tenants/a",
+            Some(json!({"max_modules": 3})),
+        )
+        .await;
+    same_shape::<dto::Tenant>(&v);
+    let (_, v) = env
+        .admin(
+            "POST",
+            "/api/v1/tenants/a/tokens",
+            Some(json!({"label": "more"})),
+        )
+        .await;
+    same_shape::<dto::NewToken>(&v);
+    let (_, v) = env.admin("GET", "/api/v1/tenants/a/tokens", None).await;
+    same_shape::<Vec<dto::Token>>(&v);
+    let m = env.module(&a, "mine", "1", b"mine").await;
+    let d = env.device(&a, "d", m).await;
+    same_shape::<dto::Device>(&d);
+    let id = id_of(&d);
+    assert_eq!(id, 1);
+    let (_, v) = env.call("GET", "/api/v1/modules", Some(&a), None).await;
+    same_shape::<Vec<dto::Module>>(&v);
+    let (_, v) = env
+        .call("GET", &format!("/api/v1/modules/{m}"), Some(&a), None)
+        .await;
+    same_shape::<dto::Module>(&v);
+    let (_, v) = env.call("GET", "/api/v1/devices", Some(&a), None).await;
+    same_shape::<Vec<dto::Device>>(&v);
+    let (_, v) = env
+        .call("GET", &format!("/api/v1/devices/{id}"), Some(&a), None)
+        .await;
+    same_shape::<dto::DeviceDetail>(&v);
+    for route in ["stats", "log"] {
+        let (_, v) = env
+            .call(
+                "GET",
+                &format!("/api/v1/devices/{id}/{route}"),
+                Some(&a),
+                None,
+            )
+            .await;
+        match route {
+            "stats" => same_shape::<dto::DeviceStats>(&v),
+            _ => same_shape::<dto::DeviceLog>(&v),
+        }
+    }
+    let (s, v) = env
+        .call(
+            "POST",
+            &format!("/api/v1/devices/{id}/exercise"),
+            Some(&a),
+            Some(json!({"seconds": 2})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::ACCEPTED);
+    same_shape::<dto::ExerciseStarted>(&v);
+    let (_, v) = env
+        .call(
+            "PUT",
+            &format!("/api/v1/devices/{id}/module"),
+            Some(&a),
+            Some(json!({"module": m})),
+        )
+        .await;
+    same_shape::<dto::Device>(&v);
+    env.host.tcmu.store(true, Ordering::SeqCst);
+    let (_, v) = env
+        .admin("POST", &format!("/api/v1/devices/{id}/export"), None)
+        .await;
+    same_shape::<dto::Exported>(&v);
+    let (_, v) = env.call("GET", "/api/v1/tenants", Some(&a), None).await;
+    same_shape::<dto::ErrorBody>(&v);
+}
+
+/// Every kind of host refusal answers its own status and code, with the
+/// host's message after what the API asked.
+#[tokio::test]
+async fn host_errors_answer_the_status_of_their_kind() {
+    let env = setup();
+    let a = env.tenant("a").await;
+    let ram = env.builtin("ram").await;
+    let id = id_of(&env.device(&a, "d", ram).await);
+    let path = format!("/api/v1/devices/{id}/exercise");
+    let cases = [
+        (
+            HostErrorKind::NotRunning,
+            StatusCode::CONFLICT,
+            "not_running",
+        ),
+        (HostErrorKind::Busy, StatusCode::SERVICE_UNAVAILABLE, "busy"),
+        (HostErrorKind::Conflict, StatusCode::CONFLICT, "conflict"),
+        (
+            HostErrorKind::Refused,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "refused",
+        ),
+        (HostErrorKind::Limit, StatusCode::CONFLICT, "quota_exceeded"),
+        (
+            HostErrorKind::Unsupported,
+            StatusCode::CONFLICT,
+            "unsupported",
+        ),
+        (
+            HostErrorKind::Internal,
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "host_error",
+        ),
+    ];
+    for (kind, status, code) in cases {
+        *env.host.fail_exercise.lock().unwrap() = Some(HostError::new(kind, "the host says no"));
+        let (s, v) = env.call("POST", &path, Some(&a), Some(json!({}))).await;
+        assert_eq!((s, err_code(&v)), (status, code), "{kind:?}: {v}");
+        assert_eq!(err_msg(&v), "exercise: the host says no", "{kind:?}");
+    }
 }
 
 #[tokio::test]
@@ -2144,6 +2303,100 @@ async fn devices_are_restored_in_parallel_while_the_api_serves() {
 
 /// The whole stack over a real socket: a request, and an oversized upload
 /// answered 413 while the client has not finished sending.
+/// The CLI against the real server (over TCP, with the mock host): every
+/// command group parses the answers it gets.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cli_reads_what_the_server_answers() {
+    use wasmtap_web::cli::{self, ClientOpts, Command, DeviceCmd, ModuleCmd, TenantCmd, TokenCmd};
+    let env = setup();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(env.cp.clone().serve(listener, async {
+        let _ = stop_rx.await;
+    }));
+    let a = env.tenant("a").await;
+    let m = env.module(&a, "mine", "1", b"mine").await;
+    let run = |token: &str, cmd: Command| {
+        let opts = ClientOpts {
+            url: Some(url.clone()),
+            token: Some(token.to_string()),
+            json: false,
+        };
+        tokio::task::spawn_blocking(move || {
+            let mut out = Vec::new();
+            let r = cli::run_with(&opts, cmd, &|_| None, &mut out);
+            (r, String::from_utf8(out).unwrap())
+        })
+    };
+    let admin = env.admin.clone();
+    let ok = |(r, out): (Result<(), String>, String)| {
+        r.unwrap_or_else(|e| panic!("{e}\n{out}"));
+        out
+    };
+    let out = ok(run(
+        &a,
+        Command::Device(DeviceCmd::Create {
+            name: "d".into(),
+            size: 1 << 20,
+            block_size: 512,
+            module: "mine".into(),
+            config: "k=secret:v".into(),
+            tenant: None,
+        }),
+    )
+    .await
+    .unwrap());
+    assert!(out.starts_with("created device 1 (d)\n"), "{out}");
+    assert!(out.contains("k=secret:***"), "{out}");
+    for cmd in [
+        Command::Device(DeviceCmd::List),
+        Command::Device(DeviceCmd::Show { id: "d".into() }),
+        Command::Device(DeviceCmd::Log { id: "1".into() }),
+        Command::Device(DeviceCmd::Exercise {
+            id: "d".into(),
+            secs: 1,
+            queue_depth: 1,
+            mix: "rw".into(),
+        }),
+        Command::Device(DeviceCmd::Bind {
+            id: "d".into(),
+            module: format!("{m}"),
+            config: None,
+        }),
+        Command::Module(ModuleCmd::List),
+        Command::Module(ModuleCmd::Show {
+            id: "mine@1".into(),
+        }),
+    ] {
+        ok(run(&a, cmd).await.unwrap());
+    }
+    for cmd in [
+        Command::Tenant(TenantCmd::List),
+        Command::Tenant(TenantCmd::Show { name: "a".into() }),
+        Command::Tenant(TenantCmd::Token {
+            cmd: TokenCmd::Create {
+                tenant: "a".into(),
+                label: "more".into(),
+            },
+        }),
+        Command::Tenant(TenantCmd::Token {
+            cmd: TokenCmd::List { tenant: "a".into() },
+        }),
+        Command::Device(DeviceCmd::Rm { id: "1".into() }),
+    ] {
+        ok(run(&admin, cmd).await.unwrap());
+    }
+    // An error answer reads as code and message.
+    let (r, _) = run(&a, Command::Tenant(TenantCmd::List)).await.unwrap();
+    assert_eq!(
+        r.unwrap_err(),
+        "forbidden: this route needs the admin token"
+    );
+    stop_tx.send(()).unwrap();
+    server.await.unwrap().unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn served_over_tcp() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};

@@ -211,6 +211,7 @@ fn device3() -> Value {
                      "write_bytes": 8192, "in_flight": 1,
                      "errors_by_sense_key": [0, 0, 0, 5, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
                      "latency": {"bounds_us": [100], "counts": [9, 1], "sum_us": 1230}},
+        "resources": null,
         "lun": {"backstore": "user_1/wasmtap-3", "wwn": "naa.5001405aabbccdd", "lun": 0},
         "exercising": false
     })
@@ -220,19 +221,33 @@ fn devices() -> Value {
     json!([
         device3(),
         {"id": 12, "name": "scratch", "tenant": "globex", "size": 1073741824,
-         "block_size": 512, "module": 1, "module_name": "ram", "config": "",
-         "state": "offline", "reason": "open failed", "restarts": 0, "lun": null}
+         "block_size": 512, "module": {"id": 1, "name": "ram", "version": "", "sha256": SHA_RAM},
+         "config": "", "created_at": "2025-01-04T00:00:00Z",
+         "state": "offline", "reason": "open failed", "restarts": 0, "exercising": false,
+         "counters": {"commands": 0, "reads": 0, "writes": 0, "read_bytes": 0,
+                      "write_bytes": 0, "in_flight": 0, "errors_by_sense_key": [],
+                      "latency": {"bounds_us": [], "counts": [], "sum_us": 0}},
+         "resources": null, "lun": null}
     ])
 }
 
 fn tenants() -> Value {
     json!([
         {"name": "acme", "max_devices": 16, "max_total_bytes": 68719476736_u64,
-         "max_guest_memory": 1073741824, "created_at": "2025-01-01T00:00:00Z",
-         "usage": {"devices": 2, "total_bytes": 1140850688, "modules": 1}},
+         "max_guest_memory": 1073741824, "max_open_files": 256, "max_instances": 64,
+         "max_stored_files": 10000, "max_modules": 32, "max_module_total_bytes": 268435456,
+         "created_at": "2025-01-01T00:00:00Z",
+         "usage": {"devices": 2, "total_bytes": 1140850688, "modules": 1,
+                   "module_bytes": 2097152},
+         "resources": {"memory": 2097152, "open_files": 3, "instances": 2,
+                       "storage_bytes": 1048576, "storage_files": 2,
+                       "limits": {"memory": 1073741824, "open_files": 256, "instances": 64,
+                                  "storage_bytes": 77309411328_u64, "storage_files": 10000}}},
         {"name": "globex", "max_devices": 4, "max_total_bytes": 10737418240_u64,
-         "max_guest_memory": 268435456, "created_at": "2025-01-01T00:00:00Z",
-         "usage": {"devices": 0, "total_bytes": 0, "modules": 0}}
+         "max_guest_memory": 268435456, "max_open_files": 256, "max_instances": 64,
+         "max_stored_files": 10000, "max_modules": 32, "max_module_total_bytes": 268435456,
+         "created_at": "2025-01-01T00:00:00Z",
+         "usage": {"devices": 0, "total_bytes": 0, "modules": 0, "module_bytes": 0}}
     ])
 }
 
@@ -249,9 +264,13 @@ fn daemon() -> Fake {
             ("POST", "/api/v1/devices") => (201, device3().to_string()),
             ("PUT", "/api/v1/devices/3/module") => ok(device3()),
             ("POST", "/api/v1/devices/3/export") => ok(json!({"lun": device3()["lun"]})),
-            ("POST", "/api/v1/devices/3/exercise") => (202, "{}".into()),
+            ("POST", "/api/v1/devices/3/exercise") => (
+                202,
+                json!({"device": 3, "seconds": 10, "queue_depth": 16, "mix": "all"}).to_string(),
+            ),
             ("GET", "/api/v1/devices/3/log") => ok(json!({
-                "log": ["[info] opened", "[warn] slow"], "debug": "blocks: 16384\n"
+                "log": ["[info] opened", "[warn] slow"], "debug": "blocks: 16384\n",
+                "guest_stats": null
             })),
             ("GET", "/api/v1/tenants") => ok(tenants()),
             ("GET", "/api/v1/tenants/acme") => ok(tenants()[0].clone()),
@@ -260,11 +279,12 @@ fn daemon() -> Fake {
             ("POST", "/api/v1/tenants/acme/tokens") => (
                 201,
                 json!({"id": 5, "label": "ci",
-                       "token": "wt_00112233445566778899aabbccddeeff00112233"})
+                       "token": "wt_00112233445566778899aabbccddeeff00112233",
+                       "created_at": "2023-11-14T22:13:20Z"})
                 .to_string(),
             ),
             ("GET", "/api/v1/tenants/acme/tokens") => ok(json!([
-                {"id": 5, "label": "ci", "created_at": 1_700_000_000},
+                {"id": 5, "label": "ci", "created_at": "2023-11-14T22:13:20Z"},
                 {"id": 6, "label": "laptop", "created_at": "2024-05-01T10:00:00Z"}
             ])),
             ("DELETE", _) => (204, String::new()),
@@ -734,8 +754,16 @@ fn tenant_subcommands() {
         line_with(&out, "total size").ends_with("1.1 GiB of 64 GiB"),
         "{out}"
     );
-    assert!(line_with(&out, "guest memory").ends_with("1 GiB"), "{out}");
-    assert!(line_with(&out, "modules").ends_with("1"), "{out}");
+    assert!(
+        line_with(&out, "guest memory").ends_with("2 MiB of 1 GiB"),
+        "{out}"
+    );
+    assert!(line_with(&out, "open files").ends_with("3 of 256"), "{out}");
+    assert!(line_with(&out, "modules").ends_with("1 of 32"), "{out}");
+    assert!(
+        line_with(&out, "module bytes").ends_with("2 MiB of 256 MiB"),
+        "{out}"
+    );
 
     d.clear();
     d.ok(&["tenant", "create", "acme"]);
@@ -796,7 +824,7 @@ fn tenant_subcommands() {
     assert_eq!(
         out,
         "ID  LABEL   CREATED\n\
-         5   ci      2023-11-14 22:13:20 UTC\n\
+         5   ci      2023-11-14T22:13:20Z\n\
          6   laptop  2024-05-01T10:00:00Z\n"
     );
 }
@@ -996,9 +1024,11 @@ fn module_name_at_version_picks_one_of_several() {
     let two = || {
         json!([
             {"id": 7, "name": "mystore", "version": "1.2", "sha256": SHA_MINE, "size": 1,
-             "owner": "acme", "builtin": false, "imports": [], "exports": [], "bound_devices": []},
+             "owner": "acme", "uploaded_by": "acme:ci", "created_at": "2025-01-02T00:00:00Z",
+             "builtin": false, "imports": [], "exports": [], "bound_devices": []},
             {"id": 9, "name": "mystore", "version": "2.0", "sha256": SHA_RAM, "size": 1,
-             "owner": "acme", "builtin": false, "imports": [], "exports": [], "bound_devices": []}
+             "owner": "acme", "uploaded_by": "acme:ci", "created_at": "2025-01-03T00:00:00Z",
+             "builtin": false, "imports": [], "exports": [], "bound_devices": []}
         ])
     };
     let f = Fake::start(move |r| match (r.method.as_str(), r.path.as_str()) {

@@ -19,7 +19,8 @@ use tokio::net::{TcpSocket, TcpStream};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 use wasmtap_web::host::{
-    DeviceLive, DeviceSpec, FrontendInfo, FrontendKind, Host, LunInfo, ModuleRefusal, ModuleReport,
+    DeviceLive, DeviceSpec, FrontendInfo, FrontendKind, Host, HostError, LunInfo, ModuleRefusal,
+    ModuleReport,
 };
 use wasmtap_web::{CONTENT_SECURITY_POLICY, ControlPlane, HttpLimits, WebConfig};
 
@@ -50,28 +51,28 @@ impl Host for NullHost {
             })
         }
     }
-    fn start(&self, _: &DeviceSpec) -> Result<(), String> {
+    fn start(&self, _: &DeviceSpec) -> Result<(), HostError> {
         Ok(())
     }
-    fn stop(&self, _: i64) -> Result<(), String> {
+    fn stop(&self, _: i64) -> Result<(), HostError> {
         Ok(())
     }
-    fn rebind(&self, _: &DeviceSpec) -> Result<(), String> {
+    fn rebind(&self, _: &DeviceSpec) -> Result<(), HostError> {
         Ok(())
     }
     fn live(&self, _: i64) -> Option<DeviceLive> {
         None
     }
-    fn debug(&self, _: i64) -> Result<String, String> {
+    fn debug(&self, _: i64) -> Result<String, HostError> {
         Ok(String::new())
     }
-    fn export(&self, _: &DeviceSpec) -> Result<LunInfo, String> {
-        Err("no LIO".into())
+    fn export(&self, _: &DeviceSpec) -> Result<LunInfo, HostError> {
+        Err(HostError::unsupported("no LIO"))
     }
-    fn unexport(&self, _: &DeviceSpec, _: &LunInfo) -> Result<(), String> {
+    fn unexport(&self, _: &DeviceSpec, _: &LunInfo) -> Result<(), HostError> {
         Ok(())
     }
-    fn exercise(&self, _: i64, _: u32, _: u32, _: &str) -> Result<(), String> {
+    fn exercise(&self, _: i64, _: u32, _: u32, _: &str) -> Result<(), HostError> {
         Ok(())
     }
 }

@@ -32,12 +32,12 @@ use wasmtap_ring::Ring;
 use wasmtap_ring::abi;
 use wasmtap_ring::sim::SimConfig;
 use wasmtap_runtime::{
-    BackendState, InstanceSpec, LoadError, Module, Runtime, RuntimeConfig, Tenant, TenantLimits,
-    WasmBackend,
+    BackendState, InstanceSpec, LoadError, Module, OpenError, Runtime, RuntimeConfig, Tenant,
+    TenantLimits, WasmBackend,
 };
 use wasmtap_web::host::{
     DeviceCounters, DeviceLive, DeviceSpec, DeviceState, FrontendInfo, FrontendKind, Histogram,
-    Host, LunInfo, ModuleRefusal, ModuleReport, TenantResources,
+    Host, HostError, HostErrorKind, LunInfo, ModuleRefusal, ModuleReport, TenantResources,
 };
 
 use crate::backstore::with_geometry;
@@ -90,7 +90,7 @@ struct Managed {
 /// The last `debug` answer and whether one is being asked for.
 #[derive(Debug, Default)]
 struct DebugCache {
-    last: Option<(Instant, Result<String, String>)>,
+    last: Option<(Instant, Result<String, HostError>)>,
     asking: bool,
     /// The guest's own counters, asked together with the debug text.
     stats: Option<wasmtap_web::host::GuestStats>,
@@ -247,21 +247,24 @@ impl DaemonHost {
         self.ready.store(true, Ordering::Release);
     }
 
-    fn module(&self, spec: &DeviceSpec) -> Result<Module, String> {
+    fn module(&self, spec: &DeviceSpec) -> Result<Module, HostError> {
         if let Some(m) = lock(&self.modules).get(&spec.module_sha256) {
             return Ok(m.clone());
         }
         let bytes = std::fs::read(&spec.module_path).map_err(|e| {
-            format!(
+            HostError::internal(format!(
                 "module {}: {}: {e}",
                 spec.module_name,
                 spec.module_path.display()
-            )
+            ))
         })?;
-        let m = self
-            .runtime
-            .load(&bytes)
-            .map_err(|e| format!("module {} refused: {e}", spec.module_name))?;
+        let m = self.runtime.load(&bytes).map_err(|e| {
+            let kind = match e {
+                LoadError::CompilerBusy(_) => HostErrorKind::Busy,
+                _ => HostErrorKind::Refused,
+            };
+            HostError::new(kind, format!("module {} refused: {e}", spec.module_name))
+        })?;
         lock(&self.modules).insert(spec.module_sha256.clone(), m.clone());
         Ok(m)
     }
@@ -288,14 +291,24 @@ impl DaemonHost {
     }
 
     /// Open `spec`'s module as an instance for a device whose data lives in
-    /// `region`.
+    /// `region`; the error is the reason the device is offline.
     fn open_guest(
         &self,
         spec: &DeviceSpec,
         region: Option<Arc<MappedRegion>>,
     ) -> Result<WasmBackend, String> {
+        self.open_instance(spec, region).map_err(|e| e.message)
+    }
+
+    /// [`Self::open_guest`], saying what kind of failure it was.
+    fn open_instance(
+        &self,
+        spec: &DeviceSpec,
+        region: Option<Arc<MappedRegion>>,
+    ) -> Result<WasmBackend, HostError> {
         let module = self.module(spec)?;
-        std::fs::create_dir_all(&spec.dir).map_err(|e| format!("{}: {e}", spec.dir.display()))?;
+        std::fs::create_dir_all(&spec.dir)
+            .map_err(|e| HostError::internal(format!("{}: {e}", spec.dir.display())))?;
         let config = with_geometry(
             &wasmtap_web::host::guest_config(&spec.config),
             spec.size,
@@ -310,7 +323,16 @@ impl DaemonHost {
         let name = format!("{}/{}", spec.tenant, spec.name);
         let log = wasmtap_runtime::GuestLog::new(name.as_str(), inst.limits.log_lines_per_sec);
         inst.log = Some(log.clone());
-        let opened = self.runtime.open(&name, inst).map_err(|e| e.to_string());
+        let opened = self.runtime.open(&name, inst).map_err(|e| {
+            let kind = match &e {
+                OpenError::Directory(_) => HostErrorKind::Internal,
+                OpenError::Limit(_) => HostErrorKind::Limit,
+                OpenError::Instance(_) | OpenError::Refused { .. } | OpenError::Geometry(_) => {
+                    HostErrorKind::Refused
+                }
+            };
+            HostError::new(kind, e.to_string())
+        });
         if opened.is_err() {
             // What the guest logged while refusing stays readable in
             // `device log` (see `spawn_worker`).
@@ -319,11 +341,10 @@ impl DaemonHost {
         opened
     }
 
-    fn get(&self, id: i64) -> Result<Arc<Managed>, String> {
-        lock(&self.devices)
-            .get(&id)
-            .cloned()
-            .ok_or_else(|| format!("device {id} is not running in this daemon"))
+    fn get(&self, id: i64) -> Result<Arc<Managed>, HostError> {
+        lock(&self.devices).get(&id).cloned().ok_or_else(|| {
+            HostError::not_running(format!("device {id} is not running in this daemon"))
+        })
     }
 
     /// Start a worker serving `ring` for managed device `m`.
@@ -535,18 +556,22 @@ impl DaemonHost {
     }
 
     /// Run `f` on device `id`'s handler, on its worker thread (when nothing
-    /// is in flight if `idle`), and wait for its answer.
+    /// is in flight if `idle`), and wait for its answer; the device's own
+    /// refusal is an error of kind `refused`.
     fn ask<T: Send + 'static, E: std::fmt::Display + Send + 'static>(
         &self,
         id: i64,
         idle: bool,
+        refused: HostErrorKind,
         f: impl FnOnce(&mut DeviceHandler) -> Result<T, E> + Send + 'static,
-    ) -> Result<T, String> {
+    ) -> Result<T, HostError> {
         let m = self.get(id)?;
         let control = {
             let run = lock(&m.run);
             let Some(run) = run.as_ref().filter(|r| !r.handle.is_finished()) else {
-                return Err("the device is not being served right now".into());
+                return Err(HostError::not_running(
+                    "the device is not being served right now",
+                ));
             };
             run.control.clone()
         };
@@ -555,10 +580,15 @@ impl DaemonHost {
         } else {
             worker::When::Now
         };
-        let answer = control.call(when, WORKER_ANSWER, f);
-        answer
-            .map_err(|e| e.to_string())?
-            .map_err(|e| e.to_string())
+        match control.call(when, WORKER_ANSWER, f) {
+            Ok(answer) => answer.map_err(|e| HostError::new(refused, e.to_string())),
+            Err(worker::CallError::Gone) => {
+                Err(HostError::not_running("the device's worker has stopped"))
+            }
+            Err(e @ worker::CallError::Timeout(_)) => {
+                Err(HostError::new(HostErrorKind::Busy, e.to_string()))
+            }
+        }
     }
 }
 
@@ -611,13 +641,13 @@ impl Host for DaemonHost {
         Ok(report)
     }
 
-    fn start(&self, dev: &DeviceSpec) -> Result<(), String> {
+    fn start(&self, dev: &DeviceSpec) -> Result<(), HostError> {
         if let Ok(m) = self.get(dev.id) {
             Self::stop_run(&m);
             lock(&self.devices).remove(&dev.id);
         }
         match self.kind {
-            FrontendKind::Sim => self.start_sim(dev),
+            FrontendKind::Sim => self.start_sim(dev).map_err(HostError::internal),
             FrontendKind::Tcmu => {
                 // Served when its UIO device appears (export, or a LUN that
                 // survived a daemon restart: the serve loop's scan finds it).
@@ -628,7 +658,7 @@ impl Host for DaemonHost {
         }
     }
 
-    fn stop(&self, id: i64) -> Result<(), String> {
+    fn stop(&self, id: i64) -> Result<(), HostError> {
         let m = lock(&self.devices).remove(&id);
         if let Some(m) = m {
             Self::stop_run(&m);
@@ -636,7 +666,7 @@ impl Host for DaemonHost {
         Ok(())
     }
 
-    fn rebind(&self, dev: &DeviceSpec) -> Result<(), String> {
+    fn rebind(&self, dev: &DeviceSpec) -> Result<(), HostError> {
         let m = self.get(dev.id)?;
         let serving = lock(&m.run)
             .as_ref()
@@ -658,9 +688,11 @@ impl Host for DaemonHost {
         let mut spec = dev.clone();
         spec.size = size;
         spec.block_size = bs;
-        let backend = self.open_guest(&spec, region)?;
+        let backend = self.open_instance(&spec, region)?;
         let from = lock(&m.spec).module_name.clone();
-        self.ask(dev.id, true, move |h| h.swap(Box::new(backend)))?;
+        self.ask(dev.id, true, HostErrorKind::Conflict, move |h| {
+            h.swap(Box::new(backend))
+        })?;
         tracing::info!(device = %spec.name, tenant = %spec.tenant, %from, to = %spec.module_name, "hot swap done");
         note(
             &m.events,
@@ -762,7 +794,7 @@ impl Host for DaemonHost {
     /// asked at most once a second and never twice at once: the others get
     /// the last answer (or are told it is being produced), so a slow or
     /// huge `debug` cannot pile up requests, threads or memory.
-    fn debug(&self, id: i64) -> Result<String, String> {
+    fn debug(&self, id: i64) -> Result<String, HostError> {
         let m = self.get(id)?;
         {
             let mut c = lock(&m.debug);
@@ -770,14 +802,19 @@ impl Host for DaemonHost {
                 Some((at, r)) if at.elapsed() < DEBUG_FRESH => return r.clone(),
                 Some((_, r)) if c.asking => return r.clone(),
                 None if c.asking => {
-                    return Err("the guest's debug text is being produced; ask again".into());
+                    return Err(HostError::new(
+                        HostErrorKind::Busy,
+                        "the guest's debug text is being produced; ask again",
+                    ));
                 }
                 _ => {}
             }
             c.asking = true;
         }
-        let r = self.ask(id, false, |h| h.debug());
-        let stats = self.ask(id, false, |h| h.guest_stats()).ok();
+        let r = self.ask(id, false, HostErrorKind::Internal, |h| h.debug());
+        let stats = self
+            .ask(id, false, HostErrorKind::Internal, |h| h.guest_stats())
+            .ok();
         let mut c = lock(&m.debug);
         c.asking = false;
         c.last = Some((Instant::now(), r.clone()));
@@ -789,9 +826,11 @@ impl Host for DaemonHost {
         lock(&self.get(id).ok()?.debug).stats
     }
 
-    fn export(&self, dev: &DeviceSpec) -> Result<LunInfo, String> {
+    fn export(&self, dev: &DeviceSpec) -> Result<LunInfo, HostError> {
         if self.kind != FrontendKind::Tcmu {
-            return Err("no LIO on this host: devices run on the built-in simulator and cannot be exported as kernel LUNs".into());
+            return Err(HostError::unsupported(
+                "no LIO on this host: devices run on the built-in simulator and cannot be exported as kernel LUNs",
+            ));
         }
         let name = backstore_name(dev.id);
         let spec = LunSpec {
@@ -802,11 +841,12 @@ impl Host for DaemonHost {
             config: dev_config(dev.id),
             hba: 0,
         };
-        spec.validate()?;
+        spec.validate().map_err(HostError::refused)?;
         // Exported before a daemon restart: the LUN is still there and the
         // serve loop re-attaches it.
         if !configfs::backstore_dir(&self.configfs, 0, &name).exists() {
-            configfs::create_lun(&self.configfs, &spec).map_err(|e| e.to_string())?;
+            configfs::create_lun(&self.configfs, &spec)
+                .map_err(|e| HostError::internal(e.to_string()))?;
         }
         let wwn = configfs::wwn_for(&name, b't');
         Ok(LunInfo {
@@ -816,30 +856,37 @@ impl Host for DaemonHost {
         })
     }
 
-    fn unexport(&self, dev: &DeviceSpec, _lun: &LunInfo) -> Result<(), String> {
+    fn unexport(&self, dev: &DeviceSpec, _lun: &LunInfo) -> Result<(), HostError> {
         if self.kind != FrontendKind::Tcmu {
-            return Err("no LIO on this host: nothing is exported".into());
+            return Err(HostError::unsupported(
+                "no LIO on this host: nothing is exported",
+            ));
         }
         // The LUN goes first, while the worker still answers: removing the
         // disk sends commands (cache flush) that must not go unanswered.
         // Then the backstore, whose UIO device vanishing ends the worker;
         // the device stays registered so a new export serves it again.
         let removed = configfs::delete_lun(&self.configfs, 0, &backstore_name(dev.id))
-            .map_err(|e| e.to_string());
+            .map_err(|e| HostError::internal(e.to_string()));
         if let Ok(m) = self.get(dev.id) {
             Self::stop_worker(&m);
         }
         removed
     }
 
-    fn exercise(&self, id: i64, secs: u32, queue_depth: u32, mix: &str) -> Result<(), String> {
-        let mix = demo::Mix::parse(mix)?;
+    fn exercise(&self, id: i64, secs: u32, queue_depth: u32, mix: &str) -> Result<(), HostError> {
+        let mix = demo::Mix::parse(mix).map_err(HostError::refused)?;
         let m = self.get(id)?;
         let Some(sim) = &m.sim else {
-            return Err("exercise runs the simulator's initiator; on real LIO devices send I/O from an initiator (e.g. fio on the LUN)".into());
+            return Err(HostError::unsupported(
+                "exercise runs the simulator's initiator; on real LIO devices send I/O from an initiator (e.g. fio on the LUN)",
+            ));
         };
         if m.exercising.swap(true, Ordering::AcqRel) {
-            return Err("an exercise is already running on this device".into());
+            return Err(HostError::new(
+                HostErrorKind::Conflict,
+                "an exercise is already running on this device",
+            ));
         }
         let spec = lock(&m.spec).clone();
         let load = Load {
@@ -894,7 +941,7 @@ impl Host for DaemonHost {
             })
             .map_err(|e| {
                 m.exercising.store(false, Ordering::Release);
-                format!("spawn exercise: {e}")
+                HostError::internal(format!("spawn exercise: {e}"))
             })?;
         if let Some(old) = lock(&sim.exercise).replace(h) {
             let _ = old.join();

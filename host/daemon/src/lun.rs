@@ -4,7 +4,7 @@ use std::path::Path;
 
 use wasmtap_kernel::configfs::{self, LunSpec};
 
-use crate::config::parse_size;
+use wasmtap_web::size::parse_nonzero_size;
 
 /// `wasmtap lun create`: validate, create the backstore and its LUN, report.
 pub fn create(
@@ -15,8 +15,8 @@ pub fn create(
     max_transfer: &str,
     dev_config: &str,
 ) -> Result<(), String> {
-    let size = parse_size(size)?;
-    let max_transfer = parse_size(max_transfer)?;
+    let size = parse_nonzero_size(size)?;
+    let max_transfer = parse_nonzero_size(max_transfer)?;
     let spec = LunSpec {
         name: name.to_string(),
         size,

@@ -355,7 +355,7 @@ fn check(
         let bytes = std::fs::read(&module).map_err(|e| format!("{}: {e}", module.display()))?;
         let mut o = wasmtap::check::Options::new(&module.display().to_string(), bytes);
         o.config = config;
-        o.size = wasmtap::config::parse_size(size)?;
+        o.size = wasmtap_web::size::parse_nonzero_size(size)?;
         o.block_size = block_size;
         o.load_secs = secs;
         o.keep = keep;

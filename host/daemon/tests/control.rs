@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use sha2::{Digest, Sha256};
 use wasmtap::config::ServeConfig;
 use wasmtap::control::DaemonHost;
-use wasmtap_web::host::{DeviceSpec, DeviceState, FrontendKind, Host};
+use wasmtap_web::host::{DeviceSpec, DeviceState, FrontendKind, Host, HostErrorKind};
 
 fn tmp(tag: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!(
@@ -168,7 +168,8 @@ fn a_module_that_cannot_open_leaves_the_old_instance_serving() {
         ..s1.clone()
     };
     let err = h.rebind(&bad).unwrap_err();
-    assert!(err.contains("invalid-config"), "{err}");
+    assert_eq!(err.kind, HostErrorKind::Refused, "{err}");
+    assert!(err.message.contains("invalid-config"), "{err}");
     h.exercise(7, 2, 8, "all").unwrap();
     wait_exercise(&h, 7).expect("the old instance still serves 4 KiB-block I/O");
     assert_eq!(h.live(7).unwrap().state, DeviceState::Running);
@@ -238,8 +239,12 @@ fn exercise_is_refused_while_one_runs_and_for_unknown_devices() {
     h.start(&spec(&data, 4, "ram", &ram, "", 512)).unwrap();
     h.exercise(4, 2, 4, "all").unwrap();
     let e = h.exercise(4, 2, 4, "all").unwrap_err();
-    assert!(e.contains("already"), "{e}");
-    assert!(h.exercise(99, 1, 1, "all").is_err());
+    assert_eq!(e.kind, HostErrorKind::Conflict, "{e}");
+    assert!(e.message.contains("already"), "{e}");
+    let e = h.exercise(99, 1, 1, "all").unwrap_err();
+    assert_eq!(e.kind, HostErrorKind::NotRunning, "{e}");
+    let e = h.export(&spec(&data, 4, "ram", &ram, "", 512)).unwrap_err();
+    assert_eq!(e.kind, HostErrorKind::Unsupported, "sim has no LIO: {e}");
     wait_exercise(&h, 4).unwrap();
     h.stop(4).unwrap();
     assert!(h.live(4).is_none());
@@ -276,7 +281,8 @@ fn resources_held_are_visible_and_the_instance_quota_holds_across_a_swap() {
         ..spec(&data, 1, "raw-file-v2", &v2, "", 512)
     };
     let e = h.rebind(&s2).expect_err("a swap needs a second instance");
-    assert!(e.contains("limit of 1 instances"), "{e}");
+    assert_eq!(e.kind, HostErrorKind::Limit, "{e}");
+    assert!(e.message.contains("limit of 1 instances"), "{e}");
     assert_eq!(h.live(1).unwrap().state, DeviceState::Running);
     h.exercise(1, 1, 4, "all").unwrap();
     wait_exercise(&h, 1).expect("the old instance still serves");
