@@ -14,15 +14,10 @@ use wasmtap::config::ServeConfig;
 use wasmtap::control::DaemonHost;
 use wasmtap_web::host::{DeviceSpec, DeviceState, FrontendKind, Host, HostErrorKind};
 
-fn tmp(tag: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!(
-        "wasmtap-control-{tag}-{}-{:?}",
-        std::process::id(),
-        thread::current().id()
-    ));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
+mod common;
+
+fn tmp(tag: &str) -> common::Scratch {
+    common::Scratch::new(&format!("control-{tag}"))
 }
 
 fn host(data: &Path) -> DaemonHost {

@@ -2,7 +2,7 @@
 //! conformance checks for the native RAM disk and the `ram` and `raw-file`
 //! guests, and containment of hostile guests next to a healthy device.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
@@ -48,9 +48,8 @@ fn pattern(seed: u64, len: usize) -> Vec<u8> {
         .collect()
 }
 
-fn data_dir(tag: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("wasmtap-gs-{tag}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
+fn data_dir(tag: &str) -> common::Scratch {
+    let d = common::Scratch::new(&format!("gs-{tag}"));
     std::fs::create_dir_all(d.join("modules")).unwrap();
     // Hostile modules are not built in: install them as uploaded modules.
     for (name, path) in wasmtap_hostile_guests::ALL {

@@ -157,3 +157,40 @@ impl Drop for Dev {
 pub fn triple(c: &Completion) -> (u8, u8, u8) {
     (c.sense[2] & 0xf, c.sense[12], c.sense[13])
 }
+
+/// A fresh directory under the system's temporary directory, removed when
+/// the test is done with it (tests that leave theirs fill `/tmp`).
+pub struct Scratch(std::path::PathBuf);
+
+impl Scratch {
+    /// An empty directory named after `name`, this process and thread.
+    pub fn new(name: &str) -> Self {
+        let d = std::env::temp_dir().join(format!(
+            "wasmtap-{name}-{}-{:?}",
+            std::process::id(),
+            thread::current().id()
+        ));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).unwrap();
+        Self(d)
+    }
+}
+
+impl std::ops::Deref for Scratch {
+    type Target = std::path::Path;
+    fn deref(&self) -> &std::path::Path {
+        &self.0
+    }
+}
+
+impl AsRef<std::path::Path> for Scratch {
+    fn as_ref(&self) -> &std::path::Path {
+        &self.0
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
