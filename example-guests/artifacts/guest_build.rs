@@ -63,6 +63,14 @@ pub fn build(guests: &[(&str, &str)]) {
         .to_path_buf();
     let out_dir = env_path("OUT_DIR");
 
+    // This file is shared by two build scripts: what it generates changes
+    // with it.
+    println!(
+        "cargo:rerun-if-changed={}",
+        workspace
+            .join("example-guests/artifacts/guest_build.rs")
+            .display()
+    );
     for path in ["wit", "guest-sdk", "Cargo.lock", "Cargo.toml"] {
         println!("cargo:rerun-if-changed={}", workspace.join(path).display());
     }
@@ -151,5 +159,11 @@ pub fn build(guests: &[(&str, &str)]) {
     )
     .unwrap();
     writeln!(code, "pub const ALL: &[(&str, &str)] = &[\n{all}];").unwrap();
+    code.push_str(
+        "\n/// The component of the guest called `name`, if this crate builds it.\n\
+         pub fn path(name: &str) -> Option<&'static std::path::Path> {\n    \
+         ALL.iter()\n        .find(|(n, _)| *n == name)\n        \
+         .map(|(_, p)| std::path::Path::new(*p))\n}\n",
+    );
     std::fs::write(out_dir.join("guests.rs"), code).expect("write guests.rs");
 }
