@@ -556,12 +556,12 @@ impl DaemonHost {
     }
 
     /// Run `f` on device `id`'s handler, on its worker thread (when nothing
-    /// is in flight if `idle`), and wait for its answer; the device's own
+    /// is in flight with `When::Idle`), and wait for its answer; the device's own
     /// refusal is an error of kind `refused`.
     fn ask<T: Send + 'static, E: std::fmt::Display + Send + 'static>(
         &self,
         id: i64,
-        idle: bool,
+        when: worker::When,
         refused: HostErrorKind,
         f: impl FnOnce(&mut DeviceHandler) -> Result<T, E> + Send + 'static,
     ) -> Result<T, HostError> {
@@ -574,11 +574,6 @@ impl DaemonHost {
                 ));
             };
             run.control.clone()
-        };
-        let when = if idle {
-            worker::When::Idle
-        } else {
-            worker::When::Now
         };
         match control.call(when, WORKER_ANSWER, f) {
             Ok(answer) => answer.map_err(|e| HostError::new(refused, e.to_string())),
@@ -690,9 +685,12 @@ impl Host for DaemonHost {
         spec.block_size = bs;
         let backend = self.open_instance(&spec, region)?;
         let from = lock(&m.spec).module_name.clone();
-        self.ask(dev.id, true, HostErrorKind::Conflict, move |h| {
-            h.swap(Box::new(backend))
-        })?;
+        self.ask(
+            dev.id,
+            worker::When::Idle,
+            HostErrorKind::Conflict,
+            move |h| h.swap(Box::new(backend)),
+        )?;
         tracing::info!(device = %spec.name, tenant = %spec.tenant, %from, to = %spec.module_name, "hot swap done");
         note(
             &m.events,
@@ -811,9 +809,13 @@ impl Host for DaemonHost {
             }
             c.asking = true;
         }
-        let r = self.ask(id, false, HostErrorKind::Internal, |h| h.debug());
+        let r = self.ask(id, worker::When::Now, HostErrorKind::Internal, |h| {
+            h.debug()
+        });
         let stats = self
-            .ask(id, false, HostErrorKind::Internal, |h| h.guest_stats())
+            .ask(id, worker::When::Now, HostErrorKind::Internal, |h| {
+                h.guest_stats()
+            })
             .ok();
         let mut c = lock(&m.debug);
         c.asking = false;
